@@ -1,0 +1,41 @@
+"""lipopt: exact Lipschitz constants and certified bounds of ReLU networks, side by side.
+
+``import lipopt`` is light: torch, cvxpy, Pyomo and the solvers are imported only by the methods that
+use them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "lipschitz": "lipopt.api",
+    "compare": "lipopt.api",
+    "load": "lipopt.network.load",
+    "Network": "lipopt.network.network",
+    "Question": "lipopt.spec",
+    "make_question": "lipopt.spec",
+    "Box": "lipopt.spec",
+    "Ball": "lipopt.spec",
+    "Global": "lipopt.spec",
+    "Norm": "lipopt.spec",
+    "LipschitzResult": "lipopt.result",
+    "ResultSet": "lipopt.result",
+    "BoundKind": "lipopt.result",
+    "Status": "lipopt.result",
+    "RunOptions": "lipopt.methods",
+    "methods": "lipopt.methods",
+}
+
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        mod = importlib.import_module(_LAZY[name])
+        return mod if name == "methods" else getattr(mod, name)
+    raise AttributeError(f"module 'lipopt' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Sound pre-activation bounds (interval arithmetic, linear relaxation, LP tightening)."""

@@ -1,0 +1,1 @@
+"""Exact reference methods for tiny networks (linear-region enumeration)."""

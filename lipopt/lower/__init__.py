@@ -1,0 +1,1 @@
+"""Certified lower bounds: sampled Jacobians, gradient ascent, adversarial pairs."""

@@ -1,0 +1,138 @@
+"""The method registry: name -> module, declared bound kind and applicability.
+
+A method lives in its own module, which defines two functions and imports nothing heavy at module level:
+
+    def applicable(network: Network, question: Question) -> str | None   # None, or why not
+    def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult
+
+``run_method`` binds the question, times the run, turns exceptions into ERROR results (never a silent
+value), and checks the record's own bracket (lower <= upper).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lipopt.errors import NotApplicableError
+from lipopt.network.network import Network
+from lipopt.result import BoundKind, LipschitzResult, Status
+from lipopt.spec import Question
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Options shared by every method; method-specific ones go in ``extra`` (a dict by method name or key)."""
+
+    time_limit: float | None = None
+    solver: str | None = None
+    seed: int = 0
+    threads: int | None = None
+    rel_gap: float = 1e-6
+    verbose: bool = False
+    device: str = "cpu"
+    progress: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.extra.get(key, default)
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    kind: BoundKind
+    module: str
+    description: str
+    default: bool = True  # part of the default comparison when applicable
+
+    def _mod(self) -> Any:
+        return importlib.import_module(self.module)
+
+    def applicable(self, network: Network, question: Question) -> str | None:
+        try:
+            mod = self._mod()
+        except ImportError as exc:
+            return f"method module {self.module} cannot be imported: {exc}"
+        return mod.applicable(network, question)
+
+    def runner(self) -> Callable[..., LipschitzResult]:
+        return self._mod().run
+
+
+REGISTRY: dict[str, MethodInfo] = {}
+
+
+def register(info: MethodInfo) -> MethodInfo:
+    REGISTRY[info.name] = info
+    return info
+
+
+def get_method(name: str) -> MethodInfo:
+    if name not in REGISTRY:
+        raise KeyError(f"unknown method {name!r}; available: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def applicable_methods(network: Network, question: Question, only_default: bool = True) -> list[str]:
+    q = question.bind(network)
+    return [n for n, m in REGISTRY.items() if (m.default or not only_default) and m.applicable(network, q) is None]
+
+
+def run_method(name: str, network: Network, question: Question, options: RunOptions | None = None) -> LipschitzResult:
+    info = get_method(name)
+    options = options or RunOptions()
+    q = question.bind(network)
+    t0 = time.perf_counter()
+    reason = info.applicable(network, q)
+    if reason is not None:
+        res = LipschitzResult(name, info.kind, None, Status.NOT_APPLICABLE, message=reason)
+    else:
+        try:
+            res = info.runner()(network, q, options)
+        except NotApplicableError as exc:
+            res = LipschitzResult(name, info.kind, None, Status.NOT_APPLICABLE, message=str(exc))
+        except Exception as exc:  # a failed method is a reported ERROR, never a silent value
+            res = LipschitzResult(name, info.kind, None, Status.ERROR,
+                                  message=f"{type(exc).__name__}: {exc}",
+                                  notes=[traceback.format_exc(limit=5)] if options.verbose else [])
+    res.method = res.method or name
+    res.question = q.to_dict()
+    res.network = res.network or network.name or network.describe()
+    if not res.wall_time:
+        res.wall_time = time.perf_counter() - t0
+    if res.lower is not None and res.upper is not None:
+        ok = res.lower <= res.upper * (1 + 1e-7) + 1e-9
+        if not any(c.name == "lower <= upper" for c in res.checks):
+            res.add_check("lower <= upper", ok, f"{res.lower:.9g} <= {res.upper:.9g}")
+    return res
+
+
+def _builtin() -> None:
+    entries = [
+        MethodInfo("enumeration", BoundKind.EXACT, "lipopt.exact.enumeration",
+                   "exact: enumerate full-dimensional linear regions (LP interior test), tiny nets"),
+        MethodInfo("naive", BoundKind.UPPER, "lipopt.analytic.naive",
+                   "upper: product of layer operator norms (global)"),
+        MethodInfo("sampling", BoundKind.LOWER, "lipopt.lower.sampling",
+                   "lower: largest Jacobian norm at sampled points of the domain"),
+        MethodInfo("grad-ascent", BoundKind.LOWER, "lipopt.lower.gradient_ascent",
+                   "lower: projected gradient ascent on the Jacobian norm, with restarts"),
+        MethodInfo("milp", BoundKind.EXACT, "lipopt.mip.milp_method",
+                   "exact l-inf / l1 constant by mixed-integer linear programming (LipMIP family)"),
+        MethodInfo("lp-relax", BoundKind.UPPER, "lipopt.mip.lp_relax_method",
+                   "upper: LP relaxation of the MILP (binaries relaxed)"),
+        MethodInfo("miqcqp", BoundKind.EXACT, "lipopt.mip.miqcqp_method",
+                   "exact l2 / l-inf constant by the MIQCQP upper- and lower-bound problems (Sbihi et al.)"),
+        MethodInfo("local-affine", BoundKind.UPPER, "lipopt.analytic.local_method",
+                   "upper: analytic local affine-ReLU bound on the nominal-point constant (Avant & Morgansen)"),
+    ]
+    for e in entries:
+        register(e)
+
+
+_builtin()

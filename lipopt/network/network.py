@@ -1,0 +1,382 @@
+"""The network IR: a validated chain of float64 layers with evaluation, Jacobians and lowering.
+
+``Network.lower()`` turns the chain into *stages* for the exact formulations and bounds:
+``AffineStage`` (a dense or scipy-sparse matrix and a bias on flat vectors: Dense, Conv2d, AvgPool2d
+and Flatten, with consecutive linear maps multiplied out), ``ReLUStage`` and ``MaxPoolStage`` (window
+index lists). Every hidden ReLU layer of ``lower()`` therefore sits between two affine stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from lipopt.errors import InvalidNetworkError
+from lipopt.network.layers import (
+    SUPPORTED_LAYERS,
+    AvgPool2d,
+    Conv2d,
+    Dense,
+    Flatten,
+    Layer,
+    MaxPool2d,
+    ReLU,
+)
+
+# ------------------------------------------------------------------------------------------------
+# lowered stages
+
+
+@dataclass(frozen=True, eq=False)
+class AffineStage:
+    """y = W x + b on flat vectors. ``weight`` is a numpy array or a scipy.sparse CSR matrix."""
+
+    weight: object
+    bias: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.weight.shape)  # type: ignore[attr-defined, return-value]
+
+    def dense(self) -> np.ndarray:
+        w = self.weight
+        return w.toarray() if hasattr(w, "toarray") else np.asarray(w)  # type: ignore[union-attr]
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """x: (B, in) -> (B, out)."""
+        return np.asarray((self.weight @ x.T).T) + self.bias  # type: ignore[operator]
+
+
+@dataclass(frozen=True)
+class ReLUStage:
+    size: int
+
+
+@dataclass(frozen=True, eq=False)
+class MaxPoolStage:
+    windows: np.ndarray  # (n_out, k) flat input indices; -1 = padding (never the max)
+    in_size: int
+
+    @property
+    def out_size(self) -> int:
+        return int(self.windows.shape[0])
+
+
+Stage = AffineStage | ReLUStage | MaxPoolStage
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+class Network:
+    """A chain of IR layers with a fixed per-sample input shape, evaluated in float64."""
+
+    def __init__(self, layers: Sequence[Layer], input_shape: Sequence[int] | int, name: str = "") -> None:
+        if isinstance(input_shape, int | np.integer):
+            input_shape = (int(input_shape),)
+        self.input_shape: tuple[int, ...] = tuple(int(s) for s in input_shape)
+        if not self.input_shape or min(self.input_shape) < 1:
+            raise InvalidNetworkError(f"input shape must be non-empty and positive, got {self.input_shape}")
+        self.layers: tuple[Layer, ...] = tuple(layers)
+        self.name = name
+        if not self.layers:
+            raise InvalidNetworkError("a network needs at least one layer")
+        bad = [
+            f"layer {i}: {type(layer).__name__}"
+            for i, layer in enumerate(self.layers)
+            if not isinstance(layer, Dense | Conv2d | ReLU | MaxPool2d | AvgPool2d | Flatten)
+        ]
+        if bad:
+            raise InvalidNetworkError(f"not IR layers: {', '.join(bad)}; supported: {SUPPORTED_LAYERS}")
+        shapes = [self.input_shape]
+        for i, layer in enumerate(self.layers):
+            try:
+                shapes.append(layer.output_shape(shapes[-1]))
+            except InvalidNetworkError as exc:
+                raise InvalidNetworkError(f"layer {i} ({type(layer).__name__}): {exc}") from None
+        self.shapes: tuple[tuple[int, ...], ...] = tuple(shapes)
+        if len(self.output_shape) != 1:
+            raise InvalidNetworkError(
+                f"the network output must be a flat vector (add a Flatten), got shape {self.output_shape}"
+            )
+
+    # -- basic properties ------------------------------------------------------------------------
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.shapes[-1]
+
+    @property
+    def input_size(self) -> int:
+        return int(np.prod(self.input_shape))
+
+    @property
+    def output_size(self) -> int:
+        return int(np.prod(self.output_shape))
+
+    @property
+    def n_relus(self) -> int:
+        return sum(int(np.prod(self.shapes[i])) for i, la in enumerate(self.layers) if isinstance(la, ReLU))
+
+    @property
+    def has_bias(self) -> bool:
+        return any(
+            isinstance(la, Dense | Conv2d) and np.any(la.bias != 0) for la in self.layers
+        )
+
+    @property
+    def is_dense_relu(self) -> bool:
+        """Only Dense, ReLU and Flatten layers (the classic MLP)."""
+        return all(isinstance(la, Dense | ReLU | Flatten) for la in self.layers)
+
+    @property
+    def has_maxpool(self) -> bool:
+        return any(isinstance(la, MaxPool2d) for la in self.layers)
+
+    def hidden_widths(self) -> list[int]:
+        return [int(np.prod(self.shapes[i])) for i, la in enumerate(self.layers) if isinstance(la, ReLU)]
+
+    def describe(self) -> str:
+        parts = []
+        for la, shp in zip(self.layers, self.shapes[1:], strict=True):
+            parts.append(f"{type(la).__name__}->{'x'.join(map(str, shp))}")
+        return f"{self.name or 'network'}: in {'x'.join(map(str, self.input_shape))}; " + ", ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"Network({self.describe()})"
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def _as_batch(self, x: np.ndarray) -> tuple[np.ndarray, bool]:
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape == self.input_shape or (x.ndim == 1 and x.size == self.input_size and x.ndim != 0):
+            return x.reshape(1, *self.input_shape), True
+        if x.ndim >= 2 and int(np.prod(x.shape[1:])) == self.input_size:
+            return x.reshape(x.shape[0], *self.input_shape), False
+        raise InvalidNetworkError(
+            f"input of shape {x.shape} does not match the network input shape {self.input_shape}"
+        )
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Evaluate in float64. x: one input (flat or shaped) or a batch; returns (out,) or (B, out)."""
+        h, single = self._as_batch(x)
+        for la in self.layers:
+            h = la.forward(h)
+        return h[0] if single else h
+
+    __call__ = forward
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        """Jacobian (out, in_flat) at x, with ReLU'(0) = 0 and max-pool ties to the first index."""
+        h, _ = self._as_batch(x)
+        h = h[:1]
+        n = self.input_size
+        d = np.eye(n).reshape(n, *self.input_shape)  # directions, batch of n
+        for la in self.layers:
+            if isinstance(la, ReLU):
+                mask = (h > 0).astype(np.float64)
+                d = d * mask
+                h = la.forward(h)
+            elif isinstance(la, MaxPool2d):
+                win = la.windows(h.shape[1:])
+                flat = h.reshape(-1)
+                vals = np.where(win >= 0, flat[np.maximum(win, 0)], -np.inf)
+                arg = win[np.arange(win.shape[0]), np.argmax(vals, axis=1)]
+                out_shape = la.output_shape(h.shape[1:])
+                d = d.reshape(n, -1)[:, arg].reshape(n, *out_shape)
+                h = la.forward(h)
+            elif isinstance(la, Flatten):
+                d = d.reshape(n, -1)
+                h = la.forward(h)
+            else:
+                d = la.linear(d)
+                h = la.forward(h)
+        return d.reshape(n, -1).T
+
+    def activation_pattern(self, x: np.ndarray) -> list[np.ndarray]:
+        """Boolean ReLU states (pre-activation > 0) of every ReLU layer at one input, flattened."""
+        h, _ = self._as_batch(x)
+        h = h[:1]
+        pattern = []
+        for la in self.layers:
+            if isinstance(la, ReLU):
+                pattern.append((h.reshape(-1) > 0))
+            h = la.forward(h)
+        return pattern
+
+    # -- lowering --------------------------------------------------------------------------------
+    @cached_property
+    def _lowered(self) -> tuple[Stage, ...]:
+        return tuple(_lower(self))
+
+    def lower(self) -> tuple[Stage, ...]:
+        """Flat stages (AffineStage / ReLUStage / MaxPoolStage); consecutive linear layers merged.
+
+        The sequence always starts and ends with an AffineStage (identity where needed)."""
+        return self._lowered
+
+    def affine_relu_weights(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For networks without max-pool: dense [(W_1, b_1), ..., (W_L, b_L)] with ReLU between."""
+        if self.has_maxpool:
+            raise InvalidNetworkError("affine_relu_weights() needs a network without MaxPool2d")
+        return [(s.dense(), s.bias) for s in self.lower() if isinstance(s, AffineStage)]
+
+    @classmethod
+    def from_weights(
+        cls,
+        weights: Sequence[np.ndarray],
+        biases: Sequence[np.ndarray | None] | None = None,
+        name: str = "",
+    ) -> Network:
+        """Dense ReLU network from weight matrices of shape (out, in) and optional biases."""
+        ws = [np.asarray(w, dtype=np.float64) for w in weights]
+        if not ws:
+            raise InvalidNetworkError("from_weights needs at least one weight matrix")
+        if biases is None:
+            biases = [None] * len(ws)
+        if len(biases) != len(ws):
+            raise InvalidNetworkError(f"{len(ws)} weight matrices but {len(biases)} bias vectors")
+        for i, w in enumerate(ws):
+            if w.ndim != 2:
+                raise InvalidNetworkError(f"weight {i} must be 2-D (out, in), got shape {w.shape}")
+            if i and w.shape[1] != ws[i - 1].shape[0]:
+                raise InvalidNetworkError(
+                    f"weight {i} has {w.shape[1]} columns but weight {i - 1} has {ws[i - 1].shape[0]} rows "
+                    "(expected (out, in) layout)"
+                )
+        layers: list[Layer] = []
+        for i, (w, b) in enumerate(zip(ws, biases, strict=True)):
+            layers.append(Dense(w, None if b is None else np.asarray(b, dtype=np.float64), name=f"fc{i + 1}"))
+            if i < len(ws) - 1:
+                layers.append(ReLU())
+        return cls(layers, (ws[0].shape[1],), name=name)
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def linear_matrix(layer: Layer, input_shape: tuple[int, ...], sparse_threshold: int = 4096) -> object:
+    """The matrix of a linear layer (bias-free) acting on flattened inputs.
+
+    Dense: the weight. Flatten: identity. Conv2d / AvgPool2d: built by applying the layer to the
+    identity batch (small inputs) or by scattering the kernel (sparse CSR, large inputs)."""
+    import scipy.sparse as sp
+
+    n_in = int(np.prod(input_shape))
+    if isinstance(layer, Dense):
+        return layer.weight
+    if isinstance(layer, Flatten):
+        return sp.identity(n_in, format="csr") if n_in > sparse_threshold else np.eye(n_in)
+    if isinstance(layer, Conv2d | AvgPool2d):
+        out_shape = layer.output_shape(input_shape)
+        if n_in <= sparse_threshold:
+            eye = np.eye(n_in).reshape(n_in, *input_shape)
+            return layer.linear(eye).reshape(n_in, -1).T.copy()
+        return _sparse_window_matrix(layer, input_shape, out_shape)
+    raise InvalidNetworkError(f"{type(layer).__name__} is not linear")
+
+
+def _sparse_window_matrix(layer: Conv2d | AvgPool2d, input_shape, out_shape):  # noqa: ANN001, ANN202
+    import scipy.sparse as sp
+
+    c_in, _, _ = input_shape
+    if isinstance(layer, Conv2d):
+        win = _window_indices_per_channel(input_shape, layer.kernel_size, layer.stride, layer.padding,
+                                          layer.dilation)  # (C_in, Ho*Wo, kh*kw)
+        rows, cols, vals = [], [], []
+        g = layer.groups
+        cg = c_in // g
+        og = layer.out_channels // g
+        n_pos = win.shape[1]
+        for o in range(layer.out_channels):
+            gi = o // og
+            for ci in range(cg):
+                c = gi * cg + ci
+                k = layer.weight[o, ci].reshape(-1)
+                idx = win[c]  # (n_pos, kk)
+                valid = idx >= 0
+                r = (o * n_pos + np.arange(n_pos))[:, None].repeat(idx.shape[1], axis=1)
+                rows.append(r[valid])
+                cols.append(idx[valid])
+                vals.append(np.broadcast_to(k, idx.shape)[valid])
+        n_out = int(np.prod(out_shape))
+        m = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                          shape=(n_out, int(np.prod(input_shape))))
+        return m.tocsr()
+    # AvgPool2d
+    win = _window_indices_per_channel(input_shape, layer.kernel_size, layer.stride, layer.padding, (1, 1))
+    div = layer.divisors(input_shape).reshape(-1)
+    n_pos = win.shape[1]
+    rows, cols, vals = [], [], []
+    for c in range(c_in):
+        idx = win[c]
+        valid = idx >= 0
+        r = (c * n_pos + np.arange(n_pos))[:, None].repeat(idx.shape[1], axis=1)
+        rows.append(r[valid])
+        cols.append(idx[valid])
+        vals.append(np.broadcast_to((1.0 / div)[:, None], idx.shape)[valid])
+    n_out = int(np.prod(out_shape))
+    m = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(n_out, int(np.prod(input_shape))))
+    return m.tocsr()
+
+
+def _window_indices_per_channel(input_shape, k, s, p, d) -> np.ndarray:  # noqa: ANN001
+    from lipopt.network.layers import _im2col
+
+    c, h, w = input_shape
+    idx = np.arange(c * h * w, dtype=np.float64).reshape(1, c, h, w)
+    cols = _im2col(idx, k, s, p, d, -1.0)[0]  # (C, kh, kw, Ho, Wo)
+    cc = cols.shape[0]
+    return cols.transpose(0, 3, 4, 1, 2).reshape(cc, -1, k[0] * k[1]).astype(np.int64)
+
+
+def _matmul(a: object, b: object) -> object:
+    """a @ b for dense/sparse operands; densify small sparse products."""
+    out = a @ b  # type: ignore[operator]
+    if hasattr(out, "toarray") and np.prod(out.shape) <= 4_000_000 and out.nnz > 0.2 * np.prod(out.shape):
+        out = out.toarray()
+    return out
+
+
+def _lower(net: Network) -> list[Stage]:
+    stages: list[Stage] = []
+    cur_w: object | None = None
+    cur_b: np.ndarray | None = None
+
+    def push_linear(w: object, b: np.ndarray) -> None:
+        nonlocal cur_w, cur_b
+        if cur_w is None:
+            cur_w, cur_b = w, b
+        else:
+            cur_b = np.asarray(w @ cur_b).reshape(-1) + b  # type: ignore[operator]
+            cur_w = _matmul(w, cur_w)
+
+    def flush(size: int) -> None:
+        nonlocal cur_w, cur_b
+        if cur_w is None:
+            cur_w, cur_b = np.eye(size), np.zeros(size)
+        stages.append(AffineStage(cur_w, np.asarray(cur_b, dtype=np.float64).reshape(-1)))
+        cur_w, cur_b = None, None
+
+    for i, la in enumerate(net.layers):
+        shp = net.shapes[i]
+        n_out = int(np.prod(net.shapes[i + 1]))
+        if isinstance(la, ReLU):
+            flush(int(np.prod(shp)))
+            stages.append(ReLUStage(int(np.prod(shp))))
+        elif isinstance(la, MaxPool2d):
+            flush(int(np.prod(shp)))
+            stages.append(MaxPoolStage(la.windows(shp), int(np.prod(shp))))
+        elif isinstance(la, Flatten):
+            continue
+        else:
+            w = linear_matrix(la, shp)
+            if isinstance(la, Dense | Conv2d):
+                b = la.bias if isinstance(la, Dense) else np.repeat(la.bias, n_out // la.out_channels)
+            else:
+                b = np.zeros(n_out)
+            push_linear(w, np.asarray(b, dtype=np.float64))
+    flush(net.output_size)
+    return stages

@@ -1,0 +1,94 @@
+"""Render a ResultSet as a text, Markdown, LaTeX or CSV table.
+
+Each value is shown with its kind (EXACT / UPPER / LOWER / ESTIMATE) and its ratio to the best
+certified lower bound of the set; the footer states the combined bracket and whether it is consistent.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lipopt.result import ResultSet
+
+COLUMNS = ("method", "kind", "value", "ratio", "status", "solver", "time")
+FORMATS = ("text", "markdown", "latex", "csv")
+
+
+def _fmt(v: float | None, digits: int = 6) -> str:
+    return "-" if v is None else f"{v:.{digits}g}"
+
+
+def _rows(rs: ResultSet) -> list[list[str]]:
+    rows = []
+    for rec in rs.to_records():
+        ratio = rec["ratio_to_best_lower"]
+        status = rec["status"]
+        if rec["checks"] and rec["checks"] != "ok":
+            status += f" [{rec['checks']}]"
+        rows.append([
+            rec["method"], rec["kind"], _fmt(rec["value"]), "-" if ratio is None else f"{ratio:.3f}",
+            status, rec["solver"], f"{rec['time_s']:.3g}s",
+        ])
+    return rows
+
+
+def _footer(rs: ResultSet) -> str:
+    c = rs.consistency()
+    lo, up = rs.best_lower, rs.best_upper
+    s = f"bracket: {_fmt(lo)} <= L <= {_fmt(up)}"
+    if not c.passed:
+        s += "  !! INCONSISTENT: a certified lower bound exceeds a certified upper bound"
+    return s
+
+
+def _header(rs: ResultSet) -> str:
+    q = rs.results[0].question.get("description", "") if rs.results else ""
+    net = rs.results[0].network if rs.results else ""
+    return " | ".join(x for x in (rs.title, net, q) if x)
+
+
+def render(rs: ResultSet, fmt: str = "text") -> str:
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown table format {fmt!r}; supported: {', '.join(FORMATS)}")
+    rows = _rows(rs)
+    head = list(COLUMNS)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["method", "kind", "value", "ratio_to_best_lower", "lower", "upper", "status", "solver",
+                    "time_s", "checks", "question", "network"])
+        for rec in rs.to_records():
+            w.writerow([rec["method"], rec["kind"], rec["value"], rec["ratio_to_best_lower"], rec["lower"],
+                        rec["upper"], rec["status"], rec["solver"], rec["time_s"], rec["checks"],
+                        rec["question"], rec["network"]])
+        return buf.getvalue()
+    if fmt == "markdown":
+        lines = [f"**{_header(rs)}**", ""] if _header(rs) else []
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "|".join("---" for _ in head) + "|")
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines += ["", _footer(rs)]
+        return "\n".join(lines) + "\n"
+    if fmt == "latex":
+        def esc(s: str) -> str:
+            for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"),
+                         ("^", r"\^{}"), ("$", r"\$"), ("<=", r"$\le$"), (">=", r"$\ge$")):
+                s = s.replace(a, b)
+            return s
+        lines = [r"\begin{tabular}{llrrlll}", r"\toprule", " & ".join(head) + r" \\", r"\midrule"]
+        lines += [" & ".join(esc(c) for c in r) + r" \\" for r in rows]
+        lines += [r"\bottomrule", r"\end{tabular}", "% " + _footer(rs)]
+        return "\n".join(lines) + "\n"
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+    out = []
+    if _header(rs):
+        out.append(_header(rs))
+    out.append("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
+    out.append("  ".join("-" * w for w in widths))
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    out.append(_footer(rs))
+    return "\n".join(out) + "\n"
