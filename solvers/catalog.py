@@ -208,7 +208,7 @@ def probe_all(*, licences: bool = True) -> list[dict[str, Any]]:
             "interface": info.interface,
             "installed": installed,
             "version": info.version(),
-            "licence": info.licence() if (licences or not info.commercial) else "not probed",
+            "licence": info.licence() if (licences or not info.commercial or not installed) else "not probed",
             "capabilities": sorted(c.name for c in info.capabilities),
             "package": info.package,
             "description": info.description,

@@ -1,0 +1,127 @@
+"""Interval arithmetic: sound forward bounds on every stage output, and backward bounds on gradients.
+
+Forward: for y = W x + b with x in [l, u] (centre m, radius r): y in [W m + b - |W| r, W m + b + |W| r];
+ReLU maps [l, u] to [relu(l), relu(u)]; max-pool takes the max of lower and of upper bounds per window.
+Rounding: the interval is widened by a relative 1e-12 plus an absolute tiny term, so that float64
+rounding in the products cannot make a bound unsound.
+
+Backward (formulations.md 2.2): starting from the set of output covectors c in [c_lo, c_hi], y = W^T g;
+a ReLU switch passes [lam, mu] if active, {0} if inactive and [min(lam, 0), max(mu, 0)] if ambiguous;
+a max-pool routes each window's gradient to one of its inputs, so an input receives a sum over the
+windows that contain it of [min(lam, 0), max(mu, 0)] (or exactly 0 where it can never win).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lipopt.bounds.types import BackwardBounds, ForwardBounds, Interval
+from lipopt.network.network import AffineStage, MaxPoolStage, Network, ReLUStage
+
+_RTOL = 1e-12
+_ATOL = 1e-300
+
+
+def _widen(lo: np.ndarray, hi: np.ndarray) -> Interval:
+    pad = _RTOL * np.maximum(np.abs(lo), np.abs(hi)) + _ATOL
+    return lo - pad, hi + pad
+
+
+def _abs(w: object) -> object:
+    return abs(w) if hasattr(w, "toarray") else np.abs(w)  # type: ignore[arg-type]
+
+
+def affine_interval(stage: AffineStage, lo: np.ndarray, hi: np.ndarray) -> Interval:
+    w = stage.weight
+    with np.errstate(invalid="ignore"):
+        mid = (lo + hi) / 2
+        rad = (hi - lo) / 2
+        finite = np.isfinite(mid)
+    if np.all(finite):
+        c = np.asarray(w @ mid).reshape(-1) + stage.bias  # type: ignore[operator]
+        r = np.asarray(_abs(w) @ rad).reshape(-1)  # type: ignore[operator]
+        return _widen(c - r, c + r)
+    # unbounded inputs: positive and negative parts separately, inf * 0 treated as 0
+    wd = stage.dense()
+    wp, wn = np.maximum(wd, 0), np.minimum(wd, 0)
+
+    def prod(m: np.ndarray, v: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            t = m * v[None, :]
+        t[m == 0] = 0.0
+        return t.sum(axis=1)
+
+    new_lo = prod(wp, lo) + prod(wn, hi) + stage.bias
+    new_hi = prod(wp, hi) + prod(wn, lo) + stage.bias
+    return _widen(new_lo, new_hi)
+
+
+def maxpool_interval(stage: MaxPoolStage, lo: np.ndarray, hi: np.ndarray) -> Interval:
+    win = stage.windows
+    valid = win >= 0
+    idx = np.maximum(win, 0)
+    wlo = np.where(valid, lo[idx], -np.inf).max(axis=1)
+    whi = np.where(valid, hi[idx], -np.inf).max(axis=1)
+    return wlo, whi
+
+
+def interval_bounds(network: Network, lo: np.ndarray, hi: np.ndarray) -> ForwardBounds:
+    """Forward interval bounds for inputs in [lo, hi] (entries may be +-inf for the global domain)."""
+    stages = network.lower()
+    lo = np.asarray(lo, dtype=np.float64).reshape(-1)
+    hi = np.asarray(hi, dtype=np.float64).reshape(-1)
+    cur_lo, cur_hi = lo, hi
+    out: list[Interval] = []
+    for s in stages:
+        if isinstance(s, AffineStage):
+            cur_lo, cur_hi = affine_interval(s, cur_lo, cur_hi)
+        elif isinstance(s, ReLUStage):
+            cur_lo, cur_hi = np.maximum(cur_lo, 0.0), np.maximum(cur_hi, 0.0)
+        else:
+            cur_lo, cur_hi = maxpool_interval(s, cur_lo, cur_hi)
+        out.append((cur_lo, cur_hi))
+    return ForwardBounds(stages, lo, hi, out, method="interval")
+
+
+def maxpool_can_win(stage: MaxPoolStage, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(n_out, k) mask: window entry may be the maximum (its upper bound >= the window's best lower bound)."""
+    win = stage.windows
+    valid = win >= 0
+    idx = np.maximum(win, 0)
+    best_lo = np.where(valid, lo[idx], -np.inf).max(axis=1, keepdims=True)
+    return valid & (hi[idx] >= best_lo)
+
+
+def backward_interval(fwd: ForwardBounds, c_lo: np.ndarray, c_hi: np.ndarray) -> BackwardBounds:
+    """Bounds on the gradient of c^T f for c in [c_lo, c_hi], with forward states from ``fwd``."""
+    stages = fwd.stages
+    g_lo = np.asarray(c_lo, dtype=np.float64).reshape(-1)
+    g_hi = np.asarray(c_hi, dtype=np.float64).reshape(-1)
+    grad_out: list[Interval] = [(np.empty(0), np.empty(0))] * len(stages)
+    for i in range(len(stages) - 1, -1, -1):
+        grad_out[i] = (g_lo, g_hi)
+        s = stages[i]
+        if isinstance(s, AffineStage):
+            wt = s.weight.T
+            mid, rad = (g_lo + g_hi) / 2, (g_hi - g_lo) / 2
+            c = np.asarray(wt @ mid).reshape(-1)
+            r = np.asarray(_abs(wt) @ rad).reshape(-1)  # type: ignore[operator]
+            g_lo, g_hi = _widen(c - r, c + r)
+        elif isinstance(s, ReLUStage):
+            active, inactive, amb = fwd.relu_masks(i)
+            new_lo = np.where(active, g_lo, np.where(inactive, 0.0, np.minimum(g_lo, 0.0)))
+            new_hi = np.where(active, g_hi, np.where(inactive, 0.0, np.maximum(g_hi, 0.0)))
+            g_lo, g_hi = new_lo, new_hi
+        else:
+            lo, hi = fwd.pre_activation(i)
+            can = maxpool_can_win(s, lo, hi)
+            single = can.sum(axis=1) == 1  # the winner is known: gradient passes unchanged
+            contrib_lo = np.where(single, g_lo, np.minimum(g_lo, 0.0))
+            contrib_hi = np.where(single, g_hi, np.maximum(g_hi, 0.0))
+            new_lo = np.zeros(s.in_size)
+            new_hi = np.zeros(s.in_size)
+            rows, cols = np.nonzero(can)
+            np.add.at(new_lo, s.windows[rows, cols], contrib_lo[rows])
+            np.add.at(new_hi, s.windows[rows, cols], contrib_hi[rows])
+            g_lo, g_hi = _widen(new_lo, new_hi)
+    return BackwardBounds(grad_out, (g_lo, g_hi), method="interval")
