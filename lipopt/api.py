@@ -1,0 +1,127 @@
+"""The Python front door: ``lipopt.lipschitz(...)`` for one method, ``lipopt.compare(...)`` for a table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from lipopt.methods import REGISTRY, RunOptions, applicable_methods, get_method, run_method
+from lipopt.network.network import Network
+from lipopt.result import LipschitzResult, ResultSet
+from lipopt.spec import Question, make_question
+
+
+def _network(net: Any) -> Network:
+    if isinstance(net, Network):
+        return net
+    from lipopt.network.load import load
+
+    return load(net)
+
+
+def _question(question: Question | None, kw: dict[str, Any]) -> Question:
+    if question is not None:
+        if kw:
+            raise TypeError(f"pass either a Question or question keywords, not both (got {sorted(kw)})")
+        return question
+    return make_question(**kw)
+
+
+def _options(options: RunOptions | None, time_limit: float | None, solver: str | None, seed: int | None,
+             device: str | None, progress: bool | None) -> RunOptions:
+    base = options or RunOptions()
+    changes: dict[str, Any] = {}
+    if time_limit is not None:
+        changes["time_limit"] = time_limit
+    if solver is not None:
+        changes["solver"] = solver
+    if seed is not None:
+        changes["seed"] = seed
+    if device is not None:
+        changes["device"] = device
+    if progress is not None:
+        changes["progress"] = progress
+    if not changes:
+        return base
+    from dataclasses import replace
+
+    return replace(base, **changes)
+
+
+def lipschitz(
+    net: Any,
+    method: str = "auto",
+    question: Question | None = None,
+    *,
+    options: RunOptions | None = None,
+    time_limit: float | None = None,
+    solver: str | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+    **question_kw: Any,
+) -> LipschitzResult:
+    """Run one method on one question.
+
+    ``net``: a Network, a torch module, a file path or a list of (W, b).
+    ``question`` or keywords of :func:`lipopt.spec.make_question` (norm, domain, output, nominal,
+    center, input_norm, output_norm). ``method="auto"`` picks the first applicable exact method, else
+    the best available upper bound.
+    """
+    network = _network(net)
+    q = _question(question, question_kw).bind(network)
+    opts = _options(options, time_limit, solver, seed, device, None)
+    if method == "auto":
+        names = applicable_methods(network, q)
+        order = [n for n in names if REGISTRY[n].kind.value == "EXACT"] + [
+            n for n in names if REGISTRY[n].kind.value == "UPPER"]
+        if not order:
+            raise ValueError(f"no method applies to this question ({q.describe()}); methods: {sorted(REGISTRY)}")
+        method = order[0]
+    get_method(method)
+    return run_method(method, network, q, opts)
+
+
+def compare(
+    net: Any,
+    methods: Sequence[str] | None = None,
+    question: Question | None = None,
+    *,
+    options: RunOptions | None = None,
+    time_limit: float | None = None,
+    solver: str | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+    progress: bool | Callable[[str, int, int], None] = False,
+    title: str = "",
+    **question_kw: Any,
+) -> ResultSet:
+    """Run several methods on one question and return a ResultSet (``print(rs)`` shows the table).
+
+    ``methods=None`` runs every applicable default method; an explicit list runs those named (methods
+    that do not apply are reported as not applicable). ``progress=True`` prints one line per method to
+    stderr; a callable receives (method, index, total)."""
+    network = _network(net)
+    q = _question(question, question_kw).bind(network)
+    opts = _options(options, time_limit, solver, seed, device, bool(progress))
+    names = list(methods) if methods else applicable_methods(network, q)
+    for n in names:
+        get_method(n)
+    rs = ResultSet(title=title or (network.name or ""))
+    for i, name in enumerate(names):
+        if callable(progress):
+            progress(name, i, len(names))
+        elif progress:
+            import sys
+
+            print(f"[{i + 1}/{len(names)}] {name} ...", file=sys.stderr, flush=True)
+        res = run_method(name, network, q, opts)
+        if progress is True:
+            import sys
+
+            print(f"      {res.summary()}", file=sys.stderr, flush=True)
+        rs.append(res)
+    check = rs.consistency()
+    if not check.passed:
+        for r in rs:
+            r.notes.append(f"cross-method check failed: {check.detail}")
+    return rs

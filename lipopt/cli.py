@@ -1,0 +1,187 @@
+"""The ``lipopt`` command: doctor, methods, compute, demo, certify."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from lipopt.tables import FORMATS
+
+
+def _read_vector(text: str) -> object:
+    """A comma-separated list of numbers, or a .npy / .txt / image file."""
+    import numpy as np
+
+    p = Path(text)
+    if p.suffix.lower() == ".npy" and p.exists():
+        return np.load(p, allow_pickle=False).reshape(-1)
+    if p.exists() and p.suffix.lower() in (".txt", ".csv"):
+        return np.loadtxt(p, delimiter="," if p.suffix.lower() == ".csv" else None).reshape(-1)
+    if p.exists() and p.suffix.lower() in (".png", ".jpg", ".jpeg"):
+        import matplotlib.image as mpimg
+
+        img = np.asarray(mpimg.imread(p), dtype=np.float64)
+        if img.max() > 1.0:
+            img = img / 255.0
+        if img.ndim == 3:
+            img = img[..., :3].transpose(2, 0, 1)
+        return img.reshape(-1)
+    return np.array([float(v) for v in text.split(",")])
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import importlib.util
+    import platform
+
+    from lipopt_solvers import probe_all
+
+    print(f"python   {platform.python_version()} ({sys.executable})")
+    for mod in ("numpy", "scipy", "torch", "pyomo", "cvxpy", "onnx", "pandas", "matplotlib"):
+        if importlib.util.find_spec(mod) is None:
+            print(f"{mod:<8} not installed")
+            continue
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version(mod)
+        except PackageNotFoundError:
+            v = "?"
+        extra = ""
+        if mod == "torch" and args.torch_details:
+            import torch
+
+            extra = f" (cuda available: {torch.cuda.is_available()})"
+        print(f"{mod:<8} {v}{extra}")
+    print()
+    print(f"{'solver':<10} {'installed':<10} {'version':<10} {'capabilities':<32} licence")
+    for row in probe_all(licences=args.licences):
+        caps = ",".join(sorted(str(c) for c in row.get("capabilities", [])))
+        print(f"{row['name']:<10} {('yes' if row['installed'] else 'no'):<10} {row.get('version') or '-':<10} "
+              f"{caps:<32} {row.get('licence', '-')}")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from lipopt.methods import REGISTRY
+
+    for name, m in REGISTRY.items():
+        print(f"{name:<16} {m.kind.value:<9} {m.description}")
+    return 0
+
+
+def _build_question(args: argparse.Namespace):  # noqa: ANN202
+    from lipopt.spec import make_question
+
+    center = _read_vector(args.center) if args.center else None
+    return make_question(args.norm, input_norm=args.input_norm, output_norm=args.output_norm,
+                         domain=args.domain, output=args.output, nominal=args.nominal, center=center)
+
+
+def _options(args: argparse.Namespace):  # noqa: ANN202
+    from lipopt.methods import RunOptions
+
+    return RunOptions(time_limit=args.time_limit, solver=args.solver, seed=args.seed, device=args.device,
+                      progress=not args.quiet, threads=args.threads)
+
+
+def _emit(rs, args: argparse.Namespace) -> None:  # noqa: ANN001
+    print(rs.table(args.format))
+    if args.json:
+        Path(args.json).write_text(rs.to_json(indent=2))
+        print(f"results written to {args.json}", file=sys.stderr)
+
+
+def cmd_compute(args: argparse.Namespace) -> int:
+    from lipopt.api import compare
+    from lipopt.network.load import load
+
+    net = load(args.net)
+    q = _build_question(args)
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    rs = compare(net, methods=methods, question=q, options=_options(args), progress=not args.quiet)
+    _emit(rs, args)
+    return 0 if rs.consistency().passed else 3
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from lipopt.demo import run_demo
+
+    return run_demo(fmt=args.format, time_limit=args.time_limit, quiet=args.quiet)
+
+
+def _add_question_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--norm", default="2", help="norm for input and output: 1, 2 or inf (default 2)")
+    p.add_argument("--input-norm", default=None, help="input norm p (overrides --norm)")
+    p.add_argument("--output-norm", default=None, help="output norm q (overrides --norm)")
+    p.add_argument("--domain", default="global",
+                   help="global | box:LO,HI | ball:EPS[,NORM] (ball needs --center)")
+    p.add_argument("--center", default=None, help="nominal input x0: comma-separated values, .npy, .txt or image")
+    p.add_argument("--nominal", action="store_true",
+                   help="ask for the nominal-point constant sup |f(x)-f(x0)|/|x-x0| over the ball")
+    p.add_argument("--output", default="all", help="all | logit:I | margin:I,J | vector:c1,c2,...")
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--time-limit", type=float, default=None, help="seconds per method (solvers)")
+    p.add_argument("--solver", default=None, help="solver name (see `lipopt doctor`)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="torch device for the analytic bounds (cpu or cuda)")
+    p.add_argument("--format", default="text", choices=FORMATS, help="table format")
+    p.add_argument("--json", default=None, help="also write the results as JSON to this file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lipopt",
+        description="Exact Lipschitz constants and certified bounds of ReLU networks, side by side.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("doctor", help="show Python, torch and each solver: installed, version, licence")
+    p.add_argument("--no-licences", dest="licences", action="store_false",
+                   help="skip licence probes that import a solver")
+    p.add_argument("--torch-details", action="store_true", help="import torch and report CUDA")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("methods", help="list the methods and the kind of number each gives")
+    p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("compute", help="run methods on a network and print the comparison table")
+    p.add_argument("net", help="network file: .onnx, .pt/.ckpt, .mat, .npy (weights/biases), .npz")
+    _add_question_args(p)
+    p.add_argument("--methods", default=None, help="comma-separated method names (default: all applicable)")
+    _add_run_args(p)
+    p.set_defaults(func=cmd_compute)
+
+    p = sub.add_parser("demo", help="the demo comparison on the bundled 2-8-8-1 network")
+    p.add_argument("--time-limit", type=float, default=60.0)
+    p.add_argument("--format", default="text", choices=FORMATS)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    try:
+        from lipopt.cli_certify import add_parser as add_certify
+    except ImportError:
+        add_certify = None
+    if add_certify is not None:
+        add_certify(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from lipopt.errors import LipoptError
+
+    try:
+        return int(args.func(args) or 0)
+    except (LipoptError, FileNotFoundError, KeyError) as exc:
+        print(f"lipopt: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Mixed-integer methods: the MILP (LipMIP family), its LP relaxation and the MIQCQP formulations."""

@@ -1,0 +1,160 @@
+"""Linear regions of a fixed activation pattern: an interior point and the certified Jacobian norm there.
+
+For a pattern s (ReLU states per ReLU stage, and optionally the max-pool winners), the closed region
+R_s is the polyhedron {x : (2 s_i - 1) z_i(x) >= 0}, on which f is affine with Jacobian J_s. If R_s
+intersected with the domain has an interior point x*, the real Jacobian of the network at x* is J_s and
+||J_s|| is a certified lower bound on the Lipschitz constant (formulations.md, Fact A). This module
+finds such a point by the margin LP of formulations.md section 6 (rows normalised, so t is a geometric
+margin) and re-evaluates the Jacobian there in float64. It is how a MIP incumbent, which usually sits on
+region boundaries, becomes a certified LOWER bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lipopt.network.network import AffineStage, MaxPoolStage, Network, ReLUStage
+from lipopt.spec import Ball, Box, Question
+from lipopt.witness import PointWitness, point_witness
+
+#: geometric margin below which a region is treated as having no interior
+INTERIOR_TOL = 1e-9
+
+
+@dataclass
+class RegionWitness:
+    x: np.ndarray
+    margin: float  # geometric margin t* of the LP (distance to the nearest region face / domain face)
+    witness: PointWitness  # float64 re-evaluation at x
+
+    @property
+    def value(self) -> float:
+        return self.witness.value
+
+    @property
+    def certified(self) -> bool:
+        return self.margin > INTERIOR_TOL and self.witness.certified
+
+
+def region_constraints(
+    network: Network, relu_states: Sequence[np.ndarray], pool_winners: Sequence[np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rows (G, h) with the region {x : G x + h >= 0}; None if a degenerate row makes it empty.
+
+    ``relu_states[k]`` are the booleans of the k-th ReLU stage; ``pool_winners[k]`` the flat input index
+    of the winner of each window of the k-th max-pool stage."""
+    n0 = network.input_size
+    m = np.eye(n0)
+    c = np.zeros(n0)
+    rows: list[np.ndarray] = []
+    offs: list[np.ndarray] = []
+    k_relu = k_pool = 0
+    for s in network.lower():
+        if isinstance(s, AffineStage):
+            w = s.weight
+            m = np.asarray(w @ m)  # type: ignore[operator]
+            c = np.asarray(w @ c).reshape(-1) + s.bias  # type: ignore[operator]
+        elif isinstance(s, ReLUStage):
+            st = np.asarray(relu_states[k_relu], dtype=bool).reshape(-1)
+            k_relu += 1
+            sign = np.where(st, 1.0, -1.0)
+            rows.append(sign[:, None] * m)
+            offs.append(sign * c)
+            m = m * st[:, None]
+            c = c * st
+        else:
+            assert isinstance(s, MaxPoolStage)
+            if pool_winners is None:
+                raise ValueError("the network has max-pool layers: pool_winners are required")
+            win = np.asarray(pool_winners[k_pool]).reshape(-1)
+            k_pool += 1
+            for j in range(s.out_size):
+                others = [i for i in s.windows[j] if i >= 0 and i != win[j]]
+                if others:
+                    rows.append(m[win[j]][None, :] - m[others])
+                    offs.append(c[win[j]] - c[others])
+            m = m[win]
+            c = c[win]
+    if not rows:
+        return np.zeros((0, n0)), np.zeros(0)
+    g = np.vstack(rows)
+    h = np.concatenate(offs)
+    norms = np.linalg.norm(g, axis=1)
+    zero = norms <= 1e-14 * max(1.0, float(np.max(norms)))
+    if np.any(zero & (h < 0)):
+        return None  # a degenerate row with the wrong sign: the pattern's region is empty
+    return g[~zero], h[~zero]
+
+
+def interior_point(network: Network, question: Question, relu_states: Sequence[np.ndarray],
+                   pool_winners: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, float] | None:
+    """Maximise the geometric margin t over the region intersected with the domain (t <= 1).
+
+    Returns (x*, t*) or None if the LP is infeasible. An l2 ball is replaced by its inscribed cube
+    (a point found there is inside the ball; the margin is then conservative)."""
+    from scipy.optimize import linprog
+
+    cons = region_constraints(network, relu_states, pool_winners)
+    if cons is None:
+        return None
+    g, h = cons
+    n = network.input_size
+    norms = np.linalg.norm(g, axis=1)
+    # G x + h >= t |g|  <=>  -G x + |g| t <= h
+    a_ub = [np.hstack([-g, norms[:, None]])] if len(g) else []
+    b_ub = [h] if len(g) else []
+    dom = question.domain
+    lo = hi = None
+    if isinstance(dom, Box):
+        lo, hi = dom.lo, dom.hi
+    elif isinstance(dom, Ball):
+        r = dom.radius if dom.norm.p == np.inf else dom.radius / np.sqrt(n)
+        lo, hi = dom.center - r, dom.center + r
+    if lo is not None:
+        eye = np.eye(n)
+        a_ub += [np.hstack([-eye, np.ones((n, 1))]), np.hstack([eye, np.ones((n, 1))])]
+        b_ub += [-lo, hi]
+    cost = np.zeros(n + 1)
+    cost[-1] = -1.0
+    bounds = [(None, None)] * n + [(None, 1.0)]
+    if not a_ub:
+        x = np.zeros(n) if lo is None else (lo + hi) / 2
+        return x, 1.0
+    res = linprog(cost, A_ub=np.vstack(a_ub), b_ub=np.concatenate(b_ub), bounds=bounds, method="highs")
+    if res.status != 0:
+        return None
+    return np.asarray(res.x[:n]), float(res.x[-1])
+
+
+def certify_pattern(network: Network, question: Question, relu_states: Sequence[np.ndarray],
+                    pool_winners: Sequence[np.ndarray] | None = None) -> RegionWitness | None:
+    """Interior point of the pattern's region in the domain and the real Jacobian norm there, or None
+    if the region has no interior inside the domain (then the pattern certifies nothing)."""
+    found = interior_point(network, question, relu_states, pool_winners)
+    if found is None:
+        return None
+    x, t = found
+    if t <= INTERIOR_TOL:
+        return None
+    return RegionWitness(x, t, point_witness(network, x, question))
+
+
+def pattern_at(network: Network, x: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """ReLU states (z > 0) and max-pool winners at x, from the lowered stages."""
+    h = np.asarray(x, dtype=np.float64).reshape(1, -1)
+    relu, pools = [], []
+    for s in network.lower():
+        if isinstance(s, AffineStage):
+            h = s.apply(h)
+        elif isinstance(s, ReLUStage):
+            relu.append(h[0] > 0)
+            h = np.maximum(h, 0)
+        else:
+            vals = np.where(s.windows >= 0, h[0][np.maximum(s.windows, 0)], -np.inf)
+            arg = s.windows[np.arange(s.out_size), np.argmax(vals, axis=1)]
+            pools.append(arg)
+            h = h[:, arg]
+    return relu, pools

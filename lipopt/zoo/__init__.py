@@ -1,0 +1,1 @@
+"""Network architectures used by the importers, benchmarks and examples (no downloads)."""

@@ -1,0 +1,141 @@
+"""The question, results (JSON round trip), tables and the cross-method consistency check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lipopt.errors import InvalidQuestionError
+from lipopt.network import Network
+from lipopt.result import BoundKind, LipschitzResult, ResultSet, Status
+from lipopt.spec import Ball, Box, Direction, Global, Logit, Margin, Norm, Question, make_question
+
+
+def _net() -> Network:
+    return Network.from_weights([np.ones((3, 2)), np.ones((2, 3))])
+
+
+def test_norm_parsing_and_duals() -> None:
+    assert Norm.parse("inf") is Norm.LINF and Norm.parse("l1") is Norm.L1 and Norm.parse(2) is Norm.L2
+    assert Norm.LINF.dual is Norm.L1 and Norm.L2.dual is Norm.L2
+    with pytest.raises(InvalidQuestionError, match="supported: 1, 2, inf"):
+        Norm.parse("3")
+
+
+def test_box_errors() -> None:
+    with pytest.raises(InvalidQuestionError, match="inverted box"):
+        Box(1.0, 0.0)
+    with pytest.raises(InvalidQuestionError, match="empty box"):
+        Box([0.0, 1.0], [1.0, 1.0])
+    with pytest.raises(InvalidQuestionError, match="finite"):
+        Box(-np.inf, 1.0)
+    with pytest.raises(InvalidQuestionError, match="2 inputs"):
+        make_question(2, domain=Box([0, 0, 0], [1, 1, 1])).bind(_net())
+
+
+def test_ball_and_nominal_rules() -> None:
+    with pytest.raises(InvalidQuestionError, match="positive"):
+        Ball([0, 0], 0.0)
+    with pytest.raises(InvalidQuestionError, match="needs a ball"):
+        Question(domain=Box(0, 1), nominal=True)
+    with pytest.raises(InvalidQuestionError, match="centre"):
+        make_question(2, domain="ball:0.1")
+    q = make_question(2, domain="ball:0.1,2", center=[0.5, 0.5], nominal=True).bind(_net())
+    assert q.constant == "nominal" and q.domain.norm is Norm.L2
+
+
+def test_outputs_and_vectors() -> None:
+    net = _net()
+    assert make_question(output="all").output_vector(2) is None
+    np.testing.assert_array_equal(make_question(output=1).bind(net).output_vector(2), [0, 1])
+    np.testing.assert_array_equal(make_question(output="margin:1,0").bind(net).output_vector(2), [-1, 1])
+    np.testing.assert_array_equal(make_question(output="vector:2,3").bind(net).output_vector(2), [2, 3])
+    with pytest.raises(InvalidQuestionError, match="out of range"):
+        Question(output=Logit(5)).bind(net)
+    with pytest.raises(InvalidQuestionError, match="different outputs"):
+        Margin(1, 1)
+    with pytest.raises(InvalidQuestionError, match="non-zero"):
+        Direction([0.0, 0.0])
+
+
+@pytest.mark.parametrize("q", [
+    Question(),
+    make_question("inf", domain="box:0,0.1", output="margin:0,1"),
+    make_question(2, domain="ball:0.5,inf", center=[1, 2], output="vector:1,-2"),
+    make_question(2, domain="ball:0.5,2", center=[1, 2], nominal=True, output=0),
+])
+def test_question_round_trip(q: Question) -> None:
+    d = q.to_dict()
+    q2 = Question.from_dict(json.loads(json.dumps(d)))
+    assert q2.to_dict() == d
+
+
+def test_result_json_round_trip_and_kinds() -> None:
+    r = LipschitzResult("milp", BoundKind.UPPER, 2.5, Status.TIME_LIMIT, lower=2.0, upper=2.5,
+                        raw_status="time limit", solver="highs", witness={"x": np.array([0.1, 0.2])},
+                        stats={"ambiguous": np.int64(3)})
+    r.add_check("witness re-evaluated", True, "float64")
+    r2 = LipschitzResult.from_json(r.to_json())
+    assert r2.to_dict() == r.to_dict()
+    assert r2.kind is BoundKind.UPPER and r2.status is Status.TIME_LIMIT and r2.gap == pytest.approx(0.2)
+    e = LipschitzResult("enumeration", BoundKind.EXACT, 1.5)
+    assert (e.lower, e.upper) == (1.5, 1.5)
+
+
+def test_failed_check_marks_result_untrusted() -> None:
+    r = LipschitzResult("x", BoundKind.LOWER, 3.0)
+    r.add_check("lower <= upper", False, "3 > 2")
+    assert r.status is Status.CHECK_FAILED and not r.ok
+
+
+def _set() -> ResultSet:
+    return ResultSet([
+        LipschitzResult("enumeration", BoundKind.EXACT, 2.0, question=Question().to_dict()),
+        LipschitzResult("naive", BoundKind.UPPER, 3.0),
+        LipschitzResult("sampling", BoundKind.LOWER, 1.5),
+        LipschitzResult("heuristic", BoundKind.ESTIMATE, 10.0),
+    ], title="t")
+
+
+def test_resultset_bracket_ignores_estimates() -> None:
+    rs = _set()
+    assert rs.best_lower == 2.0 and rs.best_upper == 2.0 and rs.consistency().passed
+    rs.append(LipschitzResult("bad-upper", BoundKind.UPPER, 1.0))
+    assert not rs.consistency().passed
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "latex", "csv"])
+def test_tables_show_kind_and_ratio(fmt: str) -> None:
+    out = _set().table(fmt)
+    for name in ("enumeration", "naive", "sampling", "heuristic"):
+        assert name in out
+    assert "EXACT" in out and "ESTIMATE" in out
+    if fmt != "csv":
+        assert "1.500" in out  # naive / best lower = 3 / 2
+    else:
+        assert "1.5" in out.splitlines()[2]
+
+
+def test_dataframe() -> None:
+    pytest.importorskip("pandas")
+    df = _set().to_dataframe()
+    assert list(df["kind"]) == ["EXACT", "UPPER", "LOWER", "ESTIMATE"]
+    assert df.loc[df.method == "naive", "ratio_to_best_lower"].item() == pytest.approx(1.5)
+
+
+def test_import_lipopt_is_light() -> None:
+    code = ("import sys, lipopt, lipopt.spec, lipopt.result, lipopt.methods, lipopt.network; "
+            "heavy = {'torch', 'cvxpy', 'pyomo', 'highspy', 'pyscipopt', 'gurobipy', 'scs', 'clarabel', "
+            "'onnx', 'pandas'}; "
+            "loaded = sorted(m for m in sys.modules if m.split('.')[0] in heavy); "
+            "assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_global_default_question() -> None:
+    q = Question()
+    assert isinstance(q.domain, Global) and q.constant == "global" and q.norm_label() == "l2->l2"
