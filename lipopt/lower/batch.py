@@ -1,0 +1,99 @@
+"""Batched float64 Jacobians and Jacobian norms (numpy, reverse mode over ``network.lower()``).
+
+Conventions match ``Network.jacobian``: ReLU'(0) = 0 and max-pool ties go to the first window entry. For a
+scalar output c^T f only the row c^T J is propagated. These values are only *candidates*: a lower bound
+is certified afterwards at single points (``lipopt.lower.certify``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lipopt.network.network import AffineStage, MaxPoolStage, Network, ReLUStage
+from lipopt.norms import operator_norm
+from lipopt.spec import Norm, Question
+
+#: floats held by one chunk of backward covectors (B * rows * width)
+CHUNK_FLOATS = 20_000_000
+
+
+def _forward_states(stages, x: np.ndarray) -> list[np.ndarray | None]:
+    """Per stage: ReLU masks (B, n), max-pool winners (B, n_out) as flat input indices, or None."""
+    states: list[np.ndarray | None] = []
+    h = x
+    for s in stages:
+        if isinstance(s, AffineStage):
+            h = s.apply(h)
+            states.append(None)
+        elif isinstance(s, ReLUStage):
+            states.append(h > 0)
+            h = np.maximum(h, 0.0)
+        else:
+            win = s.windows
+            valid = win >= 0
+            vals = np.where(valid[None], h[:, np.maximum(win, 0)], -np.inf)  # (B, n_out, k)
+            arg = np.argmax(vals, axis=2)
+            idx = np.take_along_axis(np.broadcast_to(win, vals.shape), arg[..., None], axis=2)[..., 0]
+            states.append(idx)
+            h = np.take_along_axis(h, idx, axis=1)
+    return states
+
+
+def _backward(stages, states, g: np.ndarray) -> np.ndarray:
+    """g: (B, r, out) covectors at the output; returns (B, r, in)."""
+    for s, st in zip(reversed(stages), reversed(states), strict=True):
+        b, r, _ = g.shape
+        if isinstance(s, AffineStage):
+            w = s.weight
+            if hasattr(w, "toarray"):
+                flat = g.reshape(b * r, -1)
+                g = np.asarray((w.T @ flat.T).T).reshape(b, r, -1)  # type: ignore[union-attr]
+            else:
+                g = g @ w
+        elif isinstance(s, ReLUStage):
+            g = g * st[:, None, :]
+        else:
+            assert isinstance(s, MaxPoolStage)
+            n_in = s.in_size
+            out = np.zeros((b, n_in, r))
+            flat = out.reshape(b * n_in, r)
+            rows = (np.arange(b)[:, None] * n_in + st).reshape(-1)
+            np.add.at(flat, rows, g.transpose(0, 2, 1).reshape(-1, r))
+            g = out.transpose(0, 2, 1)
+    return g
+
+
+def batch_jacobians(network: Network, x: np.ndarray, question: Question) -> np.ndarray:
+    """(B, r, n) Jacobians at the rows of x: r = 1 (the row c^T J) for scalar outputs, else all outputs."""
+    x = np.asarray(x, dtype=np.float64).reshape(-1, network.input_size)
+    stages = network.lower()
+    m = network.output_size
+    c = question.output_vector(m)
+    seed = np.eye(m) if c is None else c.reshape(1, m)
+    widths = [s.shape[0] for s in stages if isinstance(s, AffineStage)] + [network.input_size]
+    chunk = max(1, CHUNK_FLOATS // (seed.shape[0] * max(widths)))
+    out = []
+    for i in range(0, x.shape[0], chunk):
+        xb = x[i : i + chunk]
+        states = _forward_states(stages, xb)
+        g = np.broadcast_to(seed, (xb.shape[0], *seed.shape)).copy()
+        out.append(_backward(stages, states, g))
+    return np.concatenate(out, axis=0) if out else np.zeros((0, seed.shape[0], network.input_size))
+
+
+def batch_norms(jacs: np.ndarray, question: Question) -> np.ndarray:
+    """The question's norm of each Jacobian (B, r, n) from ``batch_jacobians``."""
+    if question.scalar_output:
+        return np.linalg.norm(jacs[:, 0, :], ord=question.input_norm.dual.p, axis=1)
+    p, q = question.input_norm, question.output_norm
+    if p is Norm.L1:
+        return np.max(np.linalg.norm(jacs, ord=q.p, axis=1), axis=1)
+    if q is Norm.LINF:
+        return np.max(np.linalg.norm(jacs, ord=p.dual.p, axis=2), axis=1)
+    if p is Norm.L2 and q is Norm.L2:
+        return np.linalg.svd(jacs, compute_uv=False)[:, 0] if jacs.size else np.zeros(jacs.shape[0])
+    return np.array([operator_norm(j, p, q) for j in jacs])
+
+
+def batch_jacobian_norms(network: Network, x: np.ndarray, question: Question) -> np.ndarray:
+    return batch_norms(batch_jacobians(network, x, question), question)

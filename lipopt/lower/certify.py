@@ -1,0 +1,268 @@
+"""Turning candidate points into certified lower bounds, and sampling the domain.
+
+A candidate x certifies L >= ||J(x)|| when ``point_witness`` says x is in the domain and in the interior of
+a linear region. Otherwise (a tie, an identically-zero unit, a max-pool tie) the point is nudged, and as a
+last resort the pair (x, x + h v) along the maximising direction v of J(x) is used: a pair ratio is a
+certified lower bound of every pairwise constant by definition.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lipopt.network.network import AffineStage, Network
+from lipopt.norms import MAX_ENUM_DIM
+from lipopt.spec import Ball, Box, Norm, Question
+from lipopt.witness import clip_to_domain, in_domain, pair_ratio, point_witness
+
+
+@dataclass
+class Certified:
+    value: float
+    witness: dict[str, Any]
+    how: str  # 'point' or 'pair'
+    tried: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------ directions
+
+
+def norm_direction(jac: np.ndarray, question: Question) -> np.ndarray:
+    """A unit vector v (in the input norm) with ||J v|| (or |c^T J v|) = the question's norm of J."""
+    p = question.input_norm
+    n = jac.shape[1]
+    c = question.output_vector(jac.shape[0])
+    if c is not None:
+        return _dual_vector(c @ jac, p)
+    q = question.output_norm
+    if p is Norm.L1:
+        j = int(np.argmax(np.linalg.norm(jac, ord=q.p, axis=0)))
+        v = np.zeros(n)
+        v[j] = 1.0
+        return v
+    if q is Norm.LINF:
+        i = int(np.argmax(np.linalg.norm(jac, ord=p.dual.p, axis=1)))
+        return _dual_vector(jac[i], p)
+    if p is Norm.L2 and q is Norm.L2:
+        _, _, vt = np.linalg.svd(jac)
+        return vt[0]
+    if p is Norm.L2:  # 2 -> 1: max over output signs s of ||J^T s||_2
+        s = _best_signs(jac.T, Norm.L2)
+        u = jac.T @ s
+        nu = np.linalg.norm(u)
+        return u / nu if nu > 0 else np.eye(n)[0]
+    return _best_signs(jac, q)  # inf -> 1 / inf -> 2
+
+
+def _dual_vector(g: np.ndarray, p: Norm) -> np.ndarray:
+    """v with ||v||_p = 1 and g . v = ||g||_{p*}."""
+    n = g.size
+    if not np.any(g):
+        v = np.zeros(n)
+        v[0] = 1.0
+        return v
+    if p is Norm.L2:
+        return g / np.linalg.norm(g)
+    if p is Norm.LINF:
+        return np.where(g >= 0, 1.0, -1.0)
+    v = np.zeros(n)
+    j = int(np.argmax(np.abs(g)))
+    v[j] = np.sign(g[j])
+    return v
+
+
+def _best_signs(m: np.ndarray, q: Norm) -> np.ndarray:
+    """argmax over sign vectors s of ||m s||_q (exhaustive up to MAX_ENUM_DIM, else a local search)."""
+    n = m.shape[1]
+    if n <= MAX_ENUM_DIM:
+        best, arg = -1.0, np.ones(n)
+        for signs in itertools.product((1.0, -1.0), repeat=n - 1):
+            v = np.array((1.0, *signs))
+            val = float(np.linalg.norm(m @ v, ord=q.p))
+            if val > best:
+                best, arg = val, v
+        return arg
+    v = np.ones(n)
+    for _ in range(50):
+        w = np.where(m.T @ np.sign(m @ v) >= 0, 1.0, -1.0)
+        if np.array_equal(w, v):
+            break
+        v = w
+    return v
+
+
+# ------------------------------------------------------------------------------------------ scales
+
+
+def input_scale(network: Network, question: Question) -> float:
+    """A length scale of the domain (box half-width, ball radius) or, for the global domain, of where the
+    first layer's hyperplanes lie: max(1, 2 max_i |b_i| / ||w_i||) (a heuristic)."""
+    dom = question.domain
+    if isinstance(dom, Box):
+        return float(np.max(dom.hi - dom.lo) / 2)
+    if isinstance(dom, Ball):
+        return float(dom.radius)
+    first = network.lower()[0]
+    assert isinstance(first, AffineStage)
+    w = first.dense()
+    nrm = np.linalg.norm(w, axis=1)
+    ok = nrm > 0
+    if not np.any(ok):
+        return 1.0
+    return float(max(1.0, 2.0 * np.max(np.abs(first.bias[ok]) / nrm[ok])))
+
+
+# ------------------------------------------------------------------------------------------ sampling
+
+
+def sample_domain(network: Network, question: Question, n: int, rng: np.random.Generator,
+                  global_radius: float | None = None) -> np.ndarray:
+    """n points of the domain: uniform in a box / ball. For the global domain (heuristic choice of where
+    to look): half uniform in [-R, R]^d, half at log-uniform radii in [R, 1000 R] in random directions,
+    with R = ``global_radius`` or ``input_scale``."""
+    d = network.input_size
+    dom = question.domain
+    if isinstance(dom, Box):
+        return rng.uniform(dom.lo, dom.hi, size=(n, d))
+    if isinstance(dom, Ball):
+        if dom.norm is Norm.LINF:
+            return dom.center + rng.uniform(-dom.radius, dom.radius, size=(n, d))
+        return dom.center + uniform_ball(rng, n, d) * dom.radius
+    r = global_radius if global_radius is not None else input_scale(network, question)
+    n1 = (n + 1) // 2
+    a = rng.uniform(-r, r, size=(n1, d))
+    dirs = rng.normal(size=(n - n1, d))
+    dirs /= np.maximum(np.linalg.norm(dirs, axis=1, keepdims=True), 1e-300)
+    radii = r * 10.0 ** rng.uniform(0.0, 3.0, size=(n - n1, 1))
+    return np.vstack([a, dirs * radii])
+
+
+def uniform_ball(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    dirs = rng.normal(size=(n, d))
+    dirs /= np.maximum(np.linalg.norm(dirs, axis=1, keepdims=True), 1e-300)
+    return dirs * rng.uniform(size=(n, 1)) ** (1.0 / d)
+
+
+def sample_nominal(question: Question, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Points of the ball around x0 for the nominal-point ratio: a third uniform, a third on the sphere,
+    a third at log-uniform radii down to 1e-6 r (ratios near x0 approach directional derivatives)."""
+    dom = question.domain
+    assert isinstance(dom, Ball)
+    d = dom.center.size
+    r = dom.radius
+    n1, n2 = n // 3, n // 3
+    n3 = n - n1 - n2
+    if dom.norm is Norm.LINF:
+        u = rng.uniform(-1.0, 1.0, size=(n1, d))
+        s = rng.uniform(-1.0, 1.0, size=(n2, d))
+        s[np.arange(n2), rng.integers(0, d, size=n2)] = rng.choice([-1.0, 1.0], size=n2)
+        t = rng.uniform(-1.0, 1.0, size=(n3, d))
+        t /= np.maximum(np.max(np.abs(t), axis=1, keepdims=True), 1e-300)
+    else:
+        u = uniform_ball(rng, n1, d)
+        s = rng.normal(size=(n2, d))
+        s /= np.maximum(np.linalg.norm(s, axis=1, keepdims=True), 1e-300)
+        t = rng.normal(size=(n3, d))
+        t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-300)
+    t *= 10.0 ** rng.uniform(-6.0, 0.0, size=(n3, 1))
+    return dom.center + r * np.vstack([u, s, t])
+
+
+def nominal_ratios(network: Network, x: np.ndarray, question: Question) -> np.ndarray:
+    """|f(x) - f(x0)| / |x - x0| for every row of x (0 where x = x0), in the question's norms."""
+    x0 = question.domain.center  # type: ignore[union-attr]
+    fx = network.forward(np.asarray(x).reshape(-1, network.input_size))
+    f0 = network.forward(x0)
+    diff = fx - f0[None, :]
+    c = question.output_vector(diff.shape[1])
+    num = np.abs(diff @ c) if c is not None else np.linalg.norm(diff, ord=question.output_norm.p, axis=1)
+    den = np.linalg.norm(np.asarray(x).reshape(-1, x0.size) - x0[None, :], ord=question.input_norm.p, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ certification
+
+
+def forward_magnitude(network: Network, x: np.ndarray) -> float:
+    """max_i of |W_L| ... |W_1| |x| + |b| terms: a bound on the size of the numbers summed in f(x)."""
+    h = np.abs(np.asarray(x, dtype=np.float64).reshape(1, -1))
+    for s in network.lower():
+        if isinstance(s, AffineStage):
+            w = s.weight
+            wa = abs(w) if hasattr(w, "toarray") else np.abs(w)  # type: ignore[arg-type]
+            h = np.asarray((wa @ h.T).T) + np.abs(s.bias)  # type: ignore[operator]
+        elif hasattr(s, "windows"):
+            win = s.windows  # type: ignore[union-attr]
+            h = np.where(win >= 0, h[:, np.maximum(win, 0)], 0.0).max(axis=2)
+    return float(np.max(h)) if h.size else 0.0
+
+
+def certified_pair_ratio(network: Network, x: np.ndarray, y: np.ndarray, question: Question) -> float:
+    """|f(x) - f(y)| / |x - y| minus an allowance for float64 rounding in f(x) - f(y) (which dominates
+    when x and y are close): a value that the exact pair ratio is at least. 0 if nothing is left."""
+    x = np.ravel(np.asarray(x, dtype=np.float64))
+    y = np.ravel(np.asarray(y, dtype=np.float64))
+    dx = float(np.linalg.norm(x - y, ord=question.input_norm.p))
+    if dx == 0:
+        return 0.0
+    ratio = pair_ratio(network, x, y, question)
+    width = sum(s.shape[1] for s in network.lower() if isinstance(s, AffineStage))
+    m = question.output_vector(network.output_size)
+    cnorm = 1.0 if m is None else float(np.sum(np.abs(m)))
+    out_dim = network.output_size if m is None else 1
+    err = 4.0 * np.finfo(float).eps * (width + 4) * cnorm * out_dim * (
+        forward_magnitude(network, x) + forward_magnitude(network, y))
+    return max(0.0, (ratio * dx - err) / dx * (1 - 1e-15))
+
+
+def certify_point(network: Network, x: np.ndarray, question: Question, rng: np.random.Generator,
+                  scale: float, n_nudges: int = 8) -> Certified | None:
+    """A certified lower bound from the candidate x (pairwise constants only), or None."""
+    x = clip_to_domain(np.asarray(x, dtype=np.float64).reshape(-1), question)
+    pw = point_witness(network, x, question)
+    if pw.certified:
+        return Certified(pw.value, {"x": x.tolist(), "margin": pw.margin}, "point")
+    best: Certified | None = None
+    for k in range(n_nudges):
+        h = scale * 10.0 ** (-8 + k % 4)
+        y = clip_to_domain(x + h * rng.standard_normal(x.size), question)
+        pw2 = point_witness(network, y, question)
+        if pw2.certified and (best is None or pw2.value > best.value):
+            best = Certified(pw2.value, {"x": y.tolist(), "margin": pw2.margin}, "point",
+                             notes=[f"candidate on a region boundary (margin {pw.margin:.2g}); nudged"])
+        if best is not None and best.value >= pw.value * (1 - 1e-12):
+            break
+    v = norm_direction(network.jacobian(x), question)
+    for h in (1e-3, 1e-5, 1e-7):
+        a, b = x, x + h * scale * v
+        if not in_domain(b, question):
+            a, b = x - h * scale * v, x
+        if not (in_domain(a, question) and in_domain(b, question)):
+            continue
+        r = certified_pair_ratio(network, a, b, question)
+        if best is None or r > best.value:
+            best = Certified(r, {"x": a.tolist(), "y": b.tolist()}, "pair",
+                             notes=["pair along the maximising direction of J(x) (x on a boundary)"])
+    return best
+
+
+def certify_best(network: Network, cands: np.ndarray, vals: np.ndarray, question: Question,
+                 rng: np.random.Generator, scale: float, n_try: int = 10) -> Certified | None:
+    """Certify the best candidates in order of value; stop once a certified value reaches the next one."""
+    order = np.argsort(-vals, kind="stable")
+    best: Certified | None = None
+    for tried, i in enumerate(order[:n_try], start=1):
+        if best is not None and best.value >= vals[i]:
+            break
+        c = certify_point(network, cands[i], question, rng, scale)
+        if c is not None and (best is None or c.value > best.value):
+            best = c
+            best.tried = tried
+    return best

@@ -1,0 +1,280 @@
+"""Method "grad-ascent" (LOWER): projected gradient ascent on the Jacobian norm, with restarts.
+
+ReLU Jacobians are piecewise constant, so their gradient in x is zero. Two searches are combined:
+
+1. ascent on the Jacobian norm of a *smoothed* network (softplus / logsumexp with a temperature annealed
+   geometrically towards 0), started from the best of a small batch of sampled points and from random ones;
+2. CLIP-style ascent on the pair quotient |f(u) - f(v)| / |u - v| of the exact network (formulations.md
+   section 5, Algorithm 1: accept a step only if the quotient grows, step x1.3 on success and /1.3 on
+   failure), started from pairs (x, x + h v) at the best points along their maximising directions v.
+
+Points and pairs are projected onto the domain after every step. The reported value is certified in float64:
+the exact Jacobian norm at a point inside a linear region (``point_witness``) or a pair ratio, whichever is
+larger. Nominal-point questions: ascent on |f(x) - f(x0)| / |x - x0| over the ball, certified by
+``pair_ratio(x, x0)``.
+
+Options (``RunOptions.extra``): restarts (8), steps (200), seed (``RunOptions.seed``), n_init (1000
+sampled starting candidates: the same points as ``sampling`` with the same seed and count, so grad-ascent
+is never below it), lr (Adam step as a fraction of the per-start length scale, 0.02), pair_steps (= steps),
+global_radius. ``RunOptions.progress`` shows a tqdm bar.
+
+Limitation: a local search. A maximising region that is a thin sliver, or far away in the global domain
+(Fact C), is found only if a start lands near it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from lipopt.lower.batch import batch_jacobian_norms
+from lipopt.lower.certify import (
+    Certified,
+    certified_pair_ratio,
+    certify_best,
+    input_scale,
+    nominal_ratios,
+    norm_direction,
+    sample_domain,
+    sample_nominal,
+)
+from lipopt.methods import RunOptions
+from lipopt.network.network import Network
+from lipopt.result import BoundKind, LipschitzResult, Status
+from lipopt.spec import Question
+from lipopt.witness import clip_to_domain, in_domain
+
+GAMMA = 1.3  # CLIP reg_decay
+
+
+def applicable(network: Network, question: Question) -> str | None:
+    return None
+
+
+def _steps(n: int, progress: bool, desc: str):
+    if progress:
+        from tqdm import tqdm
+
+        return tqdm(range(n), desc=desc, leave=False)
+    return range(n)
+
+
+def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
+    import torch
+
+    t0 = time.perf_counter()
+    q = question.bind(network)
+    cfg = {
+        "restarts": int(options.get("restarts", 8)),
+        "steps": int(options.get("steps", 200)),
+        "seed": int(options.get("seed", options.seed)),
+        "n_init": int(options.get("n_init", 1000)),
+        "lr": float(options.get("lr", 0.02)),
+    }
+    cfg["pair_steps"] = int(options.get("pair_steps", cfg["steps"]))
+    rng = np.random.default_rng(cfg["seed"])
+    torch.manual_seed(cfg["seed"])
+    if q.constant == "nominal":
+        res = _run_nominal(network, q, cfg, rng, options)
+    else:
+        res = _run_pairwise(network, q, cfg, rng, options)
+    res.options = cfg
+    res.wall_time = time.perf_counter() - t0
+    return res
+
+
+# ------------------------------------------------------------------------------------------ pairwise
+
+
+def _starts(network: Network, q: Question, cfg: dict, rng: np.random.Generator,
+            options: RunOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    gr = options.get("global_radius")
+    n = max(cfg["n_init"], cfg["restarts"])
+    cand = sample_domain(network, q, n, rng, None if gr is None else float(gr))
+    vals = batch_jacobian_norms(network, cand, q)
+    r = cfg["restarts"]
+    top = list(np.argsort(-vals, kind="stable")[: (r + 1) // 2])
+    rest = [i for i in rng.permutation(len(cand)) if i not in set(top)][: r - len(top)]
+    idx = np.array(top + rest, dtype=int)
+    return cand[idx], cand, vals
+
+
+def _run_pairwise(network: Network, q: Question, cfg: dict, rng: np.random.Generator,
+                  options: RunOptions) -> LipschitzResult:
+    import torch
+
+    from lipopt.lower.torch_net import TorchStages, jacobian_fn, project, torch_norm
+
+    scale = input_scale(network, q)
+    x0, pool_x, pool_v = _starts(network, q, cfg, rng, options)
+    pool_x, pool_v = [pool_x], [pool_v]
+    ts = TorchStages(network, options.device)
+    jac = jacobian_fn(ts, q, network.output_size)
+    # x = x0 + s * d with a per-start length s (far-away starts of the global domain move proportionally)
+    xs = torch.tensor(x0, device=options.device)
+    row_scale = np.maximum(scale, np.max(np.abs(x0), axis=1, initial=0.0)) if q.constant == "global" else (
+        np.full(len(x0), scale))
+    srow = torch.tensor(row_scale[:, None], device=options.device)
+    d = torch.zeros_like(xs, requires_grad=True)
+    zs = [s for s in ts.pre_activation_scales(xs) if s > 0]
+    z_scale = float(np.median(zs)) if zs else 1.0
+    steps = cfg["steps"]
+    opt = torch.optim.Adam([d], lr=cfg["lr"])
+    for k in _steps(steps, options.progress, "grad-ascent (smoothed)"):
+        temperature = 0.3 * z_scale * (1e-4 ** (k / max(1, steps - 1)))
+        opt.zero_grad()
+        obj = torch_norm(jac(xs + srow * d, temperature), q)
+        (-obj.sum()).backward()
+        if d.grad is not None:
+            d.grad = torch.nan_to_num(d.grad, nan=0.0, posinf=0.0, neginf=0.0)
+        opt.step()
+        with torch.no_grad():
+            d.copy_((project(xs + srow * d, q) - xs) / srow)
+        if k % 10 == 9 or k == steps - 1:
+            xn = (xs + srow * d).detach().cpu().numpy().copy()
+            pool_x.append(xn)
+            pool_v.append(batch_jacobian_norms(network, xn, q))
+    px, pv = np.vstack(pool_x), np.concatenate(pool_v)
+    pair_best, pair_stats = _pair_phase(network, q, ts, px, pv, cfg, scale, options)
+    px = np.vstack([px, pair_stats.pop("points")])
+    pv = np.concatenate([pv, batch_jacobian_norms(network, px[len(pv):], q)])
+    cert = certify_best(network, px, pv, q, rng, scale)
+    stats: dict[str, Any] = {"candidates": len(pv), "best_candidate": float(np.max(pv)), **pair_stats}
+    if pair_best is not None and (cert is None or pair_best.value > cert.value):
+        cert = pair_best
+    if cert is None:
+        return LipschitzResult("grad-ascent", BoundKind.LOWER, None, Status.ERROR, stats=stats,
+                               message="no candidate could be certified")
+    res = LipschitzResult("grad-ascent", BoundKind.LOWER, cert.value, Status.SOLVED, stats=stats,
+                          witness={**cert.witness, "kind": cert.how}, notes=list(cert.notes))
+    from lipopt.lower.sampling import _check_witness
+
+    _check_witness(res, network, q, cert.witness, cert.how)
+    return res
+
+
+def _pair_phase(network: Network, q: Question, ts: Any, px: np.ndarray, pv: np.ndarray, cfg: dict,
+                scale: float, options: RunOptions) -> tuple[Certified | None, dict[str, Any]]:
+    """CLIP Algorithm 1 on pairs started along the maximising directions of the best points."""
+    import torch
+
+    from lipopt.lower.torch_net import project
+
+    r = cfg["restarts"]
+    order = np.argsort(-pv, kind="stable")
+    starts = []
+    for i in order:
+        if len(starts) == r:
+            break
+        if all(np.linalg.norm(px[i] - px[j]) > 1e-9 * scale for j in starts):
+            starts.append(int(i))
+    u0 = px[starts]
+    v0 = np.array([clip_to_domain(u + 1e-3 * scale * norm_direction(network.jacobian(u), q), q) for u in u0])
+    c = q.output_vector(network.output_size)
+    ct = None if c is None else torch.tensor(c, device=options.device)
+
+    def quotient(u, v):
+        d = ts.forward(u) - ts.forward(v)
+        num = (d @ ct).abs() if ct is not None else torch.linalg.vector_norm(d, ord=q.output_norm.p, dim=1)
+        den = torch.linalg.vector_norm(u - v, ord=q.input_norm.p, dim=1)
+        return num / torch.clamp(den, min=1e-300)
+
+    u = torch.tensor(u0, device=options.device)
+    v = torch.tensor(v0, device=options.device)
+    with torch.no_grad():
+        best_q = quotient(u, v)
+    step = torch.full((len(starts),), 0.01 * scale, dtype=torch.float64, device=options.device)
+    min_dist = 1e-5 * scale  # closer pairs: the quotient is dominated by rounding noise
+    accepted = 0
+    for _ in _steps(cfg["pair_steps"], options.progress, "grad-ascent (pairs)"):
+        uu, vv = u.clone().requires_grad_(True), v.clone().requires_grad_(True)
+        qq = quotient(uu, vv)
+        gu, gv = torch.autograd.grad(qq.sum(), [uu, vv])
+        gn = torch.sqrt((gu**2).sum(1) + (gv**2).sum(1)).clamp(min=1e-300)
+        with torch.no_grad():
+            nu = project(u + (step / gn)[:, None] * gu, q)
+            nv = project(v + (step / gn)[:, None] * gv, q)
+            new_q = quotient(nu, nv)
+            dist = torch.linalg.vector_norm(nu - nv, ord=q.input_norm.p, dim=1)
+            ok = (new_q > best_q) & torch.isfinite(new_q) & (dist >= min_dist)
+            u = torch.where(ok[:, None], nu, u)
+            v = torch.where(ok[:, None], nv, v)
+            best_q = torch.where(ok, new_q, best_q)
+            step = torch.where(ok, step * GAMMA, step / GAMMA)
+            accepted += int(ok.sum())
+    un, vn = u.cpu().numpy(), v.cpu().numpy()
+    best: Certified | None = None
+    for a, b in zip(un, vn, strict=True):
+        if not (in_domain(a, q) and in_domain(b, q)):
+            continue
+        val = certified_pair_ratio(network, a, b, q)
+        if best is None or val > best.value:
+            best = Certified(val, {"x": a.tolist(), "y": b.tolist()}, "pair", notes=["CLIP pair quotient"])
+    return best, {"pair_accepted_steps": accepted, "best_pair": None if best is None else best.value,
+                  "points": np.vstack([un, vn])}
+
+
+# ------------------------------------------------------------------------------------------ nominal
+
+
+def _run_nominal(network: Network, q: Question, cfg: dict, rng: np.random.Generator,
+                 options: RunOptions) -> LipschitzResult:
+    import torch
+
+    from lipopt.lower.torch_net import TorchStages, project
+
+    dom = q.domain
+    x0 = dom.center  # type: ignore[union-attr]
+    cand = sample_nominal(q, max(cfg["n_init"], cfg["restarts"]), rng)
+    vals = nominal_ratios(network, cand, q)
+    r = cfg["restarts"]
+    idx = np.argsort(-vals, kind="stable")[:r]
+    ts = TorchStages(network, options.device)
+    x0t = torch.tensor(x0, device=options.device)
+    f0 = ts.forward(x0t).detach()
+    c = q.output_vector(network.output_size)
+    ct = None if c is None else torch.tensor(c, device=options.device)
+
+    def ratio(x):
+        d = ts.forward(x) - f0
+        num = (d @ ct).abs() if ct is not None else torch.linalg.vector_norm(d, ord=q.output_norm.p, dim=1)
+        den = torch.linalg.vector_norm(x - x0t, ord=q.input_norm.p, dim=1)
+        return torch.where(den > 0, num / den.clamp(min=1e-300), torch.zeros_like(num))
+
+    x = torch.tensor(cand[idx], device=options.device)
+    with torch.no_grad():
+        best_q = ratio(x)
+    radius = float(dom.radius)  # type: ignore[union-attr]
+    step = torch.full((len(idx),), 0.05 * radius, dtype=torch.float64, device=options.device)
+    for _ in _steps(cfg["steps"], options.progress, "grad-ascent (nominal)"):
+        xx = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(ratio(xx).sum(), [xx])
+        gn = torch.linalg.vector_norm(g, dim=1).clamp(min=1e-300)
+        with torch.no_grad():
+            nx = project(x + (step / gn)[:, None] * g, q)
+            nq = ratio(nx)
+            ok = (nq > best_q) & torch.isfinite(nq)
+            x = torch.where(ok[:, None], nx, x)
+            best_q = torch.where(ok, nq, best_q)
+            step = torch.where(ok, step * GAMMA, step / GAMMA)
+    xs = np.vstack([x.cpu().numpy(), cand[idx[:1]]])
+    best_val, best_x = -1.0, None
+    for xc in xs:
+        xc = clip_to_domain(xc, q)
+        if not in_domain(xc, q):
+            continue
+        val = certified_pair_ratio(network, xc, x0, q)
+        if val > best_val:
+            best_val, best_x = val, xc
+    if best_x is None:
+        return LipschitzResult("grad-ascent", BoundKind.LOWER, None, Status.ERROR,
+                               message="no point in the ball")
+    res = LipschitzResult("grad-ascent", BoundKind.LOWER, best_val, Status.SOLVED,
+                          witness={"x": best_x.tolist(), "x0": x0.tolist(), "kind": "nominal pair"},
+                          stats={"best_sampled": float(vals[idx[0]])})
+    res.add_check("witness in domain", in_domain(best_x, q), "")
+    again = certified_pair_ratio(network, best_x, x0, q)
+    res.add_check("ratio re-evaluated in float64", best_val == again, f"{again:.12g}")
+    return res

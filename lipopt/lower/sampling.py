@@ -1,0 +1,109 @@
+"""Method "sampling" (LOWER): the largest Jacobian norm at random points of the domain.
+
+Points are uniform in a box / ball. For the global domain the points are drawn around 0 at the scale of the
+first layer's hyperplanes and beyond (``lipopt.lower.certify.sample_domain``): a heuristic choice of *where
+to look* only; the value is still a certified lower bound because each Jacobian is that of a real linear
+region (formulations.md Fact A). With biases the maximising region can be far away (Fact C): expect gaps.
+
+Jacobian norms are computed for the whole batch (numpy, float64); the best points are then re-evaluated one
+by one with ``point_witness`` and only a point inside a region's interior and in the domain counts (a point on
+a boundary is nudged, or replaced by a pair along its maximising direction, or the next best is used).
+
+Nominal-point questions: the value is max over samples of |f(x) - f(x0)| / |x - x0| (never a Jacobian norm).
+
+Options (``RunOptions.extra``): n_samples (1000), seed (default ``RunOptions.seed``), global_radius.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from lipopt.lower.batch import batch_jacobian_norms
+from lipopt.lower.certify import (
+    certified_pair_ratio,
+    certify_best,
+    input_scale,
+    nominal_ratios,
+    sample_domain,
+    sample_nominal,
+)
+from lipopt.methods import RunOptions
+from lipopt.network.network import Network
+from lipopt.result import BoundKind, LipschitzResult, Status
+from lipopt.spec import Question
+from lipopt.witness import in_domain
+
+
+def applicable(network: Network, question: Question) -> str | None:
+    return None
+
+
+def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
+    t0 = time.perf_counter()
+    q = question.bind(network)
+    n = int(options.get("n_samples", 1000))
+    seed = int(options.get("seed", options.seed))
+    rng = np.random.default_rng(seed)
+    opts = {"n_samples": n, "seed": seed}
+    if q.constant == "nominal":
+        return _run_nominal(network, q, n, rng, opts, t0)
+    gr = options.get("global_radius")
+    x = sample_domain(network, q, n, rng, None if gr is None else float(gr))
+    vals = batch_jacobian_norms(network, x, q)
+    scale = input_scale(network, q)
+    cert = certify_best(network, x, vals, q, rng, scale)
+    stats = {"n_samples": n, "best_sampled": float(np.max(vals)) if vals.size else None}
+    if cert is None:
+        return LipschitzResult("sampling", BoundKind.LOWER, None, Status.ERROR, options=opts, stats=stats,
+                               message="no sampled point could be certified (all on region boundaries?)",
+                               wall_time=time.perf_counter() - t0)
+    stats["certify_tries"] = cert.tried
+    res = LipschitzResult("sampling", BoundKind.LOWER, cert.value, Status.SOLVED, options=opts, stats=stats,
+                          witness={**cert.witness, "kind": cert.how}, notes=list(cert.notes))
+    _check_witness(res, network, q, cert.witness, cert.how)
+    res.wall_time = time.perf_counter() - t0
+    return res
+
+
+def _check_witness(res: LipschitzResult, network: Network, q: Question, w: dict, how: str) -> None:
+    """Re-evaluate the witness in float64 and check that it certifies the value."""
+    from lipopt.witness import point_witness
+
+    x = np.asarray(w["x"])
+    if how == "point":
+        pw = point_witness(network, x, q)
+        res.add_check("witness in domain and region interior", pw.certified,
+                      f"in domain {pw.in_domain}, relative margin {pw.margin:.3g}")
+        res.add_check("witness value re-evaluated", abs(pw.value - res.value) <= 1e-12 * max(1.0, res.value),
+                      f"{pw.value:.12g}")
+    else:
+        y = np.asarray(w["y"])
+        ok = in_domain(x, q) and in_domain(y, q)
+        res.add_check("pair in domain", ok, "")
+        r = certified_pair_ratio(network, x, y, q)
+        res.add_check("pair ratio re-evaluated (with rounding allowance)",
+                      abs(r - res.value) <= 1e-12 * max(1.0, res.value), f"{r:.12g}")
+
+
+def _run_nominal(network: Network, q: Question, n: int, rng: np.random.Generator, opts: dict,
+                 t0: float) -> LipschitzResult:
+    x = sample_nominal(q, n, rng)
+    ratios = nominal_ratios(network, x, q)
+    i = int(np.argmax(ratios))
+    x0 = q.domain.center  # type: ignore[union-attr]
+    xb = x[i]
+    if not in_domain(xb, q):
+        from lipopt.witness import clip_to_domain
+
+        xb = clip_to_domain(xb, q)
+    value = certified_pair_ratio(network, xb, x0, q)
+    res = LipschitzResult("sampling", BoundKind.LOWER, value, Status.SOLVED, options=opts,
+                          stats={"n_samples": n, "best_sampled": float(ratios[i])},
+                          witness={"x": xb.tolist(), "x0": x0.tolist(), "kind": "nominal pair"})
+    res.add_check("witness in domain", in_domain(xb, q), "")
+    res.add_check("ratio re-evaluated in float64", abs(value - ratios[i]) <= 1e-9 * max(1.0, value),
+                  f"{value:.12g} vs batch {ratios[i]:.12g}")
+    res.wall_time = time.perf_counter() - t0
+    return res

@@ -1,0 +1,207 @@
+"""Certified lower bounds: methods "sampling" and "grad-ascent" against region enumeration, certification
+of witnesses, nominal-point ratios, batched Jacobians. Table values are in test_reference_nets.py."""
+
+from __future__ import annotations
+
+import math
+
+import nets
+import numpy as np
+import pytest
+
+from lipopt.exact.enumeration import enumeration_value
+from lipopt.lower.batch import batch_jacobians
+from lipopt.lower.certify import certified_pair_ratio, certify_point, norm_direction
+from lipopt.methods import RunOptions, run_method
+from lipopt.network.network import Network
+from lipopt.norms import jacobian_norm
+from lipopt.result import BoundKind
+from lipopt.spec import AllOutputs, Ball, Box, Global, Logit, Margin, Norm, Question
+from lipopt.witness import pair_ratio, point_witness
+
+FAST = RunOptions(seed=0, extra={"steps": 60, "n_init": 300, "n_samples": 300})
+
+CASES = [  # (widths, seed, bias, domain)
+    ([2, 4, 3, 1], 0, True, "global"), ([2, 4, 3, 1], 1, True, "box"), ([2, 4, 3, 1], 2, False, "global"),
+    ([3, 5, 1], 0, True, "box"), ([3, 5, 1], 1, False, "global"), ([3, 5, 1], 3, True, "ball"),
+    ([2, 5, 5, 2], 0, True, "box"), ([2, 5, 5, 2], 1, False, "box"), ([2, 3, 3, 2], 2, True, "ball"),
+]
+
+
+def _domain(name: str, n: int) -> Global | Box | Ball:
+    return {"global": Global(), "box": Box(-1.0, 1.0), "ball": Ball(np.full(n, 0.2), 0.6, Norm.L2)}[name]
+
+
+def _check(res) -> None:
+    assert res.ok, (res.message, [str(c) for c in res.checks])
+    assert res.kind is BoundKind.LOWER
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{'-'.join(map(str, c[0]))}-s{c[1]}-{c[2]}-{c[3]}")
+def test_lower_bounds_below_exact(case: tuple) -> None:
+    widths, seed, bias, dom = case
+    net = nets.random_mlp(widths, seed, bias)
+    q = Question(Norm.L2, Norm.L2, _domain(dom, widths[0]))
+    exact = enumeration_value(net, q)
+    s = run_method("sampling", net, q, FAST)
+    g = run_method("grad-ascent", net, q, FAST)
+    _check(s)
+    _check(g)
+    assert s.value <= exact * (1 + 1e-9) + 1e-12
+    assert g.value <= exact * (1 + 1e-9) + 1e-12
+    # grad-ascent starts from the same samples as sampling (same seed and count): never below it
+    assert g.value >= s.value * (1 - 1e-12)
+
+
+def test_grad_ascent_reaches_most_exact_values() -> None:
+    hits = 0
+    for widths, seed, bias, dom in CASES:
+        net = nets.random_mlp(widths, seed, bias)
+        q = Question(Norm.L2, Norm.L2, _domain(dom, widths[0]))
+        g = run_method("grad-ascent", net, q, FAST)
+        hits += g.value >= 0.9 * enumeration_value(net, q)
+    assert hits >= 0.75 * len(CASES)
+
+
+@pytest.mark.parametrize("p,qn", [(Norm.LINF, Norm.LINF), (Norm.L1, Norm.L1), (Norm.LINF, Norm.L1),
+                                  (Norm.L2, Norm.L1), (Norm.LINF, Norm.L2)])
+def test_other_norm_pairs(p: Norm, qn: Norm) -> None:
+    net = nets.random_mlp([3, 4, 2], 5, bias=True)
+    q = Question(p, qn, Box(-1.0, 1.0))
+    exact = enumeration_value(net, q)
+    for m in ("sampling", "grad-ascent"):
+        r = run_method(m, net, q, FAST)
+        _check(r)
+        assert r.value <= exact * (1 + 1e-9)
+        assert r.value >= 0.5 * exact
+
+
+@pytest.mark.parametrize("out", [Logit(0), Margin(1, 0)])
+def test_scalar_outputs(out: Logit | Margin) -> None:
+    net = nets.random_mlp([2, 4, 2], 6, bias=True)
+    for p in (Norm.L2, Norm.LINF):
+        q = Question(p, Norm.L2, Box(-1.0, 1.0), out)
+        exact = enumeration_value(net, q)
+        for m in ("sampling", "grad-ascent"):
+            r = run_method(m, net, q, FAST)
+            _check(r)
+            assert 0.5 * exact <= r.value <= exact * (1 + 1e-9)
+
+
+def test_witness_is_certified_point_or_pair() -> None:
+    net = nets.random_mlp([3, 5, 1], 0, bias=True)
+    q = Question(Norm.L2, Norm.L2, Box(-1.0, 1.0)).bind(net)
+    for m in ("sampling", "grad-ascent"):
+        r = run_method(m, net, q, FAST)
+        w = r.witness
+        if w["kind"] == "point":
+            pw = point_witness(net, np.array(w["x"]), q)
+            assert pw.certified and pw.value == pytest.approx(r.value, rel=1e-12)
+        else:
+            assert pair_ratio(net, np.array(w["x"]), np.array(w["y"]), q) >= r.value
+
+
+def test_boundary_candidate_falls_back_to_pair() -> None:
+    """An identically-zero hidden unit puts every point on a 'boundary' (point_witness never certifies):
+    the value then comes from a pair along the maximising direction, still <= exact and close to it."""
+    w1 = np.array([[1.0, 2.0], [0.0, 0.0], [2.0, 1.0]])
+    net = Network.from_weights([w1, [[1.0, 5.0, -1.0]]])
+    q = Question(Norm.L2, Norm.L2, Box(-1.0, 1.0))
+    exact = enumeration_value(net, q)
+    assert exact == pytest.approx(math.sqrt(5.0))
+    r = run_method("sampling", net, q, FAST)
+    _check(r)
+    assert r.witness["kind"] == "pair"
+    assert exact * (1 - 1e-6) <= r.value <= exact
+
+
+def test_certify_point_on_boundary_t4() -> None:
+    """T4 at x = 0 (a tie: backprop sees a weak pattern) is never reported as such."""
+    net = nets.t4()
+    q = Question(Norm.L2, Norm.L2, Box(-1.0, 1.0)).bind(net)
+    c = certify_point(net, np.zeros(1), q, np.random.default_rng(0), 1.0)
+    assert c is not None and c.value <= 1.0 + 1e-12
+
+
+def test_pair_ratio_rounding_allowance() -> None:
+    """Pairs 1e-13 apart: the raw float ratio can exceed L; the certified ratio never does."""
+    net = nets.t3()
+    q = Question(Norm.L2, Norm.L2).bind(net)
+    rng = np.random.default_rng(0)
+    exceed = 0
+    for _ in range(200):
+        x = rng.normal(size=2) * 100
+        v = norm_direction(net.jacobian(x), q)
+        y = x + 1e-13 * v
+        exceed += pair_ratio(net, x, y, q) > math.sqrt(5)
+        assert certified_pair_ratio(net, x, y, q) <= math.sqrt(5)
+    assert exceed > 0  # the allowance is needed
+
+
+@pytest.mark.parametrize("p", [Norm.L2, Norm.LINF, Norm.L1])
+def test_norm_direction_attains_the_norm(p: Norm) -> None:
+    rng = np.random.default_rng(1)
+    j = rng.normal(size=(3, 4))
+    for qn in (Norm.L2, Norm.LINF, Norm.L1):
+        q = Question(p, qn)
+        v = norm_direction(j, q)
+        assert np.linalg.norm(v, ord=p.p) == pytest.approx(1.0)
+        assert np.linalg.norm(j @ v, ord=qn.p) == pytest.approx(jacobian_norm(j, q), rel=1e-12)
+
+
+def test_nominal_below_pairwise_local() -> None:
+    """Nominal-point ratios (|f(x) - f(x0)| / |x - x0|) are <= the pairwise local constant on the ball."""
+    net = nets.random_mlp([2, 4, 3, 1], 1, bias=True)
+    ball = Ball(np.array([0.3, -0.2]), 0.8, Norm.L2)
+    local = enumeration_value(net, Question(Norm.L2, Norm.L2, ball))
+    qn = Question(Norm.L2, Norm.L2, ball, nominal=True)
+    s = run_method("sampling", net, qn, FAST)
+    g = run_method("grad-ascent", net, qn, FAST)
+    _check(s)
+    _check(g)
+    assert s.value <= local * (1 + 1e-12) and g.value <= local * (1 + 1e-12)
+    assert g.value >= s.value * (1 - 1e-6)
+    x0 = ball.center
+    assert pair_ratio(net, np.array(g.witness["x"]), x0, qn) >= g.value
+
+
+def test_sampling_global_domain_heuristic_is_documented_but_sound() -> None:
+    """Fact C: with biases the maximising region can be far away; sampling stays a lower bound."""
+    net = nets.random_mlp([2, 4, 3, 1], 0, bias=True)
+    q = Question(Norm.L2, Norm.L2)
+    exact = enumeration_value(net, q)
+    for r in (0.01, 1.0, 100.0):
+        res = run_method("sampling", net, q, RunOptions(extra={"global_radius": r, "n_samples": 300}))
+        _check(res)
+        assert res.value <= exact * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("net_fn", [lambda: nets.conv_pool_net(1), lambda: nets.random_mlp([3, 5, 4, 2], 0)])
+@pytest.mark.parametrize("out", [None, Logit(0)])
+def test_batch_jacobians_match_network(net_fn, out) -> None:
+    net = net_fn()
+    q = Question(Norm.L2, Norm.L2, output=AllOutputs() if out is None else out).bind(net)
+    x = np.random.default_rng(0).normal(size=(40, net.input_size))
+    jb = batch_jacobians(net, x, q)
+    c = q.output_vector(net.output_size)
+    for i in range(40):
+        ref = net.jacobian(x[i]) if c is None else (c @ net.jacobian(x[i]))[None]
+        assert np.allclose(jb[i], ref, rtol=1e-12, atol=1e-12)
+
+
+def test_conv_pool_lower_bounds() -> None:
+    net = nets.conv_pool_net(0)
+    q = Question(Norm.L2, Norm.L2, Box(-1.0, 1.0))
+    exact = enumeration_value(net, q)
+    for m in ("sampling", "grad-ascent"):
+        r = run_method(m, net, q, FAST)
+        _check(r)
+        assert 0.5 * exact <= r.value <= exact * (1 + 1e-9)
+
+
+def test_progress_and_seed_reproducible() -> None:
+    net = nets.random_mlp([2, 4, 3, 1], 3, bias=True)
+    q = Question(Norm.L2, Norm.L2, Box(-1.0, 1.0))
+    a = run_method("grad-ascent", net, q, RunOptions(seed=5, progress=True, extra={"steps": 20}))
+    b = run_method("grad-ascent", net, q, RunOptions(seed=5, extra={"steps": 20}))
+    assert a.value == b.value
