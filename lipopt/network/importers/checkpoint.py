@@ -1,0 +1,78 @@
+"""torch checkpoints (.ckpt / .pt / .pth) that hold weights only: read with ``weights_only=True``.
+
+A checkpoint has no architecture, so one is needed: ``arch`` names a :mod:`lipopt.zoo` architecture
+(or is an ``nn.Module`` instance to load the weights into); without it the state_dict is matched by its
+parameter names and shapes against the zoo.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lipopt.errors import InvalidNetworkError
+
+
+def _state_dict(obj: Any, path: Path) -> dict[str, Any]:
+    import torch
+
+    if isinstance(obj, dict):
+        for key in ("net", "state_dict", "model_state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                return obj[key]
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj
+    raise InvalidNetworkError(
+        f"{path.name}: no state_dict found (expected a dict of tensors, or a dict with key 'net', "
+        f"'state_dict', 'model_state_dict' or 'model' holding one); got {type(obj).__name__}"
+        + (f" with keys {list(obj)[:10]}" if isinstance(obj, dict) else "")
+    )
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    import pickle
+
+    import torch
+
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError) as exc:
+        raise InvalidNetworkError(
+            f"cannot read {path.name} with torch.load(weights_only=True): {str(exc).splitlines()[0]}. lipopt "
+            "never unpickles arbitrary objects: save a state_dict (torch.save(model.state_dict(), ...)) and "
+            "pass arch=..., or load the model yourself and pass the nn.Module to lipopt.load"
+        ) from None
+    return _state_dict(obj, path)
+
+
+def load_checkpoint(path: Path, arch: Any = None, normalize: bool = True,
+                    input_shape: tuple[int, ...] | None = None) -> tuple[Any, tuple[int, ...] | None, Any]:
+    """(torch module with the weights loaded, input shape, equivalence sampler or None)."""
+    import torch.nn as nn
+
+    from lipopt import zoo
+    from lipopt.network.importers.equivalence import uniform_sampler
+
+    sd = read_checkpoint(path)
+    if isinstance(arch, nn.Module):
+        try:
+            arch.load_state_dict(sd, strict=True)
+        except RuntimeError as exc:
+            raise InvalidNetworkError(f"{path.name} does not fit the given module: {exc}") from None
+        return arch.eval(), input_shape, None
+    if arch is None:
+        arch = zoo.recognise(sd)
+        if arch is None:
+            shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in list(sd.items())[:12])
+            raise InvalidNetworkError(
+                f"{path.name}: unknown architecture (state_dict: {shapes}{', ...' if len(sd) > 12 else ''}). "
+                f"Pass arch= one of {sorted(zoo.ARCHITECTURES)}, or an nn.Module to load the weights into"
+            )
+    if not isinstance(arch, str):
+        raise InvalidNetworkError(f"arch must be a name ({sorted(zoo.ARCHITECTURES)}) or an nn.Module")
+    if arch not in zoo.ARCHITECTURES:
+        raise InvalidNetworkError(f"unknown arch={arch!r}; known: {sorted(zoo.ARCHITECTURES)}")
+    spec = zoo.ARCHITECTURES[arch]
+    module = zoo.build(arch, sd, normalize=normalize)
+    sampler = uniform_sampler(0.0, 1.0) if normalize else None
+    return module, input_shape or spec.input_shape, sampler

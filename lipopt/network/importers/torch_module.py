@@ -1,0 +1,395 @@
+"""Import a torch ``nn.Module`` (``nn.Sequential`` or a module traced with ``torch.fx``) into the IR.
+
+Supported: Linear, Conv2d (zero padding), ReLU, MaxPool2d, AvgPool2d, Flatten (start_dim=1), BatchNorm1d/2d
+(eval mode, running statistics; folded into the neighbouring affine layer), Dropout/Identity (vanish);
+in traced code also ``F.relu``/``torch.relu``/``x.relu()``, ``F.linear``, ``F.conv2d``, ``F.max_pool2d``,
+``F.avg_pool2d``, ``F.dropout``, ``torch.flatten``/``x.flatten(1)``, ``x.view``/``x.reshape`` to
+``(batch, -1)``, ``x.size(0)``/``x.shape[0]``, and element-wise arithmetic with constants (``(x - mean) /
+std`` with buffers, constant tensors or numbers; folded exactly or refused, see ``_builder``).
+Everything unsupported is listed in one :class:`~lipopt.errors.UnsupportedLayerError`.
+
+The module is imported with eval-mode semantics (BatchNorm uses running statistics, Dropout is the
+identity); the module itself is not modified.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+
+from lipopt.errors import InvalidNetworkError, UnsupportedLayerError
+from lipopt.network.importers._builder import ChainBuilder, FoldError
+from lipopt.network.network import Network
+
+SUPPORTED_TORCH = (
+    "nn.Linear, nn.Conv2d (padding_mode='zeros'), nn.ReLU, nn.MaxPool2d, nn.AvgPool2d (ceil_mode=False), "
+    "nn.Flatten(start_dim=1), nn.BatchNorm1d/2d (running statistics; folded), nn.Dropout*, nn.Identity, "
+    "nested nn.Sequential; in traced forward code F.relu/torch.relu, F.linear, F.conv2d, F.max_pool2d, "
+    "F.avg_pool2d, F.dropout, torch.flatten(x, 1), x.view/x.reshape(x.size(0), -1), and +,-,*,/ with "
+    "constant tensors or numbers (e.g. an input normalisation (x - mean) / std) on a single chain "
+    "(no residual branches)"
+)
+
+_BATCH = "<batch>"
+_ARITH = {
+    "add": "add", "iadd": "add", "add_": "add", "sub": "sub", "isub": "sub", "sub_": "sub", "subtract": "sub",
+    "mul": "mul", "imul": "mul", "mul_": "mul", "multiply": "mul", "truediv": "div", "itruediv": "div",
+    "div": "div", "div_": "div", "divide": "div",
+}
+
+
+class _Dyn:
+    """The value flowing through the chain (one per fx node that depends on the input)."""
+
+    def __init__(self, shape: tuple[int, ...] | None) -> None:
+        self.shape = shape
+
+
+def _np(t: Any) -> np.ndarray:
+    import torch
+
+    if isinstance(t, torch.Tensor):
+        return t.detach().cpu().to(dtype=torch.float64).numpy()
+    return np.asarray(t, dtype=np.float64)
+
+
+def _arg(args: tuple, kwargs: dict, i: int, name: str, default: Any = None) -> Any:
+    if len(args) > i:
+        return args[i]
+    return kwargs.get(name, default)
+
+
+class _TorchImporter:
+    def __init__(self, input_shape: tuple[int, ...] | None) -> None:
+        self.b = ChainBuilder(input_shape)
+        self.cur: _Dyn | None = None
+
+    # -- builder calls with FoldError -> problem ---------------------------------------------------
+    def _do(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except FoldError as exc:
+            self.b.unsupported(str(exc))
+
+    # -- modules ---------------------------------------------------------------------------------
+    def module(self, m: Any, qname: str) -> None:
+        import torch.nn as nn
+
+        label = f"{type(m).__name__} {qname!r}"
+        b = self.b
+        if isinstance(m, nn.Sequential):
+            for child_name, child in m.named_children():
+                self.module(child, f"{qname}.{child_name}" if qname else child_name)
+        elif isinstance(m, nn.Linear):
+            self._do(b.dense, _np(m.weight), None if m.bias is None else _np(m.bias), qname)
+        elif isinstance(m, nn.Conv2d):
+            if m.padding_mode != "zeros":
+                b.unsupported(f"{label}: padding_mode={m.padding_mode!r} (only 'zeros')")
+                return
+            pad = self._conv_padding(m.padding, m.kernel_size, m.dilation, label)
+            if pad is None:
+                return
+            self._do(b.conv, _np(m.weight), None if m.bias is None else _np(m.bias), m.stride, pad,
+                     m.dilation, m.groups, qname)
+        elif isinstance(m, nn.ReLU):
+            self._do(b.relu, qname)
+        elif isinstance(m, nn.MaxPool2d):
+            self._maxpool(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, m.return_indices,
+                          qname)
+        elif isinstance(m, nn.AvgPool2d):
+            self._avgpool(m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
+                          m.divisor_override, qname)
+        elif isinstance(m, nn.Flatten):
+            if m.start_dim != 1 or m.end_dim != -1:
+                b.unsupported(f"{label}: start_dim={m.start_dim}, end_dim={m.end_dim} (only 1, -1)")
+            else:
+                self._do(b.flatten, qname)
+        elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+            self._batchnorm(m, qname)
+        elif isinstance(m, nn.Dropout | nn.Dropout1d | nn.Dropout2d | nn.Dropout3d | nn.AlphaDropout
+                        | nn.Identity):
+            pass
+        elif type(m).__module__.startswith("torch.nn"):
+            b.unsupported(label)
+        else:
+            self.traced(m, qname)
+
+    def _conv_padding(self, padding: Any, k: tuple, d: tuple, label: str) -> tuple[int, int] | None:
+        if isinstance(padding, str):
+            if padding == "valid":
+                return (0, 0)
+            tot = [dd * (kk - 1) for kk, dd in zip(k, d, strict=True)]
+            if any(t % 2 for t in tot):
+                self.b.unsupported(f"{label}: padding='same' with an even kernel extent pads asymmetrically")
+                return None
+            return (tot[0] // 2, tot[1] // 2)
+        from lipopt.network.layers import _pair
+
+        return _pair(padding, "padding")
+
+    def _maxpool(self, k: Any, s: Any, p: Any, d: Any, ceil: bool, ret_idx: bool, qname: str) -> None:
+        if ceil or ret_idx:
+            self.b.unsupported(f"MaxPool2d {qname!r}: ceil_mode/return_indices (not supported)")
+            return
+        self._do(self.b.maxpool, k, s if s not in (None, [], ()) else None, p, d, qname)
+
+    def _avgpool(self, k: Any, s: Any, p: Any, ceil: bool, incl: bool, div: Any, qname: str) -> None:
+        if ceil or div is not None:
+            self.b.unsupported(f"AvgPool2d {qname!r}: ceil_mode/divisor_override (not supported)")
+            return
+        self._do(self.b.avgpool, k, s if s not in (None, [], ()) else None, p, bool(incl), qname)
+
+    def _batchnorm(self, m: Any, qname: str) -> None:
+        label = f"{type(m).__name__} {qname!r}"
+        if m.running_mean is None or m.running_var is None:
+            self.b.unsupported(f"{label}: no running statistics (track_running_stats=False)")
+            return
+        mean, var = _np(m.running_mean), _np(m.running_var)
+        gamma = np.ones_like(mean) if m.weight is None else _np(m.weight)
+        beta = np.zeros_like(mean) if m.bias is None else _np(m.bias)
+        scale = gamma / np.sqrt(var + m.eps)
+        shift = beta - mean * scale
+        shape = self.b.shape
+        if shape is not None and len(shape) > 1:
+            extra = (1,) * (len(shape) - 1)
+            scale, shift = scale.reshape(-1, *extra), shift.reshape(-1, *extra)
+        elif shape is None and type(m).__name__ == "BatchNorm2d":
+            scale, shift = scale.reshape(-1, 1, 1), shift.reshape(-1, 1, 1)
+        self._do(self.b.affine, scale, shift, label)
+
+    # -- torch.fx --------------------------------------------------------------------------------
+    def traced(self, m: Any, qname: str) -> None:
+        import torch.fx as fx
+
+        label = f"{type(m).__name__} {qname!r}" if qname else type(m).__name__
+        try:
+            gm = fx.symbolic_trace(m)
+        except Exception as exc:
+            self.b.unsupported(f"{label}: cannot be traced with torch.fx ({type(exc).__name__}: {exc})")
+            return
+        self.graph(gm, qname, label)
+
+    def graph(self, gm: Any, prefix: str, label: str) -> None:
+        env: dict[Any, Any] = {}
+        placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+        if len(placeholders) != 1:
+            self.b.unsupported(f"{label}: forward takes {len(placeholders)} inputs (exactly one supported)")
+            return
+        for node in gm.graph.nodes:
+            local = node.target if node.op == "call_module" else node.name
+            q = f"{prefix}.{local}" if prefix else local
+            if node.op == "placeholder":
+                env[node] = self._new_dyn()
+            elif node.op == "get_attr":
+                env[node] = _fetch_attr(gm, node.target)
+            elif node.op == "output":
+                out = env[node.args[0]] if not isinstance(node.args[0], tuple | list) else None
+                if out is not self.cur and not self.b.problems:
+                    self.b.unsupported(f"{label}: the output must be the last tensor of the chain")
+            else:
+                args = _map(node.args, env)
+                kwargs = {k: _map(v, env) for k, v in node.kwargs.items()}
+                env[node] = self._node(gm, node, q, args, kwargs)
+
+    def _new_dyn(self) -> _Dyn:
+        self.cur = _Dyn(self.b.shape)
+        return self.cur
+
+    def _node(self, gm: Any, node: Any, q: str, args: tuple, kwargs: dict) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        dyn = [a for a in (*args, *kwargs.values()) if isinstance(a, _Dyn)]
+        shapeish = any(_is_shape(a) for a in (*args, *kwargs.values()))
+        op, target = node.op, node.target
+        fname = target if op == "call_method" else getattr(target, "__name__", str(target))
+        what = f"{fname} {q!r}" if op != "call_module" else f"{type(gm.get_submodule(target)).__name__} {q!r}"
+        if not dyn and not shapeish:
+            # constant expression: evaluate it with torch (e.g. weight.view(...) or torch.tensor(...))
+            try:
+                if op == "call_method":
+                    return getattr(args[0], target)(*args[1:], **kwargs)
+                if op == "call_function":
+                    return target(*args, **kwargs)
+            except Exception as exc:
+                self.b.unsupported(f"{what}: constant expression failed ({exc})")
+                return None
+        # shape queries on the chain value
+        if op == "call_method" and target == "size":
+            return _size(args[0], _arg(args, kwargs, 1, "dim"))
+        if op == "call_function" and target is getattr and len(args) == 2 and args[1] == "shape":
+            return _size(args[0], None)
+        if op == "call_function" and target is operator.getitem and _is_shape(args[0]):
+            return args[0][args[1]] if args[0] is not None else None
+        if len(dyn) != 1:
+            self.b.unsupported(f"{what}: combines {len(dyn)} network tensors (only a single chain supported)")
+            return self._new_dyn()
+        x = dyn[0]
+        if x is not self.cur:
+            self.b.unsupported(f"{what}: uses an earlier tensor (branches/residual connections unsupported)")
+            return self._new_dyn()
+        if op == "call_module":
+            self.module(gm.get_submodule(target), q)
+            return self._new_dyn()
+        b = self.b
+        if fname in ("contiguous", "clone", "detach", "float", "double", "to") or target in (
+            F.dropout, F.dropout1d, F.dropout2d, F.alpha_dropout, torch.dropout
+        ) or fname in ("dropout",):
+            return self._new_dyn()
+        if target in (F.relu, torch.relu, torch.relu_, F.relu_) or fname in ("relu", "relu_"):
+            self._do(b.relu, q)
+        elif target is torch.flatten or fname == "flatten":
+            start = _arg(args, kwargs, 1, "start_dim", 0)
+            end = _arg(args, kwargs, 2, "end_dim", -1)
+            if start != 1 or end != -1:
+                b.unsupported(f"{what}: flatten(start_dim={start}, end_dim={end}) (only start_dim=1)")
+            else:
+                self._do(b.flatten, q)
+        elif fname in ("view", "reshape") or target is torch.reshape:
+            sizes = list(args[1:]) if op == "call_method" else [args[1]]
+            if len(sizes) == 1 and isinstance(sizes[0], tuple | list | torch.Size):
+                sizes = list(sizes[0])
+            self._reshape(sizes, what, q)
+        elif target is F.linear:
+            w, bias = _arg(args, kwargs, 1, "weight"), _arg(args, kwargs, 2, "bias")
+            self._do(b.dense, _np(w), None if bias is None else _np(bias), q)
+        elif target is F.conv2d:
+            w, bias = _arg(args, kwargs, 1, "weight"), _arg(args, kwargs, 2, "bias")
+            from lipopt.network.layers import _pair
+
+            k = tuple(w.shape[2:])
+            dil = _pair(_arg(args, kwargs, 5, "dilation", 1), "dilation")
+            pad = self._conv_padding(_arg(args, kwargs, 4, "padding", 0), k, dil, what)
+            if pad is not None:
+                self._do(b.conv, _np(w), None if bias is None else _np(bias),
+                         _arg(args, kwargs, 3, "stride", 1), pad, dil,
+                         int(_arg(args, kwargs, 6, "groups", 1)), q)
+        elif target is F.max_pool2d or fname in ("max_pool2d", "_max_pool2d"):
+            self._maxpool(_arg(args, kwargs, 1, "kernel_size"), _arg(args, kwargs, 2, "stride"),
+                          _arg(args, kwargs, 3, "padding", 0), _arg(args, kwargs, 4, "dilation", 1),
+                          _arg(args, kwargs, 5, "ceil_mode", False),
+                          _arg(args, kwargs, 6, "return_indices", False), q)
+        elif target is F.avg_pool2d:
+            self._avgpool(_arg(args, kwargs, 1, "kernel_size"), _arg(args, kwargs, 2, "stride"),
+                          _arg(args, kwargs, 3, "padding", 0), _arg(args, kwargs, 4, "ceil_mode", False),
+                          _arg(args, kwargs, 5, "count_include_pad", True),
+                          _arg(args, kwargs, 6, "divisor_override"), q)
+        elif fname in _ARITH:
+            self._arith(_ARITH[fname], args, kwargs, x, what)
+        elif fname in ("neg", "__neg__") or target is operator.neg:
+            self._do(b.affine, -1.0, 0.0, what)
+        else:
+            b.unsupported(what)
+        return self._new_dyn()
+
+    def _reshape(self, sizes: list, what: str, q: str) -> None:
+        shape = self.b.shape
+        n = None if shape is None else int(np.prod(shape))
+        if any(s is None for s in sizes):
+            return  # shape unknown after an unsupported node
+        first, rest = (sizes[0], sizes[1:]) if sizes else (None, [])
+        flat = len(sizes) == 2 and (
+            (first in (_BATCH, 1) and (rest[0] == -1 or rest[0] == n))
+            or (first == -1 and n is not None and rest[0] == n)
+        )
+        if flat:
+            self._do(self.b.flatten, q)
+        elif shape is not None and first == _BATCH and tuple(rest) == shape:
+            pass  # identity reshape
+        else:
+            shown = tuple("batch" if s == _BATCH else s for s in sizes)
+            self.b.unsupported(f"{what}: reshape to {shown} (only flattening to (batch, -1) is supported)")
+
+    def _arith(self, op: str, args: tuple, kwargs: dict, x: _Dyn, what: str) -> None:
+        if kwargs.get("alpha", 1) != 1 or kwargs.get("rounding_mode") is not None:
+            self.b.unsupported(f"{what}: alpha/rounding_mode arguments")
+            return
+        other = args[1] if args[0] is x else args[0]
+        x_first = args[0] is x
+        c = self._const_per_sample(other, what)
+        if c is None:
+            return
+        if op == "add":
+            self._do(self.b.affine, 1.0, c, what)
+        elif op == "sub":
+            self._do(self.b.affine, 1.0, -c, what) if x_first else self._do(self.b.affine, -1.0, c, what)
+        elif op == "mul":
+            self._do(self.b.affine, c, 0.0, what)
+        elif op == "div" and x_first:
+            self._do(self.b.affine, 1.0 / c, 0.0, what)
+        else:
+            self.b.unsupported(f"{what}: constant divided by the network value (not affine)")
+
+    def _const_per_sample(self, c: Any, what: str) -> np.ndarray | None:
+        arr = _np(c)
+        shape = self.b.shape
+        if arr.ndim and shape is not None and arr.ndim == len(shape) + 1:
+            if arr.shape[0] != 1:
+                self.b.unsupported(f"{what}: constant of shape {arr.shape} varies over the batch")
+                return None
+            arr = arr[0]
+        elif arr.ndim and shape is None and arr.ndim == 4 and arr.shape[0] == 1:
+            arr = arr[0]
+        return arr
+
+
+def _fetch_attr(gm: Any, target: str) -> Any:
+    obj = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _map(a: Any, env: dict) -> Any:
+    import torch.fx as fx
+
+    if isinstance(a, fx.Node):
+        return env[a]
+    if isinstance(a, tuple | list):
+        return type(a)(_map(v, env) for v in a)
+    if isinstance(a, dict):
+        return {k: _map(v, env) for k, v in a.items()}
+    return a
+
+
+class _ShapeTuple(tuple):
+    pass
+
+
+def _is_shape(a: Any) -> bool:
+    if isinstance(a, _ShapeTuple) or (isinstance(a, str) and a == _BATCH):
+        return True
+    if isinstance(a, tuple | list):
+        return any(_is_shape(v) for v in a)
+    return False
+
+
+def _size(x: Any, dim: Any) -> Any:
+    if not isinstance(x, _Dyn):
+        return None
+    if x.shape is None:
+        return None if dim not in (0,) else _BATCH
+    full = _ShapeTuple((_BATCH, *x.shape))
+    return full if dim is None else full[dim]
+
+
+def import_torch(module: Any, input_shape: tuple[int, ...] | None = None, name: str = "") -> Network:
+    """The IR of ``module`` (eval-mode semantics). ``input_shape`` is per sample, e.g. (1, 28, 28)."""
+    import torch.nn as nn
+
+    if not isinstance(module, nn.Module):
+        raise InvalidNetworkError(f"expected a torch nn.Module, got {type(module).__name__}")
+    if input_shape is not None:
+        input_shape = (int(input_shape),) if isinstance(input_shape, int | np.integer) else tuple(input_shape)
+    imp = _TorchImporter(input_shape)
+    imp._new_dyn()
+    imp.module(module, "")
+    if imp.b.problems:
+        raise UnsupportedLayerError(imp.b.problems, SUPPORTED_TORCH,
+                                    source=f"torch model {type(module).__name__}")
+    try:
+        return imp.b.build(name=name or type(module).__name__)
+    except FoldError as exc:
+        raise UnsupportedLayerError([str(exc)], SUPPORTED_TORCH, source="torch model") from None
