@@ -97,7 +97,8 @@ class Conv2d:
     def __post_init__(self) -> None:
         w = _finite(self.weight, "Conv2d weight")
         if w.ndim != 4:
-            raise InvalidNetworkError(f"Conv2d weight must be 4-D (C_out, C_in/groups, kH, kW), got {w.shape}")
+            raise InvalidNetworkError(
+                f"Conv2d weight must be 4-D (C_out, C_in/groups, kH, kW), got {w.shape}")
         b = np.zeros(w.shape[0]) if self.bias is None else _finite(self.bias, "Conv2d bias").reshape(-1)
         if b.shape != (w.shape[0],):
             raise InvalidNetworkError(f"Conv2d bias has {b.size} entries for {w.shape[0]} output channels")
@@ -107,7 +108,8 @@ class Conv2d:
         object.__setattr__(self, "padding", _pair(self.padding, "padding"))
         object.__setattr__(self, "dilation", _pair(self.dilation, "dilation"))
         if self.groups < 1 or w.shape[0] % self.groups:
-            raise InvalidNetworkError(f"Conv2d: {w.shape[0]} output channels not divisible by groups={self.groups}")
+            raise InvalidNetworkError(
+                f"Conv2d: {w.shape[0]} output channels not divisible by groups={self.groups}")
         if min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0:
             raise InvalidNetworkError("Conv2d: stride and dilation must be >= 1 and padding >= 0")
 

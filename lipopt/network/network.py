@@ -167,32 +167,36 @@ class Network:
 
     __call__ = forward
 
-    def jacobian(self, x: np.ndarray) -> np.ndarray:
-        """Jacobian (out, in_flat) at x, with ReLU'(0) = 0 and max-pool ties to the first index."""
+    def jvp(self, x: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Output at one input x and directional derivatives along ``dirs`` (k, *input_shape or flat).
+
+        Returns (f(x) of shape (out,), J(x) dirs^T of shape (k, out)); ReLU'(0) = 0 and max-pool ties
+        go to the first index of the window."""
         h, _ = self._as_batch(x)
         h = h[:1]
-        n = self.input_size
-        d = np.eye(n).reshape(n, *self.input_shape)  # directions, batch of n
+        dirs = np.asarray(dirs, dtype=np.float64)
+        k = dirs.shape[0]
+        d = dirs.reshape(k, *self.input_shape)
         for la in self.layers:
             if isinstance(la, ReLU):
-                mask = (h > 0).astype(np.float64)
-                d = d * mask
-                h = la.forward(h)
+                d = d * (h > 0)
             elif isinstance(la, MaxPool2d):
                 win = la.windows(h.shape[1:])
                 flat = h.reshape(-1)
                 vals = np.where(win >= 0, flat[np.maximum(win, 0)], -np.inf)
                 arg = win[np.arange(win.shape[0]), np.argmax(vals, axis=1)]
-                out_shape = la.output_shape(h.shape[1:])
-                d = d.reshape(n, -1)[:, arg].reshape(n, *out_shape)
-                h = la.forward(h)
+                d = d.reshape(k, -1)[:, arg].reshape(k, *la.output_shape(h.shape[1:]))
             elif isinstance(la, Flatten):
-                d = d.reshape(n, -1)
-                h = la.forward(h)
+                d = d.reshape(k, -1)
             else:
                 d = la.linear(d)
-                h = la.forward(h)
-        return d.reshape(n, -1).T
+            h = la.forward(h)
+        return h.reshape(-1), d.reshape(k, -1)
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        """Jacobian (out, in_flat) at x, with ReLU'(0) = 0 and max-pool ties to the first index."""
+        n = self.input_size
+        return self.jvp(x, np.eye(n))[1].T
 
     def activation_pattern(self, x: np.ndarray) -> list[np.ndarray]:
         """Boolean ReLU states (pre-activation > 0) of every ReLU layer at one input, flattened."""
@@ -201,7 +205,7 @@ class Network:
         pattern = []
         for la in self.layers:
             if isinstance(la, ReLU):
-                pattern.append((h.reshape(-1) > 0))
+                pattern.append(h.reshape(-1) > 0)
             h = la.forward(h)
         return pattern
 
@@ -277,7 +281,7 @@ def linear_matrix(layer: Layer, input_shape: tuple[int, ...], sparse_threshold: 
     raise InvalidNetworkError(f"{type(layer).__name__} is not linear")
 
 
-def _sparse_window_matrix(layer: Conv2d | AvgPool2d, input_shape, out_shape):  # noqa: ANN001, ANN202
+def _sparse_window_matrix(layer: Conv2d | AvgPool2d, input_shape, out_shape):
     import scipy.sparse as sp
 
     c_in, _, _ = input_shape
@@ -322,7 +326,7 @@ def _sparse_window_matrix(layer: Conv2d | AvgPool2d, input_shape, out_shape):  #
     return m.tocsr()
 
 
-def _window_indices_per_channel(input_shape, k, s, p, d) -> np.ndarray:  # noqa: ANN001
+def _window_indices_per_channel(input_shape, k, s, p, d) -> np.ndarray:
     from lipopt.network.layers import _im2col
 
     c, h, w = input_shape

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lipopt.errors import EquivalenceError
-from lipopt.network.layers import Flatten, MaxPool2d, ReLU
+from lipopt.network.layers import MaxPool2d, ReLU
 from lipopt.network.network import Network
 
 Reference = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -36,27 +36,8 @@ class EquivalenceReport:
 
 
 def ir_jvp(net: Network, x: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """IR output at x and directional derivatives along ``dirs`` (k, *input_shape) -> (out,), (k, out).
-
-    Same conventions as ``Network.jacobian`` (ReLU'(0) = 0, max-pool ties to the first index)."""
-    h = np.asarray(x, dtype=np.float64).reshape(1, *net.input_shape)
-    k = dirs.shape[0]
-    d = np.asarray(dirs, dtype=np.float64).reshape(k, *net.input_shape)
-    for la in net.layers:
-        if isinstance(la, ReLU):
-            d = d * (h > 0)
-        elif isinstance(la, MaxPool2d):
-            win = la.windows(h.shape[1:])
-            flat = h.reshape(-1)
-            vals = np.where(win >= 0, flat[np.maximum(win, 0)], -np.inf)
-            arg = win[np.arange(win.shape[0]), np.argmax(vals, axis=1)]
-            d = d.reshape(k, -1)[:, arg].reshape(k, *la.output_shape(h.shape[1:]))
-        elif isinstance(la, Flatten):
-            d = d.reshape(k, -1)
-        else:
-            d = la.linear(d)
-        h = la.forward(h)
-    return h.reshape(-1), d.reshape(k, -1)
+    """IR output at x and directional derivatives along ``dirs``: see ``Network.jvp``."""
+    return net.jvp(x, dirs)
 
 
 def _ambiguous(net: Network, x: np.ndarray, rtol: float = 1e-7) -> bool:
