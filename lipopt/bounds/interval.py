@@ -108,7 +108,7 @@ def backward_interval(fwd: ForwardBounds, c_lo: np.ndarray, c_hi: np.ndarray) ->
             r = np.asarray(_abs(wt) @ rad).reshape(-1)  # type: ignore[operator]
             g_lo, g_hi = _widen(c - r, c + r)
         elif isinstance(s, ReLUStage):
-            active, inactive, amb = fwd.relu_masks(i)
+            active, inactive, _ = fwd.relu_masks(i)
             new_lo = np.where(active, g_lo, np.where(inactive, 0.0, np.minimum(g_lo, 0.0)))
             new_hi = np.where(active, g_hi, np.where(inactive, 0.0, np.maximum(g_hi, 0.0)))
             g_lo, g_hi = new_lo, new_hi

@@ -1,0 +1,29 @@
+"""Method "lp-relax" (UPPER): the LP relaxation of the MILP of "milp" (LipLP, formulations.md 2.2).
+
+The same model with every binary (ReLU switches, max-pool selectors, sign and selector binaries of the
+objective) relaxed to [0, 1]; its optimum is a certified upper bound on the MILP optimum and hence on the
+constant. Uses the same neuron bounds (default "lp") and output pieces. The LP's input point x is
+re-evaluated on the network; if it lies inside a linear region its Jacobian norm is reported as the lower
+side of the bracket. Options as for "milp" (``RunOptions.extra``).
+"""
+
+from __future__ import annotations
+
+from lipopt.methods import RunOptions
+from lipopt.network.network import Network
+from lipopt.result import LipschitzResult
+from lipopt.spec import Question
+
+METHOD = "lp-relax"
+
+
+def applicable(network: Network, question: Question) -> str | None:
+    from lipopt.mip.milp_method import mip_applicable
+
+    return mip_applicable(network, question)
+
+
+def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
+    from lipopt.mip.milp_method import solve_mip
+
+    return solve_mip(network, question, options, relax=True, method=METHOD)

@@ -1,0 +1,224 @@
+"""Method "milp": exact l-inf / l1 Lipschitz constants by the LipMIP-family MILP (formulations.md 2).
+
+Pipeline: the domain box -> sound neuron bounds (``lipopt.bounds.compute_bounds``; default "lp":
+interval, then CROWN, then LP tightening) -> one MILP per output piece (:mod:`lipopt.formulations.milp`)
+solved with HiGHS (default), SCIP or Gurobi -> certified bracket (:mod:`lipopt.mip.bracket`).
+
+Questions: input norm l1 or l-inf; a scalar output (logit, margin, direction) or all outputs with output
+norm l-inf (one MILP per output row j, c = e_j: the sign of c is dropped by the symmetry of |.|) or l1
+(c in [-1, 1]^m); domains: box, l-inf ball, global.
+
+* Global, bias-free: the constant on [-1, 1]^n, which is the global one (formulations.md, Fact C).
+* Global with biases: no solver reachable here supports indicator constraints through Pyomo, so the
+  forward constraints are dropped (the "all-patterns relaxation" / naive MIP): an UPPER bound, said in
+  the notes. Witnesses of its incumbent patterns are still certified on R^n (LOWER side).
+* Pieces of a split l-inf output are solved in decreasing order of their interval bound; a piece whose
+  interval bound is already below the certified lower bound is skipped (its interval bound counts as
+  its upper bound). The l-inf output is split (m small MILPs) rather than encoded with a selector
+  (``extra={"vector_encoding": "selector"}``): with c = e_j fixed the backward pass starts from constants,
+  so the last layer's switches need no big-M and the gradient bounds are much tighter than for c in
+  the hull of {e_j}; the benchmark (benchmarks/bench_milp.py) measures both.
+* Degenerate patterns: the MIP works on closed regions and may reach a pattern whose region has no
+  interior (not in general position; T4). Such a pattern does not count for the exact constant
+  (formulations.md Fact A; the same convention as method "enumeration"), so when the incumbent's region
+  has no interior (margin LP <= 1e-9) a no-good cut removes that binary assignment and the piece is
+  solved again, up to ``degenerate_cuts`` rounds (default 8). Without rounds left the result is the
+  honest bracket [certified lower, MIP bound] with kind UPPER, never EXACT at the MIP value.
+
+Options (``RunOptions.extra``): ``bound_method`` ("interval" | "crown" | "lp", default "lp"),
+``vector_encoding`` ("split" | "selector"), ``degenerate_cuts`` (int), ``obbt_max_neurons``,
+``n_samples`` (domain points re-evaluated as extra LOWER candidates, default 16).
+Stats: ambiguous neurons, bound method and time, binaries, rows, build and solve time per piece.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from lipopt.methods import RunOptions
+from lipopt.network.network import Network
+from lipopt.result import LipschitzResult, Status
+from lipopt.spec import Ball, Box, Global, Norm, Question
+
+METHOD = "milp"
+DEFAULT_SOLVER = "highs"
+
+
+def mip_applicable(network: Network, question: Question) -> str | None:
+    if question.constant == "nominal":
+        return "the MILP computes pairwise (global/local) constants, not the nominal-point constant"
+    if question.input_norm not in (Norm.L1, Norm.LINF):
+        return (f"the MILP handles input norms l1 and l-inf (a polyhedral dual ball), not "
+                f"{question.input_norm.label}; use miqcqp or lipsdp for l2")
+    if not question.scalar_output and question.output_norm not in (Norm.L1, Norm.LINF):
+        return (f"vector outputs need output norm l1 or l-inf (a polyhedral dual ball), not "
+                f"{question.output_norm.label}; or ask about a scalar output")
+    if isinstance(question.domain, Ball) and question.domain.norm is not Norm.LINF:
+        return "the MILP handles boxes and l-inf balls; an l2-ball domain is not a polyhedron"
+    return None
+
+
+def applicable(network: Network, question: Question) -> str | None:
+    return mip_applicable(network, question)
+
+
+def domain_box(network: Network, question: Question) -> tuple[np.ndarray, np.ndarray, str]:
+    """(lo, hi, mode): mode "box", "bias-free-global" or "all-patterns" (global with biases)."""
+    n = network.input_size
+    dom = question.domain
+    if isinstance(dom, Box):
+        return dom.lo.copy(), dom.hi.copy(), "box"
+    if isinstance(dom, Ball):
+        return dom.center - dom.radius, dom.center + dom.radius, "box"
+    assert isinstance(dom, Global)
+    if not network.has_bias:
+        return -np.ones(n), np.ones(n), "bias-free-global"
+    return np.full(n, -np.inf), np.full(n, np.inf), "all-patterns"
+
+
+def _degenerate(network: Network, question: Question, cand: Any) -> bool:
+    """True when the candidate's pattern has no interior in the domain (safe to cut)."""
+    from lipopt.regions import INTERIOR_TOL, interior_point
+
+    try:
+        found = interior_point(network, question, cand.relu_states, cand.pool_winners)
+    except Exception:
+        return False  # unsure: never cut
+    return found is None or found[1] <= INTERIOR_TOL
+
+
+def _sample_points(question: Question, n: int, count: int, seed: int) -> list[np.ndarray]:
+    """The centre of the (bounded) domain and ``count - 1`` seeded uniform samples of it."""
+    dom = question.domain
+    if isinstance(dom, Box):
+        lo, hi = dom.lo, dom.hi
+    elif isinstance(dom, Ball):
+        lo, hi = dom.center - dom.radius, dom.center + dom.radius
+    else:
+        lo, hi = -np.ones(n), np.ones(n)
+    rng = np.random.default_rng(seed)
+    return [(lo + hi) / 2] + [rng.uniform(lo, hi) for _ in range(max(count - 1, 0))]
+
+
+def solve_mip(network: Network, question: Question, options: RunOptions, *, relax: bool = False,
+              method: str = METHOD) -> LipschitzResult:
+    """The shared driver of "milp" and "lp-relax" (``relax=True``)."""
+    from lipopt_solvers import SolverOptions, solve_pyomo
+
+    from lipopt.bounds import compute_bounds
+    from lipopt.formulations.milp import build_milp, cheap_upper, output_pieces
+    from lipopt.mip.bracket import make_bracket_result
+
+    t_start = time.perf_counter()
+    q = question
+    solver = options.solver or DEFAULT_SOLVER
+    bound_method = options.get("bound_method", "lp")
+    encoding = options.get("vector_encoding", "split")
+    rounds_max = 0 if relax else int(options.get("degenerate_cuts", 8))
+    notes: list[str] = []
+
+    lo, hi, mode = domain_box(network, q)
+    cert_q = q
+    if mode == "bias-free-global":
+        cert_q = q.with_(domain=Box(lo, hi)).bind(network)
+        notes.append("bias-free network: the global constant equals the constant on [-1, 1]^n (Fact C)")
+    elif mode == "all-patterns":
+        notes.append("global constant with biases: no available solver supports indicator constraints "
+                     "through Pyomo, so the forward constraints are dropped (all-patterns relaxation); "
+                     "the value is an UPPER bound on the global constant")
+    fb = compute_bounds(network, lo, hi, bound_method if mode != "all-patterns" else "interval",
+                        **({"max_neurons": options.get("obbt_max_neurons", 4000)}
+                           if bound_method == "lp" and mode != "all-patterns" else {}))
+    bounds_time = float(fb.stats.get("time", 0.0))
+    stats: dict[str, Any] = {"bound_method": fb.method, "bounds_time": bounds_time,
+                             "ambiguous_neurons": fb.n_ambiguous, "relus": fb.n_relus, "mode": mode,
+                             "solver": solver, "pieces": []}
+    if fb.stats:
+        stats["bound_stats"] = {k: v for k, v in fb.stats.items() if k != "time"}
+
+    # certified points independent of the solver: the domain centre and a few seeded samples (a
+    # lower bound even when the solver finds no incumbent in its time)
+    from lipopt.mip.bracket import Candidate
+
+    samples = _sample_points(cert_q, network.input_size, options.get("n_samples", 16), options.seed)
+    candidates = [Candidate(x=x, label=f"sample {i}") for i, x in enumerate(samples)]
+    pieces = output_pieces(q, network.output_size, encoding)
+    ups = [cheap_upper(fb, p, q.input_norm) for p in pieces]
+    order = sorted(range(len(pieces)), key=lambda k: -ups[k])
+    outcomes: list[Any] = [None] * len(pieces)
+    best_lower = -math.inf
+    build_time = 0.0
+    from lipopt.mip.bracket import certify_candidates
+
+    for k in order:
+        piece = pieces[k]
+        pstat: dict[str, Any] = {"piece": piece.label or piece.kind, "interval_upper": ups[k]}
+        stats["pieces"].append(pstat)
+        remaining = None
+        if options.time_limit is not None:
+            remaining = options.time_limit - (time.perf_counter() - t_start)
+            if remaining <= 0.05:
+                pstat["skipped"] = "time limit reached before this piece"
+                notes.append(f"piece {pstat['piece']} not solved (time limit); its interval bound is used")
+                continue
+        if ups[k] <= best_lower:
+            pstat["skipped"] = "interval bound below the certified lower bound"
+            continue
+        mm = build_milp(fb, q.input_norm, piece, relax=relax, forward=(mode != "all-patterns"))
+        build_time += mm.stats["build_time"]
+        pstat.update({key: mm.stats[key] for key in ("binaries", "relu_binaries", "objective_binaries",
+                                                     "variables", "constraints", "build_time")})
+        pstat["solves"] = []
+        rounds = 0
+        while True:
+            if options.time_limit is not None:
+                remaining = max(0.05, options.time_limit - (time.perf_counter() - t_start))
+            sopts = SolverOptions(time_limit=remaining, rel_gap=options.rel_gap, threads=options.threads,
+                                  seed=options.seed, verbose=options.verbose)
+            out = solve_pyomo(mm.model, solver, sopts, sense="max")
+            outcomes[k] = out
+            pstat["solves"].append({"termination": out.termination.value, "objective": out.objective,
+                                    "bound": out.bound, "solve_time": out.solve_time})
+            if not out.has_incumbent:
+                break
+            cand = mm.candidate(out.objective, f"{pstat['piece']}#{rounds}")
+            if relax:
+                cand.relu_states = None  # fractional switches are no pattern; only the point x is offered
+                cand.objective = None
+            candidates.append(cand)
+            rep = certify_candidates(network, cert_q, [cand], seed=options.seed)
+            if rep.best is not None:
+                best_lower = max(best_lower, rep.best.value)
+            closed = out.bound is not None and best_lower >= out.bound - max(options.rel_gap * abs(out.bound),
+                                                                             1e-9)
+            if (closed or relax or out.termination.value != "optimal" or rounds >= rounds_max
+                    or not rep.degenerate or not _degenerate(network, cert_q, cand)):
+                break
+            if not mm.add_no_good_cut():
+                break
+            rounds += 1
+            notes.append(f"piece {pstat['piece']}: incumbent pattern (MIP value {out.objective:.9g}) has no "
+                         "interior in the domain (degenerate); excluded by a no-good cut and re-solved")
+        pstat["degenerate_cuts"] = rounds
+
+    stats["build_time"] = build_time
+    res = make_bracket_result(method, network, q, outcomes, candidates, fallback_uppers=ups,
+                              rel_gap=options.rel_gap, certify_question=cert_q, build_time=build_time,
+                              notes=notes, stats=stats, seed=options.seed,
+                              options={"bound_method": bound_method, "vector_encoding": encoding,
+                                       "degenerate_cuts": rounds_max, "solver": solver,
+                                       "time_limit": options.time_limit, "threads": options.threads})
+    if mode == "all-patterns" and res.kind.value == "EXACT":
+        res.notes.append("the certified lower bound meets the relaxation's bound: the value is exact")
+    if all(o is None for o in outcomes) and res.value is not None and res.status is Status.ERROR:
+        res.status = Status.SOLVED
+    res.solver = res.solver or solver
+    return res
+
+
+def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
+    return solve_mip(network, question, options, relax=False, method=METHOD)
