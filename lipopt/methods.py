@@ -80,10 +80,13 @@ def get_method(name: str) -> MethodInfo:
 
 def applicable_methods(network: Network, question: Question, only_default: bool = True) -> list[str]:
     q = question.bind(network)
-    return [n for n, m in REGISTRY.items() if (m.default or not only_default) and m.applicable(network, q) is None]
+    return [n for n, m in REGISTRY.items()
+            if (m.default or not only_default) and m.applicable(network, q) is None]
 
 
-def run_method(name: str, network: Network, question: Question, options: RunOptions | None = None) -> LipschitzResult:
+def run_method(
+    name: str, network: Network, question: Question, options: RunOptions | None = None
+) -> LipschitzResult:
     info = get_method(name)
     options = options or RunOptions()
     q = question.bind(network)
@@ -128,8 +131,12 @@ def _builtin() -> None:
                    "upper: LP relaxation of the MILP (binaries relaxed)"),
         MethodInfo("miqcqp", BoundKind.EXACT, "lipopt.mip.miqcqp_method",
                    "exact l2 / l-inf constant by the MIQCQP upper- and lower-bound problems (Sbihi et al.)"),
+        MethodInfo("miqcqp-ub", BoundKind.UPPER, "lipopt.mip.miqcqp_ub_method",
+                   "upper: the MIQCQP upper-bound problem alone (closed activation regions)", default=False),
+        MethodInfo("miqcqp-lb", BoundKind.LOWER, "lipopt.mip.miqcqp_lb_method",
+                   "lower: the MIQCQP lower-bound problem alone (epsilon-margin regions)", default=False),
         MethodInfo("local-affine", BoundKind.UPPER, "lipopt.analytic.local_method",
-                   "upper: analytic local affine-ReLU bound on the nominal-point constant (Avant & Morgansen)"),
+                   "upper: analytic local affine-ReLU bound, nominal-point l2 constant (Avant & Morgansen)"),
     ]
     for e in entries:
         register(e)

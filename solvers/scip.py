@@ -27,6 +27,10 @@ def solve(model: Any, options: SolverOptions, sense: str) -> SolveOutcome:
 
     # scip_direct maps threads to 'lp/threads'; SCIP itself is single-threaded.
     solver_options: dict[str, Any] = {"randomization/randomseedshift": int(options.seed)}
+    if not options.verbose:
+        # Silence SCIP at the source: Pyomo captures the solver's log through a pipe, and a long run
+        # can fill it while SCIP holds the GIL, freezing the process (seen after ~6 minutes).
+        solver_options["display/verblevel"] = 0
     return run_contrib_solver(
         opt, model, name=NAME, sense=sense, options=options, solver_options=solver_options,
         raw_status=raw_status,

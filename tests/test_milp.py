@@ -246,3 +246,63 @@ def test_not_applicable_l2() -> None:
     net = nets.random_mlp([2, 4, 1], 0)
     r = run_method("milp", net, Question(Norm.L2, Norm.L2, Box(-1.0, 1.0)))
     assert r.value is None and "l2" in r.message
+
+
+# ------------------------------------------------------------------ direction splitting
+
+
+SPLIT_CASES = [
+    ([3, 6, 5, 1], 0, Norm.LINF, Logit(0)),
+    ([3, 6, 5, 1], 1, Norm.L1, Logit(0)),
+    ([2, 5, 4, 3], 2, Norm.LINF, AllOutputs()),
+    ([4, 8, 1], 3, Norm.LINF, Logit(0)),
+]
+
+
+@pytest.mark.parametrize("case", SPLIT_CASES)
+def test_direction_split_matches_enumeration(case: tuple) -> None:
+    widths, seed, p, out = case
+    net = nets.random_mlp(widths, seed)
+    q = Question(p, Norm.LINF, Box(-1.0, 0.5), out).bind(net)
+    exact = enumeration_value(net, q)
+    r = run_method("milp", net, q, RunOptions(threads=1, extra={"direction_split": True}))
+    plain = run_method("milp", net, q, OPTS)
+    assert r.stats["direction_split"] is True
+    assert r.kind is BoundKind.EXACT and r.ok, (r.notes, r.checks)
+    assert _close(r.value, exact) and _close(r.value, plain.value)
+
+
+def test_direction_split_maxpool() -> None:
+    net = nets.conv_pool_net(0)
+    q = Question(Norm.L1, Norm.LINF, Box(-1.0, 1.0)).bind(net)  # l1 input: 2n directions +-e_j
+    r = run_method("milp", net, q, RunOptions(threads=1, extra={"direction_split": True}))
+    assert r.kind is BoundKind.EXACT and _close(r.value, enumeration_value(net, q))
+
+
+def test_direction_bounds_sound() -> None:
+    """U(s) >= c^T J(x) s at sampled points, for every direction s (the pruning bound)."""
+    from lipopt.bounds import compute_bounds
+    from lipopt.mip.milp_directions import direction_bounds, direction_set
+
+    net = nets.random_mlp([4, 7, 6, 2], 8)
+    fb = compute_bounds(net, -1.0, 1.0, "crown")
+    c = np.array([0.7, -1.3])
+    for p in (Norm.LINF, Norm.L1):
+        dirs = direction_set(4, p)
+        ub = direction_bounds(fb, c, dirs)
+        rng = np.random.default_rng(0)
+        for x in rng.uniform(-1, 1, size=(200, 4)):
+            val = dirs @ (net.jacobian(x).T @ c)
+            assert np.all(val <= ub + 1e-9)
+
+
+def test_direction_split_time_limit_bracket() -> None:
+    from lipopt.witness import point_witness
+
+    net = nets.random_mlp([8, 24, 1], 0, scale=0.4)
+    q = Question(Norm.LINF, Norm.LINF, Box(-1.0, 1.0)).bind(net)
+    r = run_method("milp", net, q, RunOptions(threads=1, time_limit=2.0, extra={"direction_split": True}))
+    assert r.upper is not None and r.ok and r.lower is not None and r.lower <= r.upper
+    rng = np.random.default_rng(0)
+    sampled = max(point_witness(net, x, q).value for x in rng.uniform(-1, 1, size=(300, 8)))
+    assert sampled <= r.upper * (1 + 1e-9)

@@ -393,6 +393,106 @@ def encode_backward(model: Any, fb: ForwardBounds, bb: BackwardBounds, sw: Switc
     return BackwardEncoding(g, grads, rows)
 
 
+# ------------------------------------------------------------------------------------------ tangent
+
+
+def _widened(f: Form) -> tuple[float, float]:
+    """form_bounds padded against float64 rounding in the sums (sound variable bounds)."""
+    lo, hi = form_bounds(f)
+    pad = 1e-9 * max(abs(lo), abs(hi), 1.0)
+    return lo - pad, hi + pad
+
+
+@dataclass
+class TangentEncoding:
+    direction: list[Form]  # the input direction s
+    output: list[Form]  # J(x) s, the directional derivative of every network output
+    n_rows: int = 0
+
+
+def encode_tangent(model: Any, fb: ForwardBounds, sw: Switches, s: list[Form], *,
+                   prefix: str = "") -> TangentEncoding:
+    """Forward-mode (directional) derivative J(x) s by switched propagation of the direction ``s``
+    (forms over variables with finite bounds): t = W t' through affine stages (no bias), hat t = a t
+    through ReLUs (the big-M switch of formulations.md 2.2 with the interval of t as big-M), and the
+    winner's entry through a max-pool. For fixed binaries the output is linear in s."""
+    t = list(s)
+    rows = 0
+    for st, stage in enumerate(fb.stages):
+        if isinstance(stage, AffineStage):
+            w = stage.weight
+            wc = w.tocsr() if hasattr(w, "tocsr") else np.asarray(w)
+            n_out = wc.shape[0]
+            nxt = fb.stages[st + 1] if st + 1 < len(fb.stages) else None
+            need = (~sw.masks[st + 1][1]) if isinstance(nxt, ReLUStage) else np.ones(n_out, dtype=bool)
+            new: list[Form] = [ZERO] * n_out
+            var_rows = []
+            for i in np.nonzero(need)[0]:
+                if hasattr(wc, "getrow"):
+                    row = wc.getrow(int(i))
+                    cols, vals = row.indices, row.data
+                else:
+                    cols = np.nonzero(wc[i])[0]
+                    vals = wc[i, cols]
+                f = combine([t[c] for c in cols], vals)
+                if nxt is None or is_const(f) or len(f[1]) == 1:
+                    new[i] = f
+                else:
+                    var_rows.append((int(i), f))
+            if var_rows:
+                bnds = [_widened(f) for _, f in var_rows]
+                v = new_vars(model, f"{prefix}tz{st}", len(var_rows), np.array([b[0] for b in bnds]),
+                             np.array([b[1] for b in bnds]))
+                cons = constraint_list(model, f"{prefix}tz{st}_def")
+                for k, (i, f) in enumerate(var_rows):
+                    cons.add(to_expr(_sub(f, var_form(v[k]))) == 0)
+                    rows += 1
+                    new[i] = var_form(v[k])
+            t = new
+        elif isinstance(stage, ReLUStage):
+            act, _, amb = sw.masks[st]
+            new = [ZERO] * stage.size
+            for i in np.nonzero(act)[0]:
+                new[i] = t[i]
+            for i in np.nonzero(amb)[0]:
+                if is_const(t[i]) and t[i][0] != 0:
+                    new[i] = var_form(sw.relu[st][int(i)], t[i][0])
+            idx = [int(i) for i in np.nonzero(amb)[0] if not is_const(t[i])]
+            if idx:
+                bnds = [_widened(t[i]) for i in idx]
+                lam = np.array([b[0] for b in bnds])
+                mu = np.array([b[1] for b in bnds])
+                hat = new_vars(model, f"{prefix}th{st}", len(idx), np.minimum(lam, 0), np.maximum(mu, 0))
+                cons = constraint_list(model, f"{prefix}th{st}_switch")
+                for k, i in enumerate(idx):
+                    rows += _switch(cons, t[i], sw.relu[st][i], float(lam[k]), float(mu[k]), hat[k])
+                    new[i] = var_form(hat[k])
+            t = new
+        else:
+            windows = sw.pool[st]
+            new = [ZERO] * stage.out_size
+            need = []
+            for j, lst in enumerate(windows):
+                if lst[0][1] is None:
+                    new[j] = t[lst[0][0]]
+                else:
+                    need.extend((j, i, d) for i, d in lst)
+            if need:
+                bnds = [_widened(t[i]) for _, i, _ in need]
+                lam = np.array([b[0] for b in bnds])
+                mu = np.array([b[1] for b in bnds])
+                hat = new_vars(model, f"{prefix}tp{st}", len(need), np.minimum(lam, 0), np.maximum(mu, 0))
+                cons = constraint_list(model, f"{prefix}tp{st}_route")
+                parts: dict[int, list[Form]] = {}
+                for k, (j, i, d) in enumerate(need):
+                    rows += _switch(cons, t[i], d, float(lam[k]), float(mu[k]), hat[k])
+                    parts.setdefault(j, []).append(var_form(hat[k]))
+                for j, lst in parts.items():
+                    new[j] = combine(lst, np.ones(len(lst)))
+            t = new
+    return TangentEncoding(list(s), t, rows)
+
+
 # ------------------------------------------------------------------------------------------ readout
 
 

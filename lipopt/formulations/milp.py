@@ -38,10 +38,12 @@ from lipopt.formulations.common import (
     Form,
     ForwardEncoding,
     Switches,
+    combine,
     const_form,
     constraint_list,
     encode_backward,
     encode_forward,
+    encode_tangent,
     form_bounds,
     make_switches,
     new_vars,
@@ -182,7 +184,8 @@ def _objective_l1(model: Any, g: list[Form], relax: bool) -> tuple[Any, float, i
 
 
 def build_milp(fb: ForwardBounds, input_norm: Norm, piece: Piece, *, relax: bool = False,
-               forward: bool = True) -> MilpModel:
+               forward: bool = True, gradient: str = "backward",
+               direction: np.ndarray | None = None) -> MilpModel:
     """The Pyomo model of one piece (see the module docstring). ``fb``: sound forward bounds on the
     domain box (infinite input bounds only with ``forward=False``)."""
     import pyomo.environ as pyo
@@ -195,6 +198,10 @@ def build_milp(fb: ForwardBounds, input_norm: Norm, piece: Piece, *, relax: bool
     sw = make_switches(model, fb, relax=relax)
     fwd = encode_forward(model, fb, sw) if forward else None
     m = fb.stages[-1].shape[0]
+    if gradient == "tangent":
+        return _build_tangent(model, fb, bb, sw, fwd, input_norm, piece, relax, forward, t0, direction)
+    if gradient != "backward":
+        raise ValueError(f"gradient must be 'backward' or 'tangent', not {gradient!r}")
     c_vars = None
     if piece.kind == "const":
         c_forms = [const_form(v) for v in piece.c]
@@ -228,3 +235,40 @@ def build_milp(fb: ForwardBounds, input_norm: Norm, piece: Piece, *, relax: bool
     stats["binaries"] = 0 if relax else (stats["relu_binaries"] + stats["pool_binaries"]
                                          + stats["objective_binaries"] + stats["output_binaries"])
     return MilpModel(model, fb, bb, sw, fwd, bwd, c_vars, upper, piece, stats)
+
+
+def _build_tangent(model: Any, fb: ForwardBounds, bb: BackwardBounds, sw: Switches,
+                   fwd: ForwardEncoding | None, input_norm: Norm, piece: Piece, relax: bool, forward: bool,
+                   t0: float, direction: np.ndarray | None) -> MilpModel:
+    """maximise the directional derivative c^T J(x) s for a fixed c and a fixed direction s (forward-mode
+    switches, no sign or selector binaries). The constant is the max of this over the vertices s of the
+    unit ball of the input norm (lipopt.mip.milp_directions)."""
+    import pyomo.environ as pyo
+
+    if piece.kind != "const":
+        raise ValueError("the tangent encoding needs a fixed output vector c (a 'const' piece)")
+    if direction is None:
+        raise ValueError("the tangent encoding needs a fixed direction s")
+    s_forms = [const_form(v) for v in np.ravel(direction)]
+    tan = encode_tangent(model, fb, sw, s_forms)
+    obj = combine(tan.output, np.asarray(piece.c, dtype=np.float64))
+    lo, hi = backward_bounds_for(fb, piece).grad_input
+    mag = np.maximum(np.abs(lo), np.abs(hi))
+    upper = float(mag.sum() if input_norm is Norm.LINF else mag.max())
+    model.obj = pyo.Objective(expr=to_expr(obj), sense=pyo.maximize)
+    stats = {
+        "piece": piece.label or piece.kind,
+        "gradient": "tangent",
+        "relu_binaries": sw.n_relu_binaries,
+        "pool_binaries": sw.n_pool_binaries,
+        "objective_binaries": 0,
+        "output_binaries": 0,
+        "variables": model.nvariables(),
+        "constraints": model.nconstraints(),
+        "build_time": time.perf_counter() - t0,
+        "relaxed": relax,
+        "forward": forward,
+    }
+    stats["binaries"] = 0 if relax else stats["relu_binaries"] + stats["pool_binaries"]
+    bwd = BackwardEncoding([], {}, 0)
+    return MilpModel(model, fb, bb, sw, fwd, bwd, None, upper, piece, stats)

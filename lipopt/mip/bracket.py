@@ -137,8 +137,8 @@ def certify_candidates(
             else:
                 rep.degenerate.append(i)
                 rep.notes.append(
-                    f"{name}: the activation pattern's region has no interior in the domain (degenerate, "
-                    "not in general position); its MIP value is not attained by the network"
+                    f"{name}: the incumbent's activation pattern has no interior in the domain (a "
+                    "degenerate or boundary-only pattern), so it certifies no lower bound by itself"
                 )
         if not region_ok and cand.x is not None:
             x0 = np.asarray(cand.x, dtype=np.float64).reshape(-1)

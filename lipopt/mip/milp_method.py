@@ -27,7 +27,11 @@ norm l-inf (one MILP per output row j, c = e_j: the sign of c is dropped by the 
 
 Options (``RunOptions.extra``): ``bound_method`` ("interval" | "crown" | "lp", default "lp"),
 ``vector_encoding`` ("split" | "selector"), ``degenerate_cuts`` (int), ``obbt_max_neurons``,
-``n_samples`` (domain points re-evaluated as extra LOWER candidates, default 16).
+``n_samples`` (domain points re-evaluated as extra LOWER candidates, default 16),
+``direction_split`` (bool, default False: solve each fixed-c piece as max over the vertices s of the
+input-norm ball of the directional-derivative MILP, :mod:`lipopt.mip.milp_directions`; used when the
+number of directions is at most ``max_directions``, default 2^16; much tighter brackets on nets whose
+neurons all switch inside the box, see benchmarks/bench_milp.py section B).
 Stats: ambiguous neurons, bound method and time, binaries, rows, build and solve time per piece.
 """
 
@@ -104,6 +108,16 @@ def _sample_points(question: Question, n: int, count: int, seed: int) -> list[np
     return [(lo + hi) / 2] + [rng.uniform(lo, hi) for _ in range(max(count - 1, 0))]
 
 
+def _use_direction_split(flag: Any, network: Network, question: Question, relax: bool, max_dirs: int) -> bool:
+    """Direction splitting (lipopt.mip.milp_directions) for a fixed-c question: on request (True), or
+    "auto"; never for the LP relaxation, and only when the number of directions is at most max_dirs."""
+    if relax or not flag or question.input_norm not in (Norm.LINF, Norm.L1):
+        return False
+    n = network.input_size
+    count = 2 ** n if question.input_norm is Norm.LINF else 2 * n
+    return count <= max_dirs
+
+
 def solve_mip(network: Network, question: Question, options: RunOptions, *, relax: bool = False,
               method: str = METHOD) -> LipschitzResult:
     """The shared driver of "milp" and "lp-relax" (``relax=True``)."""
@@ -119,6 +133,11 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
     bound_method = options.get("bound_method", "lp")
     encoding = options.get("vector_encoding", "split")
     rounds_max = 0 if relax else int(options.get("degenerate_cuts", 8))
+    max_dirs = int(options.get("max_directions", 1 << 16))
+    split_dirs = _use_direction_split(options.get("direction_split", False), network, question, relax,
+                                      max_dirs)
+    extra_outcomes: list[Any] = []
+    extra_uppers: list[float] = []
     notes: list[str] = []
 
     lo, hi, mode = domain_box(network, q)
@@ -146,13 +165,18 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
 
     samples = _sample_points(cert_q, network.input_size, options.get("n_samples", 16), options.seed)
     candidates = [Candidate(x=x, label=f"sample {i}") for i, x in enumerate(samples)]
+    from lipopt.mip.bracket import certify_candidates
+
+    best_lower = -math.inf
+    if split_dirs:  # the samples' certified value prunes directions from the start
+        rep0 = certify_candidates(network, cert_q, candidates, seed=options.seed)
+        if rep0.best is not None:
+            best_lower = rep0.best.value
     pieces = output_pieces(q, network.output_size, encoding)
     ups = [cheap_upper(fb, p, q.input_norm) for p in pieces]
     order = sorted(range(len(pieces)), key=lambda k: -ups[k])
     outcomes: list[Any] = [None] * len(pieces)
-    best_lower = -math.inf
     build_time = 0.0
-    from lipopt.mip.bracket import certify_candidates
 
     for k in order:
         piece = pieces[k]
@@ -167,6 +191,18 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
                 continue
         if ups[k] <= best_lower:
             pstat["skipped"] = "interval bound below the certified lower bound"
+            continue
+        if split_dirs and piece.kind == "const" and mode != "all-patterns":
+            from lipopt.mip.milp_directions import solve_directions
+
+            d_out, d_up, best_lower, dstat = solve_directions(
+                network, q, cert_q, fb, piece, options, t_start=t_start, best_lower=best_lower,
+                candidates=candidates, max_directions=max_dirs)
+            pstat["direction_split"] = dstat
+            build_time += dstat["direction_build_time"]
+            extra_outcomes += d_out
+            extra_uppers += d_up
+            outcomes[k] = "split"
             continue
         mm = build_milp(fb, q.input_norm, piece, relax=relax, forward=(mode != "all-patterns"))
         build_time += mm.stats["build_time"]
@@ -206,11 +242,16 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
         pstat["degenerate_cuts"] = rounds
 
     stats["build_time"] = build_time
+    stats["direction_split"] = split_dirs
+    keep = [i for i, o in enumerate(outcomes) if not (isinstance(o, str) and o == "split")]
+    outcomes = [outcomes[i] for i in keep] + extra_outcomes
+    ups = [ups[i] for i in keep] + extra_uppers
     res = make_bracket_result(method, network, q, outcomes, candidates, fallback_uppers=ups,
                               rel_gap=options.rel_gap, certify_question=cert_q, build_time=build_time,
                               notes=notes, stats=stats, seed=options.seed,
                               options={"bound_method": bound_method, "vector_encoding": encoding,
                                        "degenerate_cuts": rounds_max, "solver": solver,
+                                       "direction_split": split_dirs,
                                        "time_limit": options.time_limit, "threads": options.threads})
     if mode == "all-patterns" and res.kind.value == "EXACT":
         res.notes.append("the certified lower bound meets the relaxation's bound: the value is exact")

@@ -1,0 +1,413 @@
+"""Method "miqcqp": the MIQCQP upper- and lower-bound problems of Sbihi, Jan & Couellan (formulations.md 1).
+
+Pipeline (one call, one time budget):
+
+1. Input set and sound bounds (:mod:`lipopt.formulations.miqcqp_geometry`): box / l2 ball for local
+   questions, the projective compactification for the global one (exact, bounded, no indicator
+   constraints needed); forward bounds (LP tightening / CROWN when available, else intervals), stable
+   neurons fixed, direction bounds by interval matrices.
+2. Warm start: sampled points of the domain, then hill climbing over neighbouring linear regions (one
+   neuron flipped at a time, each region certified by its margin LP); the best certified Jacobian norm is a
+   LOWER bound and the objective cut-off tau >= LB of the upper-bound problem (valid: UB >= L >= LB).
+3. Upper-bound problem P_UB (closed regions), solved by SCIP (or Gurobi, ``RunOptions.solver``): its dual
+   bound is the certified UPPER bound (even on a time limit), intersected with the bound-propagation bound.
+   The incumbent's activation pattern is certified by an interior point of its region
+   (:func:`lipopt.regions.certify_pattern`): when it has interior, the two bounds meet and nothing else is
+   solved.
+4. Otherwise the lower-bound problem P_LB,eps (margin eps) with the remaining time; its incumbent pattern is
+   certified the same way. eps is per neuron: ``epsilon_rel`` x the neuron's pre-activation range unless an
+   absolute ``epsilon`` is given; the value used is in ``stats``.
+5. :func:`lipopt.mip.bracket.make_bracket_result`: EXACT when the certified lower bound meets the dual bound.
+
+Options (``RunOptions.extra``, top level or under the key "miqcqp"): problem ("both" | "ub" | "lb"),
+epsilon, epsilon_rel (1e-4), epsilon_min (1e-5), bounds ("auto" = LP tightening when available, "interval",
+"crown", "lp"), fix_stable (True), symmetry (True), sign_split (True), direction_bounds ("matrix" |
+"interval"), warm_start (True), n_samples (2000), local_search (True: hill climbing over neighbouring
+regions from the best samples), local_search_time (20 s, at most 10 % of the budget), cutoff (True),
+global_radius (None: automatic), lb_time_fraction (0.3: share of the budget kept for P_LB when P_UB does
+not close), solver_extra (dict of raw solver parameters).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from lipopt.errors import NotApplicableError
+from lipopt.methods import RunOptions
+from lipopt.network.network import Network
+from lipopt.result import LipschitzResult, Status
+from lipopt.spec import Global, Question
+
+DEFAULTS: dict[str, Any] = {
+    "problem": "both",
+    "epsilon": None,
+    "epsilon_rel": 1e-4,
+    "epsilon_min": 1e-5,
+    "bounds": "auto",
+    "fix_stable": True,
+    "symmetry": True,
+    "sign_split": True,
+    "direction_bounds": "matrix",
+    "warm_start": True,
+    "local_search": True,
+    "local_search_time": 20.0,
+    "n_samples": 2000,
+    "cutoff": True,
+    "global_radius": None,
+    "lb_time_fraction": 0.3,
+    "solver_extra": {},
+}
+
+WHY_DIFFERENT = (
+    "P_UB maximises over closed activation regions (every pattern whose region meets the input set, even "
+    "only on a face), P_LB,eps over points with every |pre-activation| >= eps. They bracket L and coincide "
+    "with it unless (a) the maximising closed-region pattern is degenerate (no interior: network not in "
+    "general position, e.g. T4/T7 with beta = 0) or touches a local domain only on its boundary, which "
+    "inflates P_UB; or (b) eps exceeds eps*, the largest margin available in the maximising region, which "
+    "deflates P_LB (formulations.md 1.2, item 3)."
+)
+
+
+def options_from(options: RunOptions) -> dict[str, Any]:
+    cfg = dict(DEFAULTS)
+    nested = options.extra.get("miqcqp", {}) if isinstance(options.extra.get("miqcqp", {}), dict) else {}
+    for src in (options.extra, nested):
+        for k in DEFAULTS:
+            if k in src:
+                cfg[k] = src[k]
+    unknown = set(nested) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown miqcqp options {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    if cfg["problem"] not in ("both", "ub", "lb"):
+        raise ValueError(f"miqcqp problem must be 'both', 'ub' or 'lb', got {cfg['problem']!r}")
+    return cfg
+
+
+def applicable(network: Network, question: Question) -> str | None:
+    from lipopt.formulations.miqcqp import check_supported
+
+    try:
+        check_supported(network, question)
+    except NotApplicableError as exc:
+        return str(exc)
+    return None
+
+
+# ------------------------------------------------------------------------------------------ warm start
+
+
+@dataclasses.dataclass
+class WarmStart:
+    value: float | None
+    x: np.ndarray | None
+    n_samples: int
+    time: float
+    starts: list[np.ndarray] = dataclasses.field(default_factory=list)  # best samples, distinct patterns
+
+
+def warm_start(network: Network, question: Question, n_samples: int, seed: int,
+               global_radius: float | None = None) -> WarmStart:
+    """The best certified Jacobian norm over sampled points (a LOWER bound), or None."""
+    from lipopt.lower.batch import batch_jacobian_norms
+    from lipopt.lower.certify import sample_domain
+    from lipopt.witness import point_witness
+
+    t0 = time.perf_counter()
+    if n_samples <= 0:
+        return WarmStart(None, None, 0, 0.0)
+    rng = np.random.default_rng(seed)
+    xs = sample_domain(network, question, n_samples, rng, global_radius)
+    vals = batch_jacobian_norms(network, xs, question)
+    best_v, best_x = None, None
+    order = np.argsort(-vals, kind="stable")
+    for i in order[:10]:
+        if best_v is not None and vals[i] <= best_v:
+            break
+        pw = point_witness(network, xs[i], question)
+        if pw.certified and (best_v is None or pw.value > best_v):
+            best_v, best_x = pw.value, xs[i]
+    starts, seen = [], set()
+    for i in order[:200]:
+        key = round(float(vals[i]), 9)
+        if key not in seen:
+            seen.add(key)
+            starts.append(xs[i])
+        if len(starts) >= 5:
+            break
+    return WarmStart(best_v, best_x, n_samples, time.perf_counter() - t0, starts)
+
+
+def pattern_jacobian(weights: list[np.ndarray], states: list[np.ndarray]) -> np.ndarray:
+    jac = weights[0]
+    for w, s in zip(weights[1:], states, strict=True):
+        jac = w @ (jac * s[:, None])
+    return jac
+
+
+def local_search(network: Network, question: Question, x0: np.ndarray, budget: float,
+                 max_rounds: int = 50) -> tuple[float | None, np.ndarray | None, int]:
+    """Hill climbing over neighbouring linear regions from the region of x0: flip one neuron at a time,
+    keep a flip when ||J_s|| grows and the new region has interior in the domain (margin LP + float64
+    re-evaluation, :func:`lipopt.regions.certify_pattern`). Returns (certified value, witness x, #LPs)."""
+    from lipopt.formulations.miqcqp_geometry import mlp_weights
+    from lipopt.norms import jacobian_norm
+    from lipopt.regions import certify_pattern, pattern_at
+
+    t_end = time.perf_counter() + budget
+    ws, _ = mlp_weights(network)
+    states = [s.copy() for s in pattern_at(network, x0)[0]]
+    rw = certify_pattern(network, question, states)
+    if rw is None or not rw.certified:
+        return None, None, 1
+    best_v, best_x, n_lp = rw.value, rw.x, 1
+    for _ in range(max_rounds):
+        # candidate flips ranked by their Jacobian norm (cheap), certified in that order
+        cands = []
+        for k, s in enumerate(states):
+            for i in range(s.size):
+                s[i] = ~s[i]
+                v = jacobian_norm(pattern_jacobian(ws, states), question)
+                s[i] = ~s[i]
+                if v > best_v * (1 + 1e-9):
+                    cands.append((v, k, i))
+        improved = False
+        for _v, k, i in sorted(cands, reverse=True):
+            if time.perf_counter() > t_end:
+                return best_v, best_x, n_lp
+            states[k][i] = ~states[k][i]
+            rw = certify_pattern(network, question, states)
+            n_lp += 1
+            if rw is not None and rw.certified and rw.value > best_v:
+                best_v, best_x, improved = rw.value, rw.x, True
+                break
+            states[k][i] = ~states[k][i]
+        if not improved:
+            break
+    return best_v, best_x, n_lp
+
+
+# ------------------------------------------------------------------------------------------ solving
+
+
+def _solve(mm: Any, solver: str, time_limit: float | None, options: RunOptions, extra: dict) -> Any:
+    from lipopt_solvers import SolverOptions, solve_pyomo
+
+    raw = dict(extra)
+    if solver == "scip" and not options.verbose:
+        # SCIP's log goes through a pipe that Pyomo drains from a Python thread, while pyscipopt's
+        # optimize() keeps the GIL: a log longer than the pipe buffer (64 KB, minutes of solving)
+        # deadlocks the process. A silent SCIP writes nothing.
+        raw.setdefault("display/verblevel", 0)
+    so = SolverOptions(time_limit=None if time_limit is None else max(time_limit, 0.05),
+                       rel_gap=min(options.rel_gap, 1e-6), threads=options.threads, seed=options.seed,
+                       verbose=options.verbose, extra=raw)
+    out = solve_pyomo(mm.model, solver, so, sense="max")
+    out.build_time = mm.build_time
+    return out
+
+
+def _in_norm_units(out: Any, mm: Any) -> Any:
+    """The outcome with objective and bound converted to Lipschitz units (sqrt for the squared objective)."""
+    return dataclasses.replace(out, objective=mm.to_norm(out.objective), bound=mm.to_norm(out.bound))
+
+
+def _candidate(mm: Any, label: str, objective: float | None) -> Any:
+    from lipopt.mip.bracket import Candidate
+
+    return Candidate(relu_states=mm.relu_states(), x=mm.input_point(), objective=objective, label=label)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.perf_counter()
+
+
+def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
+    from lipopt_solvers import Capability, default_solver
+
+    from lipopt.formulations.miqcqp import MiqcqpConfig, build_model
+    from lipopt.formulations.miqcqp_geometry import input_set, layer_bounds
+    from lipopt.mip.bracket import Candidate, certify_candidates, make_bracket_result
+
+    t_start = time.perf_counter()
+    q = question.bind(network)
+    reason = applicable(network, q)
+    if reason is not None:
+        raise NotApplicableError(reason)
+    cfg = options_from(options)
+    solver = options.solver or default_solver(Capability.MIQCQP)
+    deadline = None if options.time_limit is None else t_start + float(options.time_limit)
+    rel_gap = max(float(options.rel_gap), 1e-6)
+    notes: list[str] = []
+    stats: dict[str, Any] = {"solver": solver}
+
+    # 1. input set and bounds
+    t0 = time.perf_counter()
+    iset = input_set(network, q, cfg["global_radius"])
+    lb = layer_bounds(network, q, iset, method=cfg["bounds"], fix_stable=cfg["fix_stable"],
+                      direction=cfg["direction_bounds"])
+    stats["bounds_time"] = time.perf_counter() - t0
+    stats.update(lb.stats)
+    stats["input_set"] = iset.kind
+    stats["global_radius"] = iset.radius
+    notes.append(f"input set: {iset.describe()}")
+    if isinstance(q.domain, Global):
+        notes.append("global domain: the compactified input set is exact (every linear region with interior "
+                     "meets it), so the bracket is the global constant's (see lipopt.formulations."
+                     "miqcqp_geometry)")
+
+    # 2. warm start
+    candidates: list[Any] = []
+    ws = WarmStart(None, None, 0, 0.0)
+    if cfg["warm_start"]:
+        ws = warm_start(network, q, int(cfg["n_samples"]), options.seed,
+                        iset.radius if iset.lifted else None)
+        if ws.x is not None:
+            candidates.append(Candidate(x=ws.x, label="warm start (sampling)"))
+    stats["warm_start"] = {"value": ws.value, "samples": ws.n_samples, "time": ws.time}
+    best_lower = ws.value
+    if cfg["warm_start"] and cfg["local_search"] and ws.x is not None:
+        t1 = time.perf_counter()
+        rem = _remaining(deadline)
+        budget = float(cfg["local_search_time"]) if rem is None else min(float(cfg["local_search_time"]),
+                                                                         0.1 * rem)
+        v_ls, x_ls, n_lp = None, None, 0
+        for x_start in ws.starts or [ws.x]:
+            left = budget - (time.perf_counter() - t1)
+            if left <= 0:
+                break
+            v1, x1, n1 = local_search(network, q, x_start, left)
+            n_lp += n1
+            if v1 is not None and (v_ls is None or v1 > v_ls):
+                v_ls, x_ls = v1, x1
+        stats["local_search"] = {"value": v_ls, "lps": n_lp, "starts": len(ws.starts),
+                                 "time": time.perf_counter() - t1}
+        if x_ls is not None and v_ls is not None and v_ls > (best_lower or 0.0):
+            candidates.append(Candidate(x=x_ls, label="warm start (region local search)"))
+            best_lower = v_ls
+
+    mcfg = MiqcqpConfig(
+        epsilon=cfg["epsilon"], epsilon_rel=float(cfg["epsilon_rel"]), epsilon_min=float(cfg["epsilon_min"]),
+        bounds=cfg["bounds"], fix_stable=bool(cfg["fix_stable"]), symmetry=bool(cfg["symmetry"]),
+        sign_split=bool(cfg["sign_split"]),
+        direction_bounds=cfg["direction_bounds"], global_radius=iset.radius,
+    )
+    ub_out = lb_out = None
+    build_time = 0.0
+
+    # 3. the upper-bound problem
+    closed = False
+    if cfg["problem"] in ("both", "ub"):
+        cut = best_lower if (cfg["cutoff"] and best_lower) else None
+        mm = build_model(network, q, dataclasses.replace(mcfg, problem="ub", cutoff=cut), bounds=lb,
+                         iset=iset)
+        build_time += mm.build_time
+        stats["ub_model"] = dict(mm.stats)
+        rem = _remaining(deadline)
+        ub_budget = None if rem is None else (rem * (1 - float(cfg["lb_time_fraction"]))
+                                              if cfg["problem"] == "both" else rem)
+        out = _solve(mm, solver, ub_budget, options, cfg["solver_extra"])
+        if out.termination.value == "infeasible" and cut is not None:
+            notes.append("P_UB with the cut-off tau >= warm-start value was reported infeasible (solver "
+                         "tolerances); re-solved without the cut-off")
+            mm = build_model(network, q, dataclasses.replace(mcfg, problem="ub"), bounds=lb, iset=iset)
+            out = _solve(mm, solver, _remaining(deadline), options, cfg["solver_extra"])
+        ub_out = _in_norm_units(out, mm)
+        stats["ub"] = {"termination": out.termination.value, "objective": ub_out.objective,
+                       "bound": ub_out.bound, "solve_time": out.solve_time}
+        if out.has_incumbent:
+            cand = _candidate(mm, "P_UB incumbent", ub_out.objective)
+            candidates.append(cand)
+            rep = certify_candidates(network, q, [cand], seed=options.seed)
+            if rep.best is not None:
+                best_lower = max(best_lower or 0.0, rep.best.value)
+        up = min(v for v in (ub_out.bound, mm.fallback_upper) if v is not None and math.isfinite(v)) \
+            if (ub_out.bound is not None or math.isfinite(mm.fallback_upper)) else None
+        if up is not None and best_lower is not None and best_lower >= up - max(rel_gap * abs(up), 1e-9):
+            closed = True
+
+    # 4. the lower-bound problem
+    if cfg["problem"] == "lb" or (cfg["problem"] == "both" and not closed):
+        rem = _remaining(deadline)
+        if rem is None or rem > 0.2:
+            cut = best_lower if (cfg["cutoff"] and best_lower) else None
+            mm_lb = build_model(network, q, dataclasses.replace(mcfg, problem="lb", cutoff=cut), bounds=lb,
+                                iset=iset)
+            build_time += mm_lb.build_time
+            stats["lb_model"] = dict(mm_lb.stats)
+            out = _solve(mm_lb, solver, _remaining(deadline), options, cfg["solver_extra"])
+            lb_out = _in_norm_units(out, mm_lb)
+            stats["lb"] = {"termination": out.termination.value, "objective": lb_out.objective,
+                           "bound": lb_out.bound, "solve_time": out.solve_time}
+            eps_desc = (f"absolute {cfg['epsilon']:g}" if cfg["epsilon"] is not None else
+                        f"{float(cfg['epsilon_rel']):g} x each neuron's pre-activation range, at least "
+                        f"{float(cfg['epsilon_min']):g} (used: {mm_lb.stats.get('epsilon_min_used')!s:.6} .. "
+                        f"{mm_lb.stats.get('epsilon_max_used')!s:.6})")
+            notes.append(f"P_LB,eps margin eps: {eps_desc}")
+            if out.has_incumbent:
+                candidates.append(_candidate(mm_lb, "P_LB incumbent", lb_out.objective))
+            elif out.termination.value == "infeasible":
+                notes.append("P_LB,eps " + ("with the cut-off tau >= the best lower bound " if cut else "")
+                             + "is infeasible: no eps-margin pattern improves the lower bound")
+            if cfg["problem"] == "both" and lb_out.bound is not None:
+                stats["lb"]["note"] = "P_LB's dual bound bounds LB_eps only (not L): not an upper bound"
+        else:
+            notes.append("no time left for P_LB,eps")
+
+    # 5. the bracket
+    if ub_out is not None:
+        outcomes, fallbacks = [ub_out], [stats["ub_model"]["fallback_upper"]]
+    else:
+        outcomes, fallbacks = [None], [_fallback(lb, q)]
+    res = make_bracket_result(
+        "miqcqp", network, q, outcomes, candidates, fallback_uppers=fallbacks, upper_valid=True,
+        rel_gap=rel_gap, build_time=build_time + stats["bounds_time"], notes=notes, stats=stats,
+        options={**{k: v for k, v in cfg.items() if k != "solver_extra"}, "time_limit": options.time_limit},
+        seed=options.seed,
+    )
+    if ub_out is None and lb_out is not None:
+        res.solver, res.solver_version = lb_out.solver, lb_out.solver_version
+        res.raw_status = lb_out.raw_status
+        res.solve_time = lb_out.solve_time
+        if lb_out.termination.value == "time_limit" and res.status is Status.SOLVED:
+            res.status = Status.TIME_LIMIT
+    elif lb_out is not None:
+        res.solve_time += lb_out.solve_time
+        if lb_out.termination.value == "license_limit" and res.status is Status.SOLVED:
+            res.status = Status.LICENSE_LIMIT
+    if res.kind.value != "EXACT":
+        res.notes.append(WHY_DIFFERENT)
+    res.wall_time = time.perf_counter() - t_start
+    return res
+
+
+def _fallback(lb: Any, q: Question) -> float:
+    from lipopt.formulations.miqcqp_geometry import fallback_upper
+
+    return fallback_upper(lb, q)
+
+
+def run_ub(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
+    """Only the upper-bound problem (plus the warm start and the certification of its incumbent)."""
+    return _with_problem(network, question, options, "ub", "miqcqp-ub")
+
+
+def run_lb(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
+    """Only the lower-bound problem (the upper bound is then the bound-propagation bound)."""
+    return _with_problem(network, question, options, "lb", "miqcqp-lb")
+
+
+def _with_problem(network: Network, question: Question, options: RunOptions, problem: str,
+                  name: str) -> LipschitzResult:
+    extra = dict(options.extra)
+    nested = dict(extra.get("miqcqp", {}))
+    nested["problem"] = problem
+    extra["miqcqp"] = nested
+    extra.pop("problem", None)
+    res = run(network, question, dataclasses.replace(options, extra=extra))
+    res.method = name
+    return res

@@ -1,0 +1,187 @@
+"""The MIQCQP upper- and lower-bound problems (formulations.md section 1; tests of section 7)."""
+
+from __future__ import annotations
+
+import math
+
+import nets
+import numpy as np
+import pytest
+
+from lipopt.methods import RunOptions, run_method
+from lipopt.result import BoundKind
+from lipopt.spec import Ball, Box, Direction, Global, Logit, Norm, Question
+
+pytest.importorskip("pyscipopt")
+
+from lipopt.mip.miqcqp_method import run_lb, run_ub
+
+OPTS = RunOptions(time_limit=30)
+# the LB problem alone, without the sampled warm start (which would certify the exact value by itself)
+LB_ONLY = {"warm_start": False, "cutoff": False}
+
+
+def _close(a: float, b: float, rtol: float = 1e-6) -> bool:
+    return abs(a - b) <= rtol * max(1.0, abs(b))
+
+
+# ------------------------------------------------------------------------------ known values (T1-T9c)
+
+
+@pytest.mark.parametrize("key", [
+    "T1/l2/global", "T3/l2/global", "T3/linf/global", "T3/l1/global", "T3/linf/box", "T4/l2/global",
+    "T5/l2/global", "T6/l2/global", "T7(0)/l2/global", "T7(0)/linf/global", "T7(0.1)/l2/global",
+    "T7(0.1)/linf/global", "T8/l2/global", "T9c/l2/global", "T2deep/l2/global", "T2b/l2/global",
+])
+def test_known_exact_values(key: str) -> None:
+    r = run_method("miqcqp", nets.network(key), nets.question(key), OPTS)
+    assert r.ok, (r.message, [str(c) for c in r.checks])
+    assert r.kind is BoundKind.EXACT
+    tol = max(nets.tol(key), 1e-6)
+    assert _close(r.value, nets.known(key), tol)
+    assert r.lower <= nets.known(key) + tol and r.upper >= nets.known(key) - tol
+
+
+@pytest.mark.parametrize("key,weak_key", [
+    ("T4/l2/box/weak", "T4/l2/global"),
+])
+def test_ub_problem_on_a_box_gives_the_closed_region_value(key: str, weak_key: str) -> None:
+    """P_UB on a box containing 0 is the closed-region (weak) maximum; P_LB the exact value."""
+    net, q = nets.network(key), nets.question(key)
+    r_ub = run_ub(net, q.bind(net), OPTS)
+    assert _close(r_ub.stats["ub"]["bound"], nets.known(key))
+    assert _close(r_ub.upper, nets.known(key))
+    r_lb = run_lb(net, q.bind(net), RunOptions(time_limit=30, extra=LB_ONLY))
+    assert _close(r_lb.lower, nets.known(weak_key))
+
+
+@pytest.mark.parametrize("net_fn,norm,weak,exact", [
+    (nets.t5, Norm.L2, 1.0, 0.0),
+    (nets.t7, Norm.L2, math.sqrt(2.0), 1.0),
+    (nets.t7, Norm.LINF, 2.0, 1.0),
+])
+def test_degenerate_nets_on_a_box(net_fn, norm: Norm, weak: float, exact: float) -> None:
+    """T5 and T7 (beta = 0) on [-1, 1]^n: UB = weak value, LB = exact value, bracket [exact, weak]."""
+    net = net_fn()
+    q = Question(norm, norm, Box(-1.0, 1.0)).bind(net)
+    r_ub = run_ub(net, q, OPTS)
+    assert _close(r_ub.stats["ub"]["bound"], weak)
+    r_lb = run_lb(net, q, RunOptions(time_limit=30, extra=LB_ONLY))
+    assert _close(r_lb.stats["lb"]["objective"], exact) and _close(r_lb.lower, exact)
+    r = run_method("miqcqp", net, q, OPTS)
+    assert r.ok and r.kind is BoundKind.UPPER
+    assert _close(r.lower, exact) and _close(r.upper, weak)
+    assert any("general position" in n or "degenerate" in n for n in r.notes)
+
+
+@pytest.mark.parametrize("net_fn,exact", [(nets.t4, 1.0), (nets.t5, 0.0), (nets.t7, 1.0)])
+def test_global_compactification_excludes_the_origin(net_fn, exact: float) -> None:
+    """On the global question the input set is the cube's surface (bias-free): P_UB is exact there."""
+    net = net_fn()
+    r = run_ub(net, Question(Norm.L2, Norm.L2).bind(net), OPTS)
+    assert r.stats["input_set"] == "sphere"
+    assert _close(r.stats["ub"]["bound"], exact) and r.kind is BoundKind.EXACT
+
+
+@pytest.mark.parametrize("domain", [Global(), Box(-1.0, 1.0)])
+@pytest.mark.parametrize("eps,expected", [(0.01, math.sqrt(2.0)), (1 / 30 - 1e-4, math.sqrt(2.0)),
+                                          (1 / 30 + 1e-4, 1.0), (0.05, 1.0)])
+def test_t7_epsilon_jump(domain, eps: float, expected: float) -> None:
+    """T7 with beta = 0.1: LB_eps = sqrt 2 for eps <= 1/30, 1 for eps > 1/30 (formulations.md 1.2)."""
+    net = nets.t7(0.1)
+    q = Question(Norm.L2, Norm.L2, domain).bind(net)
+    r = run_lb(net, q, RunOptions(time_limit=30, extra={**LB_ONLY, "epsilon": eps}))
+    assert _close(r.stats["lb"]["objective"], expected, 1e-6)
+    assert _close(r.lower, expected, 1e-9)  # certified by an interior point of the region
+    assert r.stats["lb_model"]["epsilon_min_used"] == pytest.approx(eps)
+
+
+# ------------------------------------------------------------------------------ random tiny nets
+
+
+def _enum(net, q) -> float:
+    from lipopt.exact.enumeration import enumeration_value
+
+    return enumeration_value(net, q.bind(net))
+
+
+QUESTIONS = {
+    "global l2": Question(Norm.L2, Norm.L2),
+    "global l2, logit 0": Question(Norm.L2, Norm.L2, output=Logit(0)),
+    "box l2": Question(Norm.L2, Norm.L2, Box(-0.5, 1.0)),
+    "l2 ball": Question(Norm.L2, Norm.L2, Ball([0.2, -0.3, 0.1], 0.8, Norm.L2)),
+    "linf ball, linf": Question(Norm.LINF, Norm.LINF, Ball([0.2, -0.3, 0.1], 0.8, Norm.LINF)),
+    "global linf->l2": Question(Norm.LINF, Norm.L2),
+    "global l1, c": Question(Norm.L1, Norm.L1, output=Direction([1.0, -2.0])),
+}
+
+
+@pytest.mark.parametrize("qname", list(QUESTIONS))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_random_nets_match_enumeration(qname: str, seed: int) -> None:
+    net = nets.random_mlp([3, 4, 4, 2], seed)
+    q = QUESTIONS[qname]
+    exact = _enum(net, q)
+    r = run_method("miqcqp", net, q, OPTS)
+    assert r.ok, (r.message, [str(c) for c in r.checks])
+    assert r.lower <= exact * (1 + 1e-9) + 1e-9
+    assert r.upper >= exact * (1 - 1e-6) - 1e-9
+    if r.kind is BoundKind.EXACT:
+        assert _close(r.value, exact, 1e-6)
+
+
+def test_brackets_contain_the_exact_value_without_warm_start() -> None:
+    """P_UB then P_LB alone (no sampling) on random nets with biases, global l2."""
+    for seed in range(3):
+        net = nets.random_mlp([2, 5, 4, 1], seed + 10)
+        q = Question(Norm.L2, Norm.L2)
+        exact = _enum(net, q)
+        r = run_method("miqcqp", net, q, RunOptions(time_limit=30, extra={"warm_start": False}))
+        assert r.ok
+        assert r.lower <= exact * (1 + 1e-9) + 1e-9 <= r.upper * (1 + 1e-6) + 2e-9
+        assert r.kind is BoundKind.EXACT and _close(r.value, exact)
+
+
+@pytest.mark.parametrize("extra", [
+    {"bounds": "interval"}, {"bounds": "crown"}, {"fix_stable": False}, {"symmetry": False},
+    {"sign_split": False}, {"direction_bounds": "interval"}, {"global_radius": 5.0}, {"local_search": False},
+])
+def test_devices_do_not_change_the_value(extra: dict) -> None:
+    net = nets.random_mlp([3, 5, 4, 2], 3)
+    q = Question(Norm.L2, Norm.L2)
+    exact = _enum(net, q)
+    r = run_method("miqcqp", net, q, RunOptions(time_limit=30, extra=extra))
+    assert r.ok and r.kind is BoundKind.EXACT and _close(r.value, exact)
+
+
+def test_one_second_time_limit_gives_a_valid_bracket() -> None:
+    net = nets.random_mlp([5, 14, 14, 3], 7, scale=0.7)
+    q = Question(Norm.L2, Norm.L2)
+    r = run_method("miqcqp", net, q, RunOptions(time_limit=1.0))
+    assert r.ok and r.lower is not None and r.upper is not None
+    assert r.wall_time < 10
+    naive = run_method("naive", net, q)
+    samp = run_method("sampling", net, q, RunOptions(time_limit=2))
+    if naive.ok:
+        assert r.lower <= naive.upper * (1 + 1e-9)
+    if samp.ok:
+        assert r.upper >= samp.lower * (1 - 1e-6)
+
+
+def test_not_applicable_cases() -> None:
+    net = nets.t3()
+    two_out = nets.random_mlp([2, 3, 2], 0)
+    assert run_method("miqcqp", two_out, Question(Norm.L1, Norm.L1)).status.value == "not_applicable"
+    r = run_method("miqcqp", net, Question(Norm.L2, Norm.L2, Ball([0.0, 0.0], 1.0, Norm.L2), nominal=True))
+    assert r.status.value == "not_applicable"
+    r = run_method("miqcqp", nets.conv_pool_net(), Question(Norm.L2, Norm.L2))
+    assert r.status.value == "not_applicable"
+
+
+def test_result_reports_epsilon_and_input_set() -> None:
+    net = nets.t7()
+    r = run_method("miqcqp", net, Question(Norm.L2, Norm.L2, Box(-1.0, 1.0)), OPTS)
+    assert any("eps" in n for n in r.notes)
+    assert any("input set" in n for n in r.notes)
+    assert r.stats["lb_model"]["epsilon_min_used"] > 0
+    assert np.isfinite(r.stats["ub_model"]["fallback_upper"])
