@@ -57,7 +57,9 @@ def _steps(n: int, progress: bool, desc: str):
     if progress:
         from tqdm import tqdm
 
-        return tqdm(range(n), desc=desc, leave=False)
+        import sys
+
+        return tqdm(range(n), desc=desc, leave=False, disable=not sys.stderr.isatty())
     return range(n)
 
 
