@@ -1,0 +1,352 @@
+"""Certified upper bounds on spectral norms ||R A D||_2 of masked layers (never a power-iteration value).
+
+Power iteration (the paper's method, formulations.md 4.2) approaches ||M||_2 from BELOW: ||M v|| <= ||M||
+for every unit v. It is kept only as an ESTIMATE. The UPPER value returned here comes from one of:
+
+1. ``exact-eig`` (small: the smaller side s of the compressed matrix M = R A D restricted to rows with
+   r_i > 0 and columns with d_j > 0 is <= ``exact_limit``): form the s x s Gram matrix G (M^T M or
+   M M^T) and take its largest eigenvalue with LAPACK, plus a rounding allowance
+   (forming G: <= (k+2) eps ||M||_F^2 in the 2-norm; symmetric eigensolver: <= 4 s eps ||G||_F).
+2. ``lanczos+cholesky`` (medium: s <= ``cholesky_limit``): Lanczos gives lambda~ ~ lambda_max(G); the
+   value lambda_c = lambda~ (1 + delta) is then PROVED to exceed lambda_max(G) by a successful Cholesky
+   factorisation of lambda_c I - G (a symmetric matrix has a Cholesky factor iff it is positive definite;
+   the floating-point factorisation's backward error, <= (s+1) eps |R^T||R| (Demmel), is covered by
+   adding 4 (s+1) eps (lambda_c + ||G||_F) to lambda_c). delta grows 1e-8, 1e-6, ... until it succeeds.
+3. ``fourier-gram`` (large convolutions, unmasked): the zero-padded convolution on an H x W input is a
+   restriction of the stride-1 *circular* convolution on the (H + 2p) x (W + 2p) torus (input embedding
+   and output subsampling have norm <= 1), whose norm is max over frequencies w of ||K^(w)||_2
+   (c_out x c_in blocks, rfft2; a stride-s convolution is first rewritten, exactly, as a stride-1
+   convolution of the s*s input phases). Each block's norm is certified by a batched Cholesky
+   factorisation of t I - K^H K at t = (1 + delta) x a power-iteration value (as in 2.); blocks it cannot
+   settle get Gram iteration (Delattre et al. 2023): with X_0 = K^(w), X_{t+1} = Y_t^H Y_t,
+   Y_t = X_t / ||X_t||_F, ||K^(w)||_2 <= prod_{t=0..T} ||X_t||_F^(1/2^t). Plus an FFT rounding allowance.
+   For a masked operator:
+   ||R A D|| <= max_i r_i * ||A||.
+4. ``schur`` (any size): ||M||_2 <= sqrt(||M||_1 ||M||_inf) with the row and column absolute sums of
+   |R A D| = R |A| D computed by one convolution and one transposed convolution with |kernel|.
+
+Cases 3 and 4 are rigorous but can be loose; the record says which one was used per layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from lipopt.analytic.linops import DTYPE, AvgPoolOp, ComposedOp, ConvOp, DenseOp, LinOp, ReshapeOp
+
+EPS = float(np.finfo(np.float64).eps)
+
+
+@dataclass(frozen=True)
+class SpectralOptions:
+    exact_limit: int = 256  # dense symmetric eigensolver on the Gram matrix up to this smaller side
+    cholesky_limit: int = 6000  # Lanczos + shifted-Cholesky certificate up to this smaller side
+    sparse_max_nnz: int = 30_000_000  # lower a structured operator to a sparse matrix below this
+    dense_max_entries: int = 150_000_000  # dense layers (fc) up to this many (compressed) entries
+    power_iters: int = 100  # iterations of the power-iteration ESTIMATE (0: skip)
+    fourier_iters: int = 6  # Gram iterations per frequency (for blocks the Cholesky test cannot settle)
+    fourier: bool = True  # large convolutions: Fourier bound (tight, costly) or only Schur (cheap, loose)
+    rel_margin: float = 1e-9  # relative safety added to every certified value
+    seed: int = 0
+
+
+@dataclass
+class SpectralBound:
+    upper: float  # certified upper bound on ||R A D||_2
+    method: str
+    exact: bool  # True when upper is the exact norm up to the rounding allowance
+    estimate: float | None = None  # power-iteration value (a lower bound in exact arithmetic; not certified)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"upper": self.upper, "method": self.method, "exact": self.exact, "estimate": self.estimate}
+
+
+# ------------------------------------------------------------------------------------------- matrices
+
+
+def _frob(m: Any) -> float:
+    if hasattr(m, "toarray"):
+        return float(np.sqrt((m.data.astype(np.float64) ** 2).sum()))
+    return float(np.linalg.norm(m))
+
+
+def _gram(m: Any) -> tuple[np.ndarray, int]:
+    """Dense Gram matrix of the smaller side and the inner dimension."""
+    rows, cols = m.shape
+    if hasattr(m, "toarray"):
+        g = (m.T @ m) if cols <= rows else (m @ m.T)
+        g = g.toarray()
+    else:
+        m = np.asarray(m, dtype=np.float64)
+        g = (m.T @ m) if cols <= rows else (m @ m.T)
+    return np.asarray(g, dtype=np.float64), max(rows, cols)
+
+
+def matrix_norm_upper(m: Any, opts: SpectralOptions | None = None) -> SpectralBound | None:
+    """Certified ||m||_2 for a dense or sparse matrix (None when too large for methods 1-2)."""
+    import scipy.linalg as sla
+
+    opts = opts or SpectralOptions()
+    rows, cols = m.shape
+    s = min(rows, cols)
+    if s == 0 or _frob(m) == 0.0:
+        return SpectralBound(0.0, "zero", True, 0.0)
+    if s > opts.cholesky_limit:
+        return None
+    fro2 = _frob(m) ** 2
+    g, k = _gram(m)
+    gf = float(np.linalg.norm(g))
+    form_err = (k + 2) * EPS * fro2 * 1.01
+    if s <= opts.exact_limit:
+        lam = float(sla.eigh(g, eigvals_only=True, subset_by_index=[s - 1, s - 1], check_finite=False)[0])
+        lam_up = max(lam, 0.0) + 4 * s * EPS * gf + form_err
+        up = math.sqrt(lam_up) * (1 + opts.rel_margin)
+        return SpectralBound(up, "exact-eig", True, math.sqrt(max(lam, 0.0)))
+    from scipy.sparse.linalg import eigsh
+
+    try:
+        lam_est = float(eigsh(g, k=1, which="LA", tol=1e-10, return_eigenvectors=False)[0])
+    except Exception:  # ARPACK did not converge: fall back to the Frobenius-free crude start
+        lam_est = float(np.max(np.abs(g).sum(axis=1)))
+    lam_est = max(lam_est, 0.0)
+    for delta in (1e-8, 1e-6, 1e-4, 1e-2, 1e-1, 1.0):
+        lam_c = lam_est * (1 + delta) + 4 * (s + 1) * EPS * (lam_est + gf) + form_err
+        shifted = -g
+        shifted[np.diag_indices(s)] += lam_c
+        try:
+            sla.cholesky(shifted, lower=True, overwrite_a=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            continue
+        lam_up = lam_c + 4 * (s + 1) * EPS * (lam_c + gf) + form_err
+        return SpectralBound(math.sqrt(lam_up) * (1 + opts.rel_margin), "lanczos+cholesky", delta <= 1e-6,
+                             math.sqrt(lam_est))
+    lam = float(sla.eigh(g, eigvals_only=True, subset_by_index=[s - 1, s - 1], check_finite=False)[0])
+    return SpectralBound(math.sqrt(max(lam, 0.0) + 4 * s * EPS * gf + form_err) * (1 + opts.rel_margin),
+                         "exact-eig", True, math.sqrt(max(lam, 0.0)))
+
+
+# -------------------------------------------------------------------------------------- convolutions
+
+
+def conv_fourier_upper(op: ConvOp, opts: SpectralOptions | None = None) -> float:
+    """Certified ||A||_2 of a zero-padded (strided, dilated, grouped) convolution via the circular
+    convolution on the padded torus and per-frequency Gram iteration (see the module docstring)."""
+    opts = opts or SpectralOptions()
+    key = f"fourier{opts.fourier_iters}"
+    if key in op._cache:
+        return op._cache[key]
+    w = op.w
+    c_out, cg, kh, kw = w.shape
+    dh, dw = op.dilation
+    keh, kew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    sh, sw = op.stride
+    # polyphase: a stride-s convolution on the N-torus (N a multiple of s) equals a stride-1 convolution
+    # of the s*s input phases (a permutation of the input) with the kernel phases
+    keh2, kew2 = -(-keh // sh) * sh, -(-kew // sw) * sw
+    nh = -(-max(op.in_shape[1] + 2 * op.padding[0], keh2) // sh) * sh
+    nw = -(-max(op.in_shape[2] + 2 * op.padding[1], kew2) // sw) * sw
+    kd = torch.zeros((c_out, cg, keh2, kew2), dtype=DTYPE, device=w.device)
+    kd[:, :, :keh:dh, :kew:dw] = w
+    kd = kd.reshape(c_out, cg, keh2 // sh, sh, kew2 // sw, sw).permute(0, 1, 3, 5, 2, 4)
+    kd = kd.reshape(c_out, cg * sh * sw, keh2 // sh, kew2 // sw)
+    cg = cg * sh * sw
+    nh, nw = nh // sh, nw // sw
+    g = op.groups
+    og = c_out // g
+    # FFT rounding allowance on each entry of K^(w): ~ log2(N) eps sum|k|
+    l1 = kd.abs().sum(dim=(2, 3))  # (c_out, cg)
+    fft_err_entry = 5 * math.log2(nh * nw + 2) * EPS * float(l1.max())
+    best = 0.0
+    for gi in range(g):
+        kg = kd[gi * og:(gi + 1) * og]
+        khat = torch.fft.rfft2(kg, s=(nh, nw))  # (og, cg, nh, nw//2+1)
+        blocks = khat.permute(2, 3, 0, 1).reshape(-1, og, cg)
+        if og < cg:
+            blocks = blocks.transpose(1, 2).conj()
+        c = min(og, cg)
+        chunk = max(1, int(16_000_000 // max(1, og * cg + c * c)))
+        best2 = 0.0  # certified bound on the largest squared singular value so far
+        for s in range(0, blocks.shape[0], chunk):
+            x = blocks[s:s + chunk]
+            lam, rest = _cholesky_certified_sq(x, best2)
+            best2 = max(best2, lam)
+            if rest is not None:  # blocks the Cholesky certificate could not settle: Gram iteration
+                b = _gram_iteration_bound(rest, opts.fourier_iters)
+                best2 = max(best2, float(b.max()) ** 2)
+        best = max(best, math.sqrt(best2))
+    extra = fft_err_entry * math.sqrt(og * cg)
+    val = (best + extra) * (1 + opts.rel_margin + 4 * opts.fourier_iters * 1e-14)
+    op._cache[key] = val
+    return val
+
+
+def _cholesky_certified_sq(x: torch.Tensor, floor: float) -> tuple[float, torch.Tensor | None]:
+    """For a batch (B, m, n), m >= n: a certified t >= max_b ||x_b||_2^2 (and >= ``floor``), proved by
+    batched Cholesky factorisations of t I - x_b^H x_b (positive definite iff t > lambda_max), with the
+    threshold from a batched power iteration; returns (t, blocks left unproved or None)."""
+    g = x.conj().transpose(1, 2) @ x  # (B, n, n) Hermitian
+    n = g.shape[-1]
+    gf = torch.linalg.matrix_norm(g, ord="fro")
+    fro2 = torch.linalg.matrix_norm(x, ord="fro") ** 2
+    v = torch.ones((g.shape[0], n, 1), dtype=g.dtype, device=g.device)
+    for _ in range(60):
+        v = g @ v
+        v = v / torch.linalg.vector_norm(v, dim=1, keepdim=True).clamp_min(1e-300)
+    lam_lo = (v.conj().transpose(1, 2) @ g @ v).real.reshape(-1).clamp_min(0)
+    # rounding allowances: forming g, and the Cholesky backward error
+    form = (x.shape[1] + 2) * EPS * fro2 * 1.01
+    eye = torch.eye(n, dtype=g.dtype, device=g.device)
+    pending = torch.arange(g.shape[0], device=g.device)
+    t_best = floor
+    for delta in (1e-6, 1e-4, 1e-3, 1e-2, 1e-1):
+        if pending.numel() == 0:
+            break
+        t = torch.maximum(lam_lo[pending] * (1 + delta), torch.full_like(lam_lo[pending], floor))
+        t = t + form[pending]
+        _, info = torch.linalg.cholesky_ex(t[:, None, None] * eye - g[pending])
+        ok = info == 0
+        if ok.any():
+            tt = t[ok] + 4 * (n + 1) * EPS * (t[ok] + gf[pending][ok]) + form[pending][ok]
+            t_best = max(t_best, float(tt.max()))
+        pending = pending[~ok]
+    return t_best, (x[pending] if pending.numel() else None)
+
+
+def _gram_iteration_bound(x: torch.Tensor, iters: int) -> torch.Tensor:
+    """Per-matrix upper bound on ||x_b||_2 for a batch (B, m, n), m >= n: Gram iteration, log-scaled."""
+    logb = torch.zeros(x.shape[0], dtype=DTYPE, device=x.device)
+    cur = x
+    for t in range(iters + 1):
+        f = torch.linalg.matrix_norm(cur, ord="fro")
+        f = torch.where(f > 0, f, torch.ones_like(f))
+        logb = logb + torch.log(f) / (2.0 ** t)
+        if t == iters:
+            break
+        y = cur / f[:, None, None].to(cur.dtype)
+        cur = y.conj().transpose(1, 2) @ y
+    zero = torch.linalg.matrix_norm(x, ord="fro") == 0
+    return torch.where(zero, torch.zeros_like(logb), torch.exp(logb))
+
+
+# ------------------------------------------------------------------------------------ masked operators
+
+
+def schur_upper(op: LinOp, r: torch.Tensor | None, d: torch.Tensor) -> float:
+    """sqrt(max row abs sum * max column abs sum) of R|A|D (>= ||R A D||_2, always valid)."""
+    dd = d.reshape(1, *op.in_shape).abs()
+    rr = (torch.ones(op.out_shape, dtype=DTYPE, device=op.device) if r is None
+          else r.reshape(op.out_shape).abs())
+    rows = (rr * op.abs_forward(dd)[0]).max()
+    cols = (dd[0] * op.abs_adjoint(rr.reshape(1, *op.out_shape))[0]).max()
+    return math.sqrt(float(rows) * float(cols)) * (1 + 1e-10)
+
+
+def power_estimate(op: LinOp, r: torch.Tensor | None, d: torch.Tensor, iters: int = 100,
+                   seed: int = 0) -> float:
+    """Power iteration on (RAD)^T (RAD) from a random non-negative start (the paper's method).
+    Returns ||M v|| for the final unit v: a LOWER bound on ||RAD||_2 in exact arithmetic, NOT an upper."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    v = torch.rand((1, *op.in_shape), generator=gen, dtype=DTYPE).to(op.device) * d.reshape(1, *op.in_shape)
+    rr = None if r is None else r.reshape(1, *op.out_shape)
+    val = 0.0
+    for _ in range(max(1, iters)):
+        nv = torch.linalg.vector_norm(v)
+        if nv == 0:
+            return 0.0
+        v = v / nv
+        u = op.forward(v)
+        if rr is not None:
+            u = u * rr
+        val = float(torch.linalg.vector_norm(u))
+        if rr is not None:
+            u = u * rr
+        v = op.adjoint(u) * d.reshape(1, *op.in_shape)
+    return val
+
+
+def global_upper(op: LinOp, opts: SpectralOptions | None = None) -> SpectralBound:
+    """Certified ||A||_2 of an (unmasked) operator, cached on the operator."""
+    opts = opts or SpectralOptions()
+    if "global" in op._cache:
+        return op._cache["global"]
+    res: SpectralBound | None = None
+    if isinstance(op, ReshapeOp) or (isinstance(op, ComposedOp) and op.is_reshape):
+        res = SpectralBound(1.0, "identity", True, 1.0)
+    elif isinstance(op, DenseOp):
+        if op.weight_np.size <= opts.dense_max_entries:
+            res = matrix_norm_upper(op.weight_np, opts)
+    elif min(op.n_in, op.n_out) <= opts.cholesky_limit and op.nnz() <= opts.sparse_max_nnz:
+        res = matrix_norm_upper(op.to_matrix(), opts)
+    if res is None:
+        if isinstance(op, ConvOp) and opts.fourier:
+            res = SpectralBound(conv_fourier_upper(op, opts), "fourier-gram", False)
+        elif isinstance(op, ConvOp):
+            d = torch.ones(op.in_shape, dtype=DTYPE, device=op.device)
+            res = SpectralBound(schur_upper(op, None, d), "schur", False)
+        elif isinstance(op, ComposedOp) and op.core is not None:
+            res = global_upper(op.core, opts)
+        elif isinstance(op, ComposedOp):
+            parts = [global_upper(p, opts) for p in op.ops if not p.is_reshape]
+            res = SpectralBound(math.prod(p.upper for p in parts), "product", False)
+        elif isinstance(op, AvgPoolOp | DenseOp):
+            d = torch.ones(op.in_shape, dtype=DTYPE, device=op.device)
+            res = SpectralBound(schur_upper(op, None, d), "schur", False)
+        else:  # pragma: no cover - every LinOp kind is handled above
+            raise TypeError(type(op).__name__)
+    op._cache["global"] = res
+    return res
+
+
+def _compressed_matrix(op: LinOp, r: torch.Tensor | None, d: torch.Tensor, rows: np.ndarray,
+                       cols: np.ndarray) -> Any:
+    m = op.to_matrix()
+    rv = None if r is None else r.reshape(-1).cpu().numpy()[rows]
+    dv = d.reshape(-1).cpu().numpy()[cols]
+    if hasattr(m, "tocsr"):
+        import scipy.sparse as sp
+
+        m = m.tocsr()[rows][:, cols]
+        if rv is not None:
+            m = sp.diags(rv) @ m
+        if not np.all(dv == 1):
+            m = m @ sp.diags(dv)
+        return m.tocsr()
+    m = np.asarray(m)[np.ix_(rows, cols)]
+    if rv is not None:
+        m = m * rv[:, None]
+    if not np.all(dv == 1):
+        m = m * dv[None, :]
+    return m
+
+
+def masked_norm_upper(op: LinOp, r: torch.Tensor | None, d: torch.Tensor,
+                      opts: SpectralOptions | None = None) -> SpectralBound:
+    """Certified upper bound on ||R A D||_2 (r: output-shaped weights or None = 1; d: input-shaped mask)."""
+    opts = opts or SpectralOptions()
+    rf = None if r is None else r.reshape(-1)
+    rows = np.arange(op.n_out) if rf is None else np.flatnonzero(rf.cpu().numpy())
+    cols = np.flatnonzero(d.reshape(-1).cpu().numpy())
+    if rows.size == 0 or cols.size == 0:
+        return SpectralBound(0.0, "zero", True, 0.0)
+    s = min(rows.size, cols.size)
+    is_dense = isinstance(op, DenseOp) or (isinstance(op, ComposedOp) and isinstance(op.core, DenseOp))
+    fits = ((rows.size * cols.size <= opts.dense_max_entries) if is_dense
+            else (op.nnz() <= opts.sparse_max_nnz))
+    if s <= opts.cholesky_limit and fits:
+        m = _compressed_matrix(op, r, d, rows, cols)
+        res = matrix_norm_upper(m, opts)
+        if res is not None:
+            return res
+    est = power_estimate(op, r, d, opts.power_iters, opts.seed) if opts.power_iters > 0 else None
+    sch = schur_upper(op, r, d)
+    rmax = 1.0 if rf is None else float(rf.abs().max())
+    glob = global_upper(op, opts)
+    cand = rmax * glob.upper * (1 + 1e-15)
+    if cand <= sch:
+        return SpectralBound(cand, f"maxr*{glob.method}", False, est)
+    return SpectralBound(sch, "schur", False, est)

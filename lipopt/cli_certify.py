@@ -1,0 +1,110 @@
+"""``lipopt certify NET --input IMAGE_OR_NPY --eps E1,E2,... [--plot FILE] [--device cuda]``.
+
+Local affine-ReLU bound (certified UPPER on the l2 nominal-point constant) at each radius, the global
+bound, lower bounds from real pairs, the certified l2 radius (Avant & Morgansen, Prop. 6) and a PGD
+adversarial example. ``add_parser(subparsers)`` registers the sub-command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lipopt.errors import InvalidQuestionError
+
+
+def read_input(path: str, input_shape: tuple[int, ...]) -> np.ndarray:
+    """A .npy array or an image (PNG/JPG via matplotlib's imread, scaled to [0, 1]) shaped to the input."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"input file {path!r} not found")
+    if p.suffix.lower() == ".npy":
+        arr = np.asarray(np.load(p, allow_pickle=False), dtype=np.float64)
+    elif p.suffix.lower() in (".png", ".jpg", ".jpeg"):
+        import matplotlib.image as mpimg
+
+        img = np.asarray(mpimg.imread(p), dtype=np.float64)
+        if img.max() > 1.0:
+            img = img / 255.0
+        if img.ndim == 3:
+            img = img[..., :3] if img.shape[2] >= 3 else img[..., :1]
+            img = img.transpose(2, 0, 1)
+        else:
+            img = img[None]
+        if len(input_shape) == 3:
+            c = input_shape[0]
+            if img.shape[0] != c:
+                if c == 1:
+                    img = img.mean(axis=0, keepdims=True)
+                elif img.shape[0] == 1:
+                    img = np.repeat(img, c, axis=0)
+        arr = img
+    else:
+        raise InvalidQuestionError(f"unsupported input file {path!r}: use .npy or an image (.png, .jpg)")
+    n = int(np.prod(input_shape))
+    if arr.size != n:
+        raise InvalidQuestionError(
+            f"input {path!r} has shape {arr.shape} ({arr.size} values); the network expects {input_shape}")
+    return arr.reshape(-1)
+
+
+def _eps_list(text: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise InvalidQuestionError(f"--eps must be comma-separated numbers, got {text!r}") from None
+    if not vals or any(not np.isfinite(v) or v <= 0 for v in vals):
+        raise InvalidQuestionError(f"--eps values must be positive finite numbers, got {text!r}")
+    return vals
+
+
+def load_network(path: str) -> Any:
+    from lipopt.network.load import load
+
+    return load(path)
+
+
+def cmd_certify(args: argparse.Namespace) -> int:
+    from lipopt.analytic.certify import certify, plot_report
+    from lipopt.analytic.local_bound import LocalOptions
+
+    net = load_network(args.net)
+    x0 = read_input(args.input, net.input_shape)
+    eps = _eps_list(args.eps)
+    clip = None
+    if args.clip:
+        lo, hi = (float(v) for v in args.clip.split(","))
+        clip = (lo, hi)
+    rep = certify(net, x0, eps, device=args.device, options=LocalOptions(device=args.device),
+                  lower=not args.no_lower, radius=not args.no_radius, adversarial=not args.no_adversarial,
+                  seed=args.seed, clip=clip)
+    print(rep.table())
+    if args.plot:
+        plot_report(rep, args.plot)
+        print(f"plot written to {args.plot}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rep.to_dict(), indent=2, default=float))
+    return 0
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "certify",
+        help="local Lipschitz bound vs eps, certified l2 radius and adversarial search at one input")
+    p.add_argument("net", help="network file (see `lipopt compute --help`)")
+    p.add_argument("--input", required=True, help="nominal input x0: .npy or image (PNG, scaled to [0, 1])")
+    p.add_argument("--eps", default="0.001,0.01,0.1,1", help="comma-separated l2 radii")
+    p.add_argument("--plot", default=None, help="write a plot of bound vs eps to this file (PNG)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
+    p.add_argument("--json", default=None, help="write the report as JSON to this file")
+    p.add_argument("--clip", default=None, help="LO,HI box for adversarial examples (e.g. 0,1 for images)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-lower", action="store_true", help="skip the lower bounds (PGD on the ratio)")
+    p.add_argument("--no-radius", action="store_true", help="skip the certified radius")
+    p.add_argument("--no-adversarial", action="store_true", help="skip the adversarial example search")
+    p.set_defaults(func=cmd_certify)
+    return p

@@ -1,0 +1,259 @@
+"""Adversarial examples (FGSM, PGD in l2) and nominal-point lower bounds from real pairs.
+
+* :func:`fgsm_l2` / :func:`pgd_l2` search x in the l2 ball around x0 that changes the predicted class.
+  A success is re-checked in float64 on the IR (``network.forward``); its distance |x - x0|_2 is then
+  an UPPER bound on the minimal adversarial perturbation. :func:`minimal_adversarial` shrinks it by
+  bisection on the radius.
+* :func:`nominal_ratio_lower` maximises |f(x) - f(x0)|_2 / |x - x0|_2 over the ball (projected gradient
+  ascent from the top singular direction of J(x0) and random starts, several radii). Every reported
+  value is the float64 IR ratio of a real point of the ball: a LOWER bound on the nominal-point constant.
+torch is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lipopt.network.layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
+from lipopt.network.network import Network
+
+
+def torch_model(network: Network, device: str = "cpu") -> Callable[[Any], Any]:
+    """A differentiable float64 torch function for the IR network: (B, *input_shape) -> (B, out)."""
+    from lipopt.analytic.linops import layer_op, resolve_device
+    from lipopt.analytic.local_bound import _maxpool
+
+    dev, _ = resolve_device(device)
+    steps: list[Callable[[Any], Any]] = []
+    for i, la in enumerate(network.layers):
+        if isinstance(la, Dense | Conv2d | AvgPool2d | Flatten):
+            steps.append(layer_op(la, network.shapes[i], dev).affine)
+        elif isinstance(la, ReLU):
+            import torch
+
+            steps.append(torch.relu)
+        elif isinstance(la, MaxPool2d):
+            steps.append(lambda x, la=la: _maxpool(la, x))
+
+    def f(x: Any) -> Any:
+        h = x.reshape(x.shape[0], *network.input_shape)
+        for s in steps:
+            h = s(h)
+        return h.reshape(h.shape[0], -1)
+
+    f.device = dev  # type: ignore[attr-defined]
+    return f
+
+
+@dataclass
+class AdversarialResult:
+    found: bool
+    x: np.ndarray | None  # the adversarial input (flat), verified on the IR
+    distance: float | None  # |x - x0|_2: an upper bound on the minimal adversarial perturbation
+    label: int
+    new_label: int | None
+    method: str
+    evaluations: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _margin_loss(out: Any, label: int) -> Any:
+    import torch
+
+    other = out.clone()
+    other[:, label] = -torch.inf
+    return other.max(dim=1).values - out[:, label]
+
+
+def _project(x: Any, x0: Any, eps: float, clip: tuple[float, float] | None) -> Any:
+    import torch
+
+    d = x - x0
+    n = torch.linalg.vector_norm(d.reshape(d.shape[0], -1), dim=1).clamp_min(1e-300)
+    d = d * torch.clamp(eps / n, max=1.0).reshape(-1, *([1] * (d.dim() - 1)))
+    x = x0 + d
+    if clip is not None:
+        x = x.clamp(*clip)
+    return x
+
+
+def _verify(network: Network, x0: np.ndarray, x: np.ndarray, label: int,
+            eps: float) -> tuple[bool, int, float]:
+    pred = int(np.argmax(network.forward(x)))
+    dist = float(np.linalg.norm(x - x0))
+    return pred != label and dist <= eps * (1 + 1e-12), pred, dist
+
+
+def fgsm_l2(network: Network, x0: np.ndarray, eps: float, label: int | None = None,
+            device: str = "cpu", clip: tuple[float, float] | None = None,
+            model: Callable[[Any], Any] | None = None) -> AdversarialResult:
+    """One l2 gradient step of length eps on the margin loss."""
+    import torch
+
+    x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
+    label = int(np.argmax(network.forward(x0))) if label is None else int(label)
+    f = model or torch_model(network, device)
+    xt0 = torch.as_tensor(x0, dtype=torch.float64, device=f.device).reshape(1, -1)  # type: ignore[attr-defined]
+    x = xt0.clone().requires_grad_(True)
+    loss = _margin_loss(f(x), label).sum()
+    (g,) = torch.autograd.grad(loss, x)
+    gn = torch.linalg.vector_norm(g)
+    if gn == 0:
+        return AdversarialResult(False, None, None, label, None, "fgsm-l2", 1)
+    xa = _project(xt0 + eps * g / gn, xt0, eps, clip).detach().cpu().numpy().reshape(-1)
+    ok, pred, dist = _verify(network, x0, xa, label, eps)
+    return AdversarialResult(ok, xa if ok else None, dist if ok else None, label, pred if ok else None,
+                             "fgsm-l2", 1)
+
+
+def pgd_l2(network: Network, x0: np.ndarray, eps: float, label: int | None = None, steps: int = 50,
+           restarts: int = 2, step_size: float | None = None, seed: int = 0, device: str = "cpu",
+           clip: tuple[float, float] | None = None,
+           model: Callable[[Any], Any] | None = None) -> AdversarialResult:
+    """Projected gradient ascent (normalised l2 steps) on the margin loss; the first restart starts at x0,
+    the others at random points of the ball. Stops at the first IR-verified class change."""
+    import torch
+
+    x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
+    label = int(np.argmax(network.forward(x0))) if label is None else int(label)
+    f = model or torch_model(network, device)
+    dev = f.device  # type: ignore[attr-defined]
+    xt0 = torch.as_tensor(x0, dtype=torch.float64, device=dev).reshape(1, -1)
+    alpha = step_size or 2.5 * eps / max(1, steps)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    evals = 0
+    best_loss, best_x = -np.inf, None
+    for rs in range(max(1, restarts)):
+        if rs == 0:
+            x = xt0.clone()
+        else:
+            z = torch.randn(xt0.shape, generator=gen, dtype=torch.float64).to(dev)
+            x = _project(xt0 + eps * z / torch.linalg.vector_norm(z), xt0, eps, clip)
+        for _ in range(steps):
+            x = x.detach().requires_grad_(True)
+            loss = _margin_loss(f(x), label)
+            evals += 1
+            (g,) = torch.autograd.grad(loss.sum(), x)
+            lv = float(loss.detach())
+            if lv > best_loss:
+                best_loss, best_x = lv, x.detach().clone()
+            if lv > 0:
+                xa = x.detach().cpu().numpy().reshape(-1)
+                ok, pred, dist = _verify(network, x0, xa, label, eps)
+                if ok:
+                    return AdversarialResult(True, xa, dist, label, pred, "pgd-l2", evals)
+            gn = torch.linalg.vector_norm(g).clamp_min(1e-300)
+            x = _project(x + alpha * g / gn, xt0, eps, clip)
+        xa = x.detach().cpu().numpy().reshape(-1)
+        ok, pred, dist = _verify(network, x0, xa, label, eps)
+        evals += 1
+        if ok:
+            return AdversarialResult(True, xa, dist, label, pred, "pgd-l2", evals)
+    return AdversarialResult(False, None, None, label, None, "pgd-l2", evals,
+                             [{"best_margin_loss": best_loss}] if best_x is not None else [])
+
+
+def minimal_adversarial(network: Network, x0: np.ndarray, label: int | None = None, eps_max: float = 10.0,
+                        bisection_steps: int = 12, steps: int = 50, restarts: int = 2, seed: int = 0,
+                        device: str = "cpu", clip: tuple[float, float] | None = None) -> AdversarialResult:
+    """Smallest radius at which PGD finds an IR-verified adversarial example (bisection on the radius);
+    the returned distance is an upper bound on the minimal adversarial l2 perturbation."""
+    x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
+    label = int(np.argmax(network.forward(x0))) if label is None else int(label)
+    model = torch_model(network, device)
+    best = fgsm_l2(network, x0, eps_max, label, device, clip, model)
+    pg = pgd_l2(network, x0, eps_max, label, steps, restarts, None, seed, device, clip, model)
+    evals = best.evaluations + pg.evaluations
+    if pg.found and (not best.found or pg.distance < best.distance):  # type: ignore[operator]
+        best = pg
+    if not best.found:
+        return AdversarialResult(False, None, None, label, None, "pgd-l2 bisection", evals)
+    lo, hi = 0.0, float(best.distance)  # type: ignore[arg-type]
+    for _ in range(bisection_steps):
+        mid = 0.5 * (lo + hi)
+        r = pgd_l2(network, x0, mid, label, steps, restarts, None, seed, device, clip, model)
+        evals += r.evaluations
+        if r.found:
+            best, hi = r, float(r.distance)  # type: ignore[arg-type]
+        else:
+            lo = mid
+    best.method = "pgd-l2 bisection"
+    best.evaluations = evals
+    return best
+
+
+def nominal_ratio_lower(network: Network, x0: np.ndarray, eps: float, steps: int = 30, restarts: int = 2,
+                        seed: int = 0, device: str = "cpu", c: np.ndarray | None = None,
+                        model: Callable[[Any], Any] | None = None) -> tuple[float, np.ndarray | None]:
+    """Best IR-evaluated |f(x)-f(x0)| / |x-x0| (l2; |c^T .| for a scalar output) over points x of the
+    closed l2 ball of radius eps around x0: a LOWER bound on the nominal-point constant. Returns
+    (ratio, x)."""
+    import torch
+
+    x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
+    f = model or torch_model(network, device)
+    dev = f.device  # type: ignore[attr-defined]
+    xt0 = torch.as_tensor(x0, dtype=torch.float64, device=dev).reshape(1, -1)
+    ct = None if c is None else torch.as_tensor(np.asarray(c, dtype=np.float64), device=dev)
+    with torch.no_grad():
+        f0 = f(xt0)
+
+    def ratio(x: Any) -> Any:
+        df = f(x) - f0
+        num = (df @ ct).abs() if ct is not None else torch.linalg.vector_norm(df, dim=1)
+        return num / torch.linalg.vector_norm(x - xt0, dim=1).clamp_min(1e-300)
+
+    # top right-singular direction of J(x0) by power iteration with autograd (JVP via double VJP)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    v = torch.randn(xt0.shape, generator=gen, dtype=torch.float64).to(dev)
+    x_req = xt0.clone().requires_grad_(True)
+    out = f(x_req)
+    if ct is not None:
+        out = out @ ct.reshape(-1, 1)
+    for _ in range(20):
+        v = v / torch.linalg.vector_norm(v).clamp_min(1e-300)
+        u = torch.zeros_like(out, requires_grad=True)
+        (vjp,) = torch.autograd.grad(out, x_req, u, create_graph=True)
+        (jv,) = torch.autograd.grad(vjp, u, v, retain_graph=True)
+        (v,) = torch.autograd.grad(out, x_req, jv, retain_graph=True)
+    v = v / torch.linalg.vector_norm(v).clamp_min(1e-300)
+    starts = [v, -v]
+    for _ in range(max(0, restarts)):
+        z = torch.randn(xt0.shape, generator=gen, dtype=torch.float64).to(dev)
+        starts.append(z / torch.linalg.vector_norm(z))
+    best, best_x = 0.0, None
+    fx0 = network.forward(x0)
+    radii = [eps, eps / 4, eps / 32, eps * 1e-3]
+    for rad in radii:
+        for s0 in starts:
+            x = xt0 + rad * s0
+            best_t, cand = -1.0, None
+            for it in range(steps + 1):
+                x = x.detach().requires_grad_(True)
+                val = ratio(x)
+                if float(val.detach()) > best_t:
+                    best_t, cand = float(val.detach()), x.detach().cpu().numpy().reshape(-1)
+                if it == steps:
+                    break
+                (g,) = torch.autograd.grad(val.sum(), x)
+                gn = torch.linalg.vector_norm(g).clamp_min(1e-300)
+                x = _project(x.detach() + 0.2 * rad * g / gn, xt0, rad, None)
+            if cand is not None:
+                rv = _ir_ratio(network, x0, fx0, cand, c, eps)
+                if rv > best:
+                    best, best_x = rv, cand
+    return best, best_x
+
+
+def _ir_ratio(network: Network, x0: np.ndarray, fx0: np.ndarray, x: np.ndarray, c: np.ndarray | None,
+              eps: float) -> float:
+    dx = float(np.linalg.norm(x - x0))
+    if dx == 0 or dx > eps * (1 + 1e-12):
+        return 0.0
+    df = network.forward(x) - fx0
+    num = abs(float(np.asarray(c) @ df)) if c is not None else float(np.linalg.norm(df))
+    return num / dx

@@ -1,0 +1,101 @@
+"""Certified radius (Prop. 6, T11), adversarial search, the certify report, plot and CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from lipopt.analytic.certify import certified_radius, certify, plot_report
+from lipopt.lower.adversarial import fgsm_l2, minimal_adversarial, pgd_l2
+from lipopt.network.layers import Conv2d, Dense, Flatten, MaxPool2d, ReLU
+from lipopt.network.network import Network
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    from lipopt.analytic._threads import limit_threads
+
+    with limit_threads(1):
+        yield
+
+
+def identity2() -> Network:
+    return Network([Dense(np.eye(2), None)], (2,), name="identity")
+
+
+def small_cnn(seed: int = 0) -> Network:
+    rng = np.random.default_rng(seed)
+    return Network([
+        Conv2d(rng.normal(size=(3, 1, 3, 3)), rng.normal(size=3) * 0.1), ReLU(), MaxPool2d(2, 2),
+        Flatten(), Dense(rng.normal(size=(4, 12)), rng.normal(size=4) * 0.1),
+    ], (1, 7, 7), name="cnn")
+
+
+def test_t11_certified_radius() -> None:
+    rad = certified_radius(identity2(), np.array([1.0, 0.0]))
+    assert rad.margin == pytest.approx(1.0)
+    assert rad.radius_global == pytest.approx(1 / math.sqrt(2), rel=1e-8)
+    assert rad.radius == pytest.approx(1 / math.sqrt(2), rel=1e-6)
+    assert rad.radius * rad.bound_at_radius < 1 / math.sqrt(2)
+    adv = minimal_adversarial(identity2(), np.array([1.0, 0.0]), eps_max=2.0)
+    assert adv.found and adv.new_label == 1
+    assert adv.distance >= rad.radius
+    assert adv.distance == pytest.approx(1 / math.sqrt(2), rel=1e-2)
+
+
+def test_adversarial_examples_are_verified() -> None:
+    net = small_cnn()
+    x0 = np.random.default_rng(1).random(net.input_size)
+    label = int(np.argmax(net.forward(x0)))
+    for res in (fgsm_l2(net, x0, 5.0), pgd_l2(net, x0, 5.0, steps=30)):
+        if res.found:
+            assert int(np.argmax(net.forward(res.x))) != label
+            assert np.linalg.norm(res.x - x0) == pytest.approx(res.distance)
+            assert res.distance <= 5.0 * (1 + 1e-12)
+    rad = certified_radius(net, x0)
+    adv = minimal_adversarial(net, x0, eps_max=10.0)
+    if adv.found:
+        assert adv.distance >= rad.radius
+    assert rad.radius >= rad.radius_global * (1 - 1e-9) or rad.radius == 0.0
+
+
+def test_certify_report_and_plot(tmp_path) -> None:
+    net = small_cnn(2)
+    x0 = np.random.default_rng(3).random(net.input_size)
+    rep = certify(net, x0, [0.01, 0.1, 1.0])
+    ups = [r.local_upper for r in rep.rows]
+    assert ups == sorted(ups)
+    for r in rep.rows:
+        assert r.lower <= r.local_upper * (1 + 1e-9)
+        assert r.local_upper <= r.global_upper * (1 + 1e-9)
+    assert "certified l2 radius" in rep.table()
+    out = plot_report(rep, str(tmp_path / "b.png"))
+    assert (tmp_path / "b.png").stat().st_size > 1000 and out.endswith("b.png")
+    json.dumps(rep.to_dict(), default=float)
+
+
+def test_cli_certify(tmp_path, monkeypatch) -> None:
+    import matplotlib.pyplot as plt
+
+    import lipopt.cli_certify as cc
+    from lipopt.cli import main
+
+    net = small_cnn(4)
+    monkeypatch.setattr(cc, "load_network", lambda path: net)
+    x0 = np.random.default_rng(5).random(net.input_shape)
+    np.save(tmp_path / "x.npy", x0)
+    plt.imsave(tmp_path / "x.png", x0[0], cmap="gray", vmin=0, vmax=1)
+    for inp in ("x.npy", "x.png"):
+        js = tmp_path / f"{inp}.json"
+        rc = main(["certify", "net.ckpt", "--input", str(tmp_path / inp), "--eps", "0.01,0.1",
+                   "--plot", str(tmp_path / f"{inp}.plot.png"), "--json", str(js), "--no-adversarial"])
+        assert rc == 0
+        d = json.loads(js.read_text())
+        assert len(d["rows"]) == 2 and all(r["lower"] <= r["local_upper"] for r in d["rows"])
+        assert (tmp_path / f"{inp}.plot.png").exists()
+    assert main(["certify", "net.ckpt", "--input", str(tmp_path / "x.npy"), "--eps", "-1"]) == 2
+    np.save(tmp_path / "bad.npy", np.zeros(7))
+    assert main(["certify", "net.ckpt", "--input", str(tmp_path / "bad.npy")]) == 2
