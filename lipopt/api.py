@@ -75,7 +75,8 @@ def lipschitz(
         order = [n for n in names if REGISTRY[n].kind.value == "EXACT"] + [
             n for n in names if REGISTRY[n].kind.value == "UPPER"]
         if not order:
-            raise ValueError(f"no method applies to this question ({q.describe()}); methods: {sorted(REGISTRY)}")
+            raise ValueError(
+                f"no method applies to this question ({q.describe()}); methods: {sorted(REGISTRY)}")
         method = order[0]
     get_method(method)
     return run_method(method, network, q, opts)

@@ -58,7 +58,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     print(f"{'solver':<10} {'installed':<10} {'version':<10} {'capabilities':<32} licence")
     for row in probe_all(licences=args.licences):
         caps = ",".join(sorted(str(c) for c in row.get("capabilities", [])))
-        print(f"{row['name']:<10} {('yes' if row['installed'] else 'no'):<10} {row.get('version') or '-':<10} "
+        installed = "yes" if row["installed"] else "no"
+        print(f"{row['name']:<10} {installed:<10} {row.get('version') or '-':<10} "
               f"{caps:<32} {row.get('licence', '-')}")
     return 0
 
@@ -71,7 +72,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build_question(args: argparse.Namespace):  # noqa: ANN202
+def _build_question(args: argparse.Namespace):
     from lipopt.spec import make_question
 
     center = _read_vector(args.center) if args.center else None
@@ -79,14 +80,14 @@ def _build_question(args: argparse.Namespace):  # noqa: ANN202
                          domain=args.domain, output=args.output, nominal=args.nominal, center=center)
 
 
-def _options(args: argparse.Namespace):  # noqa: ANN202
+def _options(args: argparse.Namespace):
     from lipopt.methods import RunOptions
 
     return RunOptions(time_limit=args.time_limit, solver=args.solver, seed=args.seed, device=args.device,
                       progress=not args.quiet, threads=args.threads)
 
 
-def _emit(rs, args: argparse.Namespace) -> None:  # noqa: ANN001
+def _emit(rs, args: argparse.Namespace) -> None:
     print(rs.table(args.format))
     if args.json:
         Path(args.json).write_text(rs.to_json(indent=2))
@@ -117,7 +118,8 @@ def _add_question_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-norm", default=None, help="output norm q (overrides --norm)")
     p.add_argument("--domain", default="global",
                    help="global | box:LO,HI | ball:EPS[,NORM] (ball needs --center)")
-    p.add_argument("--center", default=None, help="nominal input x0: comma-separated values, .npy, .txt or image")
+    p.add_argument("--center", default=None,
+                   help="nominal input x0: comma-separated values, .npy, .txt or image")
     p.add_argument("--nominal", action="store_true",
                    help="ask for the nominal-point constant sup |f(x)-f(x0)|/|x-x0| over the ball")
     p.add_argument("--output", default="all", help="all | logit:I | margin:I,J | vector:c1,c2,...")

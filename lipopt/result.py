@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 
 
-class BoundKind(str, enum.Enum):
+class BoundKind(enum.StrEnum):
     EXACT = "EXACT"
     UPPER = "UPPER"
     LOWER = "LOWER"
     ESTIMATE = "ESTIMATE"
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """How the computation ended (the solver's raw status is kept beside it)."""
 
     SOLVED = "solved"  # finished as designed (optimal, or a closed-form bound computed)
@@ -45,7 +45,8 @@ class Check:
     detail: str = ""
 
     def __str__(self) -> str:
-        return f"{self.name}: {'ok' if self.passed else 'FAILED'}{' (' + self.detail + ')' if self.detail else ''}"
+        detail = f" ({self.detail})" if self.detail else ""
+        return f"{self.name}: {'ok' if self.passed else 'FAILED'}{detail}"
 
 
 def _clean(v: Any) -> Any:
@@ -170,7 +171,7 @@ class ResultSet:
         self.results: list[LipschitzResult] = list(results or [])
         self.title = title
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self):
         return iter(self.results)
 
     def __len__(self) -> int:
@@ -233,7 +234,7 @@ class ResultSet:
             })
         return rows
 
-    def to_dataframe(self):  # noqa: ANN201
+    def to_dataframe(self):
         import pandas as pd
 
         return pd.DataFrame(self.to_records())

@@ -140,7 +140,8 @@ class Ball:
         return f"{self.norm.label} ball r={self.radius:g}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "ball", "center": self.center.tolist(), "radius": self.radius, "norm": self.norm.value}
+        return {"kind": "ball", "center": self.center.tolist(), "radius": self.radius,
+                "norm": self.norm.value}
 
     def box(self) -> Box:
         """The smallest box containing the ball."""

@@ -53,7 +53,8 @@ def test_conv_pool_net_matches_torch(seed: int) -> None:
     np.testing.assert_allclose(net.forward(x.numpy()), m(x).detach().numpy(), rtol=1e-12, atol=1e-12)
     jac = torch.autograd.functional.jacobian(lambda t: m(t.reshape(1, 2, 7, 7)).reshape(-1), x.reshape(-1))
     np.testing.assert_allclose(net.jacobian(x.numpy()), jac.numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(_eval_stages(net, x.numpy()), net.forward(x.numpy())[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(_eval_stages(net, x.numpy()), net.forward(x.numpy())[0],
+                               rtol=1e-12, atol=1e-12)
 
 
 def test_lowering_structure_and_sparse_matches_dense() -> None:

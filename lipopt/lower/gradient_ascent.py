@@ -55,9 +55,9 @@ def applicable(network: Network, question: Question) -> str | None:
 
 def _steps(n: int, progress: bool, desc: str):
     if progress:
-        from tqdm import tqdm
-
         import sys
+
+        from tqdm import tqdm
 
         return tqdm(range(n), desc=desc, leave=False, disable=not sys.stderr.isatty())
     return range(n)
