@@ -47,7 +47,8 @@ def _footer(rs: ResultSet) -> str:
 def _header(rs: ResultSet) -> str:
     q = rs.results[0].question.get("description", "") if rs.results else ""
     net = rs.results[0].network if rs.results else ""
-    return " | ".join(x for x in (rs.title, net, q) if x)
+    parts = [rs.title] if rs.title and rs.title != net else []
+    return " | ".join(x for x in (*parts, net, q) if x)
 
 
 def render(rs: ResultSet, fmt: str = "text") -> str:
