@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lipopt.network.network import AffineStage, MaxPoolStage, Network, ReLUStage
-from lipopt.spec import Ball, Box, Question
+from lipopt.spec import Question
 from lipopt.witness import PointWitness, point_witness
 
 #: geometric margin below which a region is treated as having no interior
@@ -27,7 +27,7 @@ INTERIOR_TOL = 1e-9
 @dataclass
 class RegionWitness:
     x: np.ndarray
-    margin: float  # geometric margin t* of the LP (distance to the nearest region face / domain face)
+    margin: float  # margin of x in unit-domain coordinates (distance to the nearest region / domain face)
     witness: PointWitness  # float64 re-evaluation at x
 
     @property
@@ -93,40 +93,23 @@ def interior_point(network: Network, question: Question, relu_states: Sequence[n
                    pool_winners: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, float] | None:
     """Maximise the geometric margin t over the region intersected with the domain (t <= 1).
 
-    Returns (x*, t*) or None if the LP is infeasible. An l2 ball is replaced by its inscribed cube
-    (a point found there is inside the ball; the margin is then conservative)."""
-    from scipy.optimize import linprog
+    The margin problem is the one region enumeration solves (:mod:`lipopt.exact.interior`): the domain
+    is mapped to a unit box / ball (an l2 ball is an SOCP), rows are normalised, and the returned margin
+    is recomputed in float64 at the solver's point. Returns (x*, margin) or None if the pattern's region
+    is empty because of a degenerate row."""
+    from lipopt.exact.interior import solve_margin, unit_domain
 
     cons = region_constraints(network, relu_states, pool_winners)
     if cons is None:
         return None
     g, h = cons
-    n = network.input_size
-    norms = np.linalg.norm(g, axis=1)
-    # G x + h >= t |g|  <=>  -G x + |g| t <= h
-    a_ub = [np.hstack([-g, norms[:, None]])] if len(g) else []
-    b_ub = [h] if len(g) else []
-    dom = question.domain
-    lo = hi = None
-    if isinstance(dom, Box):
-        lo, hi = dom.lo, dom.hi
-    elif isinstance(dom, Ball):
-        r = dom.radius if dom.norm.p == np.inf else dom.radius / np.sqrt(n)
-        lo, hi = dom.center - r, dom.center + r
-    if lo is not None:
-        eye = np.eye(n)
-        a_ub += [np.hstack([-eye, np.ones((n, 1))]), np.hstack([eye, np.ones((n, 1))])]
-        b_ub += [-lo, hi]
-    cost = np.zeros(n + 1)
-    cost[-1] = -1.0
-    bounds = [(None, None)] * n + [(None, 1.0)]
-    if not a_ub:
-        x = np.zeros(n) if lo is None else (lo + hi) / 2
-        return x, 1.0
-    res = linprog(cost, A_ub=np.vstack(a_ub), b_ub=np.concatenate(b_ub), bounds=bounds, method="highs")
-    if res.status != 0:
-        return None
-    return np.asarray(res.x[:n]), float(res.x[-1])
+    dom = unit_domain(question, network.input_size)
+    # x = xc + d * y:  g x + h = (g * d) y + (g xc + h), then rows normalised in y-coordinates
+    gy = g * dom.d[None, :]
+    hy = g @ dom.xc + h
+    norms = np.linalg.norm(gy, axis=1)
+    sol = solve_margin(gy / norms[:, None], hy / norms, dom)
+    return dom.to_x(sol.y), sol.margin
 
 
 def certify_pattern(network: Network, question: Question, relu_states: Sequence[np.ndarray],
