@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from lipopt.network.layers import AvgPool2d, Conv2d, Dense, Flatten
+from lipopt.network.network import conv_sparse_matrix
 
 DTYPE = torch.float64
 
@@ -216,7 +217,7 @@ class ConvOp(LinOp):
 
     def to_matrix(self) -> Any:
         if "matrix" not in self._cache:
-            self._cache["matrix"] = conv_to_sparse(self.layer, self.in_shape)
+            self._cache["matrix"] = conv_sparse_matrix(self.layer, self.in_shape)
         return self._cache["matrix"]
 
 
@@ -367,36 +368,6 @@ def fold_output(op: LinOp, c: np.ndarray) -> LinOp:
         rest = parts[:-1]
         return new_last if not rest else ComposedOp([*rest, new_last])
     return ComposedOp([*parts, cop])
-
-
-def conv_to_sparse(layer: Conv2d, in_shape: tuple[int, ...]) -> Any:
-    """The zero-padded convolution as a scipy CSR matrix (vectorised construction)."""
-    import scipy.sparse as sp
-
-    c_in, h, w = in_shape
-    c_out, cg, kh, kw = layer.weight.shape
-    _, ho, wo = layer.output_shape(tuple(in_shape))
-    g = layer.groups
-    og = c_out // g
-    sh, sw = layer.stride
-    ph, pw = layer.padding
-    dh, dw = layer.dilation
-    o = np.arange(c_out)[:, None, None, None, None, None]
-    ci = np.arange(cg)[None, :, None, None, None, None]
-    ki = np.arange(kh)[None, None, :, None, None, None]
-    kj = np.arange(kw)[None, None, None, :, None, None]
-    oi = np.arange(ho)[None, None, None, None, :, None]
-    oj = np.arange(wo)[None, None, None, None, None, :]
-    hh = oi * sh - ph + ki * dh
-    ww = oj * sw - pw + kj * dw
-    cc = (o // og) * cg + ci
-    shape = (c_out, cg, kh, kw, ho, wo)
-    valid = np.broadcast_to((hh >= 0) & (hh < h) & (ww >= 0) & (ww < w), shape)
-    rows = np.broadcast_to((o * ho + oi) * wo + oj, shape)[valid]
-    cols = np.broadcast_to((cc * h + hh) * w + ww, shape)[valid]
-    vals = np.broadcast_to(layer.weight[:, :, :, :, None, None], shape)[valid]
-    m = sp.coo_matrix((vals, (rows, cols)), shape=(c_out * ho * wo, c_in * h * w))
-    return m.tocsr()
 
 
 def flat(x: torch.Tensor) -> torch.Tensor:

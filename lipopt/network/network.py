@@ -284,30 +284,9 @@ def linear_matrix(layer: Layer, input_shape: tuple[int, ...], sparse_threshold: 
 def _sparse_window_matrix(layer: Conv2d | AvgPool2d, input_shape, out_shape):
     import scipy.sparse as sp
 
-    c_in, _, _ = input_shape
     if isinstance(layer, Conv2d):
-        win = _window_indices_per_channel(input_shape, layer.kernel_size, layer.stride, layer.padding,
-                                          layer.dilation)  # (C_in, Ho*Wo, kh*kw)
-        rows, cols, vals = [], [], []
-        g = layer.groups
-        cg = c_in // g
-        og = layer.out_channels // g
-        n_pos = win.shape[1]
-        for o in range(layer.out_channels):
-            gi = o // og
-            for ci in range(cg):
-                c = gi * cg + ci
-                k = layer.weight[o, ci].reshape(-1)
-                idx = win[c]  # (n_pos, kk)
-                valid = idx >= 0
-                r = (o * n_pos + np.arange(n_pos))[:, None].repeat(idx.shape[1], axis=1)
-                rows.append(r[valid])
-                cols.append(idx[valid])
-                vals.append(np.broadcast_to(k, idx.shape)[valid])
-        n_out = int(np.prod(out_shape))
-        m = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                          shape=(n_out, int(np.prod(input_shape))))
-        return m.tocsr()
+        return conv_sparse_matrix(layer, input_shape)
+    c_in = input_shape[0]
     # AvgPool2d
     win = _window_indices_per_channel(input_shape, layer.kernel_size, layer.stride, layer.padding, (1, 1))
     div = layer.divisors(input_shape).reshape(-1)
@@ -324,6 +303,37 @@ def _sparse_window_matrix(layer: Conv2d | AvgPool2d, input_shape, out_shape):
     m = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                       shape=(n_out, int(np.prod(input_shape))))
     return m.tocsr()
+
+
+def conv_sparse_matrix(layer: Conv2d, in_shape: tuple[int, ...]) -> object:
+    """The zero-padded convolution as a scipy CSR matrix (vectorised construction)."""
+    import scipy.sparse as sp
+
+    c_in, h, w = in_shape
+    c_out, cg, kh, kw = layer.weight.shape
+    _, ho, wo = layer.output_shape(tuple(in_shape))
+    g = layer.groups
+    og = c_out // g
+    sh, sw = layer.stride
+    ph, pw = layer.padding
+    dh, dw = layer.dilation
+    o = np.arange(c_out)[:, None, None, None, None, None]
+    ci = np.arange(cg)[None, :, None, None, None, None]
+    ki = np.arange(kh)[None, None, :, None, None, None]
+    kj = np.arange(kw)[None, None, None, :, None, None]
+    oi = np.arange(ho)[None, None, None, None, :, None]
+    oj = np.arange(wo)[None, None, None, None, None, :]
+    hh = oi * sh - ph + ki * dh
+    ww = oj * sw - pw + kj * dw
+    cc = (o // og) * cg + ci
+    shape = (c_out, cg, kh, kw, ho, wo)
+    valid = np.broadcast_to((hh >= 0) & (hh < h) & (ww >= 0) & (ww < w), shape)
+    rows = np.broadcast_to((o * ho + oi) * wo + oj, shape)[valid]
+    cols = np.broadcast_to((cc * h + hh) * w + ww, shape)[valid]
+    vals = np.broadcast_to(layer.weight[:, :, :, :, None, None], shape)[valid]
+    m = sp.coo_matrix((vals, (rows, cols)), shape=(c_out * ho * wo, c_in * h * w))
+    return m.tocsr()
+
 
 
 def _window_indices_per_channel(input_shape, k, s, p, d) -> np.ndarray:
