@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lipopt.network.network import AffineStage, MaxPoolStage, Network, ReLUStage
+from lipopt.network.network import AffineStage, MaxPoolStage, Network, ReLUStage, stage_forward
 from lipopt.spec import Question
 from lipopt.witness import PointWitness, point_witness
 
@@ -127,17 +127,8 @@ def certify_pattern(network: Network, question: Question, relu_states: Sequence[
 
 def pattern_at(network: Network, x: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """ReLU states (z > 0) and max-pool winners at x, from the lowered stages."""
-    h = np.asarray(x, dtype=np.float64).reshape(1, -1)
-    relu, pools = [], []
-    for s in network.lower():
-        if isinstance(s, AffineStage):
-            h = s.apply(h)
-        elif isinstance(s, ReLUStage):
-            relu.append(h[0] > 0)
-            h = np.maximum(h, 0)
-        else:
-            vals = np.where(s.windows >= 0, h[0][np.maximum(s.windows, 0)], -np.inf)
-            arg = s.windows[np.arange(s.out_size), np.argmax(vals, axis=1)]
-            pools.append(arg)
-            h = h[:, arg]
+    stages = network.lower()
+    _, states = stage_forward(stages, np.asarray(x, dtype=np.float64).reshape(1, -1))
+    relu = [st[0] for s, st in zip(stages, states, strict=True) if isinstance(s, ReLUStage)]
+    pools = [st[0] for s, st in zip(stages, states, strict=True) if isinstance(s, MaxPoolStage)]
     return relu, pools

@@ -7,23 +7,13 @@ import pytest
 
 from lipopt.bounds import compute_bounds
 from lipopt.errors import InvalidQuestionError
-from lipopt.network.network import AffineStage, Network, ReLUStage
+from lipopt.network.network import Network, stage_forward
 from tests.nets import conv_pool_net, random_mlp
 
 
 def _stage_values(net: Network, x: np.ndarray) -> list[np.ndarray]:
     """Outputs of every lowered stage for a batch x (B, n)."""
-    out, h = [], x
-    for s in net.lower():
-        if isinstance(s, AffineStage):
-            h = s.apply(h)
-        elif isinstance(s, ReLUStage):
-            h = np.maximum(h, 0.0)
-        else:
-            vals = np.where(s.windows >= 0, h[:, np.maximum(s.windows, 0)], -np.inf)
-            h = vals.max(axis=2)
-        out.append(h)
-    return out
+    return stage_forward(net.lower(), x)[0]
 
 
 NETS = [

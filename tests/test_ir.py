@@ -7,7 +7,7 @@ import pytest
 
 from lipopt.errors import InvalidNetworkError
 from lipopt.network import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network, ReLU
-from lipopt.network.network import AffineStage, MaxPoolStage, ReLUStage, linear_matrix
+from lipopt.network.network import AffineStage, MaxPoolStage, ReLUStage, linear_matrix, stage_forward
 
 torch = pytest.importorskip("torch")
 
@@ -34,16 +34,7 @@ def _conv_net(seed: int = 0) -> tuple[torch.nn.Module, Network]:
 
 
 def _eval_stages(net: Network, x: np.ndarray) -> np.ndarray:
-    h = x.reshape(1, -1)
-    for s in net.lower():
-        if isinstance(s, AffineStage):
-            h = s.apply(h)
-        elif isinstance(s, ReLUStage):
-            h = np.maximum(h, 0)
-        else:
-            v = np.where(s.windows >= 0, h[0][np.maximum(s.windows, 0)], -np.inf)
-            h = v.max(axis=1)[None]
-    return h[0]
+    return stage_forward(net.lower(), x.reshape(1, -1))[0][-1][0]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

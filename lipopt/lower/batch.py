@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lipopt.network.network import AffineStage, MaxPoolStage, Network, ReLUStage
+from lipopt.network.network import AffineStage, MaxPoolStage, Network, ReLUStage, stage_forward
 from lipopt.norms import operator_norm
 from lipopt.spec import Norm, Question
 
@@ -19,24 +19,7 @@ CHUNK_FLOATS = 20_000_000
 
 def _forward_states(stages, x: np.ndarray) -> list[np.ndarray | None]:
     """Per stage: ReLU masks (B, n), max-pool winners (B, n_out) as flat input indices, or None."""
-    states: list[np.ndarray | None] = []
-    h = x
-    for s in stages:
-        if isinstance(s, AffineStage):
-            h = s.apply(h)
-            states.append(None)
-        elif isinstance(s, ReLUStage):
-            states.append(h > 0)
-            h = np.maximum(h, 0.0)
-        else:
-            win = s.windows
-            valid = win >= 0
-            vals = np.where(valid[None], h[:, np.maximum(win, 0)], -np.inf)  # (B, n_out, k)
-            arg = np.argmax(vals, axis=2)
-            idx = np.take_along_axis(np.broadcast_to(win, vals.shape), arg[..., None], axis=2)[..., 0]
-            states.append(idx)
-            h = np.take_along_axis(h, idx, axis=1)
-    return states
+    return stage_forward(stages, x)[1]
 
 
 def _backward(stages, states, g: np.ndarray) -> np.ndarray:

@@ -68,6 +68,33 @@ class MaxPoolStage:
 Stage = AffineStage | ReLUStage | MaxPoolStage
 
 
+def stage_forward(stages: Sequence[Stage], x: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """Evaluate lowered stages on a batch x (B, n).
+
+    Returns the output of every stage (B, size) and, per stage, the ReLU states (B, n) as booleans
+    (pre-activation > 0), the max-pool winners (B, n_out) as flat input indices (ties to the first
+    index of the window), or None for affine stages."""
+    outputs: list[np.ndarray] = []
+    states: list[np.ndarray | None] = []
+    h = np.asarray(x, dtype=np.float64)
+    for s in stages:
+        if isinstance(s, AffineStage):
+            h = s.apply(h)
+            states.append(None)
+        elif isinstance(s, ReLUStage):
+            states.append(h > 0)
+            h = np.maximum(h, 0.0)
+        else:
+            win = s.windows
+            vals = np.where((win >= 0)[None], h[:, np.maximum(win, 0)], -np.inf)  # (B, n_out, k)
+            arg = np.argmax(vals, axis=2)
+            idx = np.take_along_axis(np.broadcast_to(win, vals.shape), arg[..., None], axis=2)[..., 0]
+            states.append(idx)
+            h = np.take_along_axis(h, idx, axis=1)
+        outputs.append(h)
+    return outputs, states
+
+
 # ------------------------------------------------------------------------------------------------
 
 
