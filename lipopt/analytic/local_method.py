@@ -37,7 +37,8 @@ def applicable(network: Network, question: Question) -> str | None:
     return None
 
 
-def _nominal_lower(network: Network, x0: np.ndarray, eps: float, c: np.ndarray | None) -> float | None:
+def _nominal_lower(network: Network, question: Question, x0: np.ndarray, eps: float,
+                   c: np.ndarray | None) -> float | None:
     """A certified lower bound on the nominal constant: |f(x)-f(x0)|/|x-x0| at points of the ball along
     the top singular direction of J(x0) (both signs, a few step sizes). Small inputs only."""
     if network.input_size > 4096:
@@ -50,7 +51,8 @@ def _nominal_lower(network: Network, x0: np.ndarray, eps: float, c: np.ndarray |
     except np.linalg.LinAlgError:
         return None
     v = vt[0]
-    f0 = network.forward(x0)
+    from lipopt.witness import certified_pair_ratio
+
     best = 0.0
     for t in (eps, eps / 2, eps / 10, eps * 1e-3, eps * 1e-6):
         for sgn in (1.0, -1.0):
@@ -58,9 +60,7 @@ def _nominal_lower(network: Network, x0: np.ndarray, eps: float, c: np.ndarray |
             dx = float(np.linalg.norm(x - x0))
             if dx == 0 or dx > eps:
                 continue
-            df = network.forward(x) - f0
-            num = abs(float(c @ df)) if c is not None else float(np.linalg.norm(df))
-            best = max(best, num / dx)
+            best = max(best, certified_pair_ratio(network, x, x0, question))
     return best
 
 
@@ -109,7 +109,7 @@ def _run(network: Network, question: Question, options: RunOptions) -> Lipschitz
     scale = max(1.0, float(np.max(np.abs(f_ir))))
     res.add_check("nominal torch pass matches the IR", err <= 1e-9 * scale, f"max abs diff {err:.3g}")
     res.add_check("bound finite", math.isfinite(lb.value), f"{lb.value!r}")
-    low = _nominal_lower(network, x0, eps, c)
+    low = _nominal_lower(network, question, x0, eps, c)
     if low is not None:
         res.lower = low
         res.witness = {"kind": "nominal pair along the top singular direction of J(x0)", "ratio": low}

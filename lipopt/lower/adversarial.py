@@ -20,6 +20,8 @@ import numpy as np
 
 from lipopt.network.layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from lipopt.network.network import Network
+from lipopt.spec import AllOutputs, Ball, Direction, Norm, Question
+from lipopt.witness import certified_pair_ratio
 
 
 def torch_model(network: Network, device: str = "cpu") -> Callable[[Any], Any]:
@@ -226,7 +228,7 @@ def nominal_ratio_lower(network: Network, x0: np.ndarray, eps: float, steps: int
         z = torch.randn(xt0.shape, generator=gen, dtype=torch.float64).to(dev)
         starts.append(z / torch.linalg.vector_norm(z))
     best, best_x = 0.0, None
-    fx0 = network.forward(x0)
+    q = _nominal_question(x0, eps, c)
     radii = [eps, eps / 4, eps / 32, eps * 1e-3]
     for rad in radii:
         for s0 in starts:
@@ -243,17 +245,20 @@ def nominal_ratio_lower(network: Network, x0: np.ndarray, eps: float, steps: int
                 gn = torch.linalg.vector_norm(g).clamp_min(1e-300)
                 x = _project(x.detach() + 0.2 * rad * g / gn, xt0, rad, None)
             if cand is not None:
-                rv = _ir_ratio(network, x0, fx0, cand, c, eps)
+                rv = _ir_ratio(network, q, x0, cand, eps)
                 if rv > best:
                     best, best_x = rv, cand
     return best, best_x
 
 
-def _ir_ratio(network: Network, x0: np.ndarray, fx0: np.ndarray, x: np.ndarray, c: np.ndarray | None,
-              eps: float) -> float:
+def _nominal_question(x0: np.ndarray, eps: float, c: np.ndarray | None) -> Question:
+    out = AllOutputs() if c is None else Direction(c)
+    return Question(Norm.L2, Norm.L2, Ball(x0, eps, Norm.L2), out, nominal=True)
+
+
+def _ir_ratio(network: Network, q: Question, x0: np.ndarray, x: np.ndarray, eps: float) -> float:
+    """The float64 ratio |f(x)-f(x0)| / |x-x0| less its rounding allowance (0 outside the ball)."""
     dx = float(np.linalg.norm(x - x0))
     if dx == 0 or dx > eps * (1 + 1e-12):
         return 0.0
-    df = network.forward(x) - fx0
-    num = abs(float(np.asarray(c) @ df)) if c is not None else float(np.linalg.norm(df))
-    return num / dx
+    return certified_pair_ratio(network, x, x0, q)

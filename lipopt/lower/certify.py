@@ -17,7 +17,7 @@ import numpy as np
 from lipopt.network.network import AffineStage, Network
 from lipopt.norms import MAX_ENUM_DIM
 from lipopt.spec import Ball, Box, Norm, Question
-from lipopt.witness import clip_to_domain, in_domain, pair_ratio, point_witness
+from lipopt.witness import certified_pair_ratio, clip_to_domain, in_domain, point_witness
 
 
 @dataclass
@@ -188,38 +188,6 @@ def nominal_ratios(network: Network, x: np.ndarray, question: Question) -> np.nd
 
 
 # ------------------------------------------------------------------------------------------ certification
-
-
-def forward_magnitude(network: Network, x: np.ndarray) -> float:
-    """max_i of |W_L| ... |W_1| |x| + |b| terms: a bound on the size of the numbers summed in f(x)."""
-    h = np.abs(np.asarray(x, dtype=np.float64).reshape(1, -1))
-    for s in network.lower():
-        if isinstance(s, AffineStage):
-            w = s.weight
-            wa = abs(w) if hasattr(w, "toarray") else np.abs(w)  # type: ignore[arg-type]
-            h = np.asarray((wa @ h.T).T) + np.abs(s.bias)  # type: ignore[operator]
-        elif hasattr(s, "windows"):
-            win = s.windows  # type: ignore[union-attr]
-            h = np.where(win >= 0, h[:, np.maximum(win, 0)], 0.0).max(axis=2)
-    return float(np.max(h)) if h.size else 0.0
-
-
-def certified_pair_ratio(network: Network, x: np.ndarray, y: np.ndarray, question: Question) -> float:
-    """|f(x) - f(y)| / |x - y| minus an allowance for float64 rounding in f(x) - f(y) (which dominates
-    when x and y are close): a value that the exact pair ratio is at least. 0 if nothing is left."""
-    x = np.ravel(np.asarray(x, dtype=np.float64))
-    y = np.ravel(np.asarray(y, dtype=np.float64))
-    dx = float(np.linalg.norm(x - y, ord=question.input_norm.p))
-    if dx == 0:
-        return 0.0
-    ratio = pair_ratio(network, x, y, question)
-    width = sum(s.shape[1] for s in network.lower() if isinstance(s, AffineStage))
-    m = question.output_vector(network.output_size)
-    cnorm = 1.0 if m is None else float(np.sum(np.abs(m)))
-    out_dim = network.output_size if m is None else 1
-    err = 4.0 * np.finfo(float).eps * (width + 4) * cnorm * out_dim * (
-        forward_magnitude(network, x) + forward_magnitude(network, y))
-    return max(0.0, (ratio * dx - err) / dx * (1 - 1e-15))
 
 
 def certify_point(network: Network, x: np.ndarray, question: Question, rng: np.random.Generator,

@@ -22,7 +22,6 @@ import numpy as np
 
 from lipopt.lower.batch import batch_jacobian_norms
 from lipopt.lower.certify import (
-    certified_pair_ratio,
     certify_best,
     input_scale,
     nominal_ratios,
@@ -33,7 +32,7 @@ from lipopt.methods import RunOptions
 from lipopt.network.network import Network
 from lipopt.result import BoundKind, LipschitzResult, Status
 from lipopt.spec import Question
-from lipopt.witness import in_domain
+from lipopt.witness import certified_pair_ratio, in_domain
 
 
 def applicable(network: Network, question: Question) -> str | None:
