@@ -1,7 +1,9 @@
 """Render a ResultSet as a text, Markdown, LaTeX or CSV table.
 
 Each value is shown with its kind (EXACT / UPPER / LOWER / ESTIMATE) and its ratio to the best
-certified lower bound of the set; the footer states the combined bracket and whether it is consistent.
+certified lower bound of the set, beside the record's verdict and stop reason; a record that failed a
+check or errored shows FAILED and no number. The footer states the combined bracket, whether it is
+consistent, and how many records failed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from lipopt.result import ResultSet
 
-COLUMNS = ("method", "kind", "value", "ratio", "status", "solver", "time")
+COLUMNS = ("method", "kind", "value", "ratio", "verdict", "stop", "solver", "time")
 FORMATS = ("text", "markdown", "latex", "csv")
 
 
@@ -25,12 +27,12 @@ def _rows(rs: ResultSet) -> list[list[str]]:
     rows = []
     for rec in rs.to_records():
         ratio = rec["ratio_to_best_lower"]
-        status = rec["status"]
+        verdict = rec["verdict"]
         if rec["checks"] and rec["checks"] != "ok":
-            status += f" [{rec['checks']}]"
+            verdict += f" [{rec['checks']}]"
         rows.append([
             rec["method"], rec["kind"], _fmt(rec["value"]), "-" if ratio is None else f"{ratio:.3f}",
-            status, rec["solver"], f"{rec['time_s']:.3g}s",
+            verdict, rec["stop"], rec["solver"], f"{rec['time_s']:.3g}s",
         ])
     return rows
 
@@ -41,6 +43,10 @@ def _footer(rs: ResultSet) -> str:
     s = f"bracket: {_fmt(lo)} <= L <= {_fmt(up)}"
     if not c.passed:
         s += "  !! INCONSISTENT: a certified lower bound exceeds a certified upper bound"
+    failed = rs.failed
+    if failed:
+        s += (f"  !! FAILED: {', '.join(r.method for r in failed)} (a check failed or the method errored; "
+              "its numbers are not shown and not used)")
     return s
 
 
@@ -60,12 +66,11 @@ def render(rs: ResultSet, fmt: str = "text") -> str:
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["method", "kind", "value", "ratio_to_best_lower", "lower", "upper", "status", "solver",
-                    "time_s", "checks", "question", "network"])
+        cols = ["method", "kind", "value", "ratio_to_best_lower", "lower", "upper", "verdict", "stop",
+                "raw_status", "solver", "time_s", "checks", "question", "network"]
+        w.writerow(cols)
         for rec in rs.to_records():
-            w.writerow([rec["method"], rec["kind"], rec["value"], rec["ratio_to_best_lower"], rec["lower"],
-                        rec["upper"], rec["status"], rec["solver"], rec["time_s"], rec["checks"],
-                        rec["question"], rec["network"]])
+            w.writerow([rec[k] for k in cols])
         return buf.getvalue()
     if fmt == "markdown":
         lines = [f"**{_header(rs)}**", ""] if _header(rs) else []
@@ -80,7 +85,7 @@ def render(rs: ResultSet, fmt: str = "text") -> str:
                          ("^", r"\^{}"), ("$", r"\$"), ("<=", r"$\le$"), (">=", r"$\ge$")):
                 s = s.replace(a, b)
             return s
-        lines = [r"\begin{tabular}{llrrlll}", r"\toprule", " & ".join(head) + r" \\", r"\midrule"]
+        lines = [r"\begin{tabular}{llrrllll}", r"\toprule", " & ".join(head) + r" \\", r"\midrule"]
         lines += [" & ".join(esc(c) for c in r) + r" \\" for r in rows]
         lines += [r"\bottomrule", r"\end{tabular}", "% " + _footer(rs)]
         return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ import pytest
 
 from lipopt.errors import InvalidQuestionError
 from lipopt.network import Network
-from lipopt.result import BoundKind, LipschitzResult, ResultSet, Status
+from lipopt.result import BoundKind, LipschitzResult, ResultSet, Status, StopReason, Verdict
 from lipopt.spec import Ball, Box, Direction, Global, Logit, Margin, Norm, Question, make_question
 
 
@@ -56,7 +56,7 @@ def test_outputs_and_vectors() -> None:
     np.testing.assert_array_equal(make_question(output="vector:2,3").bind(net).output_vector(2), [2, 3])
     with pytest.raises(InvalidQuestionError, match="out of range"):
         Question(output=Logit(5)).bind(net)
-    with pytest.raises(InvalidQuestionError, match="different outputs"):
+    with pytest.raises(InvalidQuestionError, match="differ"):
         Margin(1, 1)
     with pytest.raises(InvalidQuestionError, match="non-zero"):
         Direction([0.0, 0.0])
@@ -86,10 +86,29 @@ def test_result_json_round_trip_and_kinds() -> None:
     assert (e.lower, e.upper) == (1.5, 1.5)
 
 
+def test_result_record_carries_verdict_stop_and_schema() -> None:
+    r = LipschitzResult("milp", BoundKind.EXACT, None, lower=2.0, upper=2.0 * (1 + 1e-9),
+                        verdict=Verdict.OK, stop=StopReason.INTERRUPTED)
+    assert r.kind is BoundKind.EXACT and r.value == 2.0 and r.status is Status.TIME_LIMIT
+    d = r.to_dict()
+    assert d["schema"] == "lipopt.result/2" and d["verdict"] == "ok" and d["stop"] == "interrupted"
+    assert d["rel_tol"] == 1e-6 and d["abs_tol"] == 0.0
+    # a record written before verdicts existed (status only, no schema) still loads
+    old = {k: v for k, v in d.items() if k not in ("schema", "verdict", "stop", "rel_tol", "abs_tol",
+                                                   "declared_kind", "unverified_value", "unverified_lower",
+                                                   "unverified_upper")}
+    old["status"] = "check_failed"
+    r2 = LipschitzResult.from_dict(old)
+    assert r2.verdict is Verdict.CHECK_FAILED and r2.value is None and r2.unverified_value == 2.0
+    with pytest.raises(ValueError, match="schema"):
+        LipschitzResult.from_dict({**d, "schema": "something/1"})
+
+
 def test_failed_check_marks_result_untrusted() -> None:
     r = LipschitzResult("x", BoundKind.LOWER, 3.0)
     r.add_check("lower <= upper", False, "3 > 2")
     assert r.status is Status.CHECK_FAILED and not r.ok
+    assert r.verdict is Verdict.CHECK_FAILED and r.value is None and r.unverified_value == 3.0
 
 
 def _set() -> ResultSet:
