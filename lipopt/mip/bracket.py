@@ -18,15 +18,23 @@ wrong answers"):
   them that lies strictly inside a linear region of the domain certifies its own Jacobian norm. If
   nothing certifies, the result has no lower bound and a note says why.
 * **EXACT** only when the certified lower bound meets the upper bound within the recorded tolerance
-  ``lower >= upper - max(rel_gap * |upper|, abs_gap)``; the value is then the certified lower bound.
+  ``lower >= upper - max(rel_gap * |upper|, abs_gap)`` (``abs_gap`` 0 by default: relative tolerances
+  only, so the rules mean the same at every scale); the value is then the certified lower bound. The kind
+  is decided by :meth:`lipopt.result.LipschitzResult.finalise`, from the verdict and the bracket.
   Otherwise the record is an UPPER bound with ``lower`` filled in (a bracket), or a LOWER bound when no
   valid upper bound exists. On degenerate networks (not in general position) the closed-region MIP
   optimum can exceed the exact constant (T4: MIP 2, exact 1): the result is then the honest bracket
   [1, 2] with kind UPPER, never EXACT 2.
+* Verdict and stop reason come from the solvers' terminations (:data:`TERMINATION_MAP`): optimal, gap
+  limit, time limit, interrupted and licence limit keep the bracket; infeasible (the domain is never
+  empty), unbounded, numerical error, error and unknown statuses make the record an ERROR, whose numbers
+  are kept aside as unverified, never shown under a bound kind.
 * Checks recorded on the result: the certified witness value is >= the solver objective of the same
-  pattern (the MIP objective of a pattern never exceeds ||J_s||: a failure means a formulation bug), and
-  lower <= upper (a lower bound above the dual bound by more than the solver tolerance fails the record;
-  within tolerance the upper bound is raised to the lower bound, with a note).
+  pattern (the MIP objective of a pattern never exceeds ||J_s||: a failure means a formulation bug), the
+  dual bound is >= the incumbent objective, the upper bound is >= 0, and lower <= upper. A lower bound
+  above the dual bound by more than the solver's relative tolerance ``SOLVER_TOL`` fails the record;
+  within it the upper bound is raised to the lower bound, with a note, and the recorded EXACT tolerance is
+  widened to the relative amount moved. Every tolerance is relative (no absolute floor).
 
 Use::
 
@@ -44,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from lipopt.network.network import Network
-from lipopt.result import BoundKind, LipschitzResult, Status
+from lipopt.result import BoundKind, Check, LipschitzResult, StopReason, Verdict
 from lipopt.spec import Question
 
 #: relative amount by which a certified lower bound may exceed the solver's dual bound and still be
@@ -158,26 +166,38 @@ def certify_candidates(
     return rep
 
 
-_TERM_STATUS = {
-    "optimal": Status.SOLVED,
-    "gap_limit": Status.GAP_LIMIT,
-    "time_limit": Status.TIME_LIMIT,
-    "interrupted": Status.TIME_LIMIT,
-    "license_limit": Status.LICENSE_LIMIT,
-    "not_available": Status.SOLVER_MISSING,
-    "infeasible": Status.INFEASIBLE,
+#: termination -> (verdict, stop reason) of one solve. An OK termination keeps the dual bound (valid
+#: whenever the solver stopped cleanly, also at a limit); the others make the record an ERROR, because
+#: their bound (and "infeasible" on a non-empty domain) cannot be trusted.
+TERMINATION_MAP: dict[str, tuple[Verdict, StopReason]] = {
+    "optimal": (Verdict.OK, StopReason.COMPLETED),
+    "gap_limit": (Verdict.OK, StopReason.GAP_LIMIT),
+    "time_limit": (Verdict.OK, StopReason.TIME_LIMIT),
+    "interrupted": (Verdict.OK, StopReason.INTERRUPTED),
+    "license_limit": (Verdict.OK, StopReason.LICENCE_LIMIT),
+    "not_available": (Verdict.SOLVER_MISSING, StopReason.NOT_RUN),
+    "infeasible": (Verdict.ERROR, StopReason.INFEASIBLE),
+    "unbounded": (Verdict.ERROR, StopReason.SOLVER_FAILED),
+    "numerical_error": (Verdict.ERROR, StopReason.SOLVER_FAILED),
+    "error": (Verdict.ERROR, StopReason.SOLVER_FAILED),
+    "other": (Verdict.ERROR, StopReason.SOLVER_FAILED),
 }
-_STATUS_RANK = [Status.SOLVED, Status.GAP_LIMIT, Status.TIME_LIMIT, Status.LICENSE_LIMIT, Status.INFEASIBLE,
-                Status.SOLVER_MISSING, Status.ERROR]
+_VERDICT_RANK = [Verdict.OK, Verdict.SOLVER_MISSING, Verdict.ERROR]
+_STOP_RANK = [StopReason.COMPLETED, StopReason.GAP_LIMIT, StopReason.TIME_LIMIT, StopReason.INTERRUPTED,
+              StopReason.LICENCE_LIMIT, StopReason.NOT_RUN, StopReason.INFEASIBLE, StopReason.SOLVER_FAILED]
+_CLEAN_STOPS = ("optimal", "gap_limit", "time_limit")
+
+
+def termination_verdict(outcome: Any) -> tuple[Verdict, StopReason]:
+    """Verdict and stop reason of one solver outcome (unknown terminations are errors)."""
+    term = getattr(outcome.termination, "value", outcome.termination)
+    return TERMINATION_MAP.get(str(term), (Verdict.ERROR, StopReason.SOLVER_FAILED))
 
 
 def _piece_upper(outcome: Any, fallback: float | None) -> float | None:
     """Sound upper bound of one piece: min(dual bound, fallback); None when neither exists."""
     vals = []
-    if outcome is not None:
-        term = outcome.termination.value
-        if term == "infeasible":
-            return -math.inf  # the piece has no feasible point: it contributes nothing
+    if outcome is not None and termination_verdict(outcome)[0] is Verdict.OK:
         if outcome.bound is not None and math.isfinite(outcome.bound):
             vals.append(float(outcome.bound))
     if fallback is not None and math.isfinite(fallback):
@@ -195,7 +215,7 @@ def make_bracket_result(
     fallback_uppers: Sequence[float | None] | None = None,
     upper_valid: bool = True,
     rel_gap: float = 1e-6,
-    abs_gap: float = 1e-9,
+    abs_gap: float = 0.0,
     certify_question: Question | None = None,
     build_time: float = 0.0,
     notes: Sequence[str] = (),
@@ -206,12 +226,15 @@ def make_bracket_result(
     """The LipschitzResult of one MIP run (possibly split in pieces), with its certified bracket.
 
     outcomes: one ``lipopt_solvers.SolveOutcome`` per piece (``None`` for a piece skipped because its
-      ``fallback_uppers`` entry is already below the lower bound).
+      ``fallback_uppers`` entry is already below the lower bound). Only ``termination``, ``bound``,
+      ``objective``, ``has_incumbent``, ``raw_status``, ``solver``, ``solver_version``, ``solve_time``
+      and ``message`` are read.
     candidates: incumbents to certify (see :class:`Candidate`).
     upper_valid: the pieces' dual bounds bound the true constant from above (False for lower-side
       problems such as a restricted MIP: then no upper bound is reported from them).
     certify_question: domain for the witnesses (default ``question``).
-    rel_gap / abs_gap: the EXACT tolerance, recorded in ``options`` and ``stats``.
+    rel_gap / abs_gap: the EXACT tolerance, recorded on the result (``rel_tol`` / ``abs_tol``), in
+      ``options`` and in ``stats``. ``abs_gap`` is 0 by default: the rules mean the same at every scale.
     """
     stats = dict(stats or {})
     notes = list(notes)
@@ -222,21 +245,27 @@ def make_bracket_result(
     if len(fallbacks) != len(outcomes):
         raise ValueError("fallback_uppers must have one entry per outcome")
 
-    # ---- status, solver, times
-    status = Status.SOLVED
+    # ---- verdict, stop reason, solver, times
+    verdict, stop = Verdict.OK, StopReason.COMPLETED
     solver = version = None
-    raws, solve_time = [], 0.0
+    raws, messages, solve_time = [], [], 0.0
     for out in outcomes:
         if out is None:
             continue
         solver, version = out.solver, out.solver_version
-        raws.append(out.raw_status)
-        solve_time += float(out.solve_time)
-        st = _TERM_STATUS.get(out.termination.value, Status.ERROR)
-        if _STATUS_RANK.index(st) > _STATUS_RANK.index(status):
-            status = st
-    messages = [out.message for out in outcomes if out is not None and out.termination.value not in
-                ("optimal", "gap_limit", "time_limit")]
+        raws.append(str(out.raw_status))
+        solve_time += float(out.solve_time or 0.0)
+        v, st = termination_verdict(out)
+        if _VERDICT_RANK.index(v) > _VERDICT_RANK.index(verdict):
+            verdict = v
+        if _STOP_RANK.index(st) > _STOP_RANK.index(stop):
+            stop = st
+        term = getattr(out.termination, "value", out.termination)
+        if term not in _CLEAN_STOPS and out.message:
+            messages.append(str(out.message))
+        if v is Verdict.ERROR:
+            notes.append(f"solver {out.solver} stopped with {term} (raw status {out.raw_status!r}): its "
+                         "dual bound and incumbent are not used")
 
     # ---- upper bound
     upper: float | None = None
@@ -244,8 +273,6 @@ def make_bracket_result(
         piece_uppers = [_piece_upper(o, f) for o, f in zip(outcomes, fallbacks, strict=True)]
         if piece_uppers and all(u is not None for u in piece_uppers):
             upper = max(piece_uppers)  # type: ignore[type-var]
-            if upper == -math.inf:
-                upper = None
         stats["piece_uppers"] = piece_uppers
 
     # ---- certified lower bound
@@ -254,46 +281,60 @@ def make_bracket_result(
     notes.extend(rep.notes)
     lower = rep.best.value if rep.best is not None else None
 
-    res = LipschitzResult(method, BoundKind.UPPER, None, status, raw_status="; ".join(raws), solver=solver,
-                          solver_version=version, build_time=build_time, solve_time=solve_time,
-                          options=opts, notes=notes, stats=stats, message="; ".join(messages))
-    if rep.best is not None:
-        res.witness = rep.best.to_dict()
+    checks: list[Check] = []
     for i, v in rep.region_values.items():
         obj = candidates[i].objective
         if obj is not None and math.isfinite(obj):
-            ok = v >= obj - SOLVER_TOL * max(1.0, abs(obj))
-            res.add_check(f"witness >= MIP objective ({candidates[i].label or i})", ok,
-                          f"re-evaluated ||J|| {v:.9g}, solver objective {obj:.9g}")
+            ok = v >= obj - SOLVER_TOL * abs(obj)
+            checks.append(Check(f"witness >= MIP objective ({candidates[i].label or i})", ok,
+                                f"re-evaluated ||J|| {v:.9g}, solver objective {obj:.9g}"))
+    if upper_valid:  # a maximisation's dual bound is never below its own incumbent
+        for k, out in enumerate(outcomes):
+            if out is None or termination_verdict(out)[0] is not Verdict.OK or not out.has_incumbent:
+                continue
+            obj, bnd = out.objective, out.bound
+            if obj is None or bnd is None or not (math.isfinite(obj) and math.isfinite(bnd)):
+                continue
+            ok = bnd >= obj - SOLVER_TOL * abs(obj)
+            checks.append(Check(f"dual bound >= incumbent (piece {k})", ok,
+                                f"dual bound {bnd:.9g}, incumbent objective {obj:.9g}"))
 
+    # ---- an upper bound below the certified lower bound: raised only within the solver's relative
+    #      tolerance (and the EXACT tolerance widened to say so), otherwise a failed check
+    rel_tol = rel_gap
     if lower is not None and upper is not None and lower > upper:
         excess = lower - upper
-        if excess <= SOLVER_TOL * max(1.0, abs(upper)):
-            notes.append(f"the dual bound {upper:.12g} is below the certified lower bound by {excess:.3g} "
-                         "(solver tolerance); the upper bound is raised to the lower bound")
+        if upper > 0 and excess <= SOLVER_TOL * abs(upper):
+            notes.append(f"the dual bound {upper:.12g} is below the certified lower bound {lower:.12g} by "
+                         f"{excess:.3g} ({excess / abs(upper):.2g} relative, within the solver tolerance "
+                         f"{SOLVER_TOL:g}); the upper bound is raised to the lower bound and the EXACT "
+                         "tolerance widened accordingly")
+            rel_tol = max(rel_gap, excess / abs(upper))
             upper = lower
         else:
-            res.add_check("lower <= upper", False, f"certified {lower:.9g} > dual bound {upper:.9g}")
+            checks.append(Check("lower <= upper", False,
+                                f"certified {lower:.9g} > dual bound {upper:.9g} (beyond the relative "
+                                f"tolerance {SOLVER_TOL:g})"))
+    if upper is not None and upper < 0:
+        checks.append(Check("upper >= 0", False, f"dual bound {upper:.9g} < 0: a norm is never negative"))
 
-    tol = max(rel_gap * abs(upper), abs_gap) if upper is not None else 0.0
-    res.lower, res.upper = lower, upper
-    if upper is not None and lower is not None and lower >= upper - tol:
-        res.kind, res.value = BoundKind.EXACT, lower
-    elif upper is not None:
-        res.kind, res.value = BoundKind.UPPER, upper
-        if lower is not None:
-            if status is Status.SOLVED and rep.degenerate:
-                notes.append(f"the MIP optimum {upper:.9g} is attained only on degenerate patterns (the "
+    stats["exact_tolerance"] = {"rel_gap": rel_tol, "abs_gap": abs_gap}
+    if lower is None and upper is None and verdict is Verdict.OK and stop is StopReason.COMPLETED:
+        verdict = Verdict.ERROR
+        messages.append("no certified bound was obtained")
+    res = LipschitzResult.from_bracket(
+        method, BoundKind.EXACT if upper_valid else BoundKind.LOWER, lower, upper, verdict, stop,
+        rel_tol=rel_tol, abs_tol=abs_gap, raw_status="; ".join(raws), solver=solver, solver_version=version,
+        build_time=build_time, solve_time=solve_time, options=opts, notes=notes, stats=stats,
+        message="; ".join(messages), checks=checks,
+        witness=rep.best.to_dict() if rep.best is not None else None)
+    if res.kind is BoundKind.UPPER and res.lower is not None and res.upper is not None:
+        if stop is StopReason.COMPLETED and rep.degenerate:
+            res.notes.append(f"the MIP optimum {res.upper:.9g} is attained only on degenerate patterns (the "
                              f"network is not in general position there); the exact constant lies in the "
-                             f"bracket [{lower:.9g}, {upper:.9g}]")
-            else:
-                notes.append(f"bracket [{lower:.9g}, {upper:.9g}] (gap not closed)")
-    elif lower is not None:
-        res.kind, res.value = BoundKind.LOWER, lower
-    else:
-        res.kind, res.value = BoundKind.UPPER, None
-        if status is Status.SOLVED:
-            res.status = Status.ERROR
-        res.message = res.message or "no certified bound was obtained"
-    stats["exact_tolerance"] = {"rel_gap": rel_gap, "abs_gap": abs_gap}
+                             f"bracket [{res.lower:.9g}, {res.upper:.9g}]")
+        else:
+            res.notes.append(f"bracket [{res.lower:.9g}, {res.upper:.9g}] (gap not closed)")
+    if not res.message and res.verdict is not Verdict.OK:
+        res.message = "; ".join(str(c) for c in res.checks if not c.passed)
     return res
