@@ -6,7 +6,8 @@ A method lives in its own module, which defines two functions and imports nothin
     def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult
 
 ``run_method`` binds the question, times the run, turns exceptions into ERROR results (never a silent
-value), and checks the record's own bracket (lower <= upper).
+value), checks the record's own bracket (lower <= upper, relative tolerance) and finalises it (kind and
+value derived from verdict and bracket, :meth:`lipopt.result.LipschitzResult.finalise`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from lipopt.errors import NotApplicableError
 from lipopt.network.network import Network
-from lipopt.result import BoundKind, LipschitzResult, Status
+from lipopt.result import BoundKind, LipschitzResult, StopReason, Verdict
 from lipopt.spec import Question
 
 
@@ -93,26 +94,35 @@ def run_method(
     t0 = time.perf_counter()
     reason = info.applicable(network, q)
     if reason is not None:
-        res = LipschitzResult(name, info.kind, None, Status.NOT_APPLICABLE, message=reason)
+        res = LipschitzResult(name, info.kind, None, verdict=Verdict.NOT_APPLICABLE, message=reason)
     else:
         try:
             res = info.runner()(network, q, options)
         except NotApplicableError as exc:
-            res = LipschitzResult(name, info.kind, None, Status.NOT_APPLICABLE, message=str(exc))
+            res = LipschitzResult(name, info.kind, None, verdict=Verdict.NOT_APPLICABLE, message=str(exc))
         except Exception as exc:  # a failed method is a reported ERROR, never a silent value
-            res = LipschitzResult(name, info.kind, None, Status.ERROR,
+            res = LipschitzResult(name, info.kind, None, verdict=Verdict.ERROR, stop=StopReason.ABORTED,
                                   message=f"{type(exc).__name__}: {exc}",
                                   notes=[traceback.format_exc(limit=5)] if options.verbose else [])
     res.method = res.method or name
+    res.declared_kind = info.kind
     res.question = q.to_dict()
     res.network = res.network or network.name or network.describe()
     if not res.wall_time:
         res.wall_time = time.perf_counter() - t0
+    return post_run_checks(res)
+
+
+def post_run_checks(res: LipschitzResult) -> LipschitzResult:
+    """The checks every record gets after its method ran: its own bracket ``lower <= upper`` within the
+    record's relative tolerance (no absolute floor), then :meth:`LipschitzResult.finalise` (kind and
+    value from verdict and bracket; a failed record shows no number)."""
     if res.lower is not None and res.upper is not None:
-        ok = res.lower <= res.upper * (1 + 1e-7) + 1e-9
+        ok = res.lower <= res.upper + res.rel_tol * abs(res.upper)
         if not any(c.name == "lower <= upper" for c in res.checks):
-            res.add_check("lower <= upper", ok, f"{res.lower:.9g} <= {res.upper:.9g}")
-    return res
+            res.add_check("lower <= upper", ok, f"{res.lower:.9g} <= {res.upper:.9g} (relative tolerance "
+                                                f"{res.rel_tol:g})")
+    return res.finalise()
 
 
 def _builtin() -> None:
