@@ -224,8 +224,8 @@ def test_time_and_region_limits_give_lower_bound() -> None:
     q = Question(Norm.L2, Norm.L2)
     exact = _exact(net, q)
     res = run_method("enumeration", net, q, RunOptions(extra={"max_regions": 5}))
-    assert res.status is Status.TIME_LIMIT and res.value is None
-    assert res.lower is not None and res.lower <= exact * (1 + 1e-12)
+    assert res.status is Status.TIME_LIMIT and res.kind is BoundKind.LOWER and res.value == res.lower
+    assert res.upper is None and res.lower is not None and res.lower <= exact * (1 + 1e-12)
     with pytest.raises(Exception, match="region limit"):
         from lipopt.exact.regions import search
 
