@@ -94,6 +94,14 @@ def _emit(rs, args: argparse.Namespace) -> None:
         print(f"results written to {args.json}", file=sys.stderr)
 
 
+COMPUTE_EXIT_CODES = """exit codes:
+  0  every record is ok (or its method does not apply / its solver is missing)
+  2  bad input or options (nothing was run)
+  3  the certified bounds of two methods contradict each other (a lower bound above an upper bound)
+  4  some record failed a self-check or errored: it is shown as FAILED, with no number
+"""
+
+
 def cmd_compute(args: argparse.Namespace) -> int:
     from lipopt.api import compare
     from lipopt.network.load import load
@@ -103,7 +111,7 @@ def cmd_compute(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     rs = compare(net, methods=methods, question=q, options=_options(args), progress=not args.quiet)
     _emit(rs, args)
-    return 0 if rs.consistency().passed else 3
+    return rs.exit_code()  # 0 ok, 3 contradicting methods, 4 a record failed a check or errored
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -151,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("methods", help="list the methods and the kind of number each gives")
     p.set_defaults(func=cmd_methods)
 
-    p = sub.add_parser("compute", help="run methods on a network and print the comparison table")
+    p = sub.add_parser("compute", help="run methods on a network and print the comparison table",
+                       epilog=COMPUTE_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("net", help="network file: .onnx, .pt/.ckpt, .mat, .npy (weights/biases), .npz")
     _add_question_args(p)
     p.add_argument("--methods", default=None, help="comma-separated method names (default: all applicable)")
