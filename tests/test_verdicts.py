@@ -311,3 +311,43 @@ def test_milp_at_small_scale_is_exact_or_an_honest_bracket() -> None:
         assert r.ok, (r.verdict, r.checks, r.notes, r.message)
         assert r.lower is not None and r.upper is not None
         assert r.lower <= ref.value * (1 + 1e-6) and r.upper >= ref.value * (1 - 1e-6)
+
+
+# ---- the command line -------------------------------------------------------------------------------------
+
+def _patched_naive(monkeypatch: pytest.MonkeyPatch, make: object) -> None:
+    from lipopt import methods
+
+    real = methods.MethodInfo.runner
+
+    def runner(self: methods.MethodInfo) -> object:
+        return (lambda net, q, opts: make()) if self.name == "naive" else real(self)
+
+    monkeypatch.setattr(methods.MethodInfo, "runner", runner)
+
+
+def test_compute_exit_code_on_failed_and_contradicting_records(
+        tmp_path: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    from lipopt.cli import main
+
+    p = Path(str(tmp_path)) / "net.npz"
+    np.savez(p, w1=W1, w2=W2)  # bias-free: L = 3 on every domain (both units active at (0.5, 0.5))
+    args = ["compute", str(p), "--norm", "inf", "--domain", "box:-1,1", "--methods", "naive,sampling", "-q"]
+    assert main(args) == 0
+
+    def failed() -> LipschitzResult:
+        r = LipschitzResult("naive", BoundKind.UPPER, 8.765, Status.SOLVED)
+        r.add_check("layer norms re-evaluated", False, "mismatch")
+        return r
+
+    _patched_naive(monkeypatch, failed)
+    capsys.readouterr()
+    assert main(args) == 4
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "8.765" not in out
+
+    _patched_naive(monkeypatch, lambda: LipschitzResult("naive", BoundKind.UPPER, 1e-3))  # below L = 3
+    assert main(args) == 3
+    assert "INCONSISTENT" in capsys.readouterr().out
