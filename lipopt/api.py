@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lipopt.methods import REGISTRY, RunOptions, applicable_methods, get_method, run_method
+from lipopt.methods import REGISTRY, RunOptions, get_method, run_method
 from lipopt.network.network import Network
 from lipopt.result import LipschitzResult, ResultSet
 from lipopt.spec import Question, make_question
@@ -48,6 +48,17 @@ def _options(options: RunOptions | None, time_limit: float | None, solver: str |
     return replace(base, **changes)
 
 
+def _left_out_record(name: str, why: str, network: Network, q: Question) -> LipschitzResult:
+    from lipopt.methods import post_run_checks
+    from lipopt.result import Verdict
+
+    info = get_method(name)
+    res = LipschitzResult(name, info.kind, None, verdict=Verdict.NOT_APPLICABLE, message=why,
+                          question=q.to_dict(), network=network.name or network.describe())
+    res.declared_kind = info.kind
+    return post_run_checks(res)
+
+
 def lipschitz(
     net: Any,
     method: str = "auto",
@@ -65,21 +76,29 @@ def lipschitz(
     ``net``: a Network, a torch module, a file path or a list of (W, b).
     ``question`` or keywords of :func:`lipopt.spec.make_question` (norm, domain, output, nominal,
     center, input_norm, output_norm). ``method="auto"`` picks the first applicable exact method, else
-    the best available upper bound.
+    the best available upper bound. Bad options raise :class:`lipopt.errors.InvalidOptionsError` (see
+    :func:`compare`).
     """
+    from lipopt.errors import NoApplicableMethodError
+    from lipopt.validation import validate_options, validate_request
+
+    opts = validate_options(_options(options, time_limit, solver, seed, device, None))
     network = _network(net)
     q = _question(question, question_kw).bind(network)
-    opts = _options(options, time_limit, solver, seed, device, None)
     if method == "auto":
-        names = applicable_methods(network, q)
+        plan = validate_request(network, q, None, opts)
+        names = plan.names
         order = [n for n in names if REGISTRY[n].kind.value == "EXACT"] + [
             n for n in names if REGISTRY[n].kind.value == "UPPER"]
         if not order:
-            raise ValueError(
-                f"no method applies to this question ({q.describe()}); methods: {sorted(REGISTRY)}")
+            raise NoApplicableMethodError(
+                f"no exact or upper-bound method applies to this question ({q.describe()}); applicable: "
+                f"{', '.join(names) or 'none'}; left out: "
+                + ("; ".join(f"{n}: {r}" for n, r in plan.left_out.items()) or "none"))
         method = order[0]
-    get_method(method)
-    return run_method(method, network, q, opts)
+    else:
+        plan = validate_request(network, q, [method], opts)
+    return run_method(method, network, q, plan.options)
 
 
 def compare(
@@ -100,13 +119,20 @@ def compare(
 
     ``methods=None`` runs every applicable default method; an explicit list runs those named (methods
     that do not apply are reported as not applicable). ``progress=True`` prints one line per method to
-    stderr; a callable receives (method, index, total)."""
+    stderr; a callable receives (method, index, total).
+
+    Bad options (unknown solver, a solver without the capability an explicitly named method needs,
+    threads < 1, a time limit that is NaN or <= 0; ``inf`` means no limit) raise
+    :class:`lipopt.errors.InvalidOptionsError` before anything runs; with ``methods=None`` and no
+    applicable method, :class:`lipopt.errors.NoApplicableMethodError` lists every method and its reason
+    (see :mod:`lipopt.validation`)."""
+    from lipopt.validation import validate_options, validate_request
+
+    opts = validate_options(_options(options, time_limit, solver, seed, device, bool(progress)))
     network = _network(net)
     q = _question(question, question_kw).bind(network)
-    opts = _options(options, time_limit, solver, seed, device, bool(progress))
-    names = list(methods) if methods else applicable_methods(network, q)
-    for n in names:
-        get_method(n)
+    plan = validate_request(network, q, list(methods) if methods else None, opts)
+    names, opts = plan.names, plan.options
     rs = ResultSet(title=title or (network.name or ""))
     for i, name in enumerate(names):
         if callable(progress):
@@ -121,6 +147,8 @@ def compare(
 
             print(f"      {res.summary()}", file=sys.stderr, flush=True)
         rs.append(res)
+    for name, why in plan.left_out.items():  # default methods that cannot use the chosen solver
+        rs.append(_left_out_record(name, why, network, q))
     check = rs.consistency()
     if not check.passed:
         for r in rs:

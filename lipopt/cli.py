@@ -9,26 +9,57 @@ from pathlib import Path
 
 from lipopt.tables import FORMATS
 
+_VECTOR_FILES = ".npy, .txt, .csv, .png, .jpg, .jpeg"
+
 
 def _read_vector(text: str) -> object:
-    """A comma-separated list of numbers, or a .npy / .txt / image file."""
+    """A comma-separated list of numbers, or a .npy / .txt / .csv / image file (InvalidQuestionError
+    naming the file and what is supported when it cannot be read)."""
     import numpy as np
 
-    p = Path(text)
-    if p.suffix.lower() == ".npy" and p.exists():
-        return np.load(p, allow_pickle=False).reshape(-1)
-    if p.exists() and p.suffix.lower() in (".txt", ".csv"):
-        return np.loadtxt(p, delimiter="," if p.suffix.lower() == ".csv" else None).reshape(-1)
-    if p.exists() and p.suffix.lower() in (".png", ".jpg", ".jpeg"):
-        import matplotlib.image as mpimg
+    from lipopt.errors import InvalidQuestionError
 
-        img = np.asarray(mpimg.imread(p), dtype=np.float64)
-        if img.max() > 1.0:
-            img = img / 255.0
-        if img.ndim == 3:
-            img = img[..., :3].transpose(2, 0, 1)
-        return img.reshape(-1)
-    return np.array([float(v) for v in text.split(",")])
+    p = Path(text)
+    suffix = p.suffix.lower()
+    if suffix in (".npy", ".txt", ".csv", ".png", ".jpg", ".jpeg"):
+        if not p.is_file():
+            raise InvalidQuestionError(f"--center {text}: no such file (supported: comma-separated numbers, "
+                                       f"or a file {_VECTOR_FILES})")
+        try:
+            v = _read_vector_file(p, suffix)
+        except Exception as exc:  # numpy / matplotlib raise ValueError, EOFError, OSError, ...
+            raise InvalidQuestionError(
+                f"--center {text}: cannot read the file ({type(exc).__name__}: {exc}); it may be empty or "
+                f"truncated. Supported: comma-separated numbers, or a file {_VECTOR_FILES}") from None
+        if v.size == 0:
+            raise InvalidQuestionError(f"--center {text}: the file holds no numbers")
+        return v
+    try:
+        return np.array([float(v) for v in text.split(",")])
+    except ValueError:
+        raise InvalidQuestionError(
+            f"--center {text!r}: not a comma-separated list of numbers nor a file {_VECTOR_FILES}") from None
+
+
+def _read_vector_file(p: Path, suffix: str):  # -> np.ndarray
+    import numpy as np
+
+    if suffix == ".npy":
+        return np.asarray(np.load(p, allow_pickle=False), dtype=np.float64).reshape(-1)
+    if suffix in (".txt", ".csv"):
+        import warnings
+
+        with warnings.catch_warnings():  # an empty file: reported as "holds no numbers" by the caller
+            warnings.simplefilter("ignore", UserWarning)
+            return np.loadtxt(p, delimiter="," if suffix == ".csv" else None, ndmin=1).reshape(-1)
+    import matplotlib.image as mpimg
+
+    img = np.asarray(mpimg.imread(p), dtype=np.float64)
+    if img.max() > 1.0:
+        img = img / 255.0
+    if img.ndim == 3:
+        img = img[..., :3].transpose(2, 0, 1)
+    return img.reshape(-1)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -90,8 +121,38 @@ def _options(args: argparse.Namespace):
 def _emit(rs, args: argparse.Namespace) -> None:
     print(rs.table(args.format))
     if args.json:
-        Path(args.json).write_text(rs.to_json(indent=2))
+        write_json_atomic(Path(args.json), rs.to_json(indent=2))
         print(f"results written to {args.json}", file=sys.stderr)
+
+
+def write_json_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file next to ``path`` and rename it over ``path``: a reader never
+    sees a half-written file."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # the permissions of a plainly written file, not mkstemp's 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _prepare_run(args: argparse.Namespace):
+    """Before any work: remove a stale ``--json`` file of an earlier run (a failed run must not leave
+    it looking like this run's output), then check the options (exit 2 via LipoptError)."""
+    from lipopt.validation import check_json_path, validate_options
+
+    check_json_path(args.json)
+    if args.json:
+        Path(args.json).unlink(missing_ok=True)
+    return validate_options(_options(args))
 
 
 COMPUTE_EXIT_CODES = """exit codes:
@@ -105,18 +166,24 @@ COMPUTE_EXIT_CODES = """exit codes:
 def cmd_compute(args: argparse.Namespace) -> int:
     from lipopt.api import compare
     from lipopt.network.load import load
+    from lipopt.validation import validate_request
 
+    opts = _prepare_run(args)
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     net = load(args.net)
     q = _build_question(args)
-    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
-    rs = compare(net, methods=methods, question=q, options=_options(args), progress=not args.quiet)
+    validate_request(net, q, methods, opts, require_applicable=True)
+    rs = compare(net, methods=methods, question=q, options=opts, progress=not args.quiet)
     _emit(rs, args)
     return rs.exit_code()  # 0 ok, 3 contradicting methods, 4 a record failed a check or errored
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from lipopt.demo import run_demo
+    from lipopt.methods import RunOptions
+    from lipopt.validation import validate_options
 
+    args.time_limit = validate_options(RunOptions(time_limit=args.time_limit)).time_limit
     return run_demo(fmt=args.format, time_limit=args.time_limit, quiet=args.quiet)
 
 
@@ -134,9 +201,11 @@ def _add_question_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--time-limit", type=float, default=None, help="seconds per method (solvers)")
-    p.add_argument("--solver", default=None, help="solver name (see `lipopt doctor`)")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--time-limit", type=float, default=None,
+                   help="seconds per method, > 0 (inf or omitted: no limit)")
+    p.add_argument("--solver", default=None,
+                   help="solver name (see `lipopt doctor`); must have the capability each method needs")
+    p.add_argument("--threads", type=int, default=None, help="solver threads, >= 1 (default: the solver's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="torch device for the analytic bounds (cpu or cuda)")
     p.add_argument("--format", default="text", choices=FORMATS, help="table format")

@@ -23,7 +23,11 @@ def read_input(path: str, input_shape: tuple[int, ...]) -> np.ndarray:
     if not p.exists():
         raise FileNotFoundError(f"input file {path!r} not found")
     if p.suffix.lower() == ".npy":
-        arr = np.asarray(np.load(p, allow_pickle=False), dtype=np.float64)
+        try:
+            arr = np.asarray(np.load(p, allow_pickle=False), dtype=np.float64)
+        except (ValueError, EOFError, OSError) as exc:
+            raise InvalidQuestionError(f"--input {path}: cannot read the .npy file ({type(exc).__name__}: "
+                                       f"{exc}); it may be empty or truncated") from None
     elif p.suffix.lower() in (".png", ".jpg", ".jpeg"):
         import matplotlib.image as mpimg
 
@@ -71,7 +75,12 @@ def load_network(path: str) -> Any:
 def cmd_certify(args: argparse.Namespace) -> int:
     from lipopt.analytic.certify import certify, plot_report
     from lipopt.analytic.local_bound import LocalOptions
+    from lipopt.cli import write_json_atomic
+    from lipopt.validation import check_json_path
 
+    check_json_path(args.json)
+    if args.json:  # a failed run must not leave an earlier run's report in place
+        Path(args.json).unlink(missing_ok=True)
     net = load_network(args.net)
     x0 = read_input(args.input, net.input_shape)
     eps = _eps_list(args.eps)
@@ -87,7 +96,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
         plot_report(rep, args.plot)
         print(f"plot written to {args.plot}")
     if args.json:
-        Path(args.json).write_text(json.dumps(rep.to_dict(), indent=2, default=float))
+        write_json_atomic(Path(args.json), json.dumps(rep.to_dict(), indent=2, default=float))
     return 0
 
 

@@ -35,3 +35,12 @@ class NotApplicableError(LipoptError):
 
 class CheckFailedError(LipoptError):
     """A self-check of a result failed (e.g. lower > upper)."""
+
+
+class InvalidOptionsError(LipoptError, ValueError):
+    """Run options that cannot work: an unknown solver, one without the capability a method needs,
+    a non-positive thread count or time limit (see :func:`lipopt.validation.validate_options`)."""
+
+
+class NoApplicableMethodError(NotApplicableError, ValueError):
+    """None of the methods tried applies to the question (the message lists each with its reason)."""

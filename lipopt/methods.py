@@ -50,6 +50,19 @@ class MethodInfo:
     module: str
     description: str
     default: bool = True  # part of the default comparison when applicable
+    #: the solver capability the method needs from ``RunOptions.solver`` (a ``lipopt_solvers.Capability``
+    #: name: "LP", "MILP", "MIQCQP"), or None when it runs no external solver chosen by the user
+    needs: str | None = None
+    #: the interface a user-chosen solver must be reached through ("pyomo" or "cvxpy"; None: any)
+    interface: str | None = None
+
+    def capability(self) -> Any:
+        """The ``lipopt_solvers.Capability`` of :attr:`needs` (None when the method needs no solver)."""
+        if self.needs is None:
+            return None
+        from lipopt_solvers import Capability
+
+        return Capability[self.needs]
 
     def _mod(self) -> Any:
         return importlib.import_module(self.module)
@@ -128,7 +141,8 @@ def post_run_checks(res: LipschitzResult) -> LipschitzResult:
 def _builtin() -> None:
     entries = [
         MethodInfo("enumeration", BoundKind.EXACT, "lipopt.exact.enumeration",
-                   "exact: enumerate full-dimensional linear regions (LP interior test), tiny nets"),
+                   "exact: enumerate full-dimensional linear regions (LP interior test), tiny nets",
+                   needs="LP"),
         MethodInfo("naive", BoundKind.UPPER, "lipopt.analytic.naive",
                    "upper: product of layer operator norms (global)"),
         MethodInfo("sampling", BoundKind.LOWER, "lipopt.lower.sampling",
@@ -136,15 +150,20 @@ def _builtin() -> None:
         MethodInfo("grad-ascent", BoundKind.LOWER, "lipopt.lower.gradient_ascent",
                    "lower: projected gradient ascent on the Jacobian norm, with restarts"),
         MethodInfo("milp", BoundKind.EXACT, "lipopt.mip.milp_method",
-                   "exact l-inf / l1 constant by mixed-integer linear programming (LipMIP family)"),
+                   "exact l-inf / l1 constant by mixed-integer linear programming (LipMIP family)",
+                   needs="MILP", interface="pyomo"),
         MethodInfo("lp-relax", BoundKind.UPPER, "lipopt.mip.lp_relax_method",
-                   "upper: LP relaxation of the MILP (binaries relaxed)"),
+                   "upper: LP relaxation of the MILP (binaries relaxed)", needs="LP",
+                   interface="pyomo"),
         MethodInfo("miqcqp", BoundKind.EXACT, "lipopt.mip.miqcqp_method",
-                   "exact l2 / l-inf constant by the MIQCQP upper- and lower-bound problems (Sbihi et al.)"),
+                   "exact l2 / l-inf constant by the MIQCQP upper- and lower-bound problems (Sbihi et al.)",
+                   needs="MIQCQP", interface="pyomo"),
         MethodInfo("miqcqp-ub", BoundKind.UPPER, "lipopt.mip.miqcqp_ub_method",
-                   "upper: the MIQCQP upper-bound problem alone (closed activation regions)", default=False),
+                   "upper: the MIQCQP upper-bound problem alone (closed activation regions)", default=False,
+                   needs="MIQCQP", interface="pyomo"),
         MethodInfo("miqcqp-lb", BoundKind.LOWER, "lipopt.mip.miqcqp_lb_method",
-                   "lower: the MIQCQP lower-bound problem alone (epsilon-margin regions)", default=False),
+                   "lower: the MIQCQP lower-bound problem alone (epsilon-margin regions)", default=False,
+                   needs="MIQCQP", interface="pyomo"),
         MethodInfo("local-affine", BoundKind.UPPER, "lipopt.analytic.local_method",
                    "upper: analytic local affine-ReLU bound, nominal-point l2 constant (Avant & Morgansen)"),
     ]
