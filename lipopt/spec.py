@@ -187,7 +187,8 @@ class Margin:
 
     def __post_init__(self) -> None:
         if self.i == self.j:
-            raise InvalidQuestionError(f"margin needs two different outputs, got i = j = {self.i}")
+            raise InvalidQuestionError(f"margin f_i - f_j needs two different outputs (i and j must differ), "
+                                       f"got i = j = {self.i}")
 
     def describe(self) -> str:
         return f"margin f{self.i}-f{self.j}"
@@ -415,6 +416,8 @@ def parse_output(output: object) -> Output:
                 return Margin(i, j)
             if head in ("vector", "c"):
                 return Direction([float(v) for v in rest.split(",")])
+        except InvalidQuestionError:
+            raise  # a well-formed output that is invalid (margin:0,0): its own message
         except ValueError:
             pass
     raise InvalidQuestionError(

@@ -7,11 +7,13 @@ evaluation of the source, float64, seeded random points; see
 
 from __future__ import annotations
 
+import pickle
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
-from lipopt.errors import InvalidNetworkError
+from lipopt.errors import InvalidNetworkError, LipoptError
 from lipopt.network.network import Network
 
 SUPPORTED_FORMATS = (
@@ -115,12 +117,38 @@ def _import(source: Any, input_shape: Any, name: str | None, kw: dict[str, Any])
 
     path = Path(source)
     ext = path.suffix.lower()
-    if ext == ".npy" or (not path.exists() and formats.npy_pair_paths(path)[0].exists()):
+    pair = ext == ".npy" or (not path.exists() and formats.npy_pair_paths(path)[0].exists())
+    if not pair and not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    what = _FORMAT_NAMES.get(".npy" if pair else ext, f"network file ({ext or 'no extension'})")
+    for p in (path, *formats.npy_pair_paths(path)[:2]) if pair else (path,):
+        if p.is_file() and p.stat().st_size == 0:
+            raise InvalidNetworkError(f"{p} is empty (0 bytes): not a valid {what}; supported: "
+                                      f"{SUPPORTED_FORMATS}")
+    try:
+        return _import_file(path, ext, pair, input_shape, name, kw)
+    except (LipoptError, FileNotFoundError, TypeError):
+        raise
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
+        raise InvalidNetworkError(
+            f"cannot read {path} ({what}): {type(exc).__name__}: {exc}. The file may be truncated or not in "
+            f"this format; supported: {SUPPORTED_FORMATS}"
+        ) from None
+
+
+_FORMAT_NAMES = {".npy": "LipBaB .npy weight file", ".npz": "ECLipsE .npz archive", ".mat": "MATLAB file",
+                 ".onnx": "ONNX model", ".ckpt": "torch checkpoint", ".pt": "torch checkpoint",
+                 ".pth": "torch checkpoint"}
+
+
+def _import_file(path: Path, ext: str, pair: bool, input_shape: Any, name: str | None,
+                 kw: dict[str, Any]) -> tuple:
+    from lipopt.network.importers import formats
+
+    if pair:
         _reject(kw, (), "a .npy pair")
         imp = formats.load_npy_pair(path, name or "")
         return imp.network, imp.reference, imp.sampler, imp.source
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
     if ext == ".onnx":
         _reject(kw, (), "an .onnx file")
         from lipopt.network.importers.onnx_model import import_onnx

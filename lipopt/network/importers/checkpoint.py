@@ -7,6 +7,7 @@ parameter names and shapes against the zoo.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +39,34 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError) as exc:
         raise InvalidNetworkError(
-            f"cannot read {path.name} with torch.load(weights_only=True): {str(exc).splitlines()[0]}. lipopt "
+            f"cannot read {path.name} with torch.load(weights_only=True): {_reason(exc)}. lipopt "
             "never unpickles arbitrary objects: save a state_dict (torch.save(model.state_dict(), ...)) and "
             "pass arch=..., or load the model yourself and pass the nn.Module to lipopt.load"
         ) from None
+    except Exception as exc:  # EOFError (empty / truncated), KeyError / ValueError (not a torch file), ...
+        raise InvalidNetworkError(
+            f"cannot read {path.name} as a torch checkpoint ({type(exc).__name__}: "
+            f"{_reason(exc) or 'no data'}): the file is truncated or not written by torch.save; supported: a "
+            "state_dict saved with "
+            "torch.save(model.state_dict(), path)"
+        ) from None
     return _state_dict(obj, path)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def _reason(exc: BaseException) -> str:
+    """The informative part of torch's message, without terminal colour codes: what follows 'WeightsUnpickler
+    error:' when present (the unsupported global or opcode), else the first line."""
+    text = _ANSI.sub("", str(exc))
+    key = "WeightsUnpickler error:"
+    if key in text:
+        rest = [ln.strip() for ln in text.split(key, 1)[1].splitlines() if ln.strip()]
+        detail = rest[0].split(" Please use")[0].rstrip(".") if rest else "unsupported content"
+        return f"it holds something other than tensors and plain containers ({detail})"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0] if lines else ""
 
 
 def load_checkpoint(path: Path, arch: Any = None, normalize: bool = True,

@@ -59,8 +59,10 @@ def load_model(source: Any) -> Any:
     if isinstance(source, onnx.ModelProto):
         return source
     path = Path(source)
+    if path.is_file() and path.stat().st_size == 0:
+        raise InvalidNetworkError(f"{path} is empty (0 bytes), not a valid ONNX model")
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path))
     except FileNotFoundError as exc:
         raise InvalidNetworkError(
             f"cannot read {path}: {exc} (external initializers must lie next to the .onnx file, "
@@ -68,6 +70,12 @@ def load_model(source: Any) -> Any:
         ) from None
     except Exception as exc:  # onnx raises various DecodeError / ValidationError types
         raise InvalidNetworkError(f"cannot read ONNX model {path}: {type(exc).__name__}: {exc}") from None
+    if not model.HasField("graph") or not (len(model.graph.node) or len(model.graph.input)):
+        raise InvalidNetworkError(
+            f"{path} is not a valid ONNX model: it holds no graph (no nodes, no inputs); export one with "
+            "torch.onnx.export or onnx.save"
+        )
+    return model
 
 
 def _graph_io(model: Any, input_shape: tuple[int, ...] | None) -> tuple[str, tuple[int, ...], dict]:
