@@ -68,6 +68,10 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
     reason = applicable(network, q)
     if reason is not None:
         raise NotApplicableError(reason)
+    from lipopt.exact.affine import affine_result
+
+    if (affine := affine_result(network, q, "enumeration")) is not None:  # one region: R^n itself
+        return affine
     opts = EnumerationOptions(
         strict=not bool(options.get("weak", False)),
         tau=float(options.get("tau", 1e-9)),

@@ -127,6 +127,8 @@ def _run_pairwise(network: Network, q: Question, cfg: dict, rng: np.random.Gener
         temperature = 0.3 * z_scale * (1e-4 ** (k / max(1, steps - 1)))
         opt.zero_grad()
         obj = torch_norm(jac(xs + srow * d, temperature), q)
+        if not obj.requires_grad:  # the Jacobian does not depend on x (an affine network): nothing to climb
+            break
         (-obj.sum()).backward()
         if d.grad is not None:
             d.grad = torch.nan_to_num(d.grad, nan=0.0, posinf=0.0, neginf=0.0)

@@ -24,6 +24,9 @@ def applicable(network: Network, question: Question) -> str | None:
 
 
 def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
+    from lipopt.exact.affine import affine_result
     from lipopt.mip.milp_method import solve_mip
 
+    if (affine := affine_result(network, question, METHOD)) is not None:  # no ReLU: the LP is exact
+        return affine
     return solve_mip(network, question, options, relax=True, method=METHOD)

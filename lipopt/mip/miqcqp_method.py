@@ -241,6 +241,11 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
     cfg = options_from(options)
     solver = options.solver or default_solver(Capability.MIQCQP)
     deadline = None if options.time_limit is None else t_start + float(options.time_limit)
+    from lipopt.exact.affine import affine_result
+
+    affine = affine_result(network, question, "miqcqp") if applicable(network, question) is None else None
+    if affine is not None:
+        return affine  # no ReLU: the norm of W, exactly (no layer to encode)
     rel_gap = max(float(options.rel_gap), 1e-6)
     notes: list[str] = []
     stats: dict[str, Any] = {"solver": solver}
