@@ -81,13 +81,19 @@ def direction_bounds(fb: ForwardBounds, c: np.ndarray, dirs: np.ndarray) -> np.n
 
 def solve_directions(network: Any, question: Any, cert_q: Any, fb: ForwardBounds, piece: Any, options: Any,
                      *, t_start: float, best_lower: float, candidates: list, max_directions: int = 1 << 16,
-                     min_slice: float = 0.5) -> tuple[list[Any], list[float], float, dict[str, Any]]:
+                     min_slice: float = 0.5, scale: float = 1.0
+                     ) -> tuple[list[Any], list[float], float, dict[str, Any]]:
     """Solve one "const" piece by direction splitting. Returns (outcomes, fallback uppers, best certified
     lower bound, stats); the outcomes/fallbacks are per solved direction plus one entry (outcome None)
-    bounding every direction not solved by its U(s)."""
+    bounding every direction not solved by its U(s).
+
+    ``fb`` may belong to a normalised copy of ``network`` (:mod:`lipopt.formulations.scaling`) with
+    f = scale * f_n: the models are built from ``fb``, their bounds multiplied by ``scale``, and the
+    incumbents certified on ``network`` (in its own units, like ``best_lower``)."""
     from lipopt_solvers import SolverOptions, solve_pyomo
 
     from lipopt.formulations.milp import build_milp
+    from lipopt.formulations.scaling import scaled_outcome
     from lipopt.mip.bracket import certify_candidates
 
     n = network.input_size
@@ -95,7 +101,7 @@ def solve_directions(network: Any, question: Any, cert_q: Any, fb: ForwardBounds
     if count > max_directions:
         raise ValueError(f"{count} directions exceed max_directions={max_directions}")
     dirs = direction_set(n, question.input_norm)
-    ub = direction_bounds(fb, piece.c, dirs)
+    ub = direction_bounds(fb, piece.c, dirs) * float(scale)
     solver = options.solver or "highs"
     outcomes: list[Any] = []
     uppers: list[float] = []
@@ -123,7 +129,7 @@ def solve_directions(network: Any, question: Any, cert_q: Any, fb: ForwardBounds
             stats["direction_build_time"] += mm.stats["build_time"]
             sopts = SolverOptions(time_limit=remaining, rel_gap=options.rel_gap, threads=options.threads,
                                   seed=options.seed, verbose=options.verbose)
-            out = solve_pyomo(mm.model, solver, sopts, sense="max")
+            out = scaled_outcome(solve_pyomo(mm.model, solver, sopts, sense="max"), scale)
             stats["milps"] += 1
             last[k] = out
             if out.has_incumbent:

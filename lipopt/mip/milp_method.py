@@ -33,7 +33,13 @@ Jacobian norm of ``sample_pool`` = 2000 seeded samples),
 input-norm ball of the directional-derivative MILP, :mod:`lipopt.mip.milp_directions`; used when the
 number of directions is at most ``max_directions``, default 2^16; much tighter brackets on nets whose
 neurons all switch inside the box, see benchmarks/bench_milp.py section B).
-Stats: ambiguous neurons, bound method and time, binaries, rows, build and solve time per piece.
+Scale: the model is built on :func:`lipopt.formulations.scaling.normalised` (every layer's weights of
+unit scale, exactly f / factor with the same activation patterns); the solver's objective and dual bound
+are multiplied back by the factor (a power of two, exact) and witnesses are certified on the original
+network in float64, so the result is the same for a net and for c * net up to the factor c^depth
+(``extra={"normalise": False}`` turns it off).
+Stats: ambiguous neurons, bound method and time, binaries, rows, build and solve time per piece, "scale"
+(factor and the per-layer power-of-two exponents).
 """
 
 from __future__ import annotations
@@ -156,6 +162,12 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
     notes: list[str] = []
 
     lo, hi, mode = domain_box(network, q)
+    # the model is built on the normalised network (unit-scale weights, f = factor * f_n, same patterns);
+    # solver bounds are scaled back by the factor and every witness is certified on the original network
+    from lipopt.formulations.scaling import normalised, scaled_outcome
+
+    norm = normalised(network, bool(options.get("normalise", True)))
+    net_m = norm.network
     cert_q = q
     if mode == "bias-free-global":
         cert_q = q.with_(domain=Box(lo, hi)).bind(network)
@@ -164,13 +176,13 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
         notes.append("global constant with biases: no available solver supports indicator constraints "
                      "through Pyomo, so the forward constraints are dropped (all-patterns relaxation); "
                      "the value is an UPPER bound on the global constant")
-    fb = compute_bounds(network, lo, hi, bound_method if mode != "all-patterns" else "interval",
+    fb = compute_bounds(net_m, lo, hi, bound_method if mode != "all-patterns" else "interval",
                         **({"max_neurons": options.get("obbt_max_neurons", 4000)}
                            if bound_method == "lp" and mode != "all-patterns" else {}))
     bounds_time = float(fb.stats.get("time", 0.0))
     stats: dict[str, Any] = {"bound_method": fb.method, "bounds_time": bounds_time,
                              "ambiguous_neurons": fb.n_ambiguous, "relus": fb.n_relus, "mode": mode,
-                             "solver": solver, "pieces": []}
+                             "solver": solver, "pieces": [], "scale": norm.stats()}
     if fb.stats:
         stats["bound_stats"] = {k: v for k, v in fb.stats.items() if k != "time"}
 
@@ -189,7 +201,7 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
         if rep0.best is not None:
             best_lower = rep0.best.value
     pieces = output_pieces(q, network.output_size, encoding)
-    ups = [cheap_upper(fb, p, q.input_norm) for p in pieces]
+    ups = [float(norm.up(cheap_upper(fb, p, q.input_norm))) for p in pieces]
     order = sorted(range(len(pieces)), key=lambda k: -ups[k])
     outcomes: list[Any] = [None] * len(pieces)
     build_time = 0.0
@@ -213,7 +225,7 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
 
             d_out, d_up, best_lower, dstat = solve_directions(
                 network, q, cert_q, fb, piece, options, t_start=t_start, best_lower=best_lower,
-                candidates=candidates, max_directions=max_dirs)
+                candidates=candidates, max_directions=max_dirs, scale=norm.factor)
             pstat["direction_split"] = dstat
             build_time += dstat["direction_build_time"]
             extra_outcomes += d_out
@@ -231,7 +243,7 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
                 remaining = max(0.05, options.time_limit - (time.perf_counter() - t_start))
             sopts = SolverOptions(time_limit=remaining, rel_gap=options.rel_gap, threads=options.threads,
                                   seed=options.seed, verbose=options.verbose)
-            out = solve_pyomo(mm.model, solver, sopts, sense="max")
+            out = scaled_outcome(solve_pyomo(mm.model, solver, sopts, sense="max"), norm)
             outcomes[k] = out
             pstat["solves"].append({"termination": out.termination.value, "objective": out.objective,
                                     "bound": out.bound, "solve_time": out.solve_time})
@@ -245,8 +257,8 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
             rep = certify_candidates(network, cert_q, [cand], seed=options.seed)
             if rep.best is not None:
                 best_lower = max(best_lower, rep.best.value)
-            closed = out.bound is not None and best_lower >= out.bound - max(options.rel_gap * abs(out.bound),
-                                                                             1e-9)
+            # relative only (the values may be 1e-12 or 1e12)
+            closed = out.bound is not None and best_lower >= out.bound - options.rel_gap * abs(out.bound)
             if (closed or relax or out.termination.value != "optimal" or rounds >= rounds_max
                     or not rep.degenerate or not _degenerate(network, cert_q, cand)):
                 break
@@ -279,7 +291,3 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
 
 def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
     return solve_mip(network, question, options, relax=False, method=METHOD)
-    from lipopt.exact.affine import affine_result
-
-    if (affine := affine_result(network, question, METHOD)) is not None:  # no ReLU: the norm of W, exactly
-        return affine
