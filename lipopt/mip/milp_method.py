@@ -290,4 +290,8 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
 
 
 def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
+    from lipopt.exact.affine import affine_result
+
+    if (affine := affine_result(network, question, METHOD)) is not None:  # no ReLU: the norm of W, exactly
+        return affine
     return solve_mip(network, question, options, relax=False, method=METHOD)
