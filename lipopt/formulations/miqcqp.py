@@ -65,6 +65,9 @@ class MiqcqpConfig:
     global_radius: float | None = None
     cutoff: float | None = None  # impose objective >= cutoff (norm units, relaxed by cutoff_rtol)
     cutoff_rtol: float = 1e-6
+    #: per hidden layer, original pre-activation / model pre-activation (the model is built on a
+    #: normalised network, lipopt.formulations.scaling); an absolute ``epsilon`` is divided by it
+    z_scales: tuple[float, ...] | None = None
 
 
 def objective_kind(question: Question, n_out: int | None = None) -> str:
@@ -163,7 +166,9 @@ def build_model(network: Network, question: Question, config: MiqcqpConfig | Non
                                 direction=cfg.direction_bounds)
     if not is_finite_bounds(lb):
         raise NotApplicableError("the forward bounds are not finite (big-M values need a bounded input set)")
-    eps = margin_epsilons(lb, cfg.epsilon, cfg.epsilon_rel, cfg.epsilon_min) if cfg.problem == "lb" else None
+    z_scales = None if cfg.z_scales is None else list(cfg.z_scales)
+    eps = (margin_epsilons(lb, cfg.epsilon, cfg.epsilon_rel, cfg.epsilon_min, z_scales)
+           if cfg.problem == "lb" else None)
     n_x = iset.n_x
     p = question.input_norm
 

@@ -25,7 +25,16 @@ epsilon, epsilon_rel (1e-4), epsilon_min (1e-5), bounds ("auto" = LP tightening 
 "interval"), warm_start (True), n_samples (2000), local_search (True: hill climbing over neighbouring
 regions from the best samples), local_search_time (20 s, at most 10 % of the budget), cutoff (True),
 global_radius (None: automatic), lb_time_fraction (0.3: share of the budget kept for P_LB when P_UB does
-not close), solver_extra (dict of raw solver parameters).
+not close), normalise (True), solver_extra (dict of raw solver parameters).
+
+Scale: the models are built on the normalised network (:func:`lipopt.formulations.scaling.normalised`:
+unit-scale weights, exactly f / factor with the same activation patterns); the solver's values are
+multiplied back by the factor, warm starts and witnesses run on the original network in float64 (an
+absolute ``epsilon`` is in the original units; ``epsilon_min`` in the normalised ones). Global domain with
+biases: the compactification radius is capped (:func:`lipopt.formulations.miqcqp_geometry.
+default_global_radius`); with a radius above RADIUS_SAFE x the typical hyperplane distance (only possible
+through ``global_radius``) the solver's dual bound is not trusted, and the upper bound is the
+bound-propagation bound (an honest bracket, never EXACT from that dual bound).
 """
 
 from __future__ import annotations
@@ -60,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
     "cutoff": True,
     "global_radius": None,
     "lb_time_fraction": 0.3,
+    "normalise": True,
     "solver_extra": {},
 }
 
@@ -211,9 +221,13 @@ def _solve(mm: Any, solver: str, time_limit: float | None, options: RunOptions, 
     return out
 
 
-def _in_norm_units(out: Any, mm: Any) -> Any:
-    """The outcome with objective and bound converted to Lipschitz units (sqrt for the squared objective)."""
-    return dataclasses.replace(out, objective=mm.to_norm(out.objective), bound=mm.to_norm(out.bound))
+def _in_norm_units(out: Any, mm: Any, factor: float = 1.0) -> Any:
+    """The outcome with objective and bound converted to Lipschitz units of the original network (sqrt
+    for the squared objective, times the normalisation factor)."""
+    from lipopt.formulations.scaling import scaled_outcome
+
+    out = dataclasses.replace(out, objective=mm.to_norm(out.objective), bound=mm.to_norm(out.bound))
+    return scaled_outcome(out, factor)
 
 
 def _candidate(mm: Any, label: str, objective: float | None) -> Any:
@@ -227,10 +241,22 @@ def _remaining(deadline: float | None) -> float | None:
 
 
 def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
+    from lipopt.exact.affine import affine_result
+
+    affine = affine_result(network, question, "miqcqp") if applicable(network, question) is None else None
+    if affine is not None:
+        return affine  # no ReLU: the norm of W, exactly (no layer to encode)
     from lipopt_solvers import Capability, default_solver
 
     from lipopt.formulations.miqcqp import MiqcqpConfig, build_model
-    from lipopt.formulations.miqcqp_geometry import input_set, layer_bounds
+    from lipopt.formulations.miqcqp_geometry import (
+        RADIUS_SAFE,
+        input_set,
+        layer_bounds,
+        mlp_weights,
+        radius_conditioning,
+    )
+    from lipopt.formulations.scaling import normalised
     from lipopt.mip.bracket import Candidate, certify_candidates, make_bracket_result
 
     t_start = time.perf_counter()
@@ -241,25 +267,32 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
     cfg = options_from(options)
     solver = options.solver or default_solver(Capability.MIQCQP)
     deadline = None if options.time_limit is None else t_start + float(options.time_limit)
-    from lipopt.exact.affine import affine_result
-
-    affine = affine_result(network, question, "miqcqp") if applicable(network, question) is None else None
-    if affine is not None:
-        return affine  # no ReLU: the norm of W, exactly (no layer to encode)
     rel_gap = max(float(options.rel_gap), 1e-6)
     notes: list[str] = []
     stats: dict[str, Any] = {"solver": solver}
 
-    # 1. input set and bounds
+    # 1. input set and bounds, on the normalised network (f = factor * f_n, same patterns)
     t0 = time.perf_counter()
-    iset = input_set(network, q, cfg["global_radius"])
-    lb = layer_bounds(network, q, iset, method=cfg["bounds"], fix_stable=cfg["fix_stable"],
+    norm = normalised(network, bool(cfg["normalise"]))
+    net_m, factor = norm.network, norm.factor
+    stats["scale"] = norm.stats()
+    iset = input_set(net_m, q, cfg["global_radius"])
+    lb = layer_bounds(net_m, q, iset, method=cfg["bounds"], fix_stable=cfg["fix_stable"],
                       direction=cfg["direction_bounds"])
     stats["bounds_time"] = time.perf_counter() - t0
     stats.update(lb.stats)
     stats["input_set"] = iset.kind
     stats["global_radius"] = iset.radius
     notes.append(f"input set: {iset.describe()}")
+    conditioning = radius_conditioning(iset, *mlp_weights(net_m))
+    trust_dual = conditioning <= RADIUS_SAFE
+    if iset.surface:
+        stats["radius_conditioning"] = conditioning
+    if not trust_dual:
+        notes.append(f"the compactification radius R = {iset.radius:g} is {conditioning:.3g} x the typical "
+                     f"hyperplane distance (> {RADIUS_SAFE:g}): at that scale the solver's tolerances can "
+                     "lose the maximising region, so its dual bound is not used; the upper bound is the "
+                     "bound-propagation bound (choose a smaller global_radius for a tighter bracket)")
     if isinstance(q.domain, Global):
         notes.append("global domain: the compactified input set is exact (every linear region with interior "
                      "meets it), so the bracket is the global constant's (see lipopt.formulations."
@@ -300,6 +333,7 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
         bounds=cfg["bounds"], fix_stable=bool(cfg["fix_stable"]), symmetry=bool(cfg["symmetry"]),
         sign_split=bool(cfg["sign_split"]),
         direction_bounds=cfg["direction_bounds"], global_radius=iset.radius,
+        z_scales=tuple(norm.relu_factors) if norm.relu_factors else None,
     )
     ub_out = lb_out = None
     build_time = 0.0
@@ -307,8 +341,8 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
     # 3. the upper-bound problem
     closed = False
     if cfg["problem"] in ("both", "ub"):
-        cut = best_lower if (cfg["cutoff"] and best_lower) else None
-        mm = build_model(network, q, dataclasses.replace(mcfg, problem="ub", cutoff=cut), bounds=lb,
+        cut = best_lower / factor if (cfg["cutoff"] and best_lower) else None  # model units
+        mm = build_model(net_m, q, dataclasses.replace(mcfg, problem="ub", cutoff=cut), bounds=lb,
                          iset=iset)
         build_time += mm.build_time
         stats["ub_model"] = dict(mm.stats)
@@ -319,9 +353,10 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
         if out.termination.value == "infeasible" and cut is not None:
             notes.append("P_UB with the cut-off tau >= warm-start value was reported infeasible (solver "
                          "tolerances); re-solved without the cut-off")
-            mm = build_model(network, q, dataclasses.replace(mcfg, problem="ub"), bounds=lb, iset=iset)
+            mm = build_model(net_m, q, dataclasses.replace(mcfg, problem="ub"), bounds=lb, iset=iset)
             out = _solve(mm, solver, _remaining(deadline), options, cfg["solver_extra"])
-        ub_out = _in_norm_units(out, mm)
+        ub_out = _in_norm_units(out, mm, factor)
+        stats["ub_model"]["fallback_upper"] = factor * float(mm.fallback_upper)
         stats["ub"] = {"termination": out.termination.value, "objective": ub_out.objective,
                        "bound": ub_out.bound, "solve_time": out.solve_time}
         if out.has_incumbent:
@@ -330,22 +365,23 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
             rep = certify_candidates(network, q, [cand], seed=options.seed)
             if rep.best is not None:
                 best_lower = max(best_lower or 0.0, rep.best.value)
-        up = min(v for v in (ub_out.bound, mm.fallback_upper) if v is not None and math.isfinite(v)) \
-            if (ub_out.bound is not None or math.isfinite(mm.fallback_upper)) else None
-        if up is not None and best_lower is not None and best_lower >= up - max(rel_gap * abs(up), 1e-9):
+        ups = [v for v in (ub_out.bound if trust_dual else None, stats["ub_model"]["fallback_upper"])
+               if v is not None and math.isfinite(v)]
+        up = min(ups) if ups else None
+        if up is not None and best_lower is not None and best_lower >= up - rel_gap * abs(up):  # relative
             closed = True
 
     # 4. the lower-bound problem
     if cfg["problem"] == "lb" or (cfg["problem"] == "both" and not closed):
         rem = _remaining(deadline)
         if rem is None or rem > 0.2:
-            cut = best_lower if (cfg["cutoff"] and best_lower) else None
-            mm_lb = build_model(network, q, dataclasses.replace(mcfg, problem="lb", cutoff=cut), bounds=lb,
+            cut = best_lower / factor if (cfg["cutoff"] and best_lower) else None  # model units
+            mm_lb = build_model(net_m, q, dataclasses.replace(mcfg, problem="lb", cutoff=cut), bounds=lb,
                                 iset=iset)
             build_time += mm_lb.build_time
             stats["lb_model"] = dict(mm_lb.stats)
             out = _solve(mm_lb, solver, _remaining(deadline), options, cfg["solver_extra"])
-            lb_out = _in_norm_units(out, mm_lb)
+            lb_out = _in_norm_units(out, mm_lb, factor)
             stats["lb"] = {"termination": out.termination.value, "objective": lb_out.objective,
                            "bound": lb_out.bound, "solve_time": out.solve_time}
             eps_desc = (f"absolute {cfg['epsilon']:g}" if cfg["epsilon"] is not None else
@@ -364,10 +400,10 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
             notes.append("no time left for P_LB,eps")
 
     # 5. the bracket
-    if ub_out is not None:
+    if ub_out is not None and trust_dual:
         outcomes, fallbacks = [ub_out], [stats["ub_model"]["fallback_upper"]]
-    else:
-        outcomes, fallbacks = [None], [_fallback(lb, q)]
+    else:  # no P_UB, or its dual bound is not trusted (ill-conditioned compactification)
+        outcomes, fallbacks = [None], [factor * _fallback(lb, q)]
     res = make_bracket_result(
         "miqcqp", network, q, outcomes, candidates, fallback_uppers=fallbacks, upper_valid=True,
         rel_gap=rel_gap, build_time=build_time + stats["bounds_time"], notes=notes, stats=stats,
