@@ -25,6 +25,8 @@ _LAZY = {
     "ResultSet": "lipopt.result",
     "BoundKind": "lipopt.result",
     "Status": "lipopt.result",
+    "Verdict": "lipopt.result",
+    "StopReason": "lipopt.result",
     "RunOptions": "lipopt.methods",
     "methods": "lipopt.methods",
 }
