@@ -280,8 +280,9 @@ class LipschitzResult:
     def finalise(self) -> LipschitzResult:
         """Enforce the invariants and derive ``kind`` and ``value`` from the verdict and the bracket.
 
-        Idempotent. Called on construction, by :meth:`add_check`, when ``status`` is set, and by
-        ``run_method``; call it after changing ``lower`` / ``upper`` / ``verdict`` by hand."""
+        Idempotent. Called on construction, by :meth:`add_check`, when ``status`` is set, by
+        ``run_method`` and before serialising; call it after changing ``lower`` / ``upper`` / ``verdict``
+        by hand. ``kind`` and ``value`` are outputs: after construction, set the bracket, not them."""
         assert self.verdict is not None and self.declared_kind is not None
         lo, up = self.lower, self.upper
         for name, v in (("lower", lo), ("upper", up), ("value", self.value)):
