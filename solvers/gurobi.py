@@ -1,21 +1,21 @@
-"""Gurobi (LP, MILP, nonconvex MIQCQP) through Pyomo's ``gurobi_persistent`` (``pyomo.contrib.solver``).
+"""Gurobi (LP, MILP, nonconvex MIQCQP) called directly through ``gurobipy`` from arrays (optional).
 
-The pip wheel ships a size-limited licence (2000 variables/constraints, 200 variables once a
-quadratic term appears): Gurobi raises ``GurobiError`` "Model too large for size-limited license"
-(error 10010), which becomes ``Termination.LICENSE_LIMIT``. A missing gurobipy is NOT_AVAILABLE
-(handled by :func:`lipopt_solvers.solve_pyomo` before this module is imported).
+The pip licence is size-limited (2000 variables and constraints; 200 variables once a quadratic term
+appears): hitting it is ``Termination.LICENSE_LIMIT``, never a traceback. Silenced at the source
+(``OutputFlag=0`` on the environment) unless verbose; ``log_file`` goes to Gurobi's ``LogFile``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, ClassVar
 
-from .catalog import GUROBI_PIP_LICENCE
-from .options import SolverOptions
-from .outcome import SolveOutcome, Termination
+import numpy as np
 
-NAME = "gurobi"
-_SIZE_LIMIT_CODE = 10010
+from .base import Backend, Capability, Progress
+from .outcome import SolutionStatus, SolveOutcome, Termination, failed_outcome
+
+GUROBI_PIP_LICENCE = "size-limited (pip licence: 2000 vars/cons, 200 vars with quadratic terms)"
 _LICENCE_CODES = {10009, 10010}  # no licence / size-limited licence
 
 
@@ -28,45 +28,112 @@ def classify_error(exc: BaseException) -> Termination:
     return Termination.ERROR
 
 
-def probe_licence() -> str:
-    """"full", the pip size-limited description, or "no valid licence (...)"; imports gurobipy."""
-    import gurobipy
+class GurobiBackend(Backend):
+    name = "gurobi"
+    interface = "arrays"
+    capabilities = frozenset({Capability.LP, Capability.MILP, Capability.MIQCQP, Capability.INDICATOR})
+    package = "gurobipy"
+    modules = ("gurobipy",)
+    description = "Gurobi, called directly through gurobipy (the pip licence is size-limited)"
+    commercial = True
+    # gurobipy.GRB.Status codes
+    status_map: ClassVar[dict[Any, Termination]] = {
+        2: Termination.OPTIMAL, 3: Termination.INFEASIBLE, 4: Termination.UNBOUNDED, 5: Termination.UNBOUNDED,
+        7: Termination.OTHER, 8: Termination.OTHER, 9: Termination.TIME_LIMIT, 10: Termination.OTHER,
+        11: Termination.INTERRUPTED, 12: Termination.NUMERICAL_ERROR, 13: Termination.OTHER,
+        16: Termination.OTHER, 17: Termination.OTHER,
+    }
 
-    try:
-        env = gurobipy.Env(empty=True)
-        env.setParam("OutputFlag", 0)
-        env.start()
-    except gurobipy.GurobiError as exc:
-        return f"no valid licence ({exc})"
-    model = gurobipy.Model(env=env)
-    try:
-        model.addVars(2001)
-        model.optimize()
-        return "full"
-    except gurobipy.GurobiError as exc:
-        return GUROBI_PIP_LICENCE if classify_error(exc) == Termination.LICENSE_LIMIT else f"unknown ({exc})"
-    finally:
-        model.dispose()
-        env.dispose()
+    def install_hint(self) -> str:
+        return super().install_hint() + " (or `pip install lipopt[gurobi]`)"
 
+    def probe_licence(self) -> str:
+        import gurobipy
 
-def solve(model: Any, options: SolverOptions, sense: str) -> SolveOutcome:
-    from pyomo.contrib.solver.solvers.gurobi.gurobi_persistent import GurobiPersistent
+        try:
+            env = gurobipy.Env(empty=True)
+            env.setParam("OutputFlag", 0)
+            env.start()
+        except gurobipy.GurobiError as exc:
+            return f"no valid licence ({exc})"
+        model = gurobipy.Model(env=env)
+        try:
+            model.addVars(2001)
+            model.optimize()
+            return "full"
+        except gurobipy.GurobiError as exc:
+            limited = classify_error(exc) == Termination.LICENSE_LIMIT
+            return GUROBI_PIP_LICENCE if limited else f"unknown ({exc})"
+        finally:
+            model.dispose()
+            env.dispose()
 
-    from .pyomo_common import run_contrib_solver
+    def solve_arrays(self, model: Any, options: Any, progress: Progress | None = None) -> SolveOutcome:
+        import gurobipy as gp
 
-    opt = GurobiPersistent()
-
-    def raw_status() -> str:
-        return f"gurobi status {opt._solver_model.Status}"
-
-    solver_options: dict[str, Any] = {"Seed": int(options.seed)}
-    try:
-        if tuple(opt.version())[:1] < (11,):
-            solver_options["NonConvex"] = 2  # Gurobi >= 11 accepts nonconvex quadratics by default
-    except Exception:
-        pass
-    return run_contrib_solver(
-        opt, model, name=NAME, sense=sense, options=options, solver_options=solver_options,
-        raw_status=raw_status, classify_error=classify_error,
-    )
+        t_start = time.perf_counter()
+        try:
+            env = gp.Env(empty=True)
+            env.setParam("OutputFlag", int(bool(options.verbose or options.log_file)))
+            if options.log_file:
+                env.setParam("LogFile", str(options.log_file))
+                env.setParam("LogToConsole", int(bool(options.verbose)))
+            env.start()
+            g = gp.Model(env=env)
+            params: dict[str, Any] = {"Seed": int(options.seed), "MIPGap": float(options.rel_gap),
+                                      "MIPGapAbs": float(options.abs_gap)}
+            if options.time_limit is not None:
+                params["TimeLimit"] = float(options.time_limit)
+            if options.threads is not None:
+                params["Threads"] = int(options.threads)
+            if options.feasibility_tol is not None:
+                params["FeasibilityTol"] = float(options.feasibility_tol)
+            params.update(dict(options.extra))
+            for k, v in params.items():
+                g.setParam(k, v)
+            vtype = np.where(model.integrality, gp.GRB.INTEGER, gp.GRB.CONTINUOUS)
+            x = g.addMVar(model.n_cols, lb=model.col_lower, ub=model.col_upper, vtype=vtype)
+            if model.n_rows:
+                fin_hi, fin_lo = np.isfinite(model.row_upper), np.isfinite(model.row_lower)
+                if fin_hi.any():
+                    g.addMConstr(model.A[fin_hi], x, "<", model.row_upper[fin_hi])
+                if fin_lo.any():
+                    g.addMConstr(model.A[fin_lo], x, ">", model.row_lower[fin_lo])
+            for k, q in enumerate(model.quad_rows):
+                expr = gp.quicksum(float(a) * x[int(j)] for j, a in zip(q.idx, q.val, strict=True))
+                expr += gp.quicksum(float(a) * x[int(i)] * x[int(j)] for i, j, a in zip(q.qi, q.qj, q.qv,
+                                                                                    strict=True))
+                if np.isfinite(model.quad_upper[k]):
+                    g.addQConstr(expr <= float(model.quad_upper[k]))
+                if np.isfinite(model.quad_lower[k]):
+                    g.addQConstr(expr >= float(model.quad_lower[k]))
+            obj = model.c @ x + float(model.offset)
+            oq = model.objective_quad
+            if oq is not None and oq.qv.size:
+                obj += gp.quicksum(float(a) * x[int(i)] * x[int(j)] for i, j, a in zip(oq.qi, oq.qj, oq.qv,
+                                                                                   strict=True))
+            g.setObjective(obj, gp.GRB.MAXIMIZE if model.sense == "max" else gp.GRB.MINIMIZE)
+            t_built = time.perf_counter()
+            g.optimize()
+        except gp.GurobiError as exc:
+            return failed_outcome(self.name, self.version(), model.sense, options, classify_error(exc),
+                                  f"exception:GurobiError {getattr(exc, 'errno', '')}", f"gurobi: {exc}",
+                                  wall_time=time.perf_counter() - t_start)
+        raw = int(g.Status)
+        term = self.termination(raw)
+        has = g.SolCount > 0
+        objective = float(g.ObjVal) if has else None
+        bound = float(g.ObjBound) if model.is_mip or model.is_quadratic else objective
+        if term in (Termination.UNBOUNDED, Termination.ERROR, Termination.NUMERICAL_ERROR):
+            bound = None
+        return SolveOutcome(
+            solver=self.name, solver_version=self.version(), termination=term,
+            raw_status=f"gurobi status {raw}", sense=model.sense, objective=objective, bound=bound, gap=None,
+            has_incumbent=has, build_time=0.0,
+            solve_time=float(g.Runtime), wall_time=time.perf_counter() - t_start,
+            message=f"gurobi: status {raw}; incumbent={objective}, bound={bound}", options=options,
+            solution_status=(SolutionStatus.OPTIMAL if term is Termination.OPTIMAL
+                             else SolutionStatus.FEASIBLE),
+            translate_time=model.translate_time + (t_built - t_start),
+            nodes=int(getattr(g, "NodeCount", 0)), x=np.asarray(x.X, dtype=np.float64) if has else None,
+        )

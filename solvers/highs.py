@@ -1,32 +1,232 @@
-"""HiGHS (LP, MILP) through Pyomo's ``highs`` interface (``pyomo.contrib.solver``, API v2).
+"""HiGHS (LP, MILP) called directly through ``highspy``: the model handed over as arrays (``passModel``).
 
-The MIP dual bound is HiGHS' ``info.mip_dual_bound`` (reported by Pyomo as ``objective_bound``);
-for an LP the bound is the optimal objective, and no bound is claimed for an LP stopped early.
+Silenced at the source: ``log_to_console`` is off unless verbose; the log still reaches lipopt through
+HiGHS' logging callback (kept in memory, its tail put into the message of a failed solve) and goes to
+``log_file`` when one is given. Nothing captures file descriptors.
+
+HiGHS' thread scheduler is process-global: once a solve has fixed it, a solve with another ``threads``
+value fails before solving (model status ``kNotset``, "the scheduler has already been initialized").
+The backend remembers the count in use and resets the scheduler when a solve asks for another one.
+
+The solve runs in HiGHS' own solver thread (``startSolve``) while this thread waits in short steps:
+Ctrl-C (KeyboardInterrupt) and the hard deadline both cancel the solve through HiGHS' interrupt
+callbacks, and the best incumbent and dual bound at that moment are kept.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import collections
+import time
+from typing import Any, ClassVar
 
-from .options import SolverOptions
-from .outcome import SolveOutcome
+import numpy as np
 
-NAME = "highs"
+from . import interrupts
+from .base import Backend, Capability, Progress
+from .outcome import SolutionStatus, SolveOutcome, Termination, gap_closed
+
+_NO_THREADS = object()
+_scheduler_threads: Any = _NO_THREADS  # threads value the global scheduler was started with
 
 
-def solve(model: Any, options: SolverOptions, sense: str) -> SolveOutcome:
-    from pyomo.contrib.solver.solvers.highs import Highs
+class HighsBackend(Backend):
+    name = "highs"
+    interface = "arrays"
+    capabilities = frozenset({Capability.LP, Capability.MILP})
+    package = "highspy"
+    modules = ("highspy",)
+    description = "HiGHS LP/MILP solver, called directly through highspy (arrays, no Pyomo capture)"
+    status_map: ClassVar[dict[Any, Termination]] = {
+        "kOptimal": Termination.OPTIMAL,
+        "kInfeasible": Termination.INFEASIBLE,
+        "kUnboundedOrInfeasible": Termination.UNBOUNDED,
+        "kUnbounded": Termination.UNBOUNDED,
+        "kTimeLimit": Termination.TIME_LIMIT,
+        "kInterrupt": Termination.INTERRUPTED,
+        "kHighsInterrupt": Termination.INTERRUPTED,
+        "kObjectiveBound": Termination.OTHER,
+        "kObjectiveTarget": Termination.OTHER,
+        "kIterationLimit": Termination.OTHER,
+        "kSolutionLimit": Termination.OTHER,
+        "kMemoryLimit": Termination.OTHER,
+        "kUnknown": Termination.OTHER,
+        "kNotset": Termination.ERROR,
+        "kLoadError": Termination.ERROR,
+        "kModelError": Termination.ERROR,
+        "kPresolveError": Termination.ERROR,
+        "kSolveError": Termination.ERROR,
+        "kPostsolveError": Termination.ERROR,
+        "kModelEmpty": Termination.OPTIMAL,  # no rows and no columns: the objective is the offset
+    }
 
-    from .pyomo_common import run_contrib_solver
+    def solve_arrays(self, model: Any, options: Any, progress: Progress | None = None) -> SolveOutcome:
+        import highspy
 
-    opt = Highs()
+        global _scheduler_threads
+        t_start = time.perf_counter()
+        sense = model.sense
+        h = _new_highs(highspy)
+        log: collections.deque[str] = collections.deque(maxlen=60)
+        h.setOptionValue("output_flag", True)
+        h.setOptionValue("log_to_console", bool(options.verbose and not options.log_file))
+        if options.log_file:
+            h.setOptionValue("log_file", str(options.log_file))
+        h.cbLogging += lambda e: log.append(str(e.message))
+        h.setOptionValue("random_seed", int(options.seed))
+        if options.time_limit is not None:
+            h.setOptionValue("time_limit", float(options.time_limit))
+        if model.is_mip:
+            h.setOptionValue("mip_rel_gap", float(options.rel_gap))
+            h.setOptionValue("mip_abs_gap", float(options.abs_gap))
+        if options.feasibility_tol is not None:
+            h.setOptionValue("primal_feasibility_tolerance", float(options.feasibility_tol))
+            h.setOptionValue("dual_feasibility_tolerance", float(options.feasibility_tol))
+        threads = options.threads
+        if threads is not None:
+            h.setOptionValue("threads", int(threads))
+        if _scheduler_threads is not _NO_THREADS and _scheduler_threads != threads:
+            highspy.Highs.resetGlobalScheduler(True)
+        _scheduler_threads = threads
+        for key, value in dict(options.extra).items():
+            status = h.setOptionValue(str(key), value)
+            if status != highspy.HighsStatus.kOk:
+                return self._failed(model, options, "option_error",
+                                    f"HiGHS rejected option {key}={value!r}", t_start)
 
-    def raw_status() -> str:
-        h = opt._solver_model
-        return str(h.modelStatusToString(h.getModelStatus()))
+        lp = _to_highs_lp(highspy, model)
+        status = h.passModel(lp)
+        if status == highspy.HighsStatus.kError:
+            return self._failed(model, options, "load_error", "HiGHS rejected the model: "
+                                + " ".join(log).strip()[-800:], t_start)
+        t_passed = time.perf_counter()
 
-    solver_options: dict[str, Any] = {"random_seed": int(options.seed)}
-    return run_contrib_solver(
-        opt, model, name=NAME, sense=sense, options=options, solver_options=solver_options,
-        raw_status=raw_status,
-    )
+        best: dict[str, Any] = {}
+
+        def improving(e: Any) -> None:
+            best["x"] = np.array(e.data_out.mip_solution, dtype=np.float64)
+            best["objective"] = float(e.data_out.objective_function_value)
+            if progress is not None:
+                progress(best["objective"], float(e.data_out.mip_dual_bound), best["x"])
+
+        if model.is_mip:
+            h.cbMipImprovingSolution += improving
+        h.HandleUserInterrupt = True
+        deadline = options.hard_deadline
+        interrupted = timed_out = False
+        thread = h.startSolve()
+        t0 = time.perf_counter()
+        while True:
+            try:
+                done, _ = h.wait(0.05)
+                if done:
+                    break
+                if deadline is not None and time.perf_counter() - t_start > deadline and not timed_out:
+                    timed_out = True
+                    h.cancelSolve()
+            except KeyboardInterrupt:
+                interrupted = True
+                interrupts.request()
+                h.cancelSolve()
+        thread.join()
+        solve_time = time.perf_counter() - t0
+
+        raw = h.getModelStatus().name
+        term = self.termination(raw)
+        if interrupted:
+            term = Termination.INTERRUPTED
+        elif timed_out and term in (Termination.INTERRUPTED, Termination.OTHER):
+            term = Termination.TIME_LIMIT
+        info = h.getInfo()
+        has_sol = int(info.primal_solution_status) == 2  # kSolutionStatusFeasible
+        x = np.array(h.getSolution().col_value, dtype=np.float64) if has_sol else best.get("x")
+        objective = float(info.objective_function_value) if has_sol else best.get("objective")
+        if model.is_mip:
+            bound = float(info.mip_dual_bound)
+            nodes = int(info.mip_node_count)
+        else:  # an LP: the optimal objective is the bound; no bound is claimed for an LP stopped early
+            bound = objective if term is Termination.OPTIMAL else None
+            nodes = None
+        if raw == "kModelEmpty":
+            x, objective, bound = np.zeros(0), float(model.offset), float(model.offset)
+        if x is not None and model.n_cols == 0:
+            x = np.zeros(0)
+        if term is Termination.OPTIMAL and not gap_closed(objective, bound, max(options.rel_gap, 1e-9)):
+            term = Termination.GAP_LIMIT if objective is not None else Termination.ERROR
+        if term in (Termination.UNBOUNDED, Termination.INFEASIBLE, Termination.ERROR):
+            bound = None if term is not Termination.INFEASIBLE else bound
+        sol_status = (SolutionStatus.OPTIMAL if term is Termination.OPTIMAL else
+                      SolutionStatus.FEASIBLE if objective is not None else SolutionStatus.NONE)
+        message = f"highs: {raw}; incumbent={objective}, bound={bound}"
+        if term is Termination.ERROR:
+            message += "; HiGHS log: " + " ".join(s.strip() for s in log)[-800:]
+        return SolveOutcome(
+            solver=self.name, solver_version=_version(h), termination=term, raw_status=raw, sense=sense,
+            objective=objective, bound=bound, gap=None, has_incumbent=objective is not None, build_time=0.0,
+            solve_time=solve_time, wall_time=time.perf_counter() - t_start, message=message, options=options,
+            solution_status=sol_status, translate_time=model.translate_time + (t_passed - t_start),
+            nodes=nodes, x=x, log=options.log_file,
+        )
+
+    def _failed(self, model: Any, options: Any, raw: str, message: str, t_start: float) -> SolveOutcome:
+        from .outcome import failed_outcome
+
+        return failed_outcome(self.name, self.version(), model.sense, options, Termination.ERROR, raw,
+                              f"highs: {message}", wall_time=time.perf_counter() - t_start)
+
+
+_banner_done = False
+
+
+def _new_highs(highspy: Any) -> Any:
+    """A ``Highs`` instance. HiGHS prints its copyright banner to the C stdout when the first instance
+    of a process is constructed, before any option can be set; that one construction runs with file
+    descriptor 1 pointed at /dev/null (a plain redirect with no reader: nothing can block on it)."""
+    global _banner_done
+    if _banner_done:
+        return highspy.Highs()
+    import os
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+    _banner_done = True
+    return h
+
+
+def _version(h: Any) -> str:
+    return f"{h.versionMajor()}.{h.versionMinor()}.{h.versionPatch()}"
+
+
+def _to_highs_lp(highspy: Any, model: Any) -> Any:
+    import scipy.sparse as sp
+
+    inf = highspy.kHighsInf
+    lp = highspy.HighsLp()
+    n, m = model.n_cols, model.n_rows
+    lp.num_col_, lp.num_row_ = n, m
+    lp.sense_ = highspy.ObjSense.kMaximize if model.sense == "max" else highspy.ObjSense.kMinimize
+    lp.col_cost_ = np.asarray(model.c, dtype=np.float64)
+    lp.offset_ = float(model.offset)
+    lp.col_lower_ = np.clip(model.col_lower, -inf, inf)
+    lp.col_upper_ = np.clip(model.col_upper, -inf, inf)
+    lp.row_lower_ = np.clip(model.row_lower, -inf, inf)
+    lp.row_upper_ = np.clip(model.row_upper, -inf, inf)
+    a = sp.csc_array(model.A)
+    a.sort_indices()
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = a.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = a.indices.astype(np.int32)
+    lp.a_matrix_.value_ = a.data.astype(np.float64)
+    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = n, m
+    if model.is_mip:
+        lp.integrality_ = [highspy.HighsVarType.kInteger if b else highspy.HighsVarType.kContinuous
+                           for b in model.integrality]
+    return lp

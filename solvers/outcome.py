@@ -1,33 +1,58 @@
-"""Normalised result of one solver run: termination, incumbent and dual bound kept apart."""
+"""Normalised result of one solver run (modelled on Pyomo's ``pyomo.contrib.solver.common.results``).
+
+Why the solver stopped (``Termination``) is kept apart from what it holds (``SolutionStatus``), and the
+incumbent objective apart from the dual bound. Times: ``translate_time`` (model to solver arrays and
+into the solver), ``solve_time`` (the solver's optimisation), ``wall_time`` (everything in the layer);
+``build_time`` is the caller's (formulation) time, filled in by the caller.
+"""
 
 from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from .options import SolverOptions
 
-__all__ = ["SolveOutcome", "Termination", "normalise_sense", "not_available_outcome", "relative_gap"]
+__all__ = [
+    "SolutionStatus",
+    "SolveOutcome",
+    "Termination",
+    "gap_closed",
+    "normalise_sense",
+    "not_available_outcome",
+    "relative_gap",
+]
 
-# An OPTIMAL claim needs the final gap within these (the solver's own "optimal" may be looser).
+# An OPTIMAL claim needs the final gap within this (the solver's own "optimal" may be looser).
 OPTIMAL_REL_GAP = 1e-6
-OPTIMAL_ABS_GAP = 1e-9
 
 
 class Termination(enum.Enum):
-    OPTIMAL = "optimal"
+    """Why the solver stopped."""
+
+    OPTIMAL = "optimal"  # proved optimal within OPTIMAL_REL_GAP
     TIME_LIMIT = "time_limit"
-    GAP_LIMIT = "gap_limit"  # stopped at the requested (looser than OPTIMAL_REL_GAP) gap
+    GAP_LIMIT = "gap_limit"  # stopped at the requested gap (looser than OPTIMAL_REL_GAP)
     INFEASIBLE = "infeasible"
-    UNBOUNDED = "unbounded"
-    INTERRUPTED = "interrupted"
+    UNBOUNDED = "unbounded"  # unbounded, or infeasible-or-unbounded
+    INTERRUPTED = "interrupted"  # Ctrl-C
     LICENSE_LIMIT = "license_limit"  # size-limited licence hit
     NOT_AVAILABLE = "not_available"  # solver missing
     NUMERICAL_ERROR = "numerical_error"
-    ERROR = "error"
-    OTHER = "other"
+    ERROR = "error"  # the solver failed (or its process died)
+    OTHER = "other"  # node, iteration, memory or solution limits and unmapped statuses
+
+
+class SolutionStatus(enum.Enum):
+    """What the solver holds at the end."""
+
+    NONE = "none"
+    FEASIBLE = "feasible"
+    OPTIMAL = "optimal"
 
 
 def normalise_sense(sense: str) -> str:
@@ -41,7 +66,7 @@ def normalise_sense(sense: str) -> str:
 
 
 def relative_gap(objective: float | None, bound: float | None) -> float | None:
-    """|bound - objective| / max(|objective|, 1e-10); None if either side is missing."""
+    """|bound - objective| / max(|objective|, |bound|); None if either side is missing (scale-free)."""
     if objective is None or bound is None:
         return None
     if math.isinf(bound) or math.isinf(objective):
@@ -49,22 +74,27 @@ def relative_gap(objective: float | None, bound: float | None) -> float | None:
     diff = abs(bound - objective)
     if diff == 0.0:
         return 0.0
-    return diff / max(abs(objective), 1e-10)
+    return diff / max(abs(objective), abs(bound))
 
 
-def gap_closed(objective: float | None, bound: float | None) -> bool:
-    """True when incumbent and bound agree within the OPTIMAL tolerances."""
-    if objective is None or bound is None or math.isinf(bound):
-        return False
+def gap_closed(objective: float | None, bound: float | None, rel: float = OPTIMAL_REL_GAP) -> bool:
+    """True when incumbent and bound agree within ``rel`` (relative, no absolute floor)."""
     gap = relative_gap(objective, bound)
-    return abs(bound - objective) <= OPTIMAL_ABS_GAP or (gap is not None and gap <= OPTIMAL_REL_GAP)
+    return gap is not None and gap <= rel
+
+
+def _finite(v: Any) -> float | None:
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
 
 
 @dataclass
 class SolveOutcome:
     """What a solver run produced. ``bound`` is the best dual bound (for ``sense == "max"`` an upper
     bound on the optimum, for "min" a lower bound); ``objective`` the incumbent value (None without
-    an incumbent). Times are in seconds; ``build_time`` is filled in by the caller."""
+    an incumbent); ``x`` the incumbent in the column order of the arrays (when solved from arrays)."""
 
     solver: str
     solver_version: str | None
@@ -80,6 +110,27 @@ class SolveOutcome:
     wall_time: float
     message: str
     options: SolverOptions
+    solution_status: SolutionStatus = SolutionStatus.NONE
+    translate_time: float = 0.0
+    nodes: int | None = None
+    log: str | None = None
+    isolated: bool = False
+    violation: float | None = None  # largest constraint violation of the incumbent (array solves)
+    x: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.objective = _finite(self.objective)
+        self.bound = _finite(self.bound)
+        if self.objective is None:
+            self.has_incumbent = False
+            self.x = None
+            self.solution_status = SolutionStatus.NONE
+        elif self.solution_status is SolutionStatus.NONE:
+            self.solution_status = SolutionStatus.FEASIBLE
+        if self.termination is Termination.INFEASIBLE:
+            self.objective, self.bound, self.has_incumbent, self.x = None, None, False, None
+            self.solution_status = SolutionStatus.NONE
+        self.gap = relative_gap(self.objective, self.bound)
 
     @property
     def ok(self) -> bool:
@@ -90,6 +141,7 @@ class SolveOutcome:
             "solver": self.solver,
             "solver_version": self.solver_version,
             "termination": self.termination.value,
+            "solution_status": self.solution_status.value,
             "raw_status": self.raw_status,
             "sense": self.sense,
             "objective": self.objective,
@@ -98,16 +150,27 @@ class SolveOutcome:
             "has_incumbent": self.has_incumbent,
             "ok": self.ok,
             "build_time": self.build_time,
+            "translate_time": self.translate_time,
             "solve_time": self.solve_time,
             "wall_time": self.wall_time,
+            "nodes": self.nodes,
+            "isolated": self.isolated,
+            "violation": self.violation,
             "message": self.message,
             "options": self.options.to_dict(),
         }
 
 
-def not_available_outcome(name: str, sense: str, options: SolverOptions, message: str) -> SolveOutcome:
+def failed_outcome(name: str, version: str | None, sense: str, options: SolverOptions, term: Termination,
+                   raw: str, message: str, **times: float) -> SolveOutcome:
+    """An outcome without incumbent or bound (a missing solver, a failure before the solve)."""
     return SolveOutcome(
-        solver=name, solver_version=None, termination=Termination.NOT_AVAILABLE, raw_status="not_available",
-        sense=sense, objective=None, bound=None, gap=None, has_incumbent=False, build_time=0.0,
-        solve_time=0.0, wall_time=0.0, message=message, options=options,
+        solver=name, solver_version=version, termination=term, raw_status=raw, sense=sense, objective=None,
+        bound=None, gap=None, has_incumbent=False, build_time=0.0, solve_time=times.get("solve_time", 0.0),
+        wall_time=times.get("wall_time", 0.0), message=message, options=options,
+        translate_time=times.get("translate_time", 0.0),
     )
+
+
+def not_available_outcome(name: str, sense: str, options: SolverOptions, message: str) -> SolveOutcome:
+    return failed_outcome(name, None, sense, options, Termination.NOT_AVAILABLE, "not_available", message)

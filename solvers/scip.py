@@ -1,37 +1,185 @@
-"""SCIP (LP, MILP, nonconvex MIQCQP) through Pyomo's ``scip_direct`` (``pyomo.contrib.solver``).
+"""SCIP (LP, MILP, nonconvex MIQCQP) called directly through ``pyscipopt`` from arrays.
 
-``scip_direct`` builds a pyscipopt model in memory (no ``scip`` executable is needed). It moves the
-objective into a constraint ``z <= f(x)`` (max) / ``z >= f(x)`` (min), so quadratic objectives work.
-Dual bound: ``Model.getDualbound()``; incumbent: ``Model.getObjVal()``.
+Silenced at the source (``hideOutput``); a verbose solve logs to the console or to ``log_file``
+(``setLogfile``), never through a captured pipe (pyscipopt holds the GIL while SCIP writes, so a
+Python reader thread on a full pipe deadlocks the process). The solve runs with the GIL released
+(``optimizeNogil``), so a watchdog thread can stop it at the hard deadline (``interruptSolve``); SCIP
+catches Ctrl-C itself and stops with status ``userinterrupt``, keeping incumbent and dual bound.
+A quadratic objective becomes a free variable ``t`` with ``t <= f(x)`` (max) or ``t >= f(x)`` (min).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+import threading
+import time
+from typing import Any, ClassVar
 
-from .options import SolverOptions
-from .outcome import SolveOutcome
+import numpy as np
 
-NAME = "scip"
+from . import interrupts
+from .base import Backend, Capability, Progress
+from .outcome import SolutionStatus, SolveOutcome, Termination, failed_outcome, gap_closed
 
 
-def solve(model: Any, options: SolverOptions, sense: str) -> SolveOutcome:
-    from pyomo.contrib.solver.solvers.scip.scip_direct import ScipDirect
+class ScipBackend(Backend):
+    name = "scip"
+    interface = "arrays"
+    capabilities = frozenset({Capability.LP, Capability.MILP, Capability.MIQCQP})
+    package = "pyscipopt"
+    modules = ("pyscipopt",)
+    description = "SCIP (global MINLP incl. nonconvex MIQCQP), called directly through pyscipopt"
+    status_map: ClassVar[dict[Any, Termination]] = {
+        "optimal": Termination.OPTIMAL,
+        "timelimit": Termination.TIME_LIMIT,
+        "gaplimit": Termination.GAP_LIMIT,
+        "infeasible": Termination.INFEASIBLE,
+        "unbounded": Termination.UNBOUNDED,
+        "inforunbd": Termination.UNBOUNDED,
+        "userinterrupt": Termination.INTERRUPTED,
+        "terminate": Termination.INTERRUPTED,
+        "nodelimit": Termination.OTHER,
+        "totalnodelimit": Termination.OTHER,
+        "stallnodelimit": Termination.OTHER,
+        "memlimit": Termination.OTHER,
+        "sollimit": Termination.OTHER,
+        "bestsollimit": Termination.OTHER,
+        "restartlimit": Termination.OTHER,
+        "primallimit": Termination.OTHER,
+        "duallimit": Termination.OTHER,
+        "unknown": Termination.ERROR,
+    }
 
-    from .pyomo_common import run_contrib_solver
+    def solve_arrays(self, model: Any, options: Any, progress: Progress | None = None) -> SolveOutcome:
+        import pyscipopt as ps
 
-    opt = ScipDirect()
+        t_start = time.perf_counter()
+        m = ps.Model()
+        m.hideOutput(not options.verbose or bool(options.log_file))
+        if options.log_file:
+            m.setLogfile(str(options.log_file))
+            m.hideOutput(False)
+        params: dict[str, Any] = {"randomization/randomseedshift": int(options.seed),
+                                  "limits/gap": float(options.rel_gap),
+                                  "limits/absgap": float(options.abs_gap)}
+        if options.time_limit is not None:
+            params["limits/time"] = float(options.time_limit)
+        if options.feasibility_tol is not None:
+            params["numerics/feastol"] = float(options.feasibility_tol)
+        params.update(dict(options.extra))
+        for key, value in params.items():
+            try:
+                m.setParam(str(key), value)
+            except Exception as exc:  # unknown key or bad value: say which
+                return failed_outcome(self.name, self.version(), model.sense, options, Termination.ERROR,
+                                      "option_error", f"scip: option {key}={value!r} rejected ({exc})",
+                                      wall_time=time.perf_counter() - t_start)
+        cols = _build(ps, m, model)
+        t_built = time.perf_counter()
 
-    def raw_status() -> str:
-        return str(opt._solver_model.getStatus())
+        timed_out = threading.Event()
+        timer = None
+        if options.hard_deadline is not None:
+            def stop() -> None:
+                timed_out.set()
+                try:
+                    m.interruptSolve()
+                except Exception:
+                    pass
 
-    # scip_direct maps threads to 'lp/threads'; SCIP itself is single-threaded.
-    solver_options: dict[str, Any] = {"randomization/randomseedshift": int(options.seed)}
-    if not options.verbose:
-        # Silence SCIP at the source: Pyomo captures the solver's log through a pipe, and a long run
-        # can fill it while SCIP holds the GIL, freezing the process (seen after ~6 minutes).
-        solver_options["display/verblevel"] = 0
-    return run_contrib_solver(
-        opt, model, name=NAME, sense=sense, options=options, solver_options=solver_options,
-        raw_status=raw_status,
-    )
+            timer = threading.Timer(max(0.0, options.hard_deadline - (t_built - t_start)), stop)
+            timer.daemon = True
+            timer.start()
+        t0 = time.perf_counter()
+        try:
+            m.optimizeNogil()
+        except KeyboardInterrupt:
+            interrupts.request()
+            raw_override = "userinterrupt"
+        else:
+            raw_override = None
+        finally:
+            if timer is not None:
+                timer.cancel()
+        solve_time = time.perf_counter() - t0
+        raw = raw_override or str(m.getStatus())
+        term = self.termination(raw)
+        if term is Termination.INTERRUPTED:
+            if timed_out.is_set():
+                term = Termination.TIME_LIMIT
+            else:
+                interrupts.request()
+        objective = bound = x = None
+        if m.getNSols() > 0:
+            sol = m.getBestSol()
+            objective = float(m.getSolObjVal(sol))
+            x = np.array([m.getSolVal(sol, v) for v in cols], dtype=np.float64)
+        if term not in (Termination.UNBOUNDED, Termination.ERROR, Termination.INFEASIBLE):
+            bound = float(m.getDualbound())
+            bound = bound if math.isfinite(bound) else None
+        if term is Termination.OPTIMAL and not gap_closed(objective, bound, max(options.rel_gap, 1e-9)):
+            term = Termination.GAP_LIMIT if objective is not None else Termination.ERROR
+        if progress is not None and objective is not None:
+            progress(objective, bound, x)
+        sol_status = (SolutionStatus.OPTIMAL if term is Termination.OPTIMAL else
+                      SolutionStatus.FEASIBLE if objective is not None else SolutionStatus.NONE)
+        return SolveOutcome(
+            solver=self.name, solver_version=self.version(), termination=term, raw_status=raw,
+            sense=model.sense, objective=objective, bound=bound, gap=None,
+            has_incumbent=objective is not None, build_time=0.0, solve_time=solve_time,
+            wall_time=time.perf_counter() - t_start,
+            message=f"scip: {raw}; incumbent={objective}, bound={bound}", options=options,
+            solution_status=sol_status, translate_time=model.translate_time + (t_built - t_start),
+            nodes=int(m.getNNodes()), x=x, log=options.log_file,
+        )
+
+
+def _bnd(v: float) -> float | None:
+    return None if math.isinf(v) else float(v)
+
+
+def _expr(ps: Any, cols: list[Any], idx: np.ndarray, val: np.ndarray, qi=None, qj=None, qv=None) -> Any:
+    terms = [float(a) * cols[j] for j, a in zip(idx.tolist(), val.tolist(), strict=True)]
+    if qv is not None:
+        terms += [float(a) * cols[i] * cols[j] for i, j, a in zip(qi.tolist(), qj.tolist(), qv.tolist(),
+                                                                     strict=True)]
+    return ps.quicksum(terms)
+
+
+def _add_ranged(m: Any, expr: Any, lo: float, hi: float) -> None:
+    if lo == hi:
+        m.addCons(expr == float(hi))
+    elif math.isinf(lo) and math.isinf(hi):
+        return
+    elif math.isinf(lo):
+        m.addCons(expr <= float(hi))
+    elif math.isinf(hi):
+        m.addCons(expr >= float(lo))
+    else:
+        m.addCons((expr <= float(hi)) >= float(lo))
+
+
+def _build(ps: Any, m: Any, model: Any) -> list[Any]:
+    import scipy.sparse as sp
+
+    cols = [m.addVar(lb=_bnd(lo), ub=_bnd(hi), vtype="I" if integ else "C")
+            for lo, hi, integ in zip(model.col_lower, model.col_upper, model.integrality, strict=True)]
+    a = sp.csr_array(model.A)
+    for i in range(model.n_rows):
+        s, e = a.indptr[i], a.indptr[i + 1]
+        _add_ranged(m, _expr(ps, cols, a.indices[s:e], a.data[s:e]), model.row_lower[i], model.row_upper[i])
+    for k, q in enumerate(model.quad_rows):
+        expr = _expr(ps, cols, q.idx, q.val, q.qi, q.qj, q.qv)
+        _add_ranged(m, expr, model.quad_lower[k], model.quad_upper[k])
+    nz = np.flatnonzero(model.c)
+    lin = _expr(ps, cols, nz, model.c[nz])
+    oq = model.objective_quad
+    if oq is not None and oq.qv.size:
+        t = m.addVar(lb=None, ub=None, vtype="C")
+        f = lin + _expr(ps, cols, oq.idx, oq.val, oq.qi, oq.qj, oq.qv)
+        m.addCons(t - f <= 0 if model.sense == "max" else t - f >= 0)
+        lin = 1.0 * t
+    m.setObjective(lin, sense="maximize" if model.sense == "max" else "minimize")
+    if model.offset:
+        m.addObjoffset(float(model.offset))
+    return cols

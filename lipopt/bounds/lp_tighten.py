@@ -103,8 +103,9 @@ def _build_lp(stages: tuple, bounds: list[Interval], t: int, in_lo: np.ndarray, 
 
 def lp_bounds(network: Network, lo: np.ndarray, hi: np.ndarray, *, start: ForwardBounds | None = None,
               max_neurons: int | None = 4000, time_limit: float | None = None) -> ForwardBounds:
-    """CROWN bounds (or ``start``) tightened by two LPs per ambiguous neuron, layer by layer."""
-    from scipy.optimize import linprog
+    """CROWN bounds (or ``start``) tightened by two LPs per ambiguous neuron, layer by layer (each LP
+    through the solver layer's default LP solver, within what is left of ``time_limit``)."""
+    from lipopt_solvers import SolverOptions, Termination, solve_lp
 
     t0 = time.perf_counter()
     lo = np.asarray(lo, dtype=np.float64).reshape(-1)
@@ -144,12 +145,13 @@ def lp_bounds(network: Network, lo: np.ndarray, hi: np.ndarray, *, start: Forwar
             c[off:off + w.shape[1]] = w[i]
             new = [z_lo[i], z_hi[i]]
             for sign, k in ((1.0, 0), (-1.0, 1)):
-                res = linprog(sign * c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=var_bounds,
-                              method="highs")
+                left = None if time_limit is None else max(1e-3, time_limit - (time.perf_counter() - t0))
+                out = solve_lp(sign * c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=var_bounds,
+                               options=SolverOptions(time_limit=left))
                 n_lp += 1
-                if res.status != 0:
-                    continue
-                val = sign * float(res.fun) + s.bias[i]
+                if out.termination is not Termination.OPTIMAL or out.objective is None:
+                    continue  # no proved optimum: keep the sound bound we had
+                val = sign * float(out.objective) + s.bias[i]
                 pad = LP_PAD * (1.0 + abs(val))
                 new[k] = max(new[k], val - pad) if k == 0 else min(new[k], val + pad)
             if new[0] > z_lo[i] or new[1] < z_hi[i]:

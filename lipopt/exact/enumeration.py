@@ -93,7 +93,9 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
     srch.stats.time = time.perf_counter() - t0
     stats = srch.stats.as_dict()
     stats["regions"] = srch.n_leaves
-    solver = "highs (scipy.optimize.linprog)" if srch.dom.kind != "ball" else "clarabel (cvxpy)"
+    from lipopt_solvers import Capability, default_solver
+
+    solver = default_solver(Capability.SOCP if srch.dom.kind == "ball" else Capability.LP)
     opt_record = {"strict": opts.strict, "tau": opts.tau, "max_relus": opts.max_bits,
                   "time_limit": opts.time_limit, "max_regions": opts.max_regions}
     if best is None:

@@ -79,7 +79,7 @@ class MarginSolution:
     margin: float  # the float64 margin of y (<= t_solver up to tolerances)
 
 
-_HIGHS_OPTIONS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
+_FEASIBILITY_TOL = 1e-10
 
 
 def solve_margin(g: np.ndarray, h: np.ndarray, dom: UnitDomain) -> MarginSolution:
@@ -87,7 +87,7 @@ def solve_margin(g: np.ndarray, h: np.ndarray, dom: UnitDomain) -> MarginSolutio
     n = dom.xc.size
     if dom.kind == "ball":
         return _solve_ball(g, h, n)
-    from scipy.optimize import linprog
+    from lipopt_solvers import SolverOptions, Termination, solve_lp
 
     rows = [np.hstack([-g, np.ones((g.shape[0], 1))])] if h.size else []
     rhs = [h] if h.size else []
@@ -100,17 +100,17 @@ def solve_margin(g: np.ndarray, h: np.ndarray, dom: UnitDomain) -> MarginSolutio
     bounds = [(None, None)] * n + [(None, 1.0)]
     if not rows:  # no constraint at all: the whole space, margin 1 at the origin
         return MarginSolution(np.zeros(n), 1.0, 1.0)
-    res = linprog(cost, A_ub=np.vstack(rows), b_ub=np.concatenate(rhs), bounds=bounds, method="highs",
-                  options=_HIGHS_OPTIONS)
-    if res.status != 0 or res.x is None:
-        raise LipoptError(f"margin LP failed (HiGHS status {res.status}: {res.message})")
-    y = np.asarray(res.x[:n], dtype=np.float64)
-    return MarginSolution(y, float(res.x[n]), margin_at(g, h, dom, y))
+    out = solve_lp(cost, A_ub=np.vstack(rows), b_ub=np.concatenate(rhs), bounds=bounds,
+                   options=SolverOptions(feasibility_tol=_FEASIBILITY_TOL))
+    if out.termination is not Termination.OPTIMAL or out.x is None:
+        raise LipoptError(f"margin LP failed ({out.solver} {out.raw_status}: {out.message})")
+    y = np.asarray(out.x[:n], dtype=np.float64)
+    return MarginSolution(y, float(out.x[n]), margin_at(g, h, dom, y))
 
 
 def _solve_ball(g: np.ndarray, h: np.ndarray, n: int) -> MarginSolution:
     import cvxpy as cp
-    from lipopt_solvers import solve_cvxpy
+    from lipopt_solvers import Capability, default_solver, solve_cvxpy
 
     y = cp.Variable(n)
     t = cp.Variable()
@@ -118,7 +118,7 @@ def _solve_ball(g: np.ndarray, h: np.ndarray, n: int) -> MarginSolution:
     if h.size:
         cons.append(g @ y + h >= t)
     prob = cp.Problem(cp.Maximize(t), cons)
-    out = solve_cvxpy(prob, "clarabel")
+    out = solve_cvxpy(prob, default_solver(Capability.SOCP))
     if y.value is None or t.value is None:
         raise LipoptError(f"margin SOCP failed ({out.message})")
     yv = np.asarray(y.value, dtype=np.float64).reshape(-1)

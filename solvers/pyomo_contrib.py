@@ -1,6 +1,8 @@
-"""Shared code for the Pyomo backends (all use the ``pyomo.contrib.solver`` interface, API v2).
+"""The optional Pyomo-contrib backends (``pyomo.contrib.solver``, API v2): ``pyomo-highs``, ``pyomo-scip``.
 
-Imported only by the backend modules, never by ``import lipopt_solvers``.
+Never the default path: Pyomo's output capture (``capture_output`` / ``TeeStream``) around HiGHS and
+SCIP is a known source of deadlocks (Pyomo issues #3456, #3520, #3908). They stay for comparison (the
+translation benchmark) and for users who want Pyomo's own interfaces. Imported only on use.
 """
 
 from __future__ import annotations
@@ -10,29 +12,33 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
-from pyomo.environ import Objective, maximize
-
+from .base import Backend, Capability
 from .options import SolverOptions
 from .outcome import SolveOutcome, Termination, gap_closed, normalise_sense, relative_gap
 
-__all__ = ["check_sense", "run_contrib_solver"]
+__all__ = ["PyomoHighsBackend", "PyomoScipBackend", "check_sense", "run_contrib_solver"]
 
-_TC = TerminationCondition
-_TERMINATION = {
-    _TC.maxTimeLimit: Termination.TIME_LIMIT,
-    _TC.provenInfeasible: Termination.INFEASIBLE,
-    _TC.locallyInfeasible: Termination.INFEASIBLE,
-    _TC.unbounded: Termination.UNBOUNDED,
-    _TC.interrupted: Termination.INTERRUPTED,
-    _TC.licensingProblems: Termination.LICENSE_LIMIT,
-    _TC.error: Termination.ERROR,
-    _TC.minStepLength: Termination.NUMERICAL_ERROR,
-}
+
+
+def _termination_map() -> dict[Any, Termination]:
+    from pyomo.contrib.solver.common.results import TerminationCondition as Tc
+
+    return {
+        Tc.maxTimeLimit: Termination.TIME_LIMIT,
+        Tc.provenInfeasible: Termination.INFEASIBLE,
+        Tc.locallyInfeasible: Termination.INFEASIBLE,
+        Tc.unbounded: Termination.UNBOUNDED,
+        Tc.interrupted: Termination.INTERRUPTED,
+        Tc.licensingProblems: Termination.LICENSE_LIMIT,
+        Tc.error: Termination.ERROR,
+        Tc.minStepLength: Termination.NUMERICAL_ERROR,
+    }
 
 
 def check_sense(model: Any, sense: str) -> str:
     """Normalised ``sense``; ValueError unless the model has one active objective of that sense."""
+    from pyomo.environ import Objective, maximize
+
     s = normalise_sense(sense)
     objs = list(model.component_data_objects(Objective, active=True, descend_into=True))
     if len(objs) != 1:
@@ -66,6 +72,8 @@ def run_contrib_solver(
     Never raises on a non-optimal termination or a solver error; loads the incumbent (if any) into
     the model's variables.
     """
+    from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
+
     sense = check_sense(model, sense)
     try:
         version: str | None = ".".join(str(v) for v in opt.version())
@@ -110,12 +118,12 @@ def run_contrib_solver(
     objective = _finite(results.incumbent_objective) if has_incumbent else None
     bound = _finite(results.objective_bound)
 
-    if tc == _TC.convergenceCriteriaSatisfied:
+    if tc == TerminationCondition.convergenceCriteriaSatisfied:
         if bound is None and objective is not None:
             bound = objective  # solver proved optimality but reports no separate bound
         term = Termination.OPTIMAL if gap_closed(objective, bound) else Termination.GAP_LIMIT
     else:
-        term = _TERMINATION.get(tc, Termination.OTHER)
+        term = _termination_map().get(tc, Termination.OTHER)
     if term == Termination.INFEASIBLE:
         objective, bound, has_incumbent = None, None, False
     if has_incumbent and objective is not None:
@@ -125,3 +133,46 @@ def run_contrib_solver(
 
     msg = f"{name}: {raw} ({tc.name}); incumbent={objective}, bound={bound}"
     return outcome(term, raw, objective, bound, msg)
+
+
+class PyomoHighsBackend(Backend):
+    name = "pyomo-highs"
+    interface = "pyomo"
+    capabilities = frozenset({Capability.LP, Capability.MILP})
+    package = "highspy"
+    modules = ("pyomo", "highspy")
+    description = "HiGHS through Pyomo's contrib `highs` interface (optional; not the default path)"
+    default = False
+
+    def solve_pyomo(self, model: Any, options: SolverOptions, sense: str) -> SolveOutcome:
+        from pyomo.contrib.solver.solvers.highs import Highs
+
+        opt = Highs()
+
+        def raw_status() -> str:
+            h = opt._solver_model
+            return str(h.modelStatusToString(h.getModelStatus()))
+
+        return run_contrib_solver(opt, model, name=self.name, sense=sense, options=options,
+                                  solver_options={"random_seed": int(options.seed)}, raw_status=raw_status)
+
+
+class PyomoScipBackend(Backend):
+    name = "pyomo-scip"
+    interface = "pyomo"
+    capabilities = frozenset({Capability.LP, Capability.MILP, Capability.MIQCQP})
+    package = "pyscipopt"
+    modules = ("pyomo", "pyscipopt")
+    description = "SCIP through Pyomo's contrib `scip_direct` interface (optional; not the default path)"
+    default = False
+
+    def solve_pyomo(self, model: Any, options: SolverOptions, sense: str) -> SolveOutcome:
+        from pyomo.contrib.solver.solvers.scip.scip_direct import ScipDirect
+
+        opt = ScipDirect()
+        solver_options: dict[str, Any] = {"randomization/randomseedshift": int(options.seed)}
+        if not options.verbose:
+            solver_options["display/verblevel"] = 0  # a full capture pipe freezes the process
+        return run_contrib_solver(opt, model, name=self.name, sense=sense, options=options,
+                                  solver_options=solver_options,
+                                  raw_status=lambda: str(opt._solver_model.getStatus()))
