@@ -172,7 +172,8 @@ def cmd_compute(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     net = load(args.net)
     q = _build_question(args)
-    validate_request(net, q, methods, opts, require_applicable=True)
+    if methods:  # an explicit list none of which applies is refused too (the default set: by compare)
+        validate_request(net, q, methods, opts, require_applicable=True)
     rs = compare(net, methods=methods, question=q, options=opts, progress=not args.quiet)
     _emit(rs, args)
     return rs.exit_code()  # 0 ok, 3 contradicting methods, 4 a record failed a check or errored
