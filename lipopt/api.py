@@ -101,6 +101,19 @@ def lipschitz(
     return run_method(method, network, q, plan.options)
 
 
+def _interrupted_record(name: str, network: Any, q: Question, started: bool = True) -> LipschitzResult:
+    from lipopt.methods import get_method
+    from lipopt.result import StopReason, Verdict
+
+    info = get_method(name)
+    why = ("interrupted (Ctrl-C) before it had certified a bound" if started
+           else "not run: the run was interrupted (Ctrl-C)")
+    verdict = Verdict.ERROR if started else Verdict.NOT_APPLICABLE
+    stop = StopReason.INTERRUPTED if started else StopReason.NOT_RUN
+    return LipschitzResult(name, info.kind, None, verdict=verdict, stop=stop, message=why,
+                           question=q.to_dict(), network=network.name or network.describe())
+
+
 def compare(
     net: Any,
     methods: Sequence[str] | None = None,
@@ -133,7 +146,10 @@ def compare(
     q = _question(question, question_kw).bind(network)
     plan = validate_request(network, q, list(methods) if methods else None, opts)
     names, opts = plan.names, plan.options
+    from lipopt_solvers import interrupts
+
     rs = ResultSet(title=title or (network.name or ""))
+    interrupts.clear()
     for i, name in enumerate(names):
         if callable(progress):
             progress(name, i, len(names))
@@ -141,12 +157,21 @@ def compare(
             import sys
 
             print(f"[{i + 1}/{len(names)}] {name} ...", file=sys.stderr, flush=True)
-        res = run_method(name, network, q, opts)
+        try:
+            res = run_method(name, network, q, opts)
+        except KeyboardInterrupt:  # outside a solver (bounds, warm start, sampling): nothing certified
+            interrupts.request()
+            res = _interrupted_record(name, network, q)
         if progress is True:
             import sys
 
             print(f"      {res.summary()}", file=sys.stderr, flush=True)
         rs.append(res)
+        if interrupts.requested():  # one Ctrl-C stops the run; what was certified so far stays
+            rs.interrupted = True
+            for later in names[i + 1:]:
+                rs.append(_interrupted_record(later, network, q, started=False))
+            break
     for name, why in plan.left_out.items():  # default methods that cannot use the chosen solver
         rs.append(_left_out_record(name, why, network, q))
     check = rs.consistency()

@@ -112,10 +112,23 @@ def _build_question(args: argparse.Namespace):
 
 
 def _options(args: argparse.Namespace):
+    from lipopt_solvers import parse_solver_option
+
+    from lipopt.errors import LipoptError
     from lipopt.methods import RunOptions
 
+    params = {}
+    for text in getattr(args, "solver_option", None) or []:
+        try:
+            key, value = parse_solver_option(text)
+        except ValueError as exc:
+            raise LipoptError(f"--solver-option: {exc}") from None
+        params[key] = value
     return RunOptions(time_limit=args.time_limit, solver=args.solver, seed=args.seed, device=args.device,
-                      progress=not args.quiet, threads=args.threads)
+                      progress=not args.quiet, threads=args.threads, solver_params=params,
+                      isolate=bool(getattr(args, "isolate", False)),
+                      solver_log=getattr(args, "solver_log", None),
+                      verbose=bool(getattr(args, "solver_log", None)))
 
 
 def _emit(rs, args: argparse.Namespace) -> None:
@@ -176,6 +189,9 @@ def cmd_compute(args: argparse.Namespace) -> int:
         validate_request(net, q, methods, opts, require_applicable=True)
     rs = compare(net, methods=methods, question=q, options=opts, progress=not args.quiet)
     _emit(rs, args)
+    if rs.interrupted:
+        print("lipopt: interrupted (Ctrl-C); the table shows what was certified before the stop",
+              file=sys.stderr)
     return rs.exit_code()  # 0 ok, 3 contradicting methods, 4 a record failed a check or errored
 
 
@@ -208,6 +224,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="solver name (see `lipopt doctor`); must have the capability each method needs")
     p.add_argument("--threads", type=int, default=None, help="solver threads, >= 1 (default: the solver's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--solver-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="passed verbatim to the solver in its own names, e.g. presolve=off (HiGHS), "
+                        "limits/nodes=1000 (SCIP), MIPFocus=1 (Gurobi); repeatable")
+    p.add_argument("--isolate", action="store_true",
+                   help="run each solve in a child process that is killed at the hard deadline")
+    p.add_argument("--solver-log", default=None, metavar="FILE", help="write the solvers' logs to FILE")
     p.add_argument("--device", default="cpu", help="torch device for the analytic bounds (cpu or cuda)")
     p.add_argument("--format", default="text", choices=FORMATS, help="table format")
     p.add_argument("--json", default=None, help="also write the results as JSON to this file")
@@ -262,6 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LipoptError, FileNotFoundError, KeyError) as exc:
         print(f"lipopt: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before any method ran (loading, validation): nothing to show
+        print("lipopt: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

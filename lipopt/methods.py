@@ -38,9 +38,25 @@ class RunOptions:
     device: str = "cpu"
     progress: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: passed verbatim to the solver in its own option names (``--solver-option KEY=VALUE``)
+    solver_params: dict[str, Any] = field(default_factory=dict)
+    isolate: bool = False  # run each solve in a child process killed at the hard deadline
+    solver_log: str | None = None  # where a verbose solver writes its log
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.extra.get(key, default)
+
+    def solver_options(self, time_limit: float | None, **overrides: Any) -> Any:
+        """The :class:`lipopt_solvers.SolverOptions` of one solve with ``time_limit`` seconds left:
+        gap, threads, seed, verbosity, isolation and log from these options, ``solver_params`` passed
+        through verbatim (they win over ``overrides["extra"]``, which a method may set)."""
+        from lipopt_solvers import SolverOptions
+
+        extra = {**dict(overrides.pop("extra", {}) or {}), **self.solver_params}
+        base = {"rel_gap": self.rel_gap, "threads": self.threads, "seed": self.seed, "verbose": self.verbose,
+                "isolate": self.isolate, "log_file": self.solver_log}
+        base.update(overrides)
+        return SolverOptions(time_limit=time_limit, extra=extra, **base)
 
 
 @dataclass(frozen=True)

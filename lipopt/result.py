@@ -80,6 +80,7 @@ SET_SCHEMA = "lipopt.resultset/2"
 #: exit codes of `lipopt compute` (2 is bad input, from the command line itself)
 EXIT_INCONSISTENT = 3
 EXIT_FAILED = 4
+EXIT_INTERRUPTED = 130
 
 
 class Status(enum.StrEnum):
@@ -425,6 +426,7 @@ class ResultSet:
     def __init__(self, results: list[LipschitzResult] | None = None, title: str = "") -> None:
         self.results: list[LipschitzResult] = list(results or [])
         self.title = title
+        self.interrupted = False  # a Ctrl-C stopped the run; the records hold what was certified
 
     def __iter__(self):
         return iter(self.results)
@@ -473,9 +475,12 @@ class ResultSet:
 
     def exit_code(self) -> int:
         """0: every record ok (or not applicable / solver missing); 3: certified bounds of different
-        methods contradict each other; 4: some record failed a self-check or errored."""
+        methods contradict each other; 4: some record failed a self-check or errored; 130: the run
+        was interrupted (Ctrl-C), its certified bracket so far shown and saved."""
         if not self.consistency().passed:
             return EXIT_INCONSISTENT
+        if self.interrupted:
+            return EXIT_INTERRUPTED
         if self.failed:
             return EXIT_FAILED
         return 0
@@ -531,6 +536,7 @@ class ResultSet:
         c = self.consistency()
         return json.dumps({"schema": SET_SCHEMA, "title": self.title,
                            "consistent": c.passed, "consistency": c.detail,
+                           "interrupted": self.interrupted,
                            "results": [r.to_dict() for r in self.results]}, **kw)
 
     @classmethod

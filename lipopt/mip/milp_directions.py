@@ -90,7 +90,7 @@ def solve_directions(network: Any, question: Any, cert_q: Any, fb: ForwardBounds
     ``fb`` may belong to a normalised copy of ``network`` (:mod:`lipopt.formulations.scaling`) with
     f = scale * f_n: the models are built from ``fb``, their bounds multiplied by ``scale``, and the
     incumbents certified on ``network`` (in its own units, like ``best_lower``)."""
-    from lipopt_solvers import SolverOptions, solve_pyomo
+    from lipopt_solvers import solve_pyomo
 
     from lipopt.formulations.milp import build_milp
     from lipopt.formulations.scaling import scaled_outcome
@@ -127,8 +127,7 @@ def solve_directions(network: Any, question: Any, cert_q: Any, fb: ForwardBounds
                 remaining = min(remaining, max(min_slice, factor * remaining / max(left, 1)))
             mm = build_milp(fb, question.input_norm, piece, gradient="tangent", direction=dirs[k])
             stats["direction_build_time"] += mm.stats["build_time"]
-            sopts = SolverOptions(time_limit=remaining, rel_gap=options.rel_gap, threads=options.threads,
-                                  seed=options.seed, verbose=options.verbose)
+            sopts = options.solver_options(remaining)
             out = scaled_outcome(solve_pyomo(mm.model, solver, sopts, sense="max"), scale)
             stats["milps"] += 1
             last[k] = out

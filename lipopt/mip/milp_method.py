@@ -142,7 +142,7 @@ def _use_direction_split(flag: Any, network: Network, question: Question, relax:
 def solve_mip(network: Network, question: Question, options: RunOptions, *, relax: bool = False,
               method: str = METHOD) -> LipschitzResult:
     """The shared driver of "milp" and "lp-relax" (``relax=True``)."""
-    from lipopt_solvers import SolverOptions, solve_pyomo
+    from lipopt_solvers import interrupts, solve_pyomo
 
     from lipopt.bounds import compute_bounds
     from lipopt.formulations.milp import build_milp, cheap_upper, output_pieces
@@ -211,6 +211,10 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
         pstat: dict[str, Any] = {"piece": piece.label or piece.kind, "interval_upper": ups[k]}
         stats["pieces"].append(pstat)
         remaining = None
+        if interrupts.requested():  # Ctrl-C in an earlier solve: the interval bound stands in
+            pstat["skipped"] = "interrupted"
+            notes.append(f"piece {pstat['piece']} not solved (interrupted); its interval bound is used")
+            continue
         if options.time_limit is not None:
             remaining = options.time_limit - (time.perf_counter() - t_start)
             if remaining <= 0.05:
@@ -241,12 +245,13 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
         while True:
             if options.time_limit is not None:
                 remaining = max(0.05, options.time_limit - (time.perf_counter() - t_start))
-            sopts = SolverOptions(time_limit=remaining, rel_gap=options.rel_gap, threads=options.threads,
-                                  seed=options.seed, verbose=options.verbose)
+            sopts = options.solver_options(remaining)
             out = scaled_outcome(solve_pyomo(mm.model, solver, sopts, sense="max"), norm)
             outcomes[k] = out
             pstat["solves"].append({"termination": out.termination.value, "objective": out.objective,
-                                    "bound": out.bound, "solve_time": out.solve_time})
+                                    "bound": out.bound, "solve_time": out.solve_time,
+                                    "translate_time": out.translate_time, "nodes": out.nodes,
+                                    "isolated": out.isolated})
             if not out.has_incumbent:
                 break
             cand = mm.candidate(out.objective, f"{pstat['piece']}#{rounds}")

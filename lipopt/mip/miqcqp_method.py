@@ -205,17 +205,10 @@ def local_search(network: Network, question: Question, x0: np.ndarray, budget: f
 
 
 def _solve(mm: Any, solver: str, time_limit: float | None, options: RunOptions, extra: dict) -> Any:
-    from lipopt_solvers import SolverOptions, solve_pyomo
+    from lipopt_solvers import solve_pyomo
 
-    raw = dict(extra)
-    if solver == "scip" and not options.verbose:
-        # SCIP's log goes through a pipe that Pyomo drains from a Python thread, while pyscipopt's
-        # optimize() keeps the GIL: a log longer than the pipe buffer (64 KB, minutes of solving)
-        # deadlocks the process. A silent SCIP writes nothing.
-        raw.setdefault("display/verblevel", 0)
-    so = SolverOptions(time_limit=None if time_limit is None else max(time_limit, 0.05),
-                       rel_gap=min(options.rel_gap, 1e-6), threads=options.threads, seed=options.seed,
-                       verbose=options.verbose, extra=raw)
+    so = options.solver_options(None if time_limit is None else max(time_limit, 0.05),
+                                rel_gap=min(options.rel_gap, 1e-6), extra=extra)
     out = solve_pyomo(mm.model, solver, so, sense="max")
     out.build_time = mm.build_time
     return out
@@ -372,7 +365,11 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
             closed = True
 
     # 4. the lower-bound problem
-    if cfg["problem"] == "lb" or (cfg["problem"] == "both" and not closed):
+    from lipopt_solvers import interrupts
+
+    if interrupts.requested():  # one Ctrl-C stops the whole run, not just the upper-bound problem
+        notes.append("interrupted (Ctrl-C): the lower-bound problem was not started")
+    elif cfg["problem"] == "lb" or (cfg["problem"] == "both" and not closed):
         rem = _remaining(deadline)
         if rem is None or rem > 0.2:
             cut = best_lower / factor if (cfg["cutoff"] and best_lower) else None  # model units

@@ -1,0 +1,120 @@
+"""The solver layer as the methods and the command line use it: options passed through verbatim,
+isolated solves, and one Ctrl-C that stops a run and keeps what was certified."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lipopt
+from lipopt.cli import main
+from lipopt.methods import RunOptions, run_method
+from lipopt.result import BoundKind, StopReason, Verdict
+from lipopt.spec import make_question
+from tests import nets
+
+pytest.importorskip("highspy")
+
+
+def _small() -> tuple[lipopt.Network, object]:
+    net = nets.random_mlp([3, 6, 1], seed=4)
+    return net, make_question("inf", domain="box:-1,1")
+
+
+def _enumerated(net: lipopt.Network, q: object) -> float:
+    r = run_method("enumeration", net, q)
+    assert r.kind is BoundKind.EXACT, r.message
+    return r.value
+
+
+def test_solver_params_reach_highs_from_the_milp() -> None:
+    net, q = _small()
+    bad = run_method("milp", net, q, RunOptions(solver="highs", solver_params={"no_such_option": 1}))
+    assert bad.verdict is not Verdict.OK and bad.value is None
+    assert "no_such_option" in bad.message
+    # a real HiGHS parameter passes through and the answer stays exact
+    ok = run_method("milp", net, q, RunOptions(solver="highs", solver_params={"presolve": "off"}))
+    assert ok.kind is BoundKind.EXACT and ok.value == pytest.approx(_enumerated(net, q), rel=1e-6)
+
+
+def test_solver_params_reach_scip_from_the_milp() -> None:
+    pytest.importorskip("pyscipopt")
+    net, q = _small()
+    bad = run_method("milp", net, q, RunOptions(solver="scip", solver_params={"no/such/param": 1}))
+    assert bad.value is None and "no/such/param" in bad.message
+
+
+def test_isolated_milp_matches_in_process() -> None:
+    net, q = _small()
+    iso = run_method("milp", net, q, RunOptions(isolate=True, time_limit=60))
+    assert iso.kind is BoundKind.EXACT and iso.value == pytest.approx(_enumerated(net, q), rel=1e-6)
+
+
+def test_cli_solver_option_and_isolate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    net, q = _small()
+    (w1, b1), (w2, b2) = net.affine_relu_weights()
+    path = tmp_path / "net.npz"
+    np.savez(path, w1=w1, b1=b1, w2=w2, b2=b2)
+    js = tmp_path / "out.json"
+    code = main(["compute", str(path), "--norm", "inf", "--domain", "box:-1,1", "--methods", "milp",
+                 "--solver-option", "presolve=off", "--solver-option", "mip_heuristic_effort=0.1",
+                 "--isolate", "--json", str(js), "-q"])
+    assert code == 0, capsys.readouterr()
+    rec = json.loads(js.read_text())["results"][0]
+    assert rec["kind"] == "EXACT" and rec["value"] == pytest.approx(_enumerated(net, q), rel=1e-6)
+    solves = [s for p in rec["stats"]["pieces"] for s in p.get("solves", [])]
+    assert solves and all(s["isolated"] for s in solves)
+    assert main(["compute", str(path), "--methods", "milp", "--norm", "inf", "--domain", "box:-1,1",
+                 "--solver-option", "presolve"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_ctrl_c_outside_a_solver_stops_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C in a method's own code (bounds, sampling): that method is reported as interrupted,
+    the records before it keep their certified values, the rest are not run, the exit code is 130."""
+    import lipopt.api as api
+
+    net, q = _small()
+    real = api.run_method
+
+    def fake(name: str, *a: object, **k: object) -> object:
+        if name == "sampling":
+            raise KeyboardInterrupt
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(api, "run_method", fake)
+    rs = lipopt.compare(net, methods=["naive", "sampling", "grad-ascent"], question=q)
+    assert rs.interrupted and rs.exit_code() == 130
+    naive, samp, grad = rs["naive"], rs["sampling"], rs["grad-ascent"]
+    assert naive.kind is BoundKind.UPPER and naive.value is not None
+    assert samp.value is None and samp.stop is StopReason.INTERRUPTED
+    assert grad.value is None and grad.stop is StopReason.NOT_RUN
+    assert json.loads(rs.to_json())["interrupted"] is True
+
+
+def test_ctrl_c_during_highs_keeps_the_bracket() -> None:
+    """SIGINT while HiGHS works on a net it cannot close quickly: the MILP record keeps its certified
+    bracket (a valid lower <= upper), says it was interrupted, and the next method is not run."""
+    net = nets.random_mlp([8, 32, 32, 1], seed=0)
+    q = make_question("inf", domain="box:-1,1")
+    timer = threading.Timer(4.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        rs = lipopt.compare(net, methods=["milp", "naive"], question=q, time_limit=60)
+    finally:
+        timer.cancel()
+    milp = rs["milp"]
+    assert rs.interrupted and rs.exit_code() == 130
+    assert milp.stop is StopReason.INTERRUPTED, (milp.stop, milp.message)
+    naive_upper = run_method("naive", net, q).value
+    if milp.lower is not None:  # the certified side survives, and it is below a sound upper bound
+        assert milp.lower <= naive_upper * (1 + 1e-9)
+    if milp.upper is not None:
+        assert milp.lower is None or milp.lower <= milp.upper
+    assert rs["naive"].value is None and rs["naive"].stop is StopReason.NOT_RUN
