@@ -1,0 +1,238 @@
+"""Scale invariance of the exact methods (issue 15, "silent wrong answers"), against region enumeration.
+
+* The normalisation the MIP methods build their models on (:mod:`lipopt.formulations.scaling`) is exact.
+* The scale property: multiplying every layer's weight by c and layer k's bias by c^k multiplies the
+  function, hence every EXACT / UPPER / LOWER value, by c^depth. Checked for c in {1e-6, 1e-3, 1e3, 1e6}
+  and the methods milp (l-inf, box), miqcqp (l2, box and global), enumeration, naive and sampling,
+  against the same method at c = 1 and against enumeration (independent: one margin LP per region).
+* The audit's kinds of nets against enumeration: a neuron with tiny incoming weights (its hyperplane far
+  away: the MIQCQP compactification radius was 1e7 .. 1e9 and SCIP's dual bound fell below the true
+  constant), dead ReLUs, duplicated neurons, a single hidden layer.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import nets
+import numpy as np
+import pytest
+
+from lipopt.formulations.scaling import normalised
+from lipopt.methods import RunOptions, run_method
+from lipopt.network.network import Network
+from lipopt.result import BoundKind
+from lipopt.spec import Box, Global, Norm, Question
+
+pytest.importorskip("pyscipopt")
+
+SCALES = (1e-6, 1e-3, 1e3, 1e6)
+OPTS = RunOptions(time_limit=10, seed=0)
+RTOL = 1e-5  # bounds of solvers closed to rel_gap 1e-6; certified witnesses agree to ~1e-12
+BOX = Box(-1.0, 1.0)
+
+
+def scaled(net: Network, c: float) -> Network:
+    """Every weight times c, layer k's bias times c^k: f_c = c^depth f exactly (up to rounding)."""
+    wb = net.affine_relu_weights()
+    return Network.from_weights([w * c for w, _ in wb], [b * c ** (k + 1) for k, (_, b) in enumerate(wb)])
+
+
+def depth(net: Network) -> int:
+    return len(net.affine_relu_weights())
+
+
+def base_net() -> Network:
+    return nets.random_mlp([2, 4, 3, 1], 1)
+
+
+def tiny_weight_net(seed: int = 2, tiny: float = 1e-8) -> Network:
+    """2-6-6-1, one first-layer neuron's incoming weights times ``tiny`` (its hyperplane at ~1/tiny)."""
+    rng = np.random.default_rng(seed)
+    widths = (2, 6, 6, 1)
+    ws = [rng.normal(size=(widths[i + 1], widths[i])) for i in range(3)]
+    bs = [rng.normal(size=widths[i + 1]) for i in range(3)]
+    ws[0][0] *= tiny
+    return Network.from_weights(ws, bs, name=f"tiny-weight neuron x{tiny:g}")
+
+
+def dead_relu_net() -> Network:
+    """3-5-4-1 with one neuron dead everywhere (zero weights, negative bias) and one dead on the box."""
+    rng = np.random.default_rng(7)
+    w1, b1 = rng.normal(size=(5, 3)), rng.normal(size=5)
+    w1[0], b1[0] = 0.0, -1.0
+    b1[1] = -np.abs(w1[1]).sum() - 0.5
+    w2, b2 = rng.normal(size=(4, 5)), rng.normal(size=4)
+    return Network.from_weights([w1, w2, rng.normal(size=(1, 4))], [b1, b2, rng.normal(size=1)],
+                                name="dead relus")
+
+
+def duplicated_net() -> Network:
+    """2-4-3-1 with hidden neuron 0 duplicated (same row and bias) and its outgoing weight split."""
+    wb = base_net().affine_relu_weights()
+    (w1, b1), (w2, b2), (w3, b3) = wb
+    w1d, b1d = np.vstack([w1, w1[:1]]), np.concatenate([b1, b1[:1]])
+    w2d = np.hstack([w2, 0.3 * w2[:, :1]])
+    w2d[:, 0] *= 0.7
+    return Network.from_weights([w1d, w2d, w3], [b1d, b2, b3], name="duplicated neuron")
+
+
+def single_layer_net() -> Network:
+    return nets.random_mlp([3, 5, 1], 4)
+
+
+CASES = {
+    "milp/linf/box": ("milp", Question(Norm.LINF, Norm.LINF, BOX)),
+    "miqcqp/l2/box": ("miqcqp", Question(Norm.L2, Norm.L2, BOX)),
+    "miqcqp/l2/global": ("miqcqp", Question(Norm.L2, Norm.L2, Global())),
+    "enumeration/linf/box": ("enumeration", Question(Norm.LINF, Norm.LINF, BOX)),
+    "naive/l2/box": ("naive", Question(Norm.L2, Norm.L2, BOX)),
+    "sampling/linf/box": ("sampling", Question(Norm.LINF, Norm.LINF, BOX)),
+}
+
+
+@functools.cache
+def reference(net_key: str, q_key: str) -> float:
+    """Region enumeration on the unscaled net (the independent exact value)."""
+    net = NETS[net_key]()
+    q = CASES[q_key][1]
+    r = run_method("enumeration", net, q.bind(net), RunOptions(time_limit=60))
+    assert r.ok and r.kind is BoundKind.EXACT, (r.message, r.notes)
+    return float(r.value)
+
+
+@functools.cache
+def at_scale(case: str, c: float) -> tuple:
+    method, q = CASES[case]
+    net = base_net() if c == 1.0 else scaled(base_net(), c)
+    r = run_method(method, net, q.bind(net), OPTS)
+    return r.kind, r.value, r.lower, r.upper, r.ok, r.message
+
+
+NETS = {"base": base_net, "tiny": tiny_weight_net, "dead": dead_relu_net, "duplicated": duplicated_net,
+        "single": single_layer_net}
+
+
+def _rel(a: float | None, b: float | None) -> float:
+    if a is None or b is None:
+        return math.inf if (a is None) != (b is None) else 0.0
+    return abs(a - b) / max(abs(b), 1e-300)
+
+
+# ----------------------------------------------------------------------------------- normalisation
+
+
+@pytest.mark.parametrize("c", (1e-6, 1.0, 1e6))
+def test_normalisation_is_exact(c: float) -> None:
+    net = scaled(nets.random_mlp([3, 5, 4, 2], 3), c)
+    nm = normalised(net)
+    assert math.log2(nm.factor) == round(math.log2(nm.factor))  # a power of two: scaling is exact
+    for w, _ in nm.network.affine_relu_weights():
+        assert 0.5 <= np.max(np.abs(w)) <= 2.0
+    x = np.random.default_rng(0).normal(size=(64, 3)) * 3
+    assert np.array_equal(nm.network.forward(x) * nm.factor, net.forward(x))
+    for xi in x[:8]:
+        for a, b in zip(net.activation_pattern(xi), nm.network.activation_pattern(xi), strict=True):
+            assert np.array_equal(a, b)
+
+
+def test_normalisation_of_conv_pool_net() -> None:
+    net = nets.conv_pool_net(0, channels=2)
+    nm = normalised(net)
+    x = np.random.default_rng(1).normal(size=(16, 1, 4, 4))
+    assert np.array_equal(nm.network.forward(x) * nm.factor, net.forward(x))
+
+
+# ------------------------------------------------------------------------------------ scale property
+
+
+# the certified LOWER side of the MIP methods at c = 1e-6 (values ~1e-18): lipopt.witness.region_margin
+# measures a ReLU's margin relative to max(1, |layer values|), an absolute floor, so no witness of the
+# original network certifies and the record degrades to UPPER without a lower bound
+_WITNESS_FLOOR = pytest.mark.xfail(
+    reason="witness.region_margin floors the layer scale at 1 (absolute): witnesses at values ~1e-18 do "
+           "not certify; fix there (relative margin), not in the methods", strict=False)
+
+
+_SCALE_PARAMS = [pytest.param(case, c, marks=_WITNESS_FLOOR)
+                 if c == 1e-6 and CASES[case][0] in ("milp", "miqcqp") else pytest.param(case, c)
+                 for c in SCALES for case in CASES]
+
+
+@pytest.mark.parametrize("case,c", _SCALE_PARAMS)
+def test_scale_property(case: str, c: float) -> None:
+    kind0, value0, lower0, upper0, ok0, msg0 = at_scale(case, 1.0)
+    assert ok0, msg0
+    if case.endswith("global"):
+        truth = reference("base", "miqcqp/l2/global")
+    else:
+        truth = reference("base", case if case.startswith(("milp", "enumeration", "sampling"))
+                          else "miqcqp/l2/box")
+    kind, value, lower, upper, ok, msg = at_scale(case, c)
+    assert ok, msg
+    f = c ** depth(base_net())
+    assert kind is kind0, (kind, kind0, value, lower, upper)
+    for got, want in ((value, value0), (lower, lower0), (upper, upper0)):
+        if want is None:
+            assert got is None
+        else:
+            assert got is not None and _rel(got / f, want) <= RTOL, (got / f, want)
+    # and against the independent value: exact where EXACT, on the right side otherwise
+    if kind is BoundKind.EXACT:
+        assert _rel(value / f, truth) <= RTOL
+    if lower is not None:
+        assert lower / f <= truth * (1 + 1e-9)
+    if upper is not None:
+        assert upper / f >= truth * (1 - RTOL)
+
+
+# ----------------------------------------------------------------------------- audit nets vs enumeration
+
+
+AUDIT = [
+    ("tiny", "miqcqp/l2/global"), ("tiny", "miqcqp/l2/box"), ("tiny", "milp/linf/box"),
+    ("dead", "milp/linf/box"), ("dead", "miqcqp/l2/box"),
+    ("duplicated", "milp/linf/box"), ("duplicated", "miqcqp/l2/global"),
+    ("single", "milp/linf/box"), ("single", "miqcqp/l2/global"),
+]
+
+
+@pytest.mark.parametrize("net_key,case", AUDIT)
+def test_exact_methods_match_enumeration_on_audit_nets(net_key: str, case: str) -> None:
+    net = NETS[net_key]()
+    method, q = CASES[case]
+    truth = reference(net_key, case)
+    r = run_method(method, net, q.bind(net), OPTS)
+    assert r.ok, (r.message, [str(ch) for ch in r.checks])
+    assert r.lower is not None and r.lower <= truth * (1 + 1e-9) + 1e-300
+    assert r.upper is not None and r.upper >= truth * (1 - RTOL)
+    if net_key != "duplicated":  # duplicated neurons: not in general position, an honest bracket is fine
+        assert r.kind is BoundKind.EXACT, (r.lower, r.upper, r.notes)
+    if r.kind is BoundKind.EXACT:
+        assert _rel(r.value, truth) <= RTOL
+
+
+def test_tiny_weight_neuron_global_radius_stays_modest() -> None:
+    """The far hyperplane (|b| / |w| ~ 1e8) no longer sets the compactification radius."""
+    from lipopt.formulations.miqcqp_geometry import RADIUS_CAP, default_global_radius, mlp_weights
+
+    net = tiny_weight_net()
+    r = default_global_radius(*mlp_weights(net))
+    assert 1.0 <= r <= RADIUS_CAP * 10
+
+
+def test_ill_conditioned_radius_is_never_exact_from_the_dual_bound() -> None:
+    """A user radius of 1e8 (the audit's failing regime): the dual bound is not used, the upper bound is
+    the bound-propagation one, still above the true constant."""
+    from lipopt.formulations.miqcqp_geometry import RADIUS_SAFE
+
+    net = tiny_weight_net()
+    q = CASES["miqcqp/l2/global"][1].bind(net)
+    truth = reference("tiny", "miqcqp/l2/global")
+    r = run_method("miqcqp", net, q, RunOptions(time_limit=10, seed=0, extra={"global_radius": 1e8}))
+    assert r.ok, r.message
+    assert r.stats["radius_conditioning"] > RADIUS_SAFE
+    assert any("not used" in n for n in r.notes)
+    assert r.upper is not None and r.upper >= truth * (1 - RTOL)
+    assert r.lower is None or r.lower <= truth * (1 + 1e-9)
