@@ -3,8 +3,8 @@
 * The normalisation the MIP methods build their models on (:mod:`lipopt.formulations.scaling`) is exact.
 * The scale property: multiplying every layer's weight by c and layer k's bias by c^k multiplies the
   function, hence every EXACT / UPPER / LOWER value, by c^depth. Checked for c in {1e-6, 1e-3, 1e3, 1e6}
-  and the methods milp (l-inf, box), miqcqp (l2, box and global), enumeration, naive and sampling,
-  against the same method at c = 1 and against enumeration (independent: one margin LP per region).
+  and the methods milp and lp-relax (l-inf, box), miqcqp (l2, box and global), enumeration, naive and
+  sampling, against the same method at c = 1 and against enumeration (independent: one LP per region).
 * The audit's kinds of nets against enumeration: a neuron with tiny incoming weights (its hyperplane far
   away: the MIQCQP compactification radius was 1e7 .. 1e9 and SCIP's dual bound fell below the true
   constant), dead ReLUs, duplicated neurons, a single hidden layer.
@@ -84,6 +84,7 @@ def single_layer_net() -> Network:
 
 CASES = {
     "milp/linf/box": ("milp", Question(Norm.LINF, Norm.LINF, BOX)),
+    "lp-relax/linf/box": ("lp-relax", Question(Norm.LINF, Norm.LINF, BOX)),
     "miqcqp/l2/box": ("miqcqp", Question(Norm.L2, Norm.L2, BOX)),
     "miqcqp/l2/global": ("miqcqp", Question(Norm.L2, Norm.L2, Global())),
     "enumeration/linf/box": ("enumeration", Question(Norm.LINF, Norm.LINF, BOX)),
@@ -156,7 +157,7 @@ _WITNESS_FLOOR = pytest.mark.xfail(
 
 
 _SCALE_PARAMS = [pytest.param(case, c, marks=_WITNESS_FLOOR)
-                 if c == 1e-6 and CASES[case][0] in ("milp", "miqcqp") else pytest.param(case, c)
+                 if c == 1e-6 and CASES[case][0] in ("milp", "lp-relax", "miqcqp") else pytest.param(case, c)
                  for c in SCALES for case in CASES]
 
 
@@ -167,8 +168,7 @@ def test_scale_property(case: str, c: float) -> None:
     if case.endswith("global"):
         truth = reference("base", "miqcqp/l2/global")
     else:
-        truth = reference("base", case if case.startswith(("milp", "enumeration", "sampling"))
-                          else "miqcqp/l2/box")
+        truth = reference("base", "milp/linf/box" if "/linf/" in case else "miqcqp/l2/box")
     kind, value, lower, upper, ok, msg = at_scale(case, c)
     assert ok, msg
     f = c ** depth(base_net())
