@@ -236,3 +236,31 @@ def test_ill_conditioned_radius_is_never_exact_from_the_dual_bound() -> None:
     assert any("not used" in n for n in r.notes)
     assert r.upper is not None and r.upper >= truth * (1 - RTOL)
     assert r.lower is None or r.lower <= truth * (1 + 1e-9)
+
+
+def _constant_nets() -> list[tuple[str, Network, Question]]:
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(size=(4, 2))
+    b1 = -np.abs(w1).sum(1) - 1.0  # every first-layer neuron dead on [-1, 1]^2 (alive far away)
+    w2, b2, w3, b3 = rng.normal(size=(3, 4)), rng.normal(size=3), rng.normal(size=(1, 3)), rng.normal(size=1)
+    dead_on_box = Network.from_weights([w1, w2, w3], [b1, b2, b3])
+    dead_everywhere = Network.from_weights([np.zeros((4, 2)), w2, w3], [-np.ones(4), b2, b3])
+    return [("dead on the box", dead_on_box, Question(Norm.L2, Norm.L2, BOX)),
+            ("dead everywhere", dead_everywhere, Question(Norm.L2, Norm.L2, Global())),
+            ("dead everywhere", dead_everywhere, Question(Norm.LINF, Norm.LINF, BOX))]
+
+
+@pytest.mark.parametrize("i", range(3))
+@pytest.mark.parametrize("method", ["milp", "miqcqp"])
+def test_constant_network_is_exactly_zero(method: str, i: int) -> None:
+    """L = 0 (every path through a dead ReLU): EXACT 0 with every check passed; solver tolerance noise
+    (bounds padded by an absolute 1e-9 gave a MIQCQP objective of 2e-9) must not reach the record."""
+    name, net, q = _constant_nets()[i]
+    if method == "milp":  # l-inf / l1 input norms only
+        q = Question(Norm.LINF, Norm.LINF, q.domain)
+    qb = q.bind(net)
+    e = run_method("enumeration", net, qb, RunOptions(time_limit=30))
+    assert e.kind is BoundKind.EXACT and e.value == 0.0, name
+    r = run_method(method, net, qb, OPTS)
+    assert r.ok, (name, r.message, [str(ch) for ch in r.checks if not ch.passed])
+    assert r.kind is BoundKind.EXACT and r.value == 0.0 and r.upper == 0.0, (name, r.lower, r.upper)

@@ -320,7 +320,7 @@ def build_model(network: Network, question: Question, config: MiqcqpConfig | Non
         cut = cfg.cutoff * (1.0 - cfg.cutoff_rtol)
         if obj_kind == "quadratic":
             cut = cut ** 2
-    m.tau = pe.Var(bounds=(cut if cut is not None else None, obj_ub * (1 + 1e-9) + 1e-12))
+    m.tau = pe.Var(bounds=(cut if cut is not None else None, obj_ub * (1 + 1e-9)))  # relative (obj_ub >= 0)
     if obj_kind == "linear":
         add(m.tau <= m.out[0])
     elif obj_kind == "quadratic" and cfg.sign_split:

@@ -233,6 +233,14 @@ def _dual_row_norm(a_abs: np.ndarray, p: Norm) -> np.ndarray:
     return np.linalg.norm(a_abs, ord=p.dual.p, axis=1)
 
 
+def _rounding_pad(mag: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Padding of interval bounds against float64 rounding, relative to the magnitude of the summed terms
+    (``mag`` = |W| @ max(|lo|, |hi|) of the inputs) and of the bounds themselves: no absolute floor, so a
+    direction that is exactly 0 (dead neurons, a constant network) keeps the bounds [0, 0] and the solver
+    cannot report tolerance noise (1e-9) as an objective value."""
+    return 1e-9 * (np.asarray(mag, dtype=np.float64) + np.maximum(np.abs(lo), np.abs(hi)))
+
+
 def layer_bounds(network: Network, question: Question, iset: InputSet, *, method: str = "auto",
                  fix_stable: bool = True, direction: str = "matrix") -> LayerBounds:
     """Forward pre-activation bounds over the input set, stable masks, and direction bounds."""
@@ -272,6 +280,7 @@ def layer_bounds(network: Network, question: Question, iset: InputSet, *, method
             m_lo = m_hi = w  # exact
             b_abs = _dual_row_norm(np.abs(w), p)
             yl_i, yh_i = -b_abs, b_abs
+            mag = b_abs
         else:
             wp, wn = np.maximum(w, 0), np.minimum(w, 0)
             m_lo = wp @ a_lo + wn @ a_hi
@@ -279,12 +288,13 @@ def layer_bounds(network: Network, question: Question, iset: InputSet, *, method
             c = w @ ((w_lo + w_hi) / 2)
             r = np.abs(w) @ ((w_hi - w_lo) / 2)
             yl_i, yh_i = c - r, c + r
+            mag = np.abs(w) @ np.maximum(np.abs(w_lo), np.abs(w_hi))
         if direction == "matrix":
             b_m = _dual_row_norm(np.maximum(np.abs(m_lo), np.abs(m_hi)), p)
             yl, yh = np.maximum(yl_i, -b_m), np.minimum(yh_i, b_m)
         else:
             yl, yh = yl_i, yh_i
-        pad = 1e-9 * np.maximum(1.0, np.maximum(np.abs(yl), np.abs(yh)))
+        pad = _rounding_pad(mag, yl, yh)
         yl, yh = yl - pad, yh + pad
         y_lo.append(yl)
         y_hi.append(yh)
@@ -305,10 +315,11 @@ def layer_bounds(network: Network, question: Question, iset: InputSet, *, method
     cc = w_out @ ((w_lo + w_hi) / 2)
     rr = np.abs(w_out) @ ((w_hi - w_lo) / 2)
     ol, oh = cc - rr, cc + rr
+    mag = np.abs(w_out) @ np.maximum(np.abs(w_lo), np.abs(w_hi))
     if direction == "matrix":
         b_m = _dual_row_norm(np.maximum(np.abs(m_lo), np.abs(m_hi)), p)
         ol, oh = np.maximum(ol, -b_m), np.minimum(oh, b_m)
-    pad = 1e-9 * np.maximum(1.0, np.maximum(np.abs(ol), np.abs(oh)))
+    pad = _rounding_pad(mag, ol, oh)
     lb = LayerBounds(z_lo, z_hi, act, ina, y_lo, y_hi, ol - pad, oh + pad, method=used)
     lb.stats = {"bound_method": used, "relus": int(sum(len(z) for z in z_lo)),
                 "ambiguous_relus": lb.n_ambiguous, "direction_bounds": direction}
