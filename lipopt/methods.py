@@ -117,10 +117,13 @@ def applicable_methods(network: Network, question: Question, only_default: bool 
 def run_method(
     name: str, network: Network, question: Question, options: RunOptions | None = None
 ) -> LipschitzResult:
+    from lipopt_solvers import interrupts
+
     info = get_method(name)
     options = options or RunOptions()
     q = question.bind(network)
     t0 = time.perf_counter()
+    interrupts.clear()  # a fresh run: a Ctrl-C absorbed by an earlier run's solver does not carry over
     reason = info.applicable(network, q)
     if reason is not None:
         res = LipschitzResult(name, info.kind, None, verdict=Verdict.NOT_APPLICABLE, message=reason)
