@@ -7,8 +7,12 @@ is certified afterwards at single points (``lipopt.lower.certify``).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 
+from lipopt.deadline import Deadline
 from lipopt.network.network import AffineStage, MaxPoolStage, Network, ReLUStage, stage_forward
 from lipopt.norms import operator_norm
 from lipopt.spec import Norm, Question
@@ -80,3 +84,35 @@ def batch_norms(jacs: np.ndarray, question: Question) -> np.ndarray:
 
 def batch_jacobian_norms(network: Network, x: np.ndarray, question: Question) -> np.ndarray:
     return batch_norms(batch_jacobians(network, x, question), question)
+
+
+def evaluate_until(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, deadline: Deadline | None,
+                   phase: str, min_rows: int = 1) -> np.ndarray:
+    """``fn`` (one value per row, rows independent) on the rows of x, in chunks until ``deadline``: the
+    values of the first k rows, k >= min(min_rows, len(x)) (all of them without a limit, in one call).
+
+    Chunks grow with the measured time per row so that the next one fits in what is left; a stop before
+    the last row is recorded on the deadline as ``phase``."""
+    n = len(x)
+    if deadline is None or not deadline.limited or n == 0:
+        return fn(x)
+    need = min(max(1, min_rows), n)
+    out: list[np.ndarray] = []
+    done, chunk, per_row = 0, min(n, max(need, 8)), None
+    while done < n:
+        if done >= need:
+            left = deadline.remaining()
+            if left <= 0:
+                break
+            if per_row is not None:
+                chunk = min(4 * chunk, int(0.8 * left / max(per_row, 1e-12)))
+                if chunk < 1:
+                    break
+        chunk = min(chunk, n - done)
+        t = time.perf_counter()
+        out.append(np.asarray(fn(x[done:done + chunk])))
+        per_row = (time.perf_counter() - t) / chunk
+        done += chunk
+    if done < n:
+        deadline.stopped(f"{phase} ({done} of {n} points)")
+    return np.concatenate(out)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from lipopt.deadline import Deadline
 from lipopt.network.network import AffineStage, Network
 from lipopt.norms import MAX_ENUM_DIM
 from lipopt.spec import Ball, Box, Norm, Question
@@ -222,12 +223,17 @@ def certify_point(network: Network, x: np.ndarray, question: Question, rng: np.r
 
 
 def certify_best(network: Network, cands: np.ndarray, vals: np.ndarray, question: Question,
-                 rng: np.random.Generator, scale: float, n_try: int = 10) -> Certified | None:
-    """Certify the best candidates in order of value; stop once a certified value reaches the next one."""
+                 rng: np.random.Generator, scale: float, n_try: int = 10,
+                 deadline: Deadline | None = None) -> Certified | None:
+    """Certify the best candidates in order of value; stop once a certified value reaches the next one,
+    or once ``deadline`` has passed and some candidate is certified (recorded on the deadline)."""
     order = np.argsort(-vals, kind="stable")
     best: Certified | None = None
     for tried, i in enumerate(order[:n_try], start=1):
         if best is not None and best.value >= vals[i]:
+            break
+        if best is not None and deadline is not None and deadline.expired():
+            deadline.stopped("certification of the best candidates")
             break
         c = certify_point(network, cands[i], question, rng, scale)
         if c is not None and (best is None or c.value > best.value):

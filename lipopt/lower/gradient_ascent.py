@@ -18,6 +18,12 @@ sampled starting candidates: the same points as ``sampling`` with the same seed 
 is never below it), lr (Adam step as a fraction of the per-start length scale, 0.02), pair_steps (= steps),
 global_radius. ``RunOptions.progress`` shows a tqdm bar.
 
+Time limit (``RunOptions.time_limit``; every phase counts, the torch import included): the starting
+candidates are evaluated until a quarter of the budget is used (at least ``restarts`` of them), the smoothed
+ascent runs until half of what is left, the pair ascent until 60 % of what is left then, and the rest is for
+certification. Each phase stops at its share and passes on what it has; the value is the certified LOWER
+bound of the points and pairs reached by then, and the record stops with ``StopReason.TIME_LIMIT``.
+
 Limitation: a local search. A maximising region that is a thin sliver, or far away in the global domain
 (Fact C), is found only if a start lands near it.
 """
@@ -29,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from lipopt.lower.batch import batch_jacobian_norms
+from lipopt.deadline import Deadline
+from lipopt.lower.batch import batch_jacobian_norms, evaluate_until
 from lipopt.lower.certify import (
     Certified,
     certify_best,
@@ -63,9 +70,10 @@ def _steps(n: int, progress: bool, desc: str):
 
 
 def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
+    t0 = time.perf_counter()
+    dl = Deadline.start(options.time_limit, t0)
     import torch
 
-    t0 = time.perf_counter()
     q = question.bind(network)
     cfg = {
         "restarts": int(options.get("restarts", 8)),
@@ -78,10 +86,11 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
     rng = np.random.default_rng(cfg["seed"])
     torch.manual_seed(cfg["seed"])
     if q.constant == "nominal":
-        res = _run_nominal(network, q, cfg, rng, options)
+        res = _run_nominal(network, q, cfg, rng, options, dl)
     else:
-        res = _run_pairwise(network, q, cfg, rng, options)
-    res.options = cfg
+        res = _run_pairwise(network, q, cfg, rng, options, dl)
+    res.options = {**cfg, "time_limit": options.time_limit}
+    dl.mark(res)
     res.wall_time = time.perf_counter() - t0
     return res
 
@@ -90,12 +99,14 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
 
 
 def _starts(network: Network, q: Question, cfg: dict, rng: np.random.Generator,
-            options: RunOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            options: RunOptions, dl: Deadline) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     gr = options.get("global_radius")
     n = max(cfg["n_init"], cfg["restarts"])
-    cand = sample_domain(network, q, n, rng, None if gr is None else float(gr))
-    vals = batch_jacobian_norms(network, cand, q)
     r = cfg["restarts"]
+    cand = sample_domain(network, q, n, rng, None if gr is None else float(gr))
+    vals = evaluate_until(lambda xs: batch_jacobian_norms(network, xs, q), cand, dl.share(0.25),
+                          "starting candidates", min_rows=r)
+    cand = cand[: len(vals)]
     top = list(np.argsort(-vals, kind="stable")[: (r + 1) // 2])
     rest = [i for i in rng.permutation(len(cand)) if i not in set(top)][: r - len(top)]
     idx = np.array(top + rest, dtype=int)
@@ -103,13 +114,13 @@ def _starts(network: Network, q: Question, cfg: dict, rng: np.random.Generator,
 
 
 def _run_pairwise(network: Network, q: Question, cfg: dict, rng: np.random.Generator,
-                  options: RunOptions) -> LipschitzResult:
+                  options: RunOptions, dl: Deadline) -> LipschitzResult:
     import torch
 
     from lipopt.lower.torch_net import TorchStages, jacobian_fn, project, torch_norm
 
     scale = input_scale(network, q)
-    x0, pool_x, pool_v = _starts(network, q, cfg, rng, options)
+    x0, pool_x, pool_v = _starts(network, q, cfg, rng, options, dl)
     pool_x, pool_v = [pool_x], [pool_v]
     ts = TorchStages(network, options.device)
     jac = jacobian_fn(ts, q, network.output_size)
@@ -123,7 +134,12 @@ def _run_pairwise(network: Network, q: Question, cfg: dict, rng: np.random.Gener
     z_scale = float(np.median(zs)) if zs else 1.0
     steps = cfg["steps"]
     opt = torch.optim.Adam([d], lr=cfg["lr"])
+    dl_smooth = dl.share(0.5)
+    pooled = True  # the current iterate is in the pool
     for k in _steps(steps, options.progress, "grad-ascent (smoothed)"):
+        if dl_smooth.expired():
+            dl.stopped(f"smoothed ascent (step {k} of {steps})")
+            break
         temperature = 0.3 * z_scale * (1e-4 ** (k / max(1, steps - 1)))
         opt.zero_grad()
         obj = torch_norm(jac(xs + srow * d, temperature), q)
@@ -135,19 +151,28 @@ def _run_pairwise(network: Network, q: Question, cfg: dict, rng: np.random.Gener
         opt.step()
         with torch.no_grad():
             d.copy_((project(xs + srow * d, q) - xs) / srow)
+        pooled = False
         if k % 10 == 9 or k == steps - 1:
             xn = (xs + srow * d).detach().cpu().numpy().copy()
             pool_x.append(xn)
             pool_v.append(batch_jacobian_norms(network, xn, q))
+            pooled = True
+    if not pooled:  # stopped at the time limit between two pool updates: keep the last iterate
+        xn = (xs + srow * d).detach().cpu().numpy().copy()
+        pool_x.append(xn)
+        pool_v.append(batch_jacobian_norms(network, xn, q))
     px, pv = np.vstack(pool_x), np.concatenate(pool_v)
-    pair_best, pair_stats = _pair_phase(network, q, ts, px, pv, cfg, scale, options)
+    pair_best, pair_stats = _pair_phase(network, q, ts, px, pv, cfg, scale, options, dl)
     px = np.vstack([px, pair_stats.pop("points")])
     pv = np.concatenate([pv, batch_jacobian_norms(network, px[len(pv):], q)])
-    cert = certify_best(network, px, pv, q, rng, scale)
+    cert = certify_best(network, px, pv, q, rng, scale, deadline=dl)
     stats: dict[str, Any] = {"candidates": len(pv), "best_candidate": float(np.max(pv)), **pair_stats}
     if pair_best is not None and (cert is None or pair_best.value > cert.value):
         cert = pair_best
     if cert is None:
+        if dl.hit:  # out of time before a candidate was certified: no number, honestly
+            return LipschitzResult("grad-ascent", BoundKind.LOWER, None, Status.TIME_LIMIT, stats=stats,
+                                   message="time limit reached before a candidate was certified")
         return LipschitzResult("grad-ascent", BoundKind.LOWER, None, Status.ERROR, stats=stats,
                                message="no candidate could be certified")
     res = LipschitzResult("grad-ascent", BoundKind.LOWER, cert.value, Status.SOLVED, stats=stats,
@@ -159,7 +184,8 @@ def _run_pairwise(network: Network, q: Question, cfg: dict, rng: np.random.Gener
 
 
 def _pair_phase(network: Network, q: Question, ts: Any, px: np.ndarray, pv: np.ndarray, cfg: dict,
-                scale: float, options: RunOptions) -> tuple[Certified | None, dict[str, Any]]:
+                scale: float, options: RunOptions,
+                dl: Deadline | None = None) -> tuple[Certified | None, dict[str, Any]]:
     """CLIP Algorithm 1 on pairs started along the maximising directions of the best points."""
     import torch
 
@@ -191,7 +217,11 @@ def _pair_phase(network: Network, q: Question, ts: Any, px: np.ndarray, pv: np.n
     step = torch.full((len(starts),), 0.01 * scale, dtype=torch.float64, device=options.device)
     min_dist = 1e-5 * scale  # closer pairs: the quotient is dominated by rounding noise
     accepted = 0
-    for _ in _steps(cfg["pair_steps"], options.progress, "grad-ascent (pairs)"):
+    dl_pairs = (dl or Deadline()).share(0.6)
+    for k in _steps(cfg["pair_steps"], options.progress, "grad-ascent (pairs)"):
+        if dl_pairs.expired():
+            dl_pairs.stopped(f"pair ascent (step {k} of {cfg['pair_steps']})")
+            break
         uu, vv = u.clone().requires_grad_(True), v.clone().requires_grad_(True)
         qq = quotient(uu, vv)
         gu, gv = torch.autograd.grad(qq.sum(), [uu, vv])
@@ -223,16 +253,19 @@ def _pair_phase(network: Network, q: Question, ts: Any, px: np.ndarray, pv: np.n
 
 
 def _run_nominal(network: Network, q: Question, cfg: dict, rng: np.random.Generator,
-                 options: RunOptions) -> LipschitzResult:
+                 options: RunOptions, dl: Deadline | None = None) -> LipschitzResult:
     import torch
 
     from lipopt.lower.torch_net import TorchStages, project
 
     dom = q.domain
     x0 = dom.center  # type: ignore[union-attr]
-    cand = sample_nominal(q, max(cfg["n_init"], cfg["restarts"]), rng)
-    vals = nominal_ratios(network, cand, q)
+    dl = dl or Deadline()
     r = cfg["restarts"]
+    cand = sample_nominal(q, max(cfg["n_init"], cfg["restarts"]), rng)
+    vals = evaluate_until(lambda xs: nominal_ratios(network, xs, q), cand, dl.share(0.25),
+                          "starting candidates", min_rows=r)
+    cand = cand[: len(vals)]
     idx = np.argsort(-vals, kind="stable")[:r]
     ts = TorchStages(network, options.device)
     x0t = torch.tensor(x0, device=options.device)
@@ -251,7 +284,11 @@ def _run_nominal(network: Network, q: Question, cfg: dict, rng: np.random.Genera
         best_q = ratio(x)
     radius = float(dom.radius)  # type: ignore[union-attr]
     step = torch.full((len(idx),), 0.05 * radius, dtype=torch.float64, device=options.device)
-    for _ in _steps(cfg["steps"], options.progress, "grad-ascent (nominal)"):
+    dl_ascent = dl.share(0.8)
+    for k in _steps(cfg["steps"], options.progress, "grad-ascent (nominal)"):
+        if dl_ascent.expired():
+            dl.stopped(f"ascent (step {k} of {cfg['steps']})")
+            break
         xx = x.clone().requires_grad_(True)
         (g,) = torch.autograd.grad(ratio(xx).sum(), [xx])
         gn = torch.linalg.vector_norm(g, dim=1).clamp(min=1e-300)

@@ -12,6 +12,11 @@ a boundary is nudged, or replaced by a pair along its maximising direction, or t
 Nominal-point questions: the value is max over samples of |f(x) - f(x0)| / |x - x0| (never a Jacobian norm).
 
 Options (``RunOptions.extra``): n_samples (1000), seed (default ``RunOptions.seed``), global_radius.
+
+Time limit (``RunOptions.time_limit``, every phase counts): the points are evaluated in chunks until 70 % of
+the budget is used, then the best of those evaluated so far are certified (at least one point is evaluated
+and one certified, so a tiny limit can be overrun by that much). The value is still a certified LOWER bound,
+of the points evaluated; the record stops with ``StopReason.TIME_LIMIT`` and says how many were evaluated.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import time
 
 import numpy as np
 
-from lipopt.lower.batch import batch_jacobian_norms
+from lipopt.deadline import Deadline
+from lipopt.lower.batch import batch_jacobian_norms, evaluate_until
 from lipopt.lower.certify import (
     certify_best,
     input_scale,
@@ -30,7 +36,7 @@ from lipopt.lower.certify import (
 )
 from lipopt.methods import RunOptions
 from lipopt.network.network import Network
-from lipopt.result import BoundKind, LipschitzResult, Status
+from lipopt.result import BoundKind, LipschitzResult, Status, StopReason, Verdict
 from lipopt.spec import Question
 from lipopt.witness import certified_pair_ratio, in_domain
 
@@ -41,29 +47,41 @@ def applicable(network: Network, question: Question) -> str | None:
 
 def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
     t0 = time.perf_counter()
+    dl = Deadline.start(options.time_limit, t0)
     q = question.bind(network)
     n = int(options.get("n_samples", 1000))
     seed = int(options.get("seed", options.seed))
     rng = np.random.default_rng(seed)
-    opts = {"n_samples": n, "seed": seed}
+    opts = {"n_samples": n, "seed": seed, "time_limit": options.time_limit}
     if q.constant == "nominal":
-        return _run_nominal(network, q, n, rng, opts, t0)
+        return _run_nominal(network, q, n, rng, opts, t0, dl)
     gr = options.get("global_radius")
     x = sample_domain(network, q, n, rng, None if gr is None else float(gr))
-    vals = batch_jacobian_norms(network, x, q)
+    vals = evaluate_until(lambda xs: batch_jacobian_norms(network, xs, q), x, dl.share(0.7),
+                          "sampled Jacobian norms")
+    x = x[: len(vals)]
     scale = input_scale(network, q)
-    cert = certify_best(network, x, vals, q, rng, scale)
-    stats = {"n_samples": n, "best_sampled": float(np.max(vals)) if vals.size else None}
+    cert = certify_best(network, x, vals, q, rng, scale, deadline=dl)
+    stats = {"n_samples": n, "n_evaluated": len(vals),
+             "best_sampled": float(np.max(vals)) if vals.size else None}
     if cert is None:
+        if dl.hit:  # out of time before any point was certified: no number, honestly
+            return LipschitzResult("sampling", BoundKind.LOWER, None, verdict=Verdict.OK,
+                                   stop=StopReason.TIME_LIMIT, options=opts, stats=stats, notes=[dl.note()],
+                                   message="time limit reached before a sampled point was certified",
+                                   wall_time=time.perf_counter() - t0)
         return LipschitzResult("sampling", BoundKind.LOWER, None, Status.ERROR, options=opts, stats=stats,
                                message="no sampled point could be certified (all on region boundaries?)",
                                wall_time=time.perf_counter() - t0)
     stats["certify_tries"] = cert.tried
-    res = LipschitzResult("sampling", BoundKind.LOWER, cert.value, Status.SOLVED, options=opts, stats=stats,
+    res = LipschitzResult("sampling", BoundKind.LOWER, cert.value, options=opts, stats=stats,
                           witness={**cert.witness, "kind": cert.how}, notes=list(cert.notes))
     _check_witness(res, network, q, cert.witness, cert.how)
+    dl.mark(res)
     res.wall_time = time.perf_counter() - t0
     return res
+
+
 
 
 def _check_witness(res: LipschitzResult, network: Network, q: Question, w: dict, how: str) -> None:
@@ -87,9 +105,11 @@ def _check_witness(res: LipschitzResult, network: Network, q: Question, w: dict,
 
 
 def _run_nominal(network: Network, q: Question, n: int, rng: np.random.Generator, opts: dict,
-                 t0: float) -> LipschitzResult:
+                 t0: float, dl: Deadline | None = None) -> LipschitzResult:
+    dl = dl or Deadline()
     x = sample_nominal(q, n, rng)
-    ratios = nominal_ratios(network, x, q)
+    ratios = evaluate_until(lambda xs: nominal_ratios(network, xs, q), x, dl.share(0.9), "sampled ratios")
+    x = x[: len(ratios)]
     i = int(np.argmax(ratios))
     x0 = q.domain.center  # type: ignore[union-attr]
     xb = x[i]
@@ -98,11 +118,13 @@ def _run_nominal(network: Network, q: Question, n: int, rng: np.random.Generator
 
         xb = clip_to_domain(xb, q)
     value = certified_pair_ratio(network, xb, x0, q)
-    res = LipschitzResult("sampling", BoundKind.LOWER, value, Status.SOLVED, options=opts,
-                          stats={"n_samples": n, "best_sampled": float(ratios[i])},
+    res = LipschitzResult("sampling", BoundKind.LOWER, value, options=opts,
+                          stats={"n_samples": n, "n_evaluated": len(ratios),
+                                 "best_sampled": float(ratios[i])},
                           witness={"x": xb.tolist(), "x0": x0.tolist(), "kind": "nominal pair"})
     res.add_check("witness in domain", in_domain(xb, q), "")
     res.add_check("ratio re-evaluated in float64", abs(value - ratios[i]) <= 1e-9 * max(1.0, value),
                   f"{value:.12g} vs batch {ratios[i]:.12g}")
+    dl.mark(res)
     res.wall_time = time.perf_counter() - t0
     return res
