@@ -26,11 +26,18 @@ for every unit v. It is kept only as an ESTIMATE. The UPPER value returned here 
    |R A D| = R |A| D computed by one convolution and one transposed convolution with |kernel|.
 
 Cases 3 and 4 are rigorous but can be loose; the record says which one was used per layer.
+
+Time budget (``SpectralOptions.deadline``, an absolute ``time.perf_counter()`` instant, None = none): an
+unmasked operator whose certified computation (1.-3.) would not fit in what is left (a flop-count
+estimate for 1.-2.; the Fourier bound checks the clock between frequency chunks) gets a cheaper sound bound
+instead, not cached: min(||A||_F, sqrt(||A||_1 ||A||_inf)) for dense layers, 4. otherwise; its method ends
+in ``TIME_LIMIT_TAG``, so a caller can say that the time limit was reached.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +47,14 @@ import torch
 from lipopt.analytic.linops import DTYPE, AvgPoolOp, ComposedOp, ConvOp, DenseOp, LinOp, ReshapeOp
 
 EPS = float(np.finfo(np.float64).eps)
+#: suffix of the method of a bound that replaced a certified computation which did not fit the deadline
+TIME_LIMIT_TAG = " (time limit)"
+#: flop rate assumed when deciding whether a certified dense computation fits in what is left (conservative)
+FLOPS = 1e9
+
+
+class _OutOfTimeError(Exception):
+    """The deadline passed during a certified computation (caught by :func:`global_upper`)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,7 @@ class SpectralOptions:
     fourier: bool = True  # large convolutions: Fourier bound (tight, costly) or only Schur (cheap, loose)
     rel_margin: float = 1e-9  # relative safety added to every certified value
     seed: int = 0
+    deadline: float | None = None  # perf_counter instant: past it (or not fitting), cheaper sound bounds
 
 
 @dataclass
@@ -172,6 +188,8 @@ def conv_fourier_upper(op: ConvOp, opts: SpectralOptions | None = None) -> float
         chunk = max(1, int(16_000_000 // max(1, og * cg + c * c)))
         best2 = 0.0  # certified bound on the largest squared singular value so far
         for s in range(0, blocks.shape[0], chunk):
+            if opts.deadline is not None and time.perf_counter() >= opts.deadline:
+                raise _OutOfTimeError
             x = blocks[s:s + chunk]
             lam, rest = _cholesky_certified_sq(x, best2)
             best2 = max(best2, lam)
@@ -269,11 +287,68 @@ def power_estimate(op: LinOp, r: torch.Tensor | None, d: torch.Tensor, iters: in
     return val
 
 
+def _dense_quick_upper(w: np.ndarray) -> float:
+    """min(||W||_F, sqrt(||W||_1 ||W||_inf)) >= ||W||_2, with a rounding allowance on the sums."""
+    a = np.abs(np.asarray(w, dtype=np.float64))
+    if a.size == 0:
+        return 0.0
+    fro = math.sqrt(float(np.sum(a * a)))
+    schur = math.sqrt(float(a.sum(axis=0).max()) * float(a.sum(axis=1).max()))
+    return min(fro, schur) * (1 + 2 * (a.size + 2) * EPS) * (1 + 1e-12)
+
+
+def _fourier_cost(op: ConvOp) -> float:
+    """Rough seconds of :func:`conv_fourier_upper` (complex Gram blocks, power iteration, Cholesky, per
+    frequency), at :data:`FLOPS`."""
+    c_out, cg, kh, kw = op.w.shape
+    (sh, sw), (dh, dw) = op.stride, op.dilation
+    keh2, kew2 = -(-(dh * (kh - 1) + 1) // sh) * sh, -(-(dw * (kw - 1) + 1) // sw) * sw
+    nh = -(-max(op.in_shape[1] + 2 * op.padding[0], keh2) // sh)
+    nw = -(-max(op.in_shape[2] + 2 * op.padding[1], kew2) // sw)
+    og, cg = c_out // op.groups, cg * sh * sw
+    c, big = min(og, cg), max(og, cg)
+    per_block = 8 * big * c * c + 60 * 8 * c * c + 20 * c ** 3
+    # plus ~70 batched torch calls per group (power iteration, factorisations), ~1 ms each when small
+    return op.groups * (nh * (nw // 2 + 1) * per_block / FLOPS + 0.1)
+
+
+def _late_bound(op: LinOp, opts: SpectralOptions) -> SpectralBound | None:
+    """A cheaper sound bound when the certified computation of ``op`` would not fit before the deadline
+    (None: go on with the certified one; composed operators are decided part by part)."""
+    if opts.deadline is None or isinstance(op, ReshapeOp | ComposedOp):
+        return None
+    left = opts.deadline - time.perf_counter()
+    if isinstance(op, DenseOp):
+        if op.weight_np.size > opts.dense_max_entries:
+            return None  # the certified path is the cheap one already
+        m, n = op.weight_np.shape
+    elif min(op.n_in, op.n_out) <= opts.cholesky_limit and op.nnz() <= opts.sparse_max_nnz:
+        m, n = op.n_out, op.n_in
+    elif isinstance(op, ConvOp) and opts.fourier:
+        if f"fourier{opts.fourier_iters}" in op._cache or _fourier_cost(op) <= left:
+            return None  # (the Fourier bound also checks the clock between frequency chunks)
+        m = n = 0
+    else:
+        return None  # Schur: cheap
+    s, k = min(m, n), max(m, n)
+    cost = (k * s * s + s ** 3 + 200 * s * s) / FLOPS  # Gram matrix, Cholesky / eigh, Lanczos
+    if s > 0 and cost <= left:
+        return None
+    if isinstance(op, DenseOp):
+        return SpectralBound(_dense_quick_upper(op.weight_np), "frobenius/schur" + TIME_LIMIT_TAG, False)
+    d = torch.ones(op.in_shape, dtype=DTYPE, device=op.device)
+    return SpectralBound(schur_upper(op, None, d), "schur" + TIME_LIMIT_TAG, False)
+
+
 def global_upper(op: LinOp, opts: SpectralOptions | None = None) -> SpectralBound:
-    """Certified ||A||_2 of an (unmasked) operator, cached on the operator."""
+    """Certified ||A||_2 of an (unmasked) operator, cached on the operator (a bound that replaced the
+    certified computation because of ``opts.deadline`` is not cached)."""
     opts = opts or SpectralOptions()
     if "global" in op._cache:
         return op._cache["global"]
+    late = _late_bound(op, opts)
+    if late is not None:
+        return late
     res: SpectralBound | None = None
     if isinstance(op, ReshapeOp) or (isinstance(op, ComposedOp) and op.is_reshape):
         res = SpectralBound(1.0, "identity", True, 1.0)
@@ -284,7 +359,11 @@ def global_upper(op: LinOp, opts: SpectralOptions | None = None) -> SpectralBoun
         res = matrix_norm_upper(op.to_matrix(), opts)
     if res is None:
         if isinstance(op, ConvOp) and opts.fourier:
-            res = SpectralBound(conv_fourier_upper(op, opts), "fourier-gram", False)
+            try:
+                res = SpectralBound(conv_fourier_upper(op, opts), "fourier-gram", False)
+            except _OutOfTimeError:  # not cached: a later call without the deadline computes the tight bound
+                d = torch.ones(op.in_shape, dtype=DTYPE, device=op.device)
+                return SpectralBound(schur_upper(op, None, d), "schur" + TIME_LIMIT_TAG, False)
         elif isinstance(op, ConvOp):
             d = torch.ones(op.in_shape, dtype=DTYPE, device=op.device)
             res = SpectralBound(schur_upper(op, None, d), "schur", False)
@@ -292,13 +371,16 @@ def global_upper(op: LinOp, opts: SpectralOptions | None = None) -> SpectralBoun
             res = global_upper(op.core, opts)
         elif isinstance(op, ComposedOp):
             parts = [global_upper(p, opts) for p in op.ops if not p.is_reshape]
-            res = SpectralBound(math.prod(p.upper for p in parts), "product", False)
+            late = any(p.method.endswith(TIME_LIMIT_TAG) for p in parts)
+            res = SpectralBound(math.prod(p.upper for p in parts),
+                                "product" + (TIME_LIMIT_TAG if late else ""), False)
         elif isinstance(op, AvgPoolOp | DenseOp):
             d = torch.ones(op.in_shape, dtype=DTYPE, device=op.device)
             res = SpectralBound(schur_upper(op, None, d), "schur", False)
         else:  # pragma: no cover - every LinOp kind is handled above
             raise TypeError(type(op).__name__)
-    op._cache["global"] = res
+    if not res.method.endswith(TIME_LIMIT_TAG):
+        op._cache["global"] = res
     return res
 
 
