@@ -1,4 +1,4 @@
-"""Benchmarks of method "milp" (issue 3). One command:
+"""Benchmarks of method "milp" (issue 3); every solve is isolated (killed at its hard deadline). One command:
 
     python benchmarks/bench_milp.py [--time-limit 60] [--threads 2] [--out benchmarks/results/milp_results.md]
 
@@ -27,6 +27,11 @@ from lipopt.spec import AllOutputs, Box, Logit, Norm, Question
 LIPBAB = Path("/work/shared/external-nets/lipbab")
 LIPBAB_NETS = ["(10,15,10,3)", "(10,20,15,10,3)", "(10,30,30,30,3)"]
 
+
+
+def _opts(**kw: object) -> RunOptions:
+    """Benchmark runs must end: every solve in a child process killed at its hard deadline."""
+    return RunOptions(isolate=True, **kw)
 
 def load_lipbab(tag: str) -> Network:
     ws = np.load(LIPBAB / f"SDnet_{tag}_weights.npy", allow_pickle=True)
@@ -94,7 +99,7 @@ def main() -> None:
             net = load_lipbab(tag)
             for p in (Norm.LINF, Norm.L1):
                 q = Question(p, p, Box(0.0, 0.1), AllOutputs())
-                r = run_method("milp", net, q, RunOptions(time_limit=args.time_limit, threads=args.threads))
+                r = run_method("milp", net, q, _opts(time_limit=args.time_limit, threads=args.threads))
                 rows.append(row(r, {"net": tag, "norms": f"{p.label}->{p.label}"}))
         emit("A. LipBaB nets, box [0, 0.1]^10, HiGHS", rows,
              ["net", "norms", "value", "kind", "total_s", "bounds_s", "build_s", "solve_s", "ambiguous",
@@ -107,7 +112,7 @@ def main() -> None:
             q = Question(Norm.LINF, Norm.LINF, Box(-1.0, 1.0), Logit(0))
             res = {}
             for bm in ("lp", "crown", "interval"):
-                r = run_method("milp", net, q, RunOptions(
+                r = run_method("milp", net, q, _opts(
                     time_limit=args.random_time_limit, threads=args.threads, extra={"bound_method": bm}))
                 res[bm] = r
                 rows.append(row(r, {"net": "-".join(map(str, widths)), "bounds": bm}))
@@ -124,7 +129,7 @@ def main() -> None:
             q = Question(Norm.LINF, Norm.LINF, Box(-1.0, 1.0), Logit(0))
             res = {}
             for split in (False, True):
-                opts = RunOptions(time_limit=args.random_time_limit, threads=args.threads,
+                opts = _opts(time_limit=args.random_time_limit, threads=args.threads,
                                   extra={"direction_split": split})
                 r = run_method("milp", net, q, opts)
                 res[split] = r
@@ -146,7 +151,7 @@ def main() -> None:
             dom = Box(-1.0, 1.0) if widths[-1] == 1 else Box(0.0, 0.1)
             q = Question(Norm.LINF, Norm.LINF, dom, Logit(0))
             for s in solvers:
-                r = run_method("milp", net, q, RunOptions(
+                r = run_method("milp", net, q, _opts(
                     time_limit=args.size_time_limit, threads=args.threads, solver=s))
                 rows.append(row(r, {"net": "-".join(map(str, widths)), "solver": s, "relus": net.n_relus}))
         emit(f"C. Size vs time (l-inf input, logit 0, limit {args.size_time_limit:g}s)", rows,
@@ -159,7 +164,7 @@ def main() -> None:
             net = load_lipbab(tag)
             q = Question(Norm.LINF, Norm.LINF, Box(0.0, 0.1), AllOutputs())
             for enc in ("split", "selector"):
-                r = run_method("milp", net, q, RunOptions(time_limit=args.time_limit, threads=args.threads,
+                r = run_method("milp", net, q, _opts(time_limit=args.time_limit, threads=args.threads,
                                                           extra={"vector_encoding": enc}))
                 rows.append(row(r, {"net": tag, "encoding": enc}))
         emit("D. l-inf -> l-inf: split per output row vs one MILP with a selector", rows,

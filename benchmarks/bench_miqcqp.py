@@ -34,6 +34,11 @@ from lipopt.spec import Box, Norm, Question
 NETS = Path(__file__).resolve().parents[2] / "shared" / "external-nets"
 
 
+
+def _opts(**kw: object) -> RunOptions:
+    """Benchmark runs must end: every solve in a child process killed at its hard deadline."""
+    return RunOptions(isolate=True, **kw)
+
 def load_npy_net(weights_file: Path) -> Network:
     """``<name>_weights.npy`` + ``<name>_biases.npy``: object arrays, weights stored in x out."""
     wf = Path(weights_file)
@@ -94,7 +99,7 @@ def suite_exlipbab(tl: float, names: list[str] | None) -> list[dict]:
             continue
         net = load_npy_net(NETS / "exlipbab" / f"{f}_ReLU_weights.npy")
         q = Question(Norm.L2, Norm.L2)
-        r = run_method("miqcqp", net, q, RunOptions(time_limit=tl))
+        r = run_method("miqcqp", net, q, _opts(time_limit=tl))
         rows.append(_row(f, "global l2", r))
         print_table(rows[-1:])
     return rows
@@ -107,7 +112,7 @@ def suite_lipbab(tl: float, names: list[str] | None) -> list[dict]:
             continue
         net = load_npy_net(NETS / "lipbab" / f"{f}_weights.npy")
         q = Question(Norm.L2, Norm.L2, Box(0.0, 0.1))
-        r = run_method("miqcqp", net, q, RunOptions(time_limit=tl))
+        r = run_method("miqcqp", net, q, _opts(time_limit=tl))
         rows.append(_row(f, "l2 on [0,0.1]^10", r))
         print_table(rows[-1:])
     return rows
@@ -128,7 +133,7 @@ def suite_random(tl: float, names: list[str] | None) -> list[dict]:
                     if m not in REGISTRY:
                         continue
                     for t in ([1.0, tl] if m == "miqcqp" else [tl]):
-                        r = run_method(m, net, q, RunOptions(time_limit=t))
+                        r = run_method(m, net, q, _opts(time_limit=t))
                         rows.append(_row(net.name, qlabel, r, extra=f"T={t:g}"))
                         print_table(rows[-1:])
     return rows
@@ -163,7 +168,7 @@ def suite_ablation(tl: float, names: list[str] | None) -> list[dict]:
         if names and not any(n in net.name for n in names):
             continue
         for label, extra in ABLATIONS.items():
-            r = run_method("miqcqp", net, q, RunOptions(time_limit=tl, extra=extra))
+            r = run_method("miqcqp", net, q, _opts(time_limit=tl, extra=extra))
             rows.append(_row(net.name, ql, r, extra=label))
             print_table(rows[-1:])
     return rows

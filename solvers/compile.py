@@ -1,11 +1,14 @@
 """Compile a Pyomo model to an :class:`ArrayModel` and load a solution back into its variables.
 
 Pyomo stays the modelling layer users see (print it, write it to .lp/.mps, change it); the backends
-receive arrays. The linear part goes through Pyomo's own matrix compiler
-(``pyomo.repn.plugins.standard_form.LinearStandardFormCompiler``, mixed form: rows keep their ``<=``,
-``>=`` and ``==``); quadratic constraints and a quadratic objective are read with
-``pyomo.repn.standard_repn.generate_standard_repn`` over the same columns. Fixed variables are
-constants. Anything beyond degree 2 is refused with the name of the constraint.
+receive arrays. Each active constraint and the objective are read once:
+
+* a linear sum (``LinearExpression`` or ``SumExpression`` of numbers, variables and monomials: what
+  lipopt's formulations build) is read term by term without walking a general expression tree;
+* anything else goes through ``pyomo.repn.standard_repn.generate_standard_repn`` (quadratic terms
+  kept apart; anything beyond degree 2 is refused with the constraint's name).
+
+Fixed variables are constants. Columns are the unfixed variables that appear, in order of appearance.
 """
 
 from __future__ import annotations
@@ -27,101 +30,153 @@ class CompiledModel:
     columns: list[Any]  # Pyomo VarData per column
 
 
-def _active_objective(model: Any) -> Any:
-    from pyomo.environ import Objective
+class _Reader:
+    """Reads expressions into (constant, [(col, coef)], quadratic) with a shared column index."""
 
-    objs = list(model.component_data_objects(Objective, active=True, descend_into=True))
-    if len(objs) != 1:
-        raise ValueError(f"the model must have exactly one active objective, found {len(objs)}")
-    return objs[0]
+    def __init__(self) -> None:
+        from pyomo.core.expr.numeric_expr import LinearExpression, MonomialTermExpression, SumExpression
+        from pyomo.core.expr.numvalue import native_numeric_types
+
+        self.columns: list[Any] = []
+        self.index: dict[int, int] = {}
+        self._sums = (LinearExpression, SumExpression)
+        self._mono = MonomialTermExpression
+        self._native = native_numeric_types
+
+    def col(self, v: Any) -> int:
+        k = self.index.get(id(v))
+        if k is None:
+            k = self.index[id(v)] = len(self.columns)
+            self.columns.append(v)
+        return k
+
+    def _linear_sum(self, expr: Any) -> tuple[float, list[int], list[float]] | None:
+        """The terms of a flat linear sum, or None when it is anything else."""
+        const, idx, val = 0.0, [], []
+        native, mono = self._native, self._mono
+        for arg in expr.args:
+            t = type(arg)
+            if t in native:
+                const += arg
+                continue
+            if t is mono:
+                coef, v = arg.args
+                if type(coef) not in native:
+                    if not coef.is_constant() and not coef.is_fixed():
+                        return None
+                    coef = float(coef())
+            elif getattr(arg, "is_variable_type", lambda: False)():
+                coef, v = 1.0, arg
+            else:
+                return None
+            if v.fixed:
+                const += coef * v.value
+            elif coef != 0:
+                idx.append(self.col(v))
+                val.append(coef)
+        return const, idx, val
+
+    def read(self, expr: Any, where: str) -> tuple[float, list[int], list[float], tuple | None]:
+        """(constant, linear columns, linear coefficients, quadratic (qi, qj, qv) or None)."""
+        from pyomo.repn.standard_repn import generate_standard_repn
+
+        if type(expr) in self._native:
+            return float(expr), [], [], None
+        if type(expr) in self._sums:
+            got = self._linear_sum(expr)
+            if got is not None:
+                return (*got, None)
+        repn = generate_standard_repn(expr, quadratic=True, compute_values=True)
+        if repn.nonlinear_expr is not None:
+            raise ValueError(f"{where} is not linear or quadratic; the solver layer handles degree <= 2 only")
+        idx = [self.col(v) for v in repn.linear_vars]
+        val = [float(c) for c in repn.linear_coefs]
+        quad = None
+        if repn.quadratic_vars:
+            pairs = repn.quadratic_vars
+            quad = ([self.col(a) for a, _ in pairs], [self.col(b) for _, b in pairs],
+                    [float(c) for c in repn.quadratic_coefs])
+        return float(repn.constant), idx, val, quad
 
 
-def _terms(repn: Any, index: dict[int, int], where: str) -> tuple[QuadTerms, float]:
-    if repn.nonlinear_expr is not None:
-        raise ValueError(f"{where} is not linear or quadratic; the solver layer handles degree <= 2 only")
-    idx = np.array([index[id(v)] for v in repn.linear_vars], dtype=np.int64)
-    val = np.array([float(c) for c in repn.linear_coefs], dtype=np.float64)
-    qi = np.array([index[id(a)] for a, _ in repn.quadratic_vars], dtype=np.int64)
-    qj = np.array([index[id(b)] for _, b in repn.quadratic_vars], dtype=np.int64)
-    qv = np.array([float(c) for c in repn.quadratic_coefs], dtype=np.float64)
-    return QuadTerms(idx, val, qi, qj, qv), float(repn.constant)
+def _bound(v: Any) -> float | None:
+    from pyomo.core.expr.numvalue import value
+
+    return None if v is None else float(value(v))
 
 
 def compile_pyomo(model: Any, sense: str) -> CompiledModel:
     """The arrays of ``model`` (one active objective of the given ``sense``)."""
     import scipy.sparse as sp
-    from pyomo.core.expr.numvalue import value
-    from pyomo.environ import Constraint, Var, maximize
-    from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
-    from pyomo.repn.standard_repn import generate_standard_repn
+    from pyomo.environ import Constraint, Objective, maximize
 
     t0 = time.perf_counter()
-    obj = _active_objective(model)
+    objs = list(model.component_data_objects(Objective, active=True, descend_into=True))
+    if len(objs) != 1:
+        raise ValueError(f"the model must have exactly one active objective, found {len(objs)}")
+    obj = objs[0]
     actual = "max" if obj.sense == maximize else "min"
     if actual != sense:
         raise ValueError(f"sense={sense!r} was given but the model's objective is a {actual}imisation")
 
-    columns = [v for v in model.component_data_objects(Var, descend_into=True) if not v.fixed]
-    index = {id(v): k for k, v in enumerate(columns)}
+    rd = _Reader()
+    o_const, o_idx, o_val, o_quad = rd.read(obj.expr, f"objective {obj.name}")
+    rows_r: list[int] = []
+    rows_c: list[int] = []
+    rows_v: list[float] = []
+    lo: list[float] = []
+    hi: list[float] = []
+    quad_rows: list[QuadTerms] = []
+    qlo: list[float] = []
+    qhi: list[float] = []
+    for con in model.component_data_objects(Constraint, active=True, descend_into=True):
+        lb, body, ub = con.to_bounded_expression()
+        lb, ub = _bound(lb), _bound(ub)
+        if lb is None and ub is None:
+            continue
+        const, idx, val, quad = rd.read(body, f"constraint {con.name}")
+        row_lo = -np.inf if lb is None else lb - const
+        row_hi = np.inf if ub is None else ub - const
+        if quad is not None:
+            qi, qj, qv = quad
+            quad_rows.append(QuadTerms(np.array(idx, dtype=np.int64), np.array(val, dtype=np.float64),
+                                       np.array(qi, dtype=np.int64), np.array(qj, dtype=np.int64),
+                                       np.array(qv, dtype=np.float64)))
+            qlo.append(row_lo)
+            qhi.append(row_hi)
+            continue
+        if not idx:  # a constant row: check it, do not send it
+            tol = 1e-9 * max(1.0, abs(row_lo) if np.isfinite(row_lo) else 0.0,
+                             abs(row_hi) if np.isfinite(row_hi) else 0.0)
+            if row_lo > tol or row_hi < -tol:
+                raise ValueError(f"constraint {con.name} is a constant that is infeasible "
+                                 f"({row_lo:.6g} <= 0 <= {row_hi:.6g} fails)")
+            continue
+        r = len(lo)
+        rows_r.extend([r] * len(idx))
+        rows_c.extend(idx)
+        rows_v.extend(val)
+        lo.append(row_lo)
+        hi.append(row_hi)
 
-    quad_cons = [c for c in model.component_data_objects(Constraint, active=True, descend_into=True)
-                 if c.body.polynomial_degree() not in (0, 1)]
-    quad_obj = obj.expr.polynomial_degree() not in (0, 1)
-    for c in quad_cons:
-        c.deactivate()
-    if quad_obj:
-        obj.deactivate()
-    try:
-        # (no column_order: with fixed variables Pyomo 6.10 then misaligns the columns)
-        info = LinearStandardFormCompiler().write(model, mixed_form=True, set_sense=None)
-    finally:
-        for c in quad_cons:
-            c.activate()
-        if quad_obj:
-            obj.activate()
-
+    columns = rd.columns
     n = len(columns)
-    order = np.array([index[id(v)] for v in info.columns], dtype=np.int64)
-    A = sp.csc_array(info.A)
-    if A.shape[1] != n or not np.array_equal(order, np.arange(n)):  # map the compiler's columns to ours
-        perm = sp.csr_array((np.ones(len(order)), (order, np.arange(len(order)))), shape=(n, len(order)))
-        A = sp.csc_array(A @ perm.T)
-    A = sp.csr_array(A)
-    rhs = np.asarray(info.rhs, dtype=np.float64)
-    mult = np.array([r[1] for r in info.rows], dtype=np.int64)
-    row_lo = np.where(mult == 1, -np.inf, rhs)
-    row_hi = np.where(mult == -1, np.inf, rhs)
-
-    col_lo = np.array([-np.inf if v.lb is None else float(value(v.lb)) for v in columns], dtype=np.float64)
-    col_hi = np.array([np.inf if v.ub is None else float(value(v.ub)) for v in columns], dtype=np.float64)
-    integ = np.array([v.is_integer() or v.is_binary() for v in columns], dtype=bool)
-
+    coo = (np.array(rows_v, dtype=np.float64),
+           (np.array(rows_r, dtype=np.int64), np.array(rows_c, dtype=np.int64)))
+    A = sp.csr_array(coo, shape=(len(lo), n))
+    A.sum_duplicates()
     c = np.zeros(n)
-    offset = 0.0
+    np.add.at(c, np.array(o_idx, dtype=np.int64), np.array(o_val, dtype=np.float64))
     objective_quad = None
-    if quad_obj:
-        terms, offset = _terms(generate_standard_repn(obj.expr, quadratic=True, compute_values=True), index,
-                               f"objective {obj.name}")
-        np.add.at(c, terms.idx, terms.val)
-        objective_quad = QuadTerms(np.zeros(0, dtype=np.int64), np.zeros(0), terms.qi, terms.qj, terms.qv)
-    else:
-        if info.c.shape[0]:
-            crow = sp.csr_array(info.c)
-            cvec = np.zeros(len(info.columns))
-            cvec[crow.indices] = crow.data
-            np.add.at(c, order, cvec)
-            offset = float(info.c_offset[0])
-        else:
-            offset = float(value(obj.expr))
-
-    quad_rows, qlo, qhi = [], [], []
-    for con in quad_cons:
-        terms, const = _terms(generate_standard_repn(con.body, quadratic=True, compute_values=True), index,
-                              f"constraint {con.name}")
-        quad_rows.append(terms)
-        qlo.append(-np.inf if con.lower is None else float(value(con.lower)) - const)
-        qhi.append(np.inf if con.upper is None else float(value(con.upper)) - const)
-    arrays = ArrayModel(sense, c, offset, A, row_lo, row_hi, col_lo, col_hi, integ, quad_rows,
+    if o_quad is not None:
+        e = np.zeros(0, dtype=np.int64)
+        objective_quad = QuadTerms(e, np.zeros(0), np.array(o_quad[0], dtype=np.int64),
+                                   np.array(o_quad[1], dtype=np.int64), np.array(o_quad[2], dtype=np.float64))
+    col_lo = np.array([-np.inf if v.lb is None else float(v.lb) for v in columns], dtype=np.float64)
+    col_hi = np.array([np.inf if v.ub is None else float(v.ub) for v in columns], dtype=np.float64)
+    integ = np.array([v.is_integer() or v.is_binary() for v in columns], dtype=bool)
+    arrays = ArrayModel(sense, c, float(o_const), A, np.array(lo, dtype=np.float64),
+                        np.array(hi, dtype=np.float64), col_lo, col_hi, integ, quad_rows,
                         np.array(qlo, dtype=np.float64), np.array(qhi, dtype=np.float64), objective_quad)
     arrays.translate_time = time.perf_counter() - t0
     return CompiledModel(arrays, columns)
