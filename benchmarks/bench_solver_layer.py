@@ -15,27 +15,19 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lipopt.network.network import Network
+try:
+    from bench_milp import LIPBAB, load_lipbab, random_net
+except ImportError:  # python -m benchmarks.bench_solver_layer
+    from benchmarks.bench_milp import LIPBAB, load_lipbab, random_net
 
-LIPBAB = Path(__file__).resolve().parents[2] / "shared" / "external-nets" / "lipbab"
+if TYPE_CHECKING:
+    from lipopt.network.network import Network
+
 LIPBAB_NETS = ["(10,15,10,3)", "(10,20,15,10,3)", "(10,30,30,30,3)"]
-
-
-def load_lipbab(tag: str) -> Network:
-    ws = np.load(LIPBAB / f"SDnet_{tag}_weights.npy", allow_pickle=True)
-    bs = np.load(LIPBAB / f"SDnet_{tag}_biases.npy", allow_pickle=True)
-    return Network.from_weights([np.asarray(w, dtype=np.float64).T for w in ws],
-                                [np.asarray(b, dtype=np.float64).reshape(-1) for b in bs], name=f"SDnet{tag}")
-
-
-def random_net(widths: list[int], seed: int) -> Network:
-    rng = np.random.default_rng(seed)
-    ws = [rng.normal(size=(widths[i + 1], widths[i])) / np.sqrt(widths[i]) for i in range(len(widths) - 1)]
-    bs = [rng.normal(size=widths[i + 1]) * 0.1 for i in range(len(widths) - 1)]
-    return Network.from_weights(ws, bs, name=f"random {'-'.join(map(str, widths))}")
 
 
 def build_model(net: Network, lo: float, hi: float):
