@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .base import Backend, Capability, Progress
-from .outcome import SolutionStatus, SolveOutcome, Termination, failed_outcome
+from .outcome import SolveOutcome, Termination, failed_outcome, settle
 
 GUROBI_PIP_LICENCE = "size-limited (pip licence: 2000 vars/cons, 200 vars with quadratic terms)"
 _LICENCE_CODES = {10009, 10010}  # no licence / size-limited licence
@@ -124,16 +124,14 @@ class GurobiBackend(Backend):
         has = g.SolCount > 0
         objective = float(g.ObjVal) if has else None
         bound = float(g.ObjBound) if model.is_mip or model.is_quadratic else objective
-        if term in (Termination.UNBOUNDED, Termination.ERROR, Termination.NUMERICAL_ERROR):
-            bound = None
+        term, bound, sol_status = settle(term, objective, bound, options.rel_gap)
         return SolveOutcome(
             solver=self.name, solver_version=self.version(), termination=term,
             raw_status=f"gurobi status {raw}", sense=model.sense, objective=objective, bound=bound, gap=None,
             has_incumbent=has, build_time=0.0,
             solve_time=float(g.Runtime), wall_time=time.perf_counter() - t_start,
             message=f"gurobi: status {raw}; incumbent={objective}, bound={bound}", options=options,
-            solution_status=(SolutionStatus.OPTIMAL if term is Termination.OPTIMAL
-                             else SolutionStatus.FEASIBLE),
+            solution_status=sol_status,
             translate_time=model.translate_time + (t_built - t_start),
             nodes=int(getattr(g, "NodeCount", 0)), x=np.asarray(x.X, dtype=np.float64) if has else None,
         )

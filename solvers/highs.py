@@ -23,7 +23,7 @@ import numpy as np
 
 from . import interrupts
 from .base import Backend, Capability, Progress
-from .outcome import SolutionStatus, SolveOutcome, Termination, gap_closed
+from .outcome import SolveOutcome, Termination, settle
 
 _NO_THREADS = object()
 _scheduler_threads: Any = _NO_THREADS  # threads value the global scheduler was started with
@@ -146,16 +146,9 @@ class HighsBackend(Backend):
         else:  # an LP: the optimal objective is the bound; no bound is claimed for an LP stopped early
             bound = objective if term is Termination.OPTIMAL else None
             nodes = None
-        if raw == "kModelEmpty":
+        if raw == "kModelEmpty":  # no columns: the objective is the offset
             x, objective, bound = np.zeros(0), float(model.offset), float(model.offset)
-        if x is not None and model.n_cols == 0:
-            x = np.zeros(0)
-        if term is Termination.OPTIMAL and not gap_closed(objective, bound, max(options.rel_gap, 1e-9)):
-            term = Termination.GAP_LIMIT if objective is not None else Termination.ERROR
-        if term in (Termination.UNBOUNDED, Termination.INFEASIBLE, Termination.ERROR):
-            bound = None if term is not Termination.INFEASIBLE else bound
-        sol_status = (SolutionStatus.OPTIMAL if term is Termination.OPTIMAL else
-                      SolutionStatus.FEASIBLE if objective is not None else SolutionStatus.NONE)
+        term, bound, sol_status = settle(term, objective, bound, options.rel_gap)
         message = f"highs: {raw}; incumbent={objective}, bound={bound}"
         if term is Termination.ERROR:
             message += "; HiGHS log: " + " ".join(s.strip() for s in log)[-800:]

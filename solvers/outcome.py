@@ -83,6 +83,26 @@ def gap_closed(objective: float | None, bound: float | None, rel: float = OPTIMA
     return gap is not None and gap <= rel
 
 
+def settle(term: Termination, objective: float | None, bound: float | None, rel_gap: float
+           ) -> tuple[Termination, float | None, SolutionStatus]:
+    """The final (termination, bound, solution status) of an array backend's solve.
+
+    A solver's "optimal" becomes OPTIMAL only when incumbent and bound agree within
+    ``min(rel_gap, OPTIMAL_REL_GAP)`` (GAP_LIMIT when the requested gap was looser; ERROR without an
+    incumbent); an unbounded or failed solve claims no bound."""
+    if term is Termination.OPTIMAL:
+        tol = min(rel_gap, OPTIMAL_REL_GAP) * 1.01 + 1e-12  # both relative: the solver's own rounding
+        if objective is None:
+            term = Termination.ERROR
+        elif not gap_closed(objective, bound, tol):
+            term = Termination.GAP_LIMIT
+    if term in (Termination.UNBOUNDED, Termination.ERROR, Termination.NUMERICAL_ERROR):
+        bound = None
+    status = (SolutionStatus.OPTIMAL if term is Termination.OPTIMAL else
+              SolutionStatus.FEASIBLE if objective is not None else SolutionStatus.NONE)
+    return term, bound, status
+
+
 def _finite(v: Any) -> float | None:
     if v is None:
         return None

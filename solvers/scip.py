@@ -19,7 +19,7 @@ import numpy as np
 
 from . import interrupts
 from .base import Backend, Capability, Progress
-from .outcome import SolutionStatus, SolveOutcome, Termination, failed_outcome, gap_closed
+from .outcome import SolveOutcome, Termination, failed_outcome, settle
 
 
 class ScipBackend(Backend):
@@ -114,15 +114,11 @@ class ScipBackend(Backend):
             sol = m.getBestSol()
             objective = float(m.getSolObjVal(sol))
             x = np.array([m.getSolVal(sol, v) for v in cols], dtype=np.float64)
-        if term not in (Termination.UNBOUNDED, Termination.ERROR, Termination.INFEASIBLE):
+        if term is not Termination.INFEASIBLE:
             bound = float(m.getDualbound())
-            bound = bound if math.isfinite(bound) else None
-        if term is Termination.OPTIMAL and not gap_closed(objective, bound, max(options.rel_gap, 1e-9)):
-            term = Termination.GAP_LIMIT if objective is not None else Termination.ERROR
+        term, bound, sol_status = settle(term, objective, bound, options.rel_gap)
         if progress is not None and objective is not None:
             progress(objective, bound, x)
-        sol_status = (SolutionStatus.OPTIMAL if term is Termination.OPTIMAL else
-                      SolutionStatus.FEASIBLE if objective is not None else SolutionStatus.NONE)
         return SolveOutcome(
             solver=self.name, solver_version=self.version(), termination=term, raw_status=raw,
             sense=model.sense, objective=objective, bound=bound, gap=None,
