@@ -191,9 +191,11 @@ def lifted_network(weights: list[np.ndarray], biases: list[np.ndarray]) -> Netwo
     return Network.from_weights(ws, None, name="lifted")
 
 
-def _forward(net: Network, lo: np.ndarray, hi: np.ndarray, method: str) -> tuple[object, str]:
+def _forward(net: Network, lo: np.ndarray, hi: np.ndarray, method: str,
+             time_limit: float | None = None) -> tuple[object, str]:
     """Forward bounds with the requested method; 'auto' takes LP tightening (CROWN, then one LP per
-    ambiguous neuron) when available, else CROWN, else intervals.
+    ambiguous neuron) when available, else CROWN, else intervals. ``time_limit``: seconds for the LP
+    tightening (it stops there, keeping the sound CROWN bounds of the neurons not tightened).
 
     Uses ``lipopt.bounds.compute.compute_bounds`` when it exists, else the CROWN / interval modules."""
     from lipopt.bounds.interval import interval_bounds
@@ -204,12 +206,13 @@ def _forward(net: Network, lo: np.ndarray, hi: np.ndarray, method: str) -> tuple
     try:
         from lipopt.bounds.compute import compute_bounds  # type: ignore[import-not-found]
 
+        lp_kw = {} if time_limit is None else {"time_limit": time_limit}
         if method == "auto":
             try:
-                return compute_bounds(net, lo, hi, method="lp"), "lp"
+                return compute_bounds(net, lo, hi, method="lp", **lp_kw), "lp"
             except Exception:  # LP tightening failed: CROWN is still sound
                 pass
-        return compute_bounds(net, lo, hi, method=want), want
+        return compute_bounds(net, lo, hi, method=want, **(lp_kw if want == "lp" else {})), want
     except ImportError:
         pass
     except Exception:
@@ -242,15 +245,17 @@ def _rounding_pad(mag: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray
 
 
 def layer_bounds(network: Network, question: Question, iset: InputSet, *, method: str = "auto",
-                 fix_stable: bool = True, direction: str = "matrix") -> LayerBounds:
-    """Forward pre-activation bounds over the input set, stable masks, and direction bounds."""
+                 fix_stable: bool = True, direction: str = "matrix",
+                 time_limit: float | None = None) -> LayerBounds:
+    """Forward pre-activation bounds over the input set, stable masks, and direction bounds
+    (``time_limit``: seconds for the LP tightening, None = no limit)."""
     ws, bs = mlp_weights(network)
     n_hidden = len(ws) - 1
     if iset.lifted:
         bnet = lifted_network(ws, bs)
     else:
         bnet = network
-    fb, used = _forward(bnet, iset.lo, iset.hi, method)
+    fb, used = _forward(bnet, iset.lo, iset.hi, method, time_limit)
     relu_idx = [i for i, s in enumerate(fb.stages) if isinstance(s, ReLUStage)]
     if len(relu_idx) != n_hidden:
         raise NotApplicableError("unexpected lowered structure (expected Dense/ReLU alternation)")

@@ -121,22 +121,26 @@ class WarmStart:
 
 
 def warm_start(network: Network, question: Question, n_samples: int, seed: int,
-               global_radius: float | None = None) -> WarmStart:
-    """The best certified Jacobian norm over sampled points (a LOWER bound), or None."""
-    from lipopt.lower.batch import batch_jacobian_norms
+               global_radius: float | None = None, deadline: float | None = None) -> WarmStart:
+    """The best certified Jacobian norm over sampled points (a LOWER bound), or None. ``deadline`` (a
+    ``time.perf_counter()`` instant): the samples are evaluated until then (at least one)."""
+    from lipopt.deadline import Deadline
+    from lipopt.lower.batch import batch_jacobian_norms, evaluate_until
     from lipopt.lower.certify import sample_domain
     from lipopt.witness import point_witness
 
     t0 = time.perf_counter()
     if n_samples <= 0:
         return WarmStart(None, None, 0, 0.0)
+    dl = Deadline(deadline)
     rng = np.random.default_rng(seed)
     xs = sample_domain(network, question, n_samples, rng, global_radius)
-    vals = batch_jacobian_norms(network, xs, question)
+    vals = evaluate_until(lambda x: batch_jacobian_norms(network, x, question), xs, dl, "warm start")
+    xs = xs[: len(vals)]
     best_v, best_x = None, None
     order = np.argsort(-vals, kind="stable")
     for i in order[:10]:
-        if best_v is not None and vals[i] <= best_v:
+        if best_v is not None and (vals[i] <= best_v or dl.expired()):
             break
         pw = point_witness(network, xs[i], question)
         if pw.certified and (best_v is None or pw.value > best_v):
@@ -149,7 +153,7 @@ def warm_start(network: Network, question: Question, n_samples: int, seed: int,
             starts.append(xs[i])
         if len(starts) >= 5:
             break
-    return WarmStart(best_v, best_x, n_samples, time.perf_counter() - t0, starts)
+    return WarmStart(best_v, best_x, len(xs), time.perf_counter() - t0, starts)
 
 
 def pattern_jacobian(weights: list[np.ndarray], states: list[np.ndarray]) -> np.ndarray:
@@ -270,8 +274,10 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
     net_m, factor = norm.network, norm.factor
     stats["scale"] = norm.stats()
     iset = input_set(net_m, q, cfg["global_radius"])
+    rem = _remaining(deadline)  # the LP tightening stops at 30 % of the budget (CROWN bounds kept)
     lb = layer_bounds(net_m, q, iset, method=cfg["bounds"], fix_stable=cfg["fix_stable"],
-                      direction=cfg["direction_bounds"])
+                      direction=cfg["direction_bounds"],
+                      time_limit=None if rem is None else max(0.0, 0.3 * rem))
     stats["bounds_time"] = time.perf_counter() - t0
     stats.update(lb.stats)
     stats["input_set"] = iset.kind
@@ -295,8 +301,10 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
     candidates: list[Any] = []
     ws = WarmStart(None, None, 0, 0.0)
     if cfg["warm_start"]:
+        rem = _remaining(deadline)  # sampling stops at 10 % of what is left
         ws = warm_start(network, q, int(cfg["n_samples"]), options.seed,
-                        iset.radius if iset.lifted else None)
+                        iset.radius if iset.lifted else None,
+                        None if rem is None else time.perf_counter() + max(0.0, 0.1 * rem))
         if ws.x is not None:
             candidates.append(Candidate(x=ws.x, label="warm start (sampling)"))
     stats["warm_start"] = {"value": ws.value, "samples": ws.n_samples, "time": ws.time}
@@ -371,7 +379,7 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
         notes.append("interrupted (Ctrl-C): the lower-bound problem was not started")
     elif cfg["problem"] == "lb" or (cfg["problem"] == "both" and not closed):
         rem = _remaining(deadline)
-        if rem is None or rem > 0.2:
+        if rem is None or rem > max(0.2, build_time):  # building P_LB takes about as long as P_UB did
             cut = best_lower / factor if (cfg["cutoff"] and best_lower) else None  # model units
             mm_lb = build_model(net_m, q, dataclasses.replace(mcfg, problem="lb", cutoff=cut), bounds=lb,
                                 iset=iset)
