@@ -22,7 +22,9 @@ Time limit (``RunOptions.time_limit``; every phase counts, the torch import incl
 candidates are evaluated until a quarter of the budget is used (at least ``restarts`` of them), the smoothed
 ascent runs until half of what is left, the pair ascent until 60 % of what is left then, and the rest is for
 certification. Each phase stops at its share and passes on what it has; the value is the certified LOWER
-bound of the points and pairs reached by then, and the record stops with ``StopReason.TIME_LIMIT``.
+bound of the points and pairs reached by then, and the record stops with ``StopReason.TIME_LIMIT``. The
+clock is read between steps, and one candidate is always certified, so a tiny limit can be overrun by
+about one ascent step and one certification.
 
 Limitation: a local search. A maximising region that is a thin sliver, or far away in the global domain
 (Fact C), is found only if a start lands near it.
