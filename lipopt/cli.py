@@ -128,6 +128,7 @@ def _options(args: argparse.Namespace):
                       progress=not args.quiet, threads=args.threads, solver_params=params,
                       isolate=bool(getattr(args, "isolate", False)),
                       solver_log=getattr(args, "solver_log", None),
+                      write_model=getattr(args, "write_model", None),
                       verbose=bool(getattr(args, "solver_log", None)))
 
 
@@ -230,6 +231,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--isolate", action="store_true",
                    help="run each solve in a child process that is killed at the hard deadline")
     p.add_argument("--solver-log", default=None, metavar="FILE", help="write the solvers' logs to FILE")
+    p.add_argument("--write-model", default=None, metavar="DIR",
+                   help="write every MIP / MIQCQP solved as .lp and .mps files into DIR (HiGHS or SCIP read "
+                        "them back); rows and columns carry the formulation's names (layer and neuron)")
     p.add_argument("--device", default="cpu", help="torch device for the analytic bounds (cpu or cuda)")
     p.add_argument("--format", default="text", choices=FORMATS, help="table format")
     p.add_argument("--json", default=None, help="also write the results as JSON to this file")

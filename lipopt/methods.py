@@ -42,6 +42,7 @@ class RunOptions:
     solver_params: dict[str, Any] = field(default_factory=dict)
     isolate: bool = False  # run each solve in a child process killed at the hard deadline
     solver_log: str | None = None  # where a verbose solver writes its log
+    write_model: str | None = None  # folder: each MIP / MIQCQP a method solves is written there (.lp, .mps)
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.extra.get(key, default)
@@ -54,7 +55,7 @@ class RunOptions:
 
         extra = {**dict(overrides.pop("extra", {}) or {}), **self.solver_params}
         base = {"rel_gap": self.rel_gap, "threads": self.threads, "seed": self.seed, "verbose": self.verbose,
-                "isolate": self.isolate, "log_file": self.solver_log}
+                "isolate": self.isolate, "log_file": self.solver_log, "write_dir": self.write_model}
         base.update(overrides)
         return SolverOptions(time_limit=time_limit, extra=extra, **base)
 

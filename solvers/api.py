@@ -55,6 +55,7 @@ def solve_arrays(arrays: ArrayModel, solver: str, options: SolverOptions | None 
                               "unsupported_model", f"{info.name} cannot solve quadratic constraints or "
                               "objectives; use scip (or gurobi)")
     t0 = time.perf_counter()
+    written = _write(arrays, options.write_dir) if options.write_dir else []
     try:
         if options.isolate:
             from .isolate import solve_isolated
@@ -67,7 +68,24 @@ def solve_arrays(arrays: ArrayModel, solver: str, options: SolverOptions | None 
                               f"exception:{type(exc).__name__}", f"{info.name}: {type(exc).__name__}: {exc}; "
                               + traceback.format_exc(limit=3).replace("\n", " "),
                               wall_time=time.perf_counter() - t0)
+    if written:
+        out.message += "; model written to " + ", ".join(str(p) for p in written)
     return _check(out, arrays)
+
+
+_written_count = 0
+
+
+def _write(arrays: ArrayModel, folder: str) -> list[Any]:
+    """Write the model as ``lipopt-NNNN.lp`` and ``.mps`` into ``folder`` (numbered per process)."""
+    from pathlib import Path
+
+    from .files import write_model
+
+    global _written_count
+    _written_count += 1
+    stem = Path(folder) / f"lipopt-{_written_count:04d}"
+    return [write_model(arrays, stem.with_suffix(ext)) for ext in (".lp", ".mps")]
 
 
 def solve_pyomo(model: Any, solver: str, options: SolverOptions | None = None, *, sense: str) -> SolveOutcome:

@@ -54,6 +54,10 @@ class ArrayModel:
     quad_upper: np.ndarray = field(default_factory=lambda: np.zeros(0))
     objective_quad: QuadTerms | None = None
     translate_time: float = 0.0
+    # names for written model files (a Pyomo model's component names: layer and neuron of each row)
+    col_names: list[str] | None = None
+    row_names: list[str] | None = None
+    quad_names: list[str] | None = None
 
     @property
     def n_cols(self) -> int:

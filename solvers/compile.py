@@ -129,6 +129,8 @@ def compile_pyomo(model: Any, sense: str) -> CompiledModel:
     quad_rows: list[QuadTerms] = []
     qlo: list[float] = []
     qhi: list[float] = []
+    row_names: list[str] = []
+    quad_names: list[str] = []
     for con in model.component_data_objects(Constraint, active=True, descend_into=True):
         lb, body, ub = con.to_bounded_expression()
         lb, ub = _bound(lb), _bound(ub)
@@ -144,6 +146,7 @@ def compile_pyomo(model: Any, sense: str) -> CompiledModel:
                                        np.array(qv, dtype=np.float64)))
             qlo.append(row_lo)
             qhi.append(row_hi)
+            quad_names.append(con.name)
             continue
         if not idx:  # a constant row: check it, do not send it
             tol = 1e-9 * max(1.0, abs(row_lo) if np.isfinite(row_lo) else 0.0,
@@ -158,6 +161,7 @@ def compile_pyomo(model: Any, sense: str) -> CompiledModel:
         rows_v.extend(val)
         lo.append(row_lo)
         hi.append(row_hi)
+        row_names.append(con.name)
 
     columns = rd.columns
     n = len(columns)
@@ -178,6 +182,8 @@ def compile_pyomo(model: Any, sense: str) -> CompiledModel:
     arrays = ArrayModel(sense, c, float(o_const), A, np.array(lo, dtype=np.float64),
                         np.array(hi, dtype=np.float64), col_lo, col_hi, integ, quad_rows,
                         np.array(qlo, dtype=np.float64), np.array(qhi, dtype=np.float64), objective_quad)
+    arrays.col_names = [v.name for v in columns]
+    arrays.row_names, arrays.quad_names = row_names, quad_names
     arrays.translate_time = time.perf_counter() - t0
     return CompiledModel(arrays, columns)
 

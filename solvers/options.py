@@ -34,6 +34,7 @@ class SolverOptions:
     isolate: bool = False
     grace: float | None = None  # seconds past time_limit before a solve is stopped by force
     feasibility_tol: float | None = None  # primal (and dual) feasibility tolerance; None: solver default
+    write_dir: str | None = None  # write each model solved as .lp and .mps into this folder first
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -69,6 +70,7 @@ class SolverOptions:
             "isolate": self.isolate,
             "grace": self.grace,
             "feasibility_tol": self.feasibility_tol,
+            "write_dir": self.write_dir,
             "extra": dict(self.extra),
         }
 

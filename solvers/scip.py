@@ -142,31 +142,47 @@ def _expr(ps: Any, cols: list[Any], idx: np.ndarray, val: np.ndarray, qi=None, q
     return ps.quicksum(terms)
 
 
-def _add_ranged(m: Any, expr: Any, lo: float, hi: float) -> None:
+def _add_ranged(m: Any, expr: Any, lo: float, hi: float, name: str = "") -> None:
     if lo == hi:
-        m.addCons(expr == float(hi))
+        m.addCons(expr == float(hi), name=name)
     elif math.isinf(lo) and math.isinf(hi):
         return
     elif math.isinf(lo):
-        m.addCons(expr <= float(hi))
+        m.addCons(expr <= float(hi), name=name)
     elif math.isinf(hi):
-        m.addCons(expr >= float(lo))
+        m.addCons(expr >= float(lo), name=name)
     else:
-        m.addCons((expr <= float(hi)) >= float(lo))
+        m.addCons((expr <= float(hi)) >= float(lo), name=name)
+
+
+def build_scip_model(model: Any) -> tuple[Any, list[Any]]:
+    """A silent pyscipopt model of ``model`` (for writing files) and its columns."""
+    import pyscipopt as ps
+
+    m = ps.Model()
+    m.hideOutput(True)
+    return m, _build(ps, m, model)
 
 
 def _build(ps: Any, m: Any, model: Any) -> list[Any]:
     import scipy.sparse as sp
 
-    cols = [m.addVar(lb=_bnd(lo), ub=_bnd(hi), vtype="I" if integ else "C")
-            for lo, hi, integ in zip(model.col_lower, model.col_upper, model.integrality, strict=True)]
+    from .files import safe_names
+
+    cnames = safe_names(model.col_names, "x", model.n_cols)
+    rnames = safe_names(model.row_names, "r", model.n_rows)
+    qnames = safe_names(model.quad_names, "q", len(model.quad_rows))
+    cols = [m.addVar(name=nm, lb=_bnd(lo), ub=_bnd(hi), vtype="I" if integ else "C")
+            for nm, lo, hi, integ in zip(cnames, model.col_lower, model.col_upper, model.integrality,
+                                         strict=True)]
     a = sp.csr_array(model.A)
     for i in range(model.n_rows):
         s, e = a.indptr[i], a.indptr[i + 1]
-        _add_ranged(m, _expr(ps, cols, a.indices[s:e], a.data[s:e]), model.row_lower[i], model.row_upper[i])
+        _add_ranged(m, _expr(ps, cols, a.indices[s:e], a.data[s:e]), model.row_lower[i], model.row_upper[i],
+                    rnames[i])
     for k, q in enumerate(model.quad_rows):
         expr = _expr(ps, cols, q.idx, q.val, q.qi, q.qj, q.qv)
-        _add_ranged(m, expr, model.quad_lower[k], model.quad_upper[k])
+        _add_ranged(m, expr, model.quad_lower[k], model.quad_upper[k], qnames[k])
     nz = np.flatnonzero(model.c)
     lin = _expr(ps, cols, nz, model.c[nz])
     oq = model.objective_quad
