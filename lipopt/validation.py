@@ -79,17 +79,17 @@ def solver_problem(info: MethodInfo, solver: str | None) -> str | None:
     cap = info.capability()
     if not sinfo.supports(cap):
         ok = [n for n, s in _catalog().items() if s.supports(cap)
-              and (info.interface is None or s.interface == info.interface)]
+              and (info.interface is None or s.solves(info.interface))]
         return (f"method {info.name!r} needs a solver with capability {cap.name}; solver {sinfo.name!r} has "
                 f"{', '.join(sorted(c.name for c in sinfo.capabilities))}. Solvers with {cap.name}: "
                 f"{', '.join(ok) or 'none'}")
-    if info.interface is not None and sinfo.interface != info.interface:
-        ok = [n for n, s in _catalog().items() if s.supports(cap) and s.interface == info.interface]
-        return (f"method {info.name!r} builds {info.interface} models; solver {sinfo.name!r} is reached "
-                f"through {sinfo.interface}. {info.interface} solvers with {cap.name}: "
-                f"{', '.join(ok) or 'none'}")
+    if info.interface is not None and not sinfo.solves(info.interface):
+        ok = [n for n, s in _catalog().items() if s.supports(cap) and s.solves(info.interface)]
+        return (f"method {info.name!r} builds {info.interface} models; solver {sinfo.name!r} solves "
+                f"{', '.join(sorted(sinfo.model_kinds))} models. Solvers of {info.interface} models with "
+                f"{cap.name}: {', '.join(ok) or 'none'}")
     if not sinfo.is_installed():
-        others = [n for n in available_solvers(cap, interface=info.interface) if n != sinfo.name]
+        others = [n for n in available_solvers(cap, model_kind=info.interface) if n != sinfo.name]
         return (f"solver {sinfo.name!r} (needed by method {info.name!r}) is not installed: "
                 f"{sinfo.install_hint()}. Installed solvers with {cap.name}: {', '.join(others) or 'none'}")
     return None

@@ -56,6 +56,9 @@ class Backend:
     description: ClassVar[str] = ""
     commercial: ClassVar[bool] = False
     default: ClassVar[bool] = True  # may be picked by default_solver()
+    #: the kinds of model it solves: "pyomo" (a Pyomo model, through ``solve_pyomo``), "arrays" (an
+    #: ``ArrayModel``, through ``solve_arrays``), "cvxpy" (a cvxpy problem, through ``solve_cvxpy``)
+    model_kinds: ClassVar[frozenset[str]] = frozenset({"pyomo", "arrays"})
     #: raw solver status -> why it stopped (statuses not listed map to Termination.OTHER)
     status_map: ClassVar[dict[Any, Termination]] = {}
 
@@ -77,6 +80,10 @@ class Backend:
 
     def supports(self, capability: Capability) -> bool:
         return capability in self.capabilities
+
+    def solves(self, model_kind: str) -> bool:
+        """Whether it solves models of ``model_kind`` ("pyomo", "arrays" or "cvxpy")."""
+        return model_kind in self.model_kinds
 
     def termination(self, raw: Any) -> Termination:
         return self.status_map.get(raw, Termination.OTHER)

@@ -53,14 +53,17 @@ def get_solver(name: str) -> Backend:
     return SOLVERS[key]
 
 
-def available_solvers(capability: Capability | None = None, *, interface: str | None = None) -> list[str]:
-    """Installed solvers (optionally with ``capability`` / through ``interface``), preferred first."""
+def available_solvers(capability: Capability | None = None, *, interface: str | None = None,
+                      model_kind: str | None = None) -> list[str]:
+    """Installed solvers (optionally with ``capability``, reached through ``interface``, or solving
+    models of ``model_kind``), preferred first."""
     order = _DEFAULTS.get(capability, ()) if capability is not None else ()
     names = list(order) + [n for n in SOLVERS if n not in order]
     return [
         n for n in names
         if (capability is None or SOLVERS[n].supports(capability))
         and (interface is None or SOLVERS[n].interface == interface)
+        and (model_kind is None or SOLVERS[n].solves(model_kind))
         and SOLVERS[n].is_installed()
     ]
 

@@ -20,6 +20,7 @@ _CONIC = frozenset({Capability.LP, Capability.SOCP, Capability.SDP})
 
 class CvxpyBackend(Backend):
     interface = "cvxpy"
+    model_kinds = frozenset({"cvxpy"})
     capabilities = _CONIC
     cvxpy_name: ClassVar[str] = ""
 

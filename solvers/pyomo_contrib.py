@@ -138,6 +138,7 @@ def run_contrib_solver(
 class PyomoHighsBackend(Backend):
     name = "pyomo-highs"
     interface = "pyomo"
+    model_kinds = frozenset({"pyomo"})
     capabilities = frozenset({Capability.LP, Capability.MILP})
     package = "highspy"
     modules = ("pyomo", "highspy")
@@ -160,6 +161,7 @@ class PyomoHighsBackend(Backend):
 class PyomoScipBackend(Backend):
     name = "pyomo-scip"
     interface = "pyomo"
+    model_kinds = frozenset({"pyomo"})
     capabilities = frozenset({Capability.LP, Capability.MILP, Capability.MIQCQP})
     package = "pyscipopt"
     modules = ("pyomo", "pyscipopt")

@@ -65,7 +65,7 @@ def test_bad_options_exit_2_before_loading(args: list[str], needle: str, tmp_pat
     ("highs", "miqcqp", "needs a solver with capability MIQCQP; solver 'highs' has LP, MILP"),
     ("highs", "miqcqp-ub", "capability MIQCQP"),
     ("clarabel", "milp", "needs a solver with capability MILP; solver 'clarabel'"),
-    ("clarabel", "lp-relax", "builds pyomo models; solver 'clarabel' is reached through cvxpy"),
+    ("clarabel", "lp-relax", "builds pyomo models; solver 'clarabel' solves cvxpy models"),
 ])
 def test_solver_without_the_capability_exits_2(solver: str, method: str, needle: str, t3_file: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:

@@ -163,3 +163,31 @@ def test_written_models_solve_to_the_same_optimum(tmp_path: Path) -> None:
     for f in sorted((tmp_path / "miqcqp").iterdir()):  # quadratic rows: SCIP reads its own files
         optimum = _read_back(f, "scip")  # one output: the objective is linear, c^T J u with ||u||_2 <= 1
         assert r2.stats["scale"]["factor"] * optimum == pytest.approx(r2.value, rel=1e-5)
+
+
+@pytest.mark.parametrize(("method", "norm", "solver"), [
+    ("milp", "inf", "highs"), ("milp", "inf", "scip"), ("milp", "inf", "pyomo-highs"),
+    ("lp-relax", "inf", "highs"), ("miqcqp", "2", "scip"), ("miqcqp", "2", "pyomo-scip"),
+])
+def test_every_backend_that_solves_pyomo_models_is_accepted(method: str, norm: str, solver: str,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The direct backends and the Pyomo-contrib ones both take a method's Pyomo model; the answer is the
+    same (enumeration's) whichever is chosen."""
+    pytest.importorskip("pyscipopt")
+    net, _ = _small()
+    q = make_question(norm, domain="box:-1,1")
+    r = lipopt.compare(net, methods=[method], question=q, solver=solver)[method]
+    assert r.verdict is Verdict.OK and r.solver == solver, r.message
+    exact = _enumerated(net, q)
+    if r.kind is BoundKind.EXACT:
+        assert r.value == pytest.approx(exact, rel=1e-5)
+    else:
+        assert r.kind is BoundKind.UPPER and r.value >= exact * (1 - 1e-6)
+
+
+def test_a_conic_solver_is_refused_for_a_pyomo_model() -> None:
+    from lipopt.errors import InvalidOptionsError
+
+    net, q = _small()
+    with pytest.raises(InvalidOptionsError, match=r"milp.*clarabel"):
+        lipopt.compare(net, methods=["milp"], question=q, solver="clarabel")
