@@ -16,48 +16,14 @@ import importlib
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from lipopt.errors import NotApplicableError
 from lipopt.network.network import Network
+from lipopt.options import MethodOptions, RunOptions, check_extra
 from lipopt.result import BoundKind, LipschitzResult, StopReason, Verdict
 from lipopt.spec import Question
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Options shared by every method; method-specific ones go in ``extra`` (a dict by method name or key)."""
-
-    time_limit: float | None = None
-    solver: str | None = None
-    seed: int = 0
-    threads: int | None = None
-    rel_gap: float = 1e-6
-    verbose: bool = False
-    device: str = "cpu"
-    progress: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-    #: passed verbatim to the solver in its own option names (``--solver-option KEY=VALUE``)
-    solver_params: dict[str, Any] = field(default_factory=dict)
-    isolate: bool = False  # run each solve in a child process killed at the hard deadline
-    solver_log: str | None = None  # where a verbose solver writes its log
-    write_model: str | None = None  # folder: each MIP / MIQCQP a method solves is written there (.lp, .mps)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.extra.get(key, default)
-
-    def solver_options(self, time_limit: float | None, **overrides: Any) -> Any:
-        """The :class:`lipopt_solvers.SolverOptions` of one solve with ``time_limit`` seconds left:
-        gap, threads, seed, verbosity, isolation and log from these options, ``solver_params`` passed
-        through verbatim (they win over ``overrides["extra"]``, which a method may set)."""
-        from lipopt_solvers import SolverOptions
-
-        extra = {**dict(overrides.pop("extra", {}) or {}), **self.solver_params}
-        base = {"rel_gap": self.rel_gap, "threads": self.threads, "seed": self.seed, "verbose": self.verbose,
-                "isolate": self.isolate, "log_file": self.solver_log, "write_dir": self.write_model}
-        base.update(overrides)
-        return SolverOptions(time_limit=time_limit, extra=extra, **base)
 
 
 @dataclass(frozen=True)
@@ -94,6 +60,10 @@ class MethodInfo:
     def runner(self) -> Callable[..., LipschitzResult]:
         return self._mod().run
 
+    def options_class(self) -> type[MethodOptions]:
+        """The method's options dataclass (its module's ``Options``; none: no options)."""
+        return getattr(self._mod(), "Options", MethodOptions)
+
 
 REGISTRY: dict[str, MethodInfo] = {}
 
@@ -115,6 +85,17 @@ def applicable_methods(network: Network, question: Question, only_default: bool 
             if (m.default or not only_default) and m.applicable(network, q) is None]
 
 
+def check_method_options(options: RunOptions, names: list[str] | None = None) -> None:
+    """Refuse method options that are typos (InvalidOptionsError listing the valid names): a flat key
+    of ``options.extra`` that no registered method has, or a key in a method's own dict (for the methods
+    in ``names``, default all) that this method does not have."""
+    known = {n: m.options_class().option_names() for n, m in REGISTRY.items()}
+    check_extra(options.extra, known)
+    for n in names if names is not None else list(REGISTRY):
+        if n in options.extra:
+            REGISTRY[n].options_class().from_run(options, n)
+
+
 def run_method(
     name: str, network: Network, question: Question, options: RunOptions | None = None
 ) -> LipschitzResult:
@@ -124,6 +105,7 @@ def run_method(
     options = options or RunOptions()
     q = question.bind(network)
     t0 = time.perf_counter()
+    check_method_options(options, [name])
     interrupts.clear()  # a fresh run: a Ctrl-C absorbed by an earlier run's solver does not carry over
     reason = info.applicable(network, q)
     if reason is not None:

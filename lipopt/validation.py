@@ -126,7 +126,10 @@ def validate_request(
     False for an explicit list, whose non-applicable methods are reported as records) raises
     NoApplicableMethodError, listing every method tried with its reason, when none applies.
     """
+    from lipopt.methods import check_method_options
+
     opts = validate_options(options)
+    check_method_options(opts)
     q = question.bind(network)
     explicit = methods is not None and len(methods) > 0
     if require_applicable is None:

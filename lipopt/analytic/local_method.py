@@ -10,16 +10,24 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from lipopt.methods import RunOptions
 from lipopt.network.network import Network
+from lipopt.options import MethodOptions, RunOptions
 from lipopt.result import BoundKind, LipschitzResult, Status
 from lipopt.spec import Ball, Norm, Question
 
 SEMANTICS = ("nominal-point constant: bounds |f(x)-f(x0)|/|x-x0| over the l2 ball around x0, "
              "not the pairwise local constant")
+
+
+@dataclass(frozen=True)
+class Options(MethodOptions):
+    spectral: Any = None  # a lipopt.analytic.spectral.SpectralOptions (default: certified, seeded)
+    restrict_maxpool: bool = True
 
 
 def applicable(network: Network, question: Question) -> str | None:
@@ -80,9 +88,9 @@ def _run(network: Network, question: Question, options: RunOptions) -> Lipschitz
     assert isinstance(dom, Ball)
     x0, eps = np.asarray(dom.center, dtype=np.float64), float(dom.radius)
     c = question.output_vector(network.output_size)
-    spec = options.get("spectral", None) or SpectralOptions(seed=options.seed)
-    lo = LocalOptions(device=options.device, spectral=spec,
-                      restrict_maxpool=bool(options.get("restrict_maxpool", True)))
+    o = Options.from_run(options, "local-affine")
+    spec = o.spectral or SpectralOptions(seed=options.seed)
+    lo = LocalOptions(device=options.device, spectral=spec, restrict_maxpool=bool(o.restrict_maxpool))
     comp = LocalBoundComputer(network, x0, c, lo)
     t_build = time.perf_counter() - t0
     lb = comp.bound(eps)

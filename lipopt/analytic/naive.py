@@ -35,18 +35,24 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from lipopt.errors import NotApplicableError
-from lipopt.methods import RunOptions
 from lipopt.network.layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from lipopt.network.network import Network
+from lipopt.options import MethodOptions, RunOptions
 from lipopt.result import BoundKind, LipschitzResult, Status
 from lipopt.spec import Norm, Question
 
 SAFETY = 1 + 1e-12  # relative rounding allowance on sums of absolute values
+
+
+@dataclass(frozen=True)
+class Options(MethodOptions):
+    spectral: Any = None  # lipopt.analytic.spectral.SpectralOptions (default: certified, no power iteration)
 
 
 def applicable(network: Network, question: Question) -> str | None:
@@ -188,7 +194,7 @@ def _run(network: Network, question: Question, options: RunOptions,
     from lipopt.analytic.spectral import TIME_LIMIT_TAG, SpectralOptions
 
     _, warn = resolve_device(options.device)
-    so = options.get("spectral", None) or SpectralOptions(seed=options.seed, power_iters=0)
+    so = Options.from_run(options, "naive").spectral or SpectralOptions(seed=options.seed, power_iters=0)
     if dl.limited:
         so = dataclasses.replace(so, deadline=dl.at)
     value, factors, mid = naive_product(network, question, options.device, so)

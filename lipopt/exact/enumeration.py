@@ -14,6 +14,7 @@ region's interior, and the float64 Jacobian of the network there equals J_s and 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,9 +29,9 @@ from lipopt.exact.regions import (
     enumeration_value,
     pattern_budget,
 )
-from lipopt.methods import RunOptions
 from lipopt.network.network import Network
 from lipopt.norms import MAX_ENUM_DIM, has_closed_form
+from lipopt.options import MethodOptions, RunOptions
 from lipopt.result import BoundKind, LipschitzResult, Status
 from lipopt.spec import Norm, Question
 from lipopt.witness import in_domain, point_witness
@@ -42,6 +43,14 @@ DEFAULT_MAX_RELUS = 20
 #: applicable() refuses above this even before options are known (hopeless sizes)
 HARD_MAX_BITS = 64
 
+
+
+@dataclass(frozen=True)
+class Options(MethodOptions):
+    weak: bool = False  # closed regions meeting the domain (S_weak) instead of full-dimensional ones
+    tau: float = 1e-9  # interior tolerance on the margin in unit-domain coordinates
+    max_relus: float = DEFAULT_MAX_RELUS  # refuse beyond this many ambiguous ReLUs (+ max-pool bits)
+    max_regions: int | None = None
 
 def applicable(network: Network, question: Question) -> str | None:
     if question.constant == "nominal":
@@ -72,13 +81,9 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
 
     if (affine := affine_result(network, q, "enumeration")) is not None:  # one region: R^n itself
         return affine
-    opts = EnumerationOptions(
-        strict=not bool(options.get("weak", False)),
-        tau=float(options.get("tau", 1e-9)),
-        max_bits=float(options.get("max_relus", DEFAULT_MAX_RELUS)),
-        time_limit=options.time_limit,
-        max_regions=options.get("max_regions"),
-    )
+    o = Options.from_run(options, "enumeration")
+    opts = EnumerationOptions(strict=not bool(o.weak), tau=float(o.tau), max_bits=float(o.max_relus),
+                              time_limit=options.time_limit, max_regions=o.max_regions)
     t0 = time.perf_counter()
     amb, bits, fixed = check_budget(network, q, opts.max_bits)
     srch = _Search(network, q, opts)

@@ -33,6 +33,7 @@ Limitation: a local search. A maximising region that is a thin sliver, or far aw
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,13 +49,24 @@ from lipopt.lower.certify import (
     sample_domain,
     sample_nominal,
 )
-from lipopt.methods import RunOptions
 from lipopt.network.network import Network
+from lipopt.options import MethodOptions, RunOptions
 from lipopt.result import BoundKind, LipschitzResult, Status
 from lipopt.spec import Question
 from lipopt.witness import certified_pair_ratio, clip_to_domain, in_domain
 
 GAMMA = 1.3  # CLIP reg_decay
+
+
+@dataclass(frozen=True)
+class Options(MethodOptions):
+    restarts: int = 8
+    steps: int = 200
+    pair_steps: int | None = None  # default: steps
+    seed: int | None = None  # default: RunOptions.seed
+    n_init: int = 1000
+    lr: float = 0.02
+    global_radius: float | None = None  # sampling scale of the starting points for the global domain
 
 
 def applicable(network: Network, question: Question) -> str | None:
@@ -77,14 +89,16 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
     import torch
 
     q = question.bind(network)
+    o = Options.from_run(options, "grad-ascent")
     cfg = {
-        "restarts": int(options.get("restarts", 8)),
-        "steps": int(options.get("steps", 200)),
-        "seed": int(options.get("seed", options.seed)),
-        "n_init": int(options.get("n_init", 1000)),
-        "lr": float(options.get("lr", 0.02)),
+        "restarts": int(o.restarts),
+        "steps": int(o.steps),
+        "seed": int(options.seed if o.seed is None else o.seed),
+        "n_init": int(o.n_init),
+        "lr": float(o.lr),
+        "pair_steps": int(o.steps if o.pair_steps is None else o.pair_steps),
+        "global_radius": o.global_radius,
     }
-    cfg["pair_steps"] = int(options.get("pair_steps", cfg["steps"]))
     rng = np.random.default_rng(cfg["seed"])
     torch.manual_seed(cfg["seed"])
     if q.constant == "nominal":
@@ -102,7 +116,7 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
 
 def _starts(network: Network, q: Question, cfg: dict, rng: np.random.Generator,
             options: RunOptions, dl: Deadline) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    gr = options.get("global_radius")
+    gr = cfg["global_radius"]
     n = max(cfg["n_init"], cfg["restarts"])
     r = cfg["restarts"]
     cand = sample_domain(network, q, n, rng, None if gr is None else float(gr))

@@ -22,6 +22,7 @@ of the points evaluated; the record stops with ``StopReason.TIME_LIMIT`` and say
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,11 +35,18 @@ from lipopt.lower.certify import (
     sample_domain,
     sample_nominal,
 )
-from lipopt.methods import RunOptions
 from lipopt.network.network import Network
+from lipopt.options import MethodOptions, RunOptions
 from lipopt.result import BoundKind, LipschitzResult, Status, StopReason, Verdict
 from lipopt.spec import Question
 from lipopt.witness import certified_pair_ratio, in_domain
+
+
+@dataclass(frozen=True)
+class Options(MethodOptions):
+    n_samples: int = 1000
+    seed: int | None = None  # default: RunOptions.seed
+    global_radius: float | None = None  # sampling scale for the global domain
 
 
 def applicable(network: Network, question: Question) -> str | None:
@@ -49,13 +57,14 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
     t0 = time.perf_counter()
     dl = Deadline.start(options.time_limit, t0)
     q = question.bind(network)
-    n = int(options.get("n_samples", 1000))
-    seed = int(options.get("seed", options.seed))
+    o = Options.from_run(options, "sampling")
+    n = int(o.n_samples)
+    seed = int(options.seed if o.seed is None else o.seed)
     rng = np.random.default_rng(seed)
     opts = {"n_samples": n, "seed": seed, "time_limit": options.time_limit}
     if q.constant == "nominal":
         return _run_nominal(network, q, n, rng, opts, t0, dl)
-    gr = options.get("global_radius")
+    gr = o.global_radius
     x = sample_domain(network, q, n, rng, None if gr is None else float(gr))
     vals = evaluate_until(lambda xs: batch_jacobian_norms(network, xs, q), x, dl.share(0.7),
                           "sampled Jacobian norms")

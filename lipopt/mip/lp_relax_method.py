@@ -9,8 +9,9 @@ side of the bracket. Options as for "milp" (``RunOptions.extra``).
 
 from __future__ import annotations
 
-from lipopt.methods import RunOptions
+from lipopt.mip.milp_method import Options  # noqa: F401  (the options of "lp-relax" are the MILP's)
 from lipopt.network.network import Network
+from lipopt.options import RunOptions
 from lipopt.result import LipschitzResult
 from lipopt.spec import Question
 

@@ -46,17 +46,33 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from lipopt.methods import RunOptions
 from lipopt.network.network import Network
+from lipopt.options import MethodOptions, RunOptions
 from lipopt.result import LipschitzResult, Status
 from lipopt.spec import Ball, Box, Global, Norm, Question
 
 METHOD = "milp"
 DEFAULT_SOLVER = "highs"
+
+
+@dataclass(frozen=True)
+class Options(MethodOptions):
+    """Options of "milp" and "lp-relax"."""
+
+    bound_method: str = "lp"  # neuron bounds: "lp" (interval + CROWN + LP tightening), "crown", "interval"
+    obbt_max_neurons: int = 4000  # LP tightening budget (neurons)
+    vector_encoding: str = "split"  # all-outputs l-inf: one MILP per row ("split") or a "selector"
+    degenerate_cuts: int = 8  # no-good cuts for incumbents whose pattern has no interior
+    direction_split: bool | str = False  # one MILP per gradient-sign direction ("auto" decides)
+    max_directions: int = 1 << 16
+    normalise: bool = True  # build the model on the power-of-two normalised network
+    n_samples: int = 16  # certified samples that seed the lower side
+    sample_pool: int = 2000
 
 
 def mip_applicable(network: Network, question: Question) -> str | None:
@@ -151,11 +167,12 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
     t_start = time.perf_counter()
     q = question
     solver = options.solver or DEFAULT_SOLVER
-    bound_method = options.get("bound_method", "lp")
-    encoding = options.get("vector_encoding", "split")
-    rounds_max = 0 if relax else int(options.get("degenerate_cuts", 8))
-    max_dirs = int(options.get("max_directions", 1 << 16))
-    split_dirs = _use_direction_split(options.get("direction_split", False), network, question, relax,
+    o = Options.from_run(options, method)
+    bound_method = o.bound_method
+    encoding = o.vector_encoding
+    rounds_max = 0 if relax else int(o.degenerate_cuts)
+    max_dirs = int(o.max_directions)
+    split_dirs = _use_direction_split(o.direction_split, network, question, relax,
                                       max_dirs)
     extra_outcomes: list[Any] = []
     extra_uppers: list[float] = []
@@ -166,7 +183,7 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
     # solver bounds are scaled back by the factor and every witness is certified on the original network
     from lipopt.formulations.scaling import normalised, scaled_outcome
 
-    norm = normalised(network, bool(options.get("normalise", True)))
+    norm = normalised(network, bool(o.normalise))
     net_m = norm.network
     cert_q = q
     if mode == "bias-free-global":
@@ -177,7 +194,7 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
                      "through Pyomo, so the forward constraints are dropped (all-patterns relaxation); "
                      "the value is an UPPER bound on the global constant")
     fb = compute_bounds(net_m, lo, hi, bound_method if mode != "all-patterns" else "interval",
-                        **({"max_neurons": options.get("obbt_max_neurons", 4000)}
+                        **({"max_neurons": o.obbt_max_neurons}
                            if bound_method == "lp" and mode != "all-patterns" else {}))
     bounds_time = float(fb.stats.get("time", 0.0))
     stats: dict[str, Any] = {"bound_method": fb.method, "bounds_time": bounds_time,
@@ -190,7 +207,7 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
     # lower bound even when the solver finds no incumbent in its time)
     from lipopt.mip.bracket import Candidate
 
-    samples = _sample_points(network, cert_q, options.get("n_samples", 16), options.get("sample_pool", 2000),
+    samples = _sample_points(network, cert_q, o.n_samples, o.sample_pool,
                              options.seed)
     candidates = [Candidate(x=x, label=f"sample {i}") for i, x in enumerate(samples)]
     from lipopt.mip.bracket import certify_candidates

@@ -47,31 +47,37 @@ from typing import Any
 import numpy as np
 
 from lipopt.errors import NotApplicableError
-from lipopt.methods import RunOptions
 from lipopt.network.network import Network
+from lipopt.options import MethodOptions, RunOptions
 from lipopt.result import LipschitzResult, Status
 from lipopt.spec import Global, Question
 
-DEFAULTS: dict[str, Any] = {
-    "problem": "both",
-    "epsilon": None,
-    "epsilon_rel": 1e-4,
-    "epsilon_min": 1e-5,
-    "bounds": "auto",
-    "fix_stable": True,
-    "symmetry": True,
-    "sign_split": True,
-    "direction_bounds": "matrix",
-    "warm_start": True,
-    "local_search": True,
-    "local_search_time": 20.0,
-    "n_samples": 2000,
-    "cutoff": True,
-    "global_radius": None,
-    "lb_time_fraction": 0.3,
-    "normalise": True,
-    "solver_extra": {},
-}
+
+@dataclasses.dataclass(frozen=True)
+class Options(MethodOptions):
+    """Options of "miqcqp" (and of "miqcqp-ub" / "miqcqp-lb", which fix ``problem``)."""
+
+    problem: str = "both"  # "both", "ub" (closed regions) or "lb" (epsilon-margin regions)
+    epsilon: float | None = None  # absolute margin of P_LB (default: relative, epsilon_rel)
+    epsilon_rel: float = 1e-4
+    epsilon_min: float = 1e-5
+    bounds: str = "auto"  # neuron bounds
+    fix_stable: bool = True
+    symmetry: bool = True
+    sign_split: bool = True
+    direction_bounds: str = "matrix"
+    warm_start: bool = True
+    local_search: bool = True
+    local_search_time: float = 20.0
+    n_samples: int = 2000
+    cutoff: bool = True
+    global_radius: float | None = None  # compactification radius of the global domain (default: capped)
+    lb_time_fraction: float = 0.3
+    normalise: bool = True
+    solver_extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # verbatim solver options
+
+
+DEFAULTS: dict[str, Any] = dataclasses.asdict(Options())
 
 WHY_DIFFERENT = (
     "P_UB maximises over closed activation regions (every pattern whose region meets the input set, even "
@@ -84,15 +90,7 @@ WHY_DIFFERENT = (
 
 
 def options_from(options: RunOptions) -> dict[str, Any]:
-    cfg = dict(DEFAULTS)
-    nested = options.extra.get("miqcqp", {}) if isinstance(options.extra.get("miqcqp", {}), dict) else {}
-    for src in (options.extra, nested):
-        for k in DEFAULTS:
-            if k in src:
-                cfg[k] = src[k]
-    unknown = set(nested) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown miqcqp options {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    cfg = dataclasses.asdict(Options.from_run(options, "miqcqp"))
     if cfg["problem"] not in ("both", "ub", "lb"):
         raise ValueError(f"miqcqp problem must be 'both', 'ub' or 'lb', got {cfg['problem']!r}")
     return cfg
@@ -450,7 +448,7 @@ def run_lb(network: Network, question: Question, options: RunOptions) -> Lipschi
 def _with_problem(network: Network, question: Question, options: RunOptions, problem: str,
                   name: str) -> LipschitzResult:
     extra = dict(options.extra)
-    nested = dict(extra.get("miqcqp", {}))
+    nested = {**dict(extra.get("miqcqp", {})), **dict(extra.pop(name, {}) or {})}
     nested["problem"] = problem
     extra["miqcqp"] = nested
     extra.pop("problem", None)
