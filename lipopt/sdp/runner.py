@@ -1,0 +1,133 @@
+"""The run of a LipSDP method: chain, solve through the solver layer, float64 certification, record.
+
+Shared by ``lipsdp-neuron``, ``lipsdp-layer`` and ``lipsdp-local``. A value is reported (UPPER) only when
+the float64 eigen-check of :func:`lipopt.sdp.lipsdp.certify` passes, at the solver's rho or at a repaired
+one; otherwise the record has verdict error and no bound (the solver's value is kept as
+``unverified_value``). Options: :class:`lipopt.sdp.lipsdp.LipSDPOptions` (``RunOptions.extra``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from lipopt.methods import RunOptions
+from lipopt.network.network import Network
+from lipopt.result import BoundKind, LipschitzResult, StopReason, Verdict
+from lipopt.sdp.lipsdp import LipSDPOptions, refusal
+from lipopt.spec import Question
+
+
+def lipsdp_options(options: RunOptions, method: str) -> LipSDPOptions:
+    return LipSDPOptions.from_run(options, method)
+
+
+def applicable_global(network: Network, question: Question, options: LipSDPOptions | None = None
+                      ) -> str | None:
+    return refusal(network, question, options)
+
+
+def applicable_local(network: Network, question: Question, options: LipSDPOptions | None = None
+                     ) -> str | None:
+    if question.constant == "global":
+        return ("lipsdp-local bounds the constant on a box or ball domain (the global question is "
+                "lipsdp-neuron's)")
+    return refusal(network, question, options)
+
+
+def run_lipsdp(method: str, network: Network, question: Question, options: RunOptions, form: str,
+               local: bool = False) -> LipschitzResult:
+    from lipopt.analytic._threads import limit_threads
+
+    with limit_threads(options.threads):
+        return _run(method, network, question, options, form, local)
+
+
+def _fail(method: str, verdict: Verdict, stop: StopReason, message: str, **fields) -> LipschitzResult:
+    return LipschitzResult.from_bracket(method, BoundKind.UPPER, None, None, verdict=verdict, stop=stop,
+                                        message=message, **fields)
+
+
+def _run(method: str, network: Network, question: Question, options: RunOptions, form: str,
+         local: bool) -> LipschitzResult:
+    from lipopt_solvers import Capability, Termination, default_solver
+
+    from lipopt.deadline import Deadline
+    from lipopt.sdp.lipsdp import build_chain, certify, domain_box, slope_intervals, solve_lmi
+
+    t0 = time.perf_counter()
+    dl = Deadline.start(options.time_limit, t0)
+    sopts = lipsdp_options(options, method)
+    notes: list[str] = []
+    stats: dict = {"form": form}
+    slopes = None
+    if local:
+        lo, hi = domain_box(question, network.input_size)
+        slopes, counts = slope_intervals(network, lo, hi, sopts.sdp_local_bounds)
+        stats.update(counts)
+        stats["bound_method"] = sopts.sdp_local_bounds
+        notes.append(f"local slope intervals from {sopts.sdp_local_bounds} neuron bounds on the box "
+                     f"containing the domain: {counts['stable_on']} stable on, "
+                     f"{counts['stable_off']} stable off, {counts['unstable']} unstable")
+        if question.constant == "nominal":
+            notes.append("bounds the pairwise local constant on the domain, hence the nominal-point one")
+    elif question.constant != "global":
+        notes.append(f"a global bound: valid for this {question.constant} question, but not local")
+    c = question.output_vector(network.output_size)
+    chain = build_chain(network, c, slopes, normalise=sopts.sdp_normalise)
+    stats.update({"lmi_size": chain.size, "hidden_neurons": chain.n_hidden, "log2_scale": chain.log2_scale})
+    solver = options.solver or default_solver(Capability.SDP)
+    if solver is None:
+        return _fail(method, Verdict.SOLVER_MISSING, StopReason.NOT_RUN,
+                     "no SDP solver is installed (clarabel, scs or mosek via cvxpy)", stats=stats)
+    left = dl.remaining()
+    so = options.solver_options(None if math.isinf(left) else max(left, 0.1))
+    sol = solve_lmi(chain, form, solver, so, reduce_input=sopts.sdp_reduce_input)
+    out = sol.outcome
+    stats.update({"solve_size": sol.solve_size, "solver_termination": out.termination.value})
+    common = {"solver": out.solver, "solver_version": out.solver_version, "raw_status": out.raw_status,
+              "build_time": sol.build_time, "solve_time": out.solve_time, "stats": stats, "notes": notes}
+    term = out.termination
+    if term is Termination.NOT_AVAILABLE:
+        return _fail(method, Verdict.SOLVER_MISSING, StopReason.NOT_RUN, out.message, **common)
+    if term is Termination.LICENSE_LIMIT:
+        return _fail(method, Verdict.ERROR, StopReason.LICENCE_LIMIT, out.message, **common)
+    if sol.rho is None or sol.lam is None:
+        stop = {Termination.TIME_LIMIT: StopReason.TIME_LIMIT, Termination.INFEASIBLE: StopReason.INFEASIBLE,
+                Termination.INTERRUPTED: StopReason.INTERRUPTED}.get(term, StopReason.SOLVER_FAILED)
+        return _fail(method, Verdict.ERROR, stop, f"the SDP solver returned no multipliers: {out.message}",
+                     **common)
+    t1 = time.perf_counter()
+    cert = certify(chain, sol.rho, sol.lam, tighten=sopts.sdp_tighten, steps=sopts.sdp_repair_steps)
+    stats.update({"check_time": time.perf_counter() - t1, "rho_solver": cert.rho_solver,
+                  "lambda_max_solver": cert.check_solver.lam_max, "eigen_margin": cert.check_solver.margin,
+                  "certification": cert.action, "value_solver": chain.value(cert.rho_solver)})
+    notes.extend(cert.steps)
+    if term is Termination.OPTIMAL:
+        stop = StopReason.COMPLETED
+    elif term is Termination.TIME_LIMIT:
+        stop = StopReason.TIME_LIMIT
+    elif term is Termination.INTERRUPTED:
+        stop = StopReason.INTERRUPTED
+    else:
+        stop = StopReason.SOLVER_FAILED
+        notes.append(f"the solver stopped with {out.raw_status}; the multipliers it returned are certified "
+                     "in float64 (the bound is valid, possibly loose)")
+    if not cert.ok:
+        res = _fail(method, Verdict.ERROR, stop, "the LMI at the solver's multipliers did not certify and no "
+                    "repair of rho certified it: no bound", **common)
+        res.unverified_value = chain.value(cert.rho_solver)
+        res.add_check("LMI eigenvalue check (float64)", False, cert.detail())
+        return res
+    assert cert.rho is not None and cert.check is not None
+    value = chain.value(cert.rho)
+    stats.update({"rho": cert.rho, "lambda_max": cert.check.lam_max,
+                  "repair_relative_change": (value / chain.value(cert.rho_solver) - 1.0)
+                  if cert.rho_solver > 0 else None})
+    if cert.action == "repaired":
+        notes.append(f"repaired: rho {cert.rho_solver:.12g} -> {cert.rho:.12g} (multipliers fixed), value "
+                     f"{chain.value(cert.rho_solver):.12g} -> {value:.12g}")
+    res = LipschitzResult.from_bracket(method, BoundKind.UPPER, None, value, verdict=Verdict.OK, stop=stop,
+                                       **common)
+    res.add_check("LMI eigenvalue check (float64)", True, cert.detail())
+    return dl.mark(res)
