@@ -168,6 +168,15 @@ def _builtin() -> None:
                    needs="MIQCQP", interface="pyomo"),
         MethodInfo("local-affine", BoundKind.UPPER, "lipopt.analytic.local_method",
                    "upper: analytic local affine-ReLU bound, nominal-point l2 constant (Avant & Morgansen)"),
+        MethodInfo("lipsdp-neuron", BoundKind.UPPER, "lipopt.sdp.neuron_method",
+                   "upper: LipSDP-Neuron, global l2 (SDP, certified in float64)", needs="SDP",
+                   interface="cvxpy"),
+        MethodInfo("lipsdp-layer", BoundKind.UPPER, "lipopt.sdp.layer_method",
+                   "upper: LipSDP-Layer, global l2 (SDP, one multiplier per layer)", default=False,
+                   needs="SDP", interface="cvxpy"),
+        MethodInfo("lipsdp-local", BoundKind.UPPER, "lipopt.sdp.local_method",
+                   "upper: LipSDP-Neuron with local slope intervals on a box / ball, l2", needs="SDP",
+                   interface="cvxpy"),
     ]
     for e in entries:
         register(e)

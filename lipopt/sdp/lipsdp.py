@@ -41,6 +41,7 @@ import numpy as np
 
 from lipopt.errors import NotApplicableError
 from lipopt.network.network import AffineStage, MaxPoolStage, Network, ReLUStage
+from lipopt.options import MethodOptions
 from lipopt.spec import Ball, Box, Global, Norm, Question
 
 FORMS = ("neuron", "layer")
@@ -50,7 +51,7 @@ VALUE_SAFETY = 1.0 + 8 * EPS
 
 
 @dataclass(frozen=True)
-class LipSDPOptions:
+class LipSDPOptions(MethodOptions):
     """Options of the LipSDP methods: ``RunOptions.extra`` flat keys, or a dict under the method's name
     (``{"lipsdp-neuron": {"sdp_max_size": 600}}``). Unknown names are refused."""
 
@@ -64,36 +65,6 @@ class LipSDPOptions:
     sdp_repair_steps: int = 60  # growing bumps tried above the closed-form rho
     #: neuron bounds of lipsdp-local (a ``lipopt.bounds.compute_bounds`` method)
     sdp_local_bounds: str = "crown"
-
-    @classmethod
-    def option_names(cls) -> list[str]:
-        import dataclasses
-
-        return sorted(f.name for f in dataclasses.fields(cls))
-
-    @classmethod
-    def from_run(cls, options: Any, method: str) -> LipSDPOptions:
-        """The options from ``options.extra`` (flat keys of these names, then the method's own dict)."""
-        from collections.abc import Mapping
-
-        from lipopt.errors import InvalidOptionsError
-
-        names = set(cls.option_names())
-        extra = dict(getattr(options, "extra", {}) or {})
-        values = {k: v for k, v in extra.items() if k in names}
-        own = extra.get(method)
-        if own is not None:
-            if isinstance(own, LipSDPOptions):
-                return own
-            if not isinstance(own, Mapping):
-                raise InvalidOptionsError(f"options for method {method!r} must be a dict of option names, "
-                                          f"got {type(own).__name__}")
-            unknown = sorted(set(own) - names)
-            if unknown:
-                raise InvalidOptionsError(f"unknown option(s) {', '.join(map(repr, unknown))} for method "
-                                          f"{method!r}; its options: {', '.join(sorted(names))}")
-            values.update(own)
-        return cls(**values)
 
 
 # ------------------------------------------------------------------------------------------- the chain
