@@ -1,31 +1,32 @@
 """LipSDP-Neuron / -Layer (and local slope intervals): build the LMI, solve it, certify it in float64.
 
 The mathematics is formulations.md section 3. For x_k = relu(W_k x_{k-1}) (k < L) and the output
-``last @ x_{L-1}`` (``last`` = W_L, or c^T W_L for a scalar output c^T f), stack xi = (x_0, ..., x_{L-1}).
-Neuron i of hidden layer k has a slope interval [a_i, b_i] (global: [0, 1]; local: [0, 0] stable off,
-[1, 1] stable on, [0, 1] unstable); the incremental quadratic constraint with multiplier lam_i >= 0 is
-2 lam_i (dx_i - a_i dz_i)(b_i dz_i - dx_i) >= 0. The LMI (blocks of xi):
+``last @ x_{L-1}`` (``last`` = W_L, or c^T W_L for a scalar output c^T f), the LMI is written on
+xi = (x_0, outputs of the unstable neurons): with slope interval [0, 1] a neuron's output is a coordinate
+u_i of xi and its pre-activation v_i^T xi; a stable-on neuron ([1, 1], local only) is linear and a
+stable-off one ([0, 0]) constant, so both are eliminated exactly (no multiplier, no coordinate). With
+lam_i >= 0 the incremental quadratic constraint 2 lam_i dx_i (dz_i - dx_i) >= 0 gives
 
-* (k-1, k-1): -2 W_k^T diag(a b lam_k) W_k;   (k-1, k) and its transpose: W_k^T diag((a + b) lam_k);
-* (k, k): -2 diag(lam_k);   (0, 0): -rho I;   (L-1, L-1): + last^T last;
+    M(rho, lam) = sum_i lam_i (e_i v_i^T + v_i e_i^T - 2 e_i e_i^T) + out^T out - rho E_0 <= 0,
 
-M(rho, lam) <= 0 certifies |last (x_{L-1} - y_{L-1})| <= sqrt(rho) |x_0 - y_0| for every pair of
-trajectories whose neurons have slopes in their intervals, hence L(f) <= sqrt(rho). Neuron form: one lam
-per neuron; Layer form: one per hidden layer. The Network form (pairwise couplings) is UNSOUND for ReLU
-(formulations.md 3.1, net T8): it is here only as :func:`network_form_estimate`, never as a bound.
+``out @ xi`` the output increment, E_0 the projector on x_0. On the global question (every neuron
+[0, 1]) this is exactly the block-tridiagonal LMI of 3.1; M <= 0 certifies |f(x) - f(y)| <= sqrt(rho)
+|x - y|. Neuron form: one lam per neuron; Layer form: one per hidden layer. The Network form (pairwise
+couplings) is UNSOUND for ReLU (formulations.md 3.1, net T8): it is here only as
+:func:`network_form_estimate`, never as a bound.
 
 Scaling: every weight matrix is multiplied by a power of two (exact in float64) so that its spectral norm
 is about 1; the bound of the scaled chain times 2**(-sum of exponents) bounds the original network.
-Input reduction for the solve: when n_0 exceeds the rows of the first matrix W, W is replaced by
-U Sigma of its thin SVD (an exact congruence, x_0 directions in ker W only meet -rho I); the
-certification always uses the full, unreduced LMI.
+Input reduction for the solve: the x_0 columns are compressed to the row space of everything that reads
+x_0 (thin SVD, an exact congruence: the other x_0 directions only meet -rho I); the certification always
+uses the full, unreduced LMI.
 
 Certification (:func:`certify`): the LMI is rebuilt in float64 at the solver's multipliers (clipped to
 >= 0) and rho; it certifies when the largest eigenvalue (numpy.linalg.eigvalsh) is <= -margin, the margin
-covering the rounding of forming M and of the eigensolver (2 (n + k + 4) eps ||M_abs||_F, M_abs the same
-sums with absolute values). Otherwise rho is repaired with the multipliers fixed: the smallest rho for
-them is rho_c = lambda_max(P + X^T X), X = L^{-1} Q^T, -R = L L^T (Schur complement of the x_0 block:
-M(0) = [[P, Q], [Q^T, R]], M(rho) = M(0) - rho E); rho_c + a growing bump is eigen-checked until it
+covering the rounding of V, out and M and of the eigensolver (2 (n + k + 4) eps ||M_abs||_F, M_abs the
+same sums with absolute values). Otherwise rho is repaired with the multipliers fixed: the smallest rho
+for them is rho_c = lambda_max(P + X^T X), X = L^{-1} Q^T, -R = L L^T (Schur complement of the x_0 block:
+M(0) = [[P, Q], [Q^T, R]], M(rho) = M(0) - rho E_0); rho_c + a growing bump is eigen-checked until it
 certifies. The same closed form also tightens a solver rho that certified (the smaller certified value is
 reported). If R is not negative definite, no rho certifies these multipliers: no bound.
 """
@@ -71,23 +72,32 @@ class LipSDPOptions(MethodOptions):
 
 
 @dataclass
-class Chain:
-    """The network as LipSDP sees it (see the module docstring); ``lam`` vectors are per neuron, layer by
-    layer. L(f) <= ``scale`` * sqrt(rho) for a certified rho."""
+class ChainLayer:
+    """The unstable neurons of one hidden layer: their outputs are the coordinates ``idx`` of xi, their
+    pre-activations ``V @ xi`` (``V_abs`` bounds the rounding of V: products of absolute values)."""
 
-    weights: list[np.ndarray]  # W_1 .. W_{L-1}, (n_k, n_{k-1})
-    last: np.ndarray  # (m, n_{L-1})
-    alpha: list[np.ndarray]
-    beta: list[np.ndarray]
+    idx: np.ndarray
+    V: np.ndarray
+    V_abs: np.ndarray
+
+
+@dataclass
+class Chain:
+    """The network as LipSDP sees it. xi = (x_0, outputs of the unstable neurons, layer by layer); a
+    stable-on neuron is linear (its increment is its pre-activation's), a stable-off one constant, so
+    both are eliminated exactly. The output increment is ``out @ xi``. ``lam`` vectors have one entry per
+    unstable neuron, layer by layer. L(f) <= ``scale`` * sqrt(rho) for a certified rho."""
+
+    n0: int
+    layers: list[ChainLayer]
+    out: np.ndarray
+    out_abs: np.ndarray
+    widths_all: list[int]  # every hidden width (stable neurons included), for the rounding margin
     log2_scale: int = 0
 
     @property
-    def n0(self) -> int:
-        return int((self.weights[0] if self.weights else self.last).shape[1])
-
-    @property
     def widths(self) -> list[int]:
-        return [int(w.shape[0]) for w in self.weights]
+        return [int(la.idx.size) for la in self.layers]
 
     @property
     def n_hidden(self) -> int:
@@ -106,15 +116,22 @@ class Chain:
         return self.scale * math.sqrt(max(float(rho), 0.0)) * VALUE_SAFETY
 
     def reduced(self) -> Chain:
-        """The chain with the x_0 block reduced by the thin SVD of the first matrix (for the solve only)."""
-        first = self.weights[0] if self.weights else self.last
-        if first.shape[1] <= first.shape[0]:
+        """The chain with the x_0 block reduced to the row space of everything that reads x_0 (thin SVD:
+        an exact congruence, the other x_0 directions only meet -rho I); for the solve only."""
+        n0 = self.n0
+        x0 = np.vstack([la.V[:, :n0] for la in self.layers] + [self.out[:, :n0]])
+        x0 = x0[np.any(x0 != 0, axis=1)]
+        if x0.shape[0] >= n0:
             return self
-        u, s, _ = np.linalg.svd(first, full_matrices=False)
-        red = u * s
-        if self.weights:
-            return Chain([red, *self.weights[1:]], self.last, self.alpha, self.beta, self.log2_scale)
-        return Chain([], red, self.alpha, self.beta, self.log2_scale)
+        _, _, vt = np.linalg.svd(x0, full_matrices=False)
+        q = vt.T  # (n0, r)
+        r = q.shape[1]
+
+        def tr(m: np.ndarray) -> np.ndarray:
+            return np.hstack([m[:, :n0] @ q, m[:, n0:]])
+
+        layers = [ChainLayer(la.idx - n0 + r, tr(la.V), tr(la.V_abs)) for la in self.layers]
+        return Chain(r, layers, tr(self.out), tr(self.out_abs), self.widths_all, self.log2_scale)
 
 
 def _affine_chain(network: Network) -> list[AffineStage]:
@@ -184,8 +201,9 @@ def _pow2_exponent(w: np.ndarray) -> int:
 
 def build_chain(network: Network, c: np.ndarray | None = None,
                 slopes: list[tuple[np.ndarray, np.ndarray]] | None = None, normalise: bool = True) -> Chain:
-    """The LipSDP chain of ``network`` (biases play no role; local information enters through
-    ``slopes``: one (alpha, beta) pair of arrays per hidden layer)."""
+    """The LipSDP chain of ``network`` (biases play no role). ``slopes``: one (alpha, beta) pair of arrays
+    per hidden layer, each neuron [0, 1] (unstable), [1, 1] (stable on) or [0, 0] (stable off); default
+    all [0, 1] (the global LMI)."""
     affs = _affine_chain(network)
     mats = [np.asarray(s.dense(), dtype=np.float64) for s in affs]
     last = mats[-1]
@@ -194,13 +212,16 @@ def build_chain(network: Network, c: np.ndarray | None = None,
     weights = mats[:-1]
     if slopes is None:
         slopes = [(np.zeros(w.shape[0]), np.ones(w.shape[0])) for w in weights]
-    if len(slopes) != len(weights) or any(a.shape != (w.shape[0],) or b.shape != (w.shape[0],)
+    if len(slopes) != len(weights) or any(np.shape(a) != (w.shape[0],) or np.shape(b) != (w.shape[0],)
                                           for (a, b), w in zip(slopes, weights, strict=True)):
         raise ValueError("one (alpha, beta) pair per hidden layer, of the layer's width")
-    alpha = [np.asarray(a, dtype=np.float64) for a, _ in slopes]
-    beta = [np.asarray(b, dtype=np.float64) for _, b in slopes]
-    if any(np.any(a < 0) or np.any(b > 1) or np.any(a > b) for a, b in zip(alpha, beta, strict=True)):
-        raise ValueError("ReLU slope intervals must satisfy 0 <= alpha <= beta <= 1")
+    states = []
+    for a, b in slopes:
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        on, off, unst = (a == 1) & (b == 1), (a == 0) & (b == 0), (a == 0) & (b == 1)
+        if not np.all(on | off | unst):
+            raise ValueError("ReLU slope intervals must be [0, 1], [1, 1] or [0, 0]")
+        states.append(np.where(on, 1, np.where(off, 0, -1)))
     log2 = 0
     if normalise:
         scaled = []
@@ -209,7 +230,26 @@ def build_chain(network: Network, c: np.ndarray | None = None,
             scaled.append(np.ldexp(w, e))
             log2 -= e
         weights, last = scaled[:-1], scaled[-1]
-    return Chain(weights, last, alpha, beta, log2)
+    n0 = int((weights[0] if weights else last).shape[1])
+    dim = n0 + int(sum(int((st == -1).sum()) for st in states))
+    g = np.zeros((n0, dim))
+    g[:, :n0] = np.eye(n0)
+    g_abs = g.copy()
+    layers: list[ChainLayer] = []
+    off = n0
+    for w, st in zip(weights, states, strict=True):
+        z, z_abs = w @ g, np.abs(w) @ g_abs
+        unst = np.flatnonzero(st == -1)
+        idx = np.arange(off, off + unst.size)
+        off += unst.size
+        layers.append(ChainLayer(idx, z[unst], z_abs[unst]))
+        g = np.zeros((w.shape[0], dim))
+        g_abs = np.zeros((w.shape[0], dim))
+        on = st == 1
+        g[on], g_abs[on] = z[on], z_abs[on]
+        g[unst, idx] = 1.0
+        g_abs[unst, idx] = 1.0
+    return Chain(n0, layers, last @ g, np.abs(last) @ g_abs, [int(w.shape[0]) for w in weights], log2)
 
 
 def slope_intervals(network: Network, lo: np.ndarray, hi: np.ndarray, method: str = "crown"
@@ -253,43 +293,29 @@ def domain_box(question: Question, n: int) -> tuple[np.ndarray, np.ndarray]:
 # ------------------------------------------------------------------------------ the LMI in float64
 
 
-def _layout(chain: Chain) -> list[slice]:
-    """Index ranges of the blocks x_0, x_1, ..., x_{L-1} of xi."""
-    sls, off = [slice(0, chain.n0)], chain.n0
-    for n in chain.widths:
-        sls.append(slice(off, off + n))
-        off += n
-    return sls
-
-
 def lmi_matrix(chain: Chain, rho: float, lam: np.ndarray, absolute: bool = False) -> np.ndarray:
-    """M(rho, lam) in float64 (``absolute``: the same sums of absolute values, for the rounding margin)."""
+    """M(rho, lam) in float64: sum_i lam_i (e_i v_i^T + v_i e_i^T - 2 e_i e_i^T) + out^T out - rho E_0.
+    ``absolute``: the same sums of absolute values (with the rounding bounds of V and out), for the
+    margin."""
     lam = np.asarray(lam, dtype=np.float64).reshape(-1)
     if lam.size != chain.n_hidden:
-        raise ValueError(f"{lam.size} multipliers for {chain.n_hidden} hidden neurons")
-    ab = (lambda v: np.abs(v)) if absolute else (lambda v: v)
-    sgn = 1.0 if absolute else -1.0
-    sls = _layout(chain)
+        raise ValueError(f"{lam.size} multipliers for {chain.n_hidden} unstable neurons")
     n = chain.size
     m = np.zeros((n, n))
-    m[sls[0], sls[0]] += (abs(rho) if absolute else -rho) * np.eye(chain.n0)
+    m[:chain.n0, :chain.n0] += (abs(rho) if absolute else -rho) * np.eye(chain.n0)
     off = 0
-    for k, w in enumerate(chain.weights, start=1):
-        nk = w.shape[0]
-        lk = lam[off:off + nk]
-        off += nk
-        a, b = chain.alpha[k - 1], chain.beta[k - 1]
-        prev, cur = sls[k - 1], sls[k]
-        wa = ab(w)
-        abl = a * b * lk
-        if np.any(abl != 0):
-            m[prev, prev] += sgn * 2.0 * (wa.T * ab(abl)) @ wa
-        off_blk = wa.T * ab((a + b) * lk)
-        m[prev, cur] += off_blk
-        m[cur, prev] += off_blk.T
-        m[cur, cur] += np.diag(sgn * 2.0 * ab(lk))
-    la = ab(chain.last)
-    m[sls[-1], sls[-1]] += la.T @ la
+    for la in chain.layers:
+        lk = lam[off:off + la.idx.size]
+        off += la.idx.size
+        if absolute:
+            blk = la.V_abs * np.abs(lk)[:, None]
+        else:
+            blk = la.V * lk[:, None]
+        m[la.idx, :] += blk
+        m[:, la.idx] += blk.T
+        m[la.idx, la.idx] += (2.0 * np.abs(lk)) if absolute else (-2.0 * lk)
+    out = chain.out_abs if absolute else chain.out
+    m += out.T @ out
     return m
 
 
@@ -307,7 +333,8 @@ def eigen_check(chain: Chain, rho: float, lam: np.ndarray) -> EigenCheck:
     m = lmi_matrix(chain, rho, lam)
     mabs = lmi_matrix(chain, rho, lam, absolute=True)
     keep = np.flatnonzero(np.any(mabs != 0, axis=1))
-    kmax = max([chain.n0, *chain.widths, int(chain.last.shape[0])])
+    # rounding of the products in V and out (depth-accumulated inner dimensions) and of forming M
+    kmax = chain.n0 + sum(chain.widths_all) + int(chain.out.shape[0])
     margin = 2.0 * (chain.size + kmax + 4) * EPS * float(np.linalg.norm(mabs))
     if keep.size == 0:
         return EigenCheck(0.0, 0.0, True, 0)
@@ -412,11 +439,33 @@ class SDPSolve:
     solve_size: int
 
 
+def _coefficients(chain: Chain) -> Any:
+    """Sparse (n*n, N) matrix F with vec(M - out^T out + rho E_0) = F @ lam (column-major vec)."""
+    import scipy.sparse as sp
+
+    n = chain.size
+    rows, cols, vals = [], [], []
+    col = 0
+    for la in chain.layers:
+        for r, u in enumerate(la.idx):
+            nz = np.flatnonzero(la.V[r])
+            v = la.V[r, nz]
+            rows += [u + nz * n, nz + u * n, np.array([u + u * n])]
+            vals += [v, v, np.array([-2.0])]
+            cols += [np.full(nz.size, col), np.full(nz.size, col), np.array([col])]
+            col += 1
+    if not rows:
+        return sp.csr_matrix((n * n, 0))
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(n * n, col))
+
+
 def solve_lmi(chain: Chain, form: str, solver: str, solver_options: Any = None, reduce_input: bool = True
               ) -> SDPSolve:
-    """min rho s.t. M(rho, lam) <= 0 with cvxpy through the solver layer (Neuron: lam per neuron;
-    Layer: one per hidden layer)."""
+    """min rho s.t. M(rho, lam) <= 0 with cvxpy through the solver layer (Neuron: lam per unstable
+    neuron; Layer: one per hidden layer)."""
     import cvxpy as cp
+    import scipy.sparse as sp
     from lipopt_solvers import solve_cvxpy
 
     if form not in FORMS:
@@ -424,68 +473,60 @@ def solve_lmi(chain: Chain, form: str, solver: str, solver_options: Any = None, 
                          "unsound for ReLU and is not offered as a bound)")
     t0 = time.perf_counter()
     ch = chain.reduced() if reduce_input else chain
-    widths = ch.widths
+    n, widths = ch.size, ch.widths
+    f = _coefficients(ch)
+    if form == "layer":
+        layer_of = np.repeat(np.arange(len(widths)), widths)
+        f = f @ sp.csr_matrix((np.ones(layer_of.size), (np.arange(layer_of.size), layer_of)),
+                              shape=(layer_of.size, len(widths)))
     rho = cp.Variable(nonneg=True, name="rho")
-    if form == "neuron":
-        lam = cp.Variable(max(ch.n_hidden, 1), nonneg=True, name="lam")
-        offs = np.concatenate([[0], np.cumsum(widths)]).astype(int)
-        tvec = [lam[offs[k]:offs[k + 1]] for k in range(len(widths))]
-    else:
-        lam = cp.Variable(max(len(widths), 1), nonneg=True, name="lam_layer")
-        tvec = [lam[k] * np.ones(n) for k, n in enumerate(widths)]
-    nb = len(widths) + 1
-    sizes = [ch.n0, *widths]
-    blocks: list[list[Any]] = [[np.zeros((sizes[i], sizes[j])) for j in range(nb)] for i in range(nb)]
-    diag: list[Any] = [np.zeros((s, s)) for s in sizes]
-    diag[0] = diag[0] - rho * np.eye(ch.n0)
-    for k, w in enumerate(ch.weights, start=1):
-        a, b, t = ch.alpha[k - 1], ch.beta[k - 1], tvec[k - 1]
-        if np.any(a * b != 0):
-            diag[k - 1] = diag[k - 1] - 2 * (w.T @ cp.diag(cp.multiply(a * b, t)) @ w)
-        blk = w.T @ cp.diag(cp.multiply(a + b, t))
-        blocks[k - 1][k] = blk
-        blocks[k][k - 1] = blk.T
-        diag[k] = diag[k] - 2 * cp.diag(t)
-    diag[-1] = diag[-1] + ch.last.T @ ch.last
-    for i in range(nb):
-        blocks[i][i] = diag[i]
-    m = cp.bmat(blocks) if nb > 1 else diag[0]
+    e0 = np.zeros((n, n))
+    e0[:ch.n0, :ch.n0] = np.eye(ch.n0)
+    m = ch.out.T @ ch.out - rho * e0
+    lam = None
+    if f.shape[1] > 0:
+        lam = cp.Variable(f.shape[1], nonneg=True, name="lam" if form == "neuron" else "lam_layer")
+        m = m + cp.reshape(f @ lam, (n, n), order="F")
     prob = cp.Problem(cp.Minimize(rho), [0.5 * (m + m.T) << 0])
     build = time.perf_counter() - t0
     out = solve_cvxpy(prob, solver, solver_options)
     rv = None if rho.value is None else float(rho.value)
     lv = None
-    if lam.value is not None:
+    if lam is None:
+        lv = np.zeros(0) if rv is not None else None
+    elif lam.value is not None:
         vals = np.asarray(lam.value, dtype=np.float64).reshape(-1)
-        lv = vals[:ch.n_hidden] if form == "neuron" else np.repeat(vals[:len(widths)], widths)
-    elif ch.n_hidden == 0 and rv is not None:
-        lv = np.zeros(0)
-    return SDPSolve(rv, lv, out, build, ch.size)
+        lv = vals if form == "neuron" else np.repeat(vals, widths)
+    return SDPSolve(rv, lv, out, build, n)
 
 
 def network_form_estimate(network: Network, question: Question, solver: str = "clarabel") -> float:
-    """LipSDP-Network (diagonal plus all pairwise couplings lam_ij (e_i - e_j)(e_i - e_j)^T, one hidden
-    layer or all hidden neurons together): an ESTIMATE ONLY. It is unsound for ReLU (formulations.md 3.1:
-    on T8 it gives about 0 where L = 1); kept for the negative test, never registered as a bound."""
+    """LipSDP-Network (diagonal plus all pairwise couplings lam_ij (e_i - e_j)(e_i - e_j)^T over all hidden
+    neurons): an ESTIMATE ONLY. It is unsound for ReLU (formulations.md 3.1: on T8 it gives about 0 where
+    L = 1); kept for the negative test, never registered as a bound."""
     import cvxpy as cp
     from lipopt_solvers import solve_cvxpy
 
     q = question.bind(network)
-    chain = build_chain(network, q.output_vector(network.output_size), normalise=True)
-    n0, nh = chain.n0, chain.n_hidden
+    mats = [np.asarray(s.dense(), dtype=np.float64) for s in _affine_chain(network)]
+    c = q.output_vector(network.output_size)
+    last = mats[-1] if c is None else c.reshape(1, -1) @ mats[-1]
+    weights = mats[:-1]
+    n0 = mats[0].shape[1]
+    nh = int(sum(w.shape[0] for w in weights))
     if nh > 40:
         raise NotApplicableError("network_form_estimate is for tiny nets (at most 40 hidden neurons)")
     a = np.zeros((nh, n0 + nh))
     off_r, off_c = 0, 0
-    for w in chain.weights:
+    for w in weights:
         a[off_r:off_r + w.shape[0], off_c:off_c + w.shape[1]] = w
         off_r += w.shape[0]
         off_c += w.shape[1]
     b = np.hstack([np.zeros((nh, n0)), np.eye(nh)])
     rho = cp.Variable(nonneg=True)
     lam = cp.Variable(nh, nonneg=True)
-    pairs = [(i, j) for i in range(nh) for j in range(i + 1, nh)]
     t = cp.diag(lam)
+    pairs = [(i, j) for i in range(nh) for j in range(i + 1, nh)]
     if pairs:
         lij = cp.Variable(len(pairs), nonneg=True)
         for p, (i, j) in enumerate(pairs):
@@ -493,8 +534,8 @@ def network_form_estimate(network: Network, question: Question, solver: str = "c
             e[i], e[j] = 1.0, -1.0
             t = t + lij[p] * (e @ e.T)
     last_blk = np.zeros((n0 + nh, n0 + nh))
-    last_rows = slice(n0 + nh - chain.last.shape[1], n0 + nh)
-    last_blk[last_rows, last_rows] = chain.last.T @ chain.last
+    rows = slice(n0 + nh - last.shape[1], n0 + nh)
+    last_blk[rows, rows] = last.T @ last
     e0 = np.zeros((n0 + nh, n0 + nh))
     e0[:n0, :n0] = np.eye(n0)
     m = a.T @ t @ b + b.T @ t @ a - 2 * b.T @ t @ b + last_blk - rho * e0
@@ -502,4 +543,4 @@ def network_form_estimate(network: Network, question: Question, solver: str = "c
     out = solve_cvxpy(prob, solver)
     if rho.value is None:
         raise RuntimeError(f"the Network-form SDP did not solve: {out.message}")
-    return chain.scale * math.sqrt(max(float(rho.value), 0.0))
+    return math.sqrt(max(float(rho.value), 0.0))

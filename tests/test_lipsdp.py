@@ -1,0 +1,220 @@
+"""LipSDP (lipsdp-neuron / lipsdp-layer / lipsdp-local): formulations.md 3.4 values, soundness against
+region enumeration, the float64 eigen-check and its repair, and the unsound Network form (negative test)."""
+
+from __future__ import annotations
+
+import math
+
+import nets
+import numpy as np
+import pytest
+
+from lipopt.methods import REGISTRY, RunOptions, run_method
+from lipopt.network.layers import Conv2d, Dense, Flatten, ReLU
+from lipopt.network.network import Network
+from lipopt.result import BoundKind, Verdict
+from lipopt.spec import Ball, Box, Direction, Logit, Margin, Norm, Question
+
+L2 = Question(Norm.L2, Norm.L2)
+CHECK = "LMI eigenvalue check (float64)"
+
+# formulations.md 3.4 / section 7 (analytic LipSDP-Neuron values; T3 = 9/4 from rho(t) at t = 9/8)
+NEURON_VALUES = {
+    "T1": (nets.t1, 1.0),
+    "T2": (nets.t2, 2.0),
+    "T2deep": (nets.t2_deep, 4.0),
+    "T2b": (nets.t2b, 1.0),
+    "T3": (nets.t3, 9.0 / 4.0),
+    "T4": (nets.t4, 2.0),
+    "T7(0)": (nets.t7, math.sqrt(2.0)),
+    "T8": (nets.t8, 1.0),
+}
+LAYER_VALUES = {"T1": (nets.t1, 1.0), "T3": (nets.t3, 9.0 / 4.0), "T8": (nets.t8, 1.0)}
+
+
+def _certified(res) -> None:
+    assert res.verdict is Verdict.OK and res.kind is BoundKind.UPPER and res.value is not None, res.summary()
+    assert any(c.name == CHECK and c.passed for c in res.checks)
+
+
+@pytest.mark.parametrize("key", list(NEURON_VALUES))
+def test_neuron_values_of_formulations_3_4(key: str) -> None:
+    make, value = NEURON_VALUES[key]
+    res = run_method("lipsdp-neuron", make(), L2)
+    _certified(res)
+    # a certified point of the SDP is feasible: never below the SDP optimum; Clarabel is accurate to 1e-5
+    assert value * (1 - 1e-9) <= res.value <= value * (1 + 1e-5)
+
+
+@pytest.mark.parametrize("key", list(LAYER_VALUES))
+def test_layer_values(key: str) -> None:
+    make, value = LAYER_VALUES[key]
+    res = run_method("lipsdp-layer", make(), L2)
+    _certified(res)
+    assert value * (1 - 1e-9) <= res.value <= value * (1 + 1e-5)
+
+
+def test_t3_closed_form_matches_the_analytic_rho_of_t() -> None:
+    """formulations.md 3.4: with T = t I, rho(t) = max(4.5 t, t/2 + t/(2t - 2)); minimum 81/16 at 9/8."""
+    from lipopt.sdp.lipsdp import build_chain, closed_form_rho
+
+    chain = build_chain(nets.t3(), normalise=False)
+    for t in (1.05, 1.125, 1.5, 3.0):
+        rho, _ = closed_form_rho(chain, np.array([t, t]))
+        assert rho == pytest.approx(max(4.5 * t, t / 2 + t / (2 * t - 2)), rel=1e-12)
+    assert closed_form_rho(chain, np.array([1.125, 1.125]))[0] == pytest.approx(81 / 16, rel=1e-12)
+
+
+def test_network_form_is_below_the_true_constant_on_t8() -> None:
+    """The negative test that justifies refusing the Network form as a bound (formulations.md 3.1)."""
+    from lipopt.sdp.lipsdp import network_form_estimate
+
+    net = nets.t8()
+    exact = run_method("enumeration", net, L2)
+    assert exact.kind is BoundKind.EXACT and exact.value == pytest.approx(nets.known("T8/l2/global"))
+    est = network_form_estimate(net, L2)
+    assert est < 0.5 * exact.value  # about 0 (Clarabel 5e-6): below L = 1, so not an upper bound
+    neuron = run_method("lipsdp-neuron", net, L2)
+    assert neuron.value >= exact.value * (1 - 1e-9)
+    assert not any("network" in name for name in REGISTRY if name.startswith("lipsdp"))
+
+
+def _random_cases() -> list[tuple[list[int], int, object]]:
+    return [([2, 5, 4, 2], 0, None), ([2, 5, 4, 2], 1, Margin(0, 1)), ([3, 6, 1], 2, None),
+            ([2, 4, 4, 3], 3, Logit(2)), ([2, 6, 3], 4, Direction(np.array([0.5, -2.0, 1.0])))]
+
+
+@pytest.mark.parametrize("widths,seed,output", _random_cases())
+def test_global_bounds_against_enumeration(widths: list[int], seed: int, output) -> None:
+    net = nets.random_mlp(widths, seed)
+    q = L2 if output is None else Question(Norm.L2, Norm.L2, output=output)
+    exact = run_method("enumeration", net, q)
+    assert exact.kind is BoundKind.EXACT
+    neuron = run_method("lipsdp-neuron", net, q)
+    layer = run_method("lipsdp-layer", net, q)
+    _certified(neuron)
+    _certified(layer)
+    assert neuron.value >= exact.value * (1 - 1e-9)
+    assert layer.value >= neuron.value * (1 - 1e-6)
+    naive = run_method("naive", net, q)
+    assert neuron.value <= naive.value * (1 + 1e-6)  # LipSDP-Neuron never exceeds the norm product
+
+
+@pytest.mark.parametrize("widths,seed,domain", [
+    ([2, 5, 4, 2], 0, Box(-0.3, 0.3)),
+    ([2, 5, 4, 2], 1, Box(-0.5, 1.0)),
+    ([3, 6, 1], 2, Box(-0.2, 0.4)),
+    ([2, 6, 3], 3, Ball(np.array([0.2, -0.1]), 0.4, Norm.L2)),
+])
+def test_local_between_exact_local_and_global(widths: list[int], seed: int, domain) -> None:
+    net = nets.random_mlp(widths, seed)
+    q = Question(Norm.L2, Norm.L2, domain)
+    glob = run_method("lipsdp-neuron", net, L2)
+    loc = run_method("lipsdp-local", net, q)
+    _certified(loc)
+    assert loc.value <= glob.value * (1 + 1e-5)
+    if isinstance(domain, Box):
+        exact = run_method("enumeration", net, q)
+    else:  # the exact l2 constant on the ball
+        exact = run_method("miqcqp", net, q)
+    assert exact.ok and exact.lower is not None  # a certified (attained) lower bound of the local constant
+    assert loc.value >= exact.lower * (1 - 1e-7)
+    assert loc.stats["stable_on"] + loc.stats["stable_off"] + loc.stats["unstable"] == net.n_relus
+
+
+def test_local_with_every_neuron_stable_is_the_local_jacobian_norm() -> None:
+    """A box inside one linear region: the slopes are fixed and lipsdp-local is the exact ||J||_2."""
+    net = nets.random_mlp([2, 5, 3], 5)
+    x0 = np.array([0.3, -0.2])
+    q = Question(Norm.L2, Norm.L2, Box(x0 - 1e-4, x0 + 1e-4))
+    loc = run_method("lipsdp-local", net, q)
+    _certified(loc)
+    assert loc.stats["unstable"] == 0
+    jac = np.linalg.norm(net.jacobian(x0), 2)
+    assert jac * (1 - 1e-9) <= loc.value <= jac * (1 + 1e-5)
+
+
+def test_affine_net_is_the_spectral_norm() -> None:
+    w = np.random.default_rng(7).normal(size=(3, 4))
+    res = run_method("lipsdp-neuron", Network.from_weights([w]), L2)
+    _certified(res)
+    s = np.linalg.svd(w, compute_uv=False)[0]
+    assert s * (1 - 1e-12) <= res.value <= s * (1 + 1e-5)
+
+
+def test_conv_net_as_matrices() -> None:
+    rng = np.random.default_rng(4)
+    layers = [Conv2d(rng.normal(size=(2, 1, 2, 2)), rng.normal(size=2)), ReLU(), Flatten(),
+              Dense(rng.normal(size=(1, 8)), rng.normal(size=1))]
+    net = Network(layers, (1, 3, 3), name="conv")
+    exact = run_method("miqcqp", net, L2)  # exact l2 constant (certified lower bound = attained value)
+    res = run_method("lipsdp-neuron", net, L2)
+    _certified(res)
+    assert exact.ok and exact.lower is not None and res.value >= exact.lower * (1 - 1e-9)
+    assert res.value <= run_method("naive", net, L2).value * (1 + 1e-6)
+
+
+def test_refusals_are_clear() -> None:
+    pool = run_method("lipsdp-neuron", nets.conv_pool_net(), L2)
+    assert pool.verdict is Verdict.NOT_APPLICABLE and "max-pool" in pool.message
+    linf = run_method("lipsdp-neuron", nets.t3(), Question(Norm.LINF, Norm.LINF))
+    assert linf.verdict is Verdict.NOT_APPLICABLE and "l2" in linf.message
+    outs = run_method("lipsdp-neuron", nets.t3(), Question(Norm.L2, Norm.LINF))
+    assert outs.verdict is Verdict.NOT_APPLICABLE
+    glob = run_method("lipsdp-local", nets.t3(), L2)
+    assert glob.verdict is Verdict.NOT_APPLICABLE and "box or ball" in glob.message
+
+
+def test_perturbed_multipliers_are_caught_and_repaired() -> None:
+    from lipopt_solvers import SolverOptions
+
+    from lipopt.sdp.lipsdp import build_chain, certify, eigen_check, solve_lmi
+
+    net = nets.random_mlp([2, 5, 4, 1], 6)
+    exact = run_method("enumeration", net, L2).value
+    chain = build_chain(net)
+    sol = solve_lmi(chain, "neuron", "clarabel", SolverOptions())
+    assert sol.rho is not None and sol.lam is not None
+    bad = sol.lam * np.random.default_rng(0).uniform(1.2, 1.6, size=sol.lam.size)
+    before = eigen_check(chain, sol.rho, bad)
+    assert not before.passed and before.lam_max > 0  # the LMI at the solver's rho is violated
+    cert = certify(chain, sol.rho, bad)
+    assert cert.ok and cert.action == "repaired" and cert.rho > sol.rho
+    after = eigen_check(chain, cert.rho, bad)
+    assert after.passed and after.lam_max <= -after.margin
+    assert chain.value(cert.rho) >= exact * (1 - 1e-9)  # the repaired value is still a bound
+    # just below the repaired rho the check fails: the repair is not arbitrarily loose
+    assert not eigen_check(chain, cert.rho * (1 - 1e-3), bad).passed
+
+
+def test_unrepairable_multipliers_give_no_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Zero multipliers: the hidden block is last^T last >= 0, no rho certifies; the record is an error."""
+    import lipopt.sdp.lipsdp as lipsdp
+    from lipopt.sdp.lipsdp import build_chain, certify
+
+    net = nets.t3()
+    cert = certify(build_chain(net), 1.0, np.zeros(2))
+    assert not cert.ok and cert.rho is None
+    real = lipsdp.solve_lmi
+
+    def zero_multipliers(*args, **kw):
+        sol = real(*args, **kw)
+        sol.lam = np.zeros_like(sol.lam)
+        return sol
+
+    monkeypatch.setattr(lipsdp, "solve_lmi", zero_multipliers)
+    res = run_method("lipsdp-neuron", net, L2)
+    assert res.verdict is Verdict.ERROR and res.value is None and res.upper is None
+    assert any(c.name == CHECK and not c.passed for c in res.checks)
+    assert res.unverified_value is not None
+
+
+def test_scs_values_are_certified() -> None:
+    """SCS returns slightly infeasible points: the reported value is the certified (repaired) one."""
+    net = nets.random_mlp([2, 5, 4, 2], 0)
+    exact = run_method("enumeration", net, L2).value
+    res = run_method("lipsdp-neuron", net, L2, RunOptions(solver="scs"))
+    _certified(res)
+    assert res.solver == "scs" and res.value >= exact * (1 - 1e-9)
+    ref = run_method("lipsdp-neuron", net, L2)
+    assert res.value >= ref.value * (1 - 1e-6)  # a certified SCS point is feasible: not below the optimum
