@@ -1,0 +1,85 @@
+"""Benchmark of LipSDP (lipsdp-neuron / lipsdp-layer) on LipSDP's own example nets, against the norm product.
+
+    python -m benchmarks.bench_lipsdp [--nets random,mnist] [--solvers clarabel,scs] [--threads 2]
+                                      [--markdown benchmarks/results/lipsdp.md]
+
+``random_weights.mat`` (2-10-30-20-2): LipSDP's README publishes Layer 39.839 and Neuron 36.482.
+``mnist_weights.mat`` (784-50-10): issue 11's target is a certified lipsdp-neuron bound in under 60 s on
+2 cores; ECLipsE gave 26.81 (8.5 s) there and ECLipsE-Fast 26.81 (0.3 s) on the same machine.
+Every LipSDP value printed is the float64-certified one (the solver's own value and the certification
+step are shown beside it). Times are wall-clock seconds in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+NETS = Path(__file__).resolve().parents[2] / "shared" / "external-nets" / "lipsdp"
+FILES = {"random": "random_weights.mat", "mnist": "mnist_weights.mat"}
+README = {"random": {"lipsdp-layer": 39.839, "lipsdp-neuron": 36.482}}
+
+
+def bench(name: str, solvers: list[str], threads: int | None) -> list[dict]:
+    import lipopt
+    from lipopt.methods import RunOptions, run_method
+    from lipopt.spec import Norm, Question
+
+    net = lipopt.load(str(NETS / FILES[name]))
+    q = Question(Norm.L2, Norm.L2)
+    rows = []
+    t = time.perf_counter()
+    naive = run_method("naive", net, q, RunOptions(threads=threads))
+    rows.append({"net": name, "method": "naive", "solver": "", "value": naive.value, "kind": naive.kind.value,
+                 "time_s": time.perf_counter() - t, "solver_value": None, "certification": "",
+                 "reference": None})
+    for solver in solvers:
+        for method in ("lipsdp-layer", "lipsdp-neuron"):
+            t = time.perf_counter()
+            r = run_method(method, net, q, RunOptions(threads=threads, solver=solver))
+            rows.append({"net": name, "method": method, "solver": solver, "value": r.value,
+                         "kind": r.kind.value if r.value is not None else r.verdict.value,
+                         "time_s": time.perf_counter() - t, "solver_value": r.stats.get("value_solver"),
+                         "certification": r.stats.get("certification", ""),
+                         "reference": README.get(name, {}).get(method)})
+    return rows
+
+
+def render(rows: list[dict]) -> str:
+    head = "| net | method | solver | certified value | kind | time (s) | solver's value | certification | " \
+           "README | rel. diff |"
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        ref = r["reference"]
+        diff = "" if ref is None or r["value"] is None else f"{(r['value'] - ref) / ref:+.1e}"
+        sv = "" if r["solver_value"] is None else f"{r['solver_value']:.6f}"
+        val = "-" if r["value"] is None else f"{r['value']:.6f}"
+        lines.append(f"| {r['net']} | {r['method']} | {r['solver']} | {val} | {r['kind']} | "
+                     f"{r['time_s']:.2f} | {sv} | {r['certification']} | {'' if ref is None else ref} | "
+                     f"{diff} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nets", default="random,mnist")
+    ap.add_argument("--solvers", default="clarabel,scs")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--markdown", default=None, help="also write the table to this file")
+    args = ap.parse_args(argv)
+    rows: list[dict] = []
+    for name in args.nets.split(","):
+        rows += bench(name.strip(), [s.strip() for s in args.solvers.split(",") if s.strip()], args.threads)
+        print(render([r for r in rows if r["net"] == name.strip()]), flush=True)
+    if args.markdown:
+        Path(args.markdown).write_text("# LipSDP benchmark (bench_lipsdp.py)\n\n" + render(rows) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
