@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
-
 _LAZY = {
     "lipschitz": "lipopt.api",
     "compare": "lipopt.api",
@@ -35,6 +33,10 @@ __all__ = [*_LAZY, "__version__"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # from the package metadata: pyproject.toml's version is the one source
+        from lipopt._version import version
+
+        return version()
     if name in _LAZY:
         import importlib
 

@@ -68,6 +68,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     from lipopt_solvers import probe_all
 
+    from lipopt._version import version as lipopt_version
+
+    print(f"lipopt   {lipopt_version()} ({Path(__file__).resolve().parent})")
     print(f"python   {platform.python_version()} ({sys.executable})")
     for mod in ("numpy", "scipy", "torch", "pyomo", "cvxpy", "onnx", "pandas", "matplotlib"):
         if importlib.util.find_spec(mod) is None:
@@ -244,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lipopt",
         description="Exact Lipschitz constants and certified bounds of ReLU networks, side by side.")
+    from lipopt._version import version as lipopt_version
+
+    parser.add_argument("--version", action="version", version=f"lipopt {lipopt_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("doctor", help="show Python, torch and each solver: installed, version, licence")
