@@ -71,7 +71,8 @@ def load(
         stem), ``.npz`` (ECLipsE), ``.ckpt`` / ``.pt`` / ``.pth`` (state_dict checkpoints).
     input_shape:
         per-sample input shape, e.g. ``(1, 28, 28)``; required for torch modules whose first layer is a
-        convolution, inferred otherwise.
+        convolution, inferred otherwise. For torch modules a leading batch dimension of 1
+        (``(1, 1, 28, 28)``) is dropped; any other shape that does not fit says which one the model takes.
     name:
         name of the returned network (default: derived from the source).
     check:

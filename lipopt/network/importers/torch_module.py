@@ -383,6 +383,45 @@ def import_torch(module: Any, input_shape: tuple[int, ...] | None = None, name: 
         raise InvalidNetworkError(f"expected a torch nn.Module, got {type(module).__name__}")
     if input_shape is not None:
         input_shape = (int(input_shape),) if isinstance(input_shape, int | np.integer) else tuple(input_shape)
+    try:
+        return _import_chain(module, input_shape, name)
+    except InvalidNetworkError as exc:
+        if input_shape is None or not str(exc).startswith("shape mismatch"):
+            raise
+        why = str(exc)
+        if len(input_shape) > 1 and input_shape[0] == 1:  # a leading batch dimension of 1: drop it
+            try:
+                return _import_chain(module, input_shape[1:], name)
+            except InvalidNetworkError as exc2:
+                why = f"{why}; without the leading 1, {input_shape[1:]}: {exc2}"
+        raise InvalidNetworkError(f"input_shape {input_shape} does not fit the model: {why}. input_shape is "
+                                  f"the shape of one sample, without the batch dimension (a leading batch "
+                                  f"dimension of 1 is dropped); {_expected_input(module, input_shape, name)}"
+                                  ) from None
+
+
+def _expected_input(module: Any, given: tuple[int, ...], name: str) -> str:
+    """What input_shape the model takes: the first Linear / Conv2d's input with the given trailing sizes,
+    stated as exact only when importing with it succeeds."""
+    import torch.nn as nn
+
+    first = next((m for m in module.modules() if isinstance(m, nn.Linear | nn.Conv2d)), None)
+    if isinstance(first, nn.Linear):
+        candidate, generic = (first.in_features,), f"({first.in_features},)"
+    elif isinstance(first, nn.Conv2d) and len(given) >= 2:
+        candidate, generic = (first.in_channels, *given[-2:]), f"(C={first.in_channels}, H, W)"
+    elif isinstance(first, nn.Conv2d):
+        return f"the model expects (C={first.in_channels}, H, W)"
+    else:
+        return "see the message for the shape the first layer expects"
+    try:
+        _import_chain(module, candidate, name)
+    except (InvalidNetworkError, UnsupportedLayerError, FoldError):
+        return f"the first layer expects {generic}"
+    return f"the model expects input_shape={candidate}"
+
+
+def _import_chain(module: Any, input_shape: tuple[int, ...] | None, name: str) -> Network:
     imp = _TorchImporter(input_shape)
     imp._new_dyn()
     imp.module(module, "")
