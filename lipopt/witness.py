@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
-from lipopt.network.layers import MaxPool2d, ReLU
+from lipopt.network.layers import Conv2d, Dense, MaxPool2d, ReLU
 from lipopt.network.network import AffineStage, Network
 from lipopt.norms import jacobian_norm, output_distance, vector_norm
 from lipopt.spec import Ball, Box, Question
@@ -35,35 +37,58 @@ class PointWitness:
         return self.in_domain and self.margin > BOUNDARY_RTOL
 
 
+_ABS_LAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _abs_layers(network: Network) -> list:
+    """The layers with |W| and |b| (cached per network): their forward pass on |x| bounds the size of
+    every term summed into each value, hence the float64 rounding error of the value."""
+    got = _ABS_LAYERS.get(network)
+    if got is None:
+        got = [dataclasses.replace(la, weight=np.abs(la.weight),
+                                   bias=None if la.bias is None else np.abs(la.bias))
+               if isinstance(la, Dense | Conv2d) else la for la in network.layers]
+        _ABS_LAYERS[network] = got
+    return got
+
+
 def region_margin(network: Network, x: np.ndarray) -> float:
-    """Smallest distance from a tie over ReLUs (|z|) and max-pools (winner minus runner-up),
-    relative to the scale of the layer's values."""
+    """Smallest distance from a tie over ReLUs (|z|) and max-pools (winner minus runner-up), relative
+    to the magnitude of the terms that make up each value: |z_i| / (|W| a + |b|)_i, with a the same
+    magnitudes one layer down (|x| at the input). The rounding error of z_i is a small multiple of that
+    magnitude, so the margin is scale-invariant (weights times c leave it unchanged) and a margin above
+    :data:`BOUNDARY_RTOL` means the computed signs and winners are the true ones."""
     h = np.asarray(x, dtype=np.float64).reshape(1, *network.input_shape)
+    a = np.abs(h)
     worst = np.inf
-    for la in network.layers:
+    tiny = np.finfo(np.float64).tiny
+    for la, la_abs in zip(network.layers, _abs_layers(network), strict=True):
         if isinstance(la, ReLU):
-            scale = max(1.0, float(np.max(np.abs(h))))
-            worst = min(worst, float(np.min(np.abs(h))) / scale)
+            worst = min(worst, float(np.min(np.abs(h) / np.maximum(a, tiny))))
         elif isinstance(la, MaxPool2d):
             win = la.windows(h.shape[1:])
-            flat = h.reshape(-1)
+            flat, mag = h.reshape(-1), a.reshape(-1)
             vals = np.where(win >= 0, flat[np.maximum(win, 0)], -np.inf)
             if vals.shape[1] > 1:
                 top2 = np.sort(vals, axis=1)[:, -2:]
                 gaps = top2[:, 1] - top2[:, 0]
-                scale = max(1.0, float(np.max(np.abs(flat))))
-                worst = min(worst, float(np.min(gaps)) / scale)
+                scale = np.max(np.where(win >= 0, mag[np.maximum(win, 0)], 0.0), axis=1)
+                worst = min(worst, float(np.min(gaps / np.maximum(scale, tiny))))
         h = la.forward(h)
+        a = la_abs.forward(a)
     return worst
 
 
-def in_domain(x: np.ndarray, question: Question, tol: float = 1e-12) -> bool:
+def in_domain(x: np.ndarray, question: Question, tol: float = 0.0) -> bool:
+    """Whether x lies in the domain, exactly by default: a witness a hair outside a box can sit in a
+    region that never meets the domain (T6: relu(-x) on [0, 1] at x = -1e-13), and with margins measured
+    relative to the values, nothing else would catch it."""
     x = np.ravel(x)
     dom = question.domain
     if isinstance(dom, Box):
         return bool(np.all(x >= dom.lo - tol) and np.all(x <= dom.hi + tol))
     if isinstance(dom, Ball):
-        return vector_norm(x - dom.center, dom.norm) <= dom.radius * (1 + 1e-12) + tol
+        return vector_norm(x - dom.center, dom.norm) <= dom.radius + tol
     return True
 
 
@@ -123,9 +148,23 @@ def clip_to_domain(x: np.ndarray, question: Question) -> np.ndarray:
     if isinstance(dom, Box):
         return np.clip(x, dom.lo, dom.hi)
     if isinstance(dom, Ball):
-        d = x - dom.center
+        c, r = np.asarray(dom.center, dtype=np.float64).reshape(-1), float(dom.radius)
+        d = x.reshape(-1) - c
         if dom.norm.p == np.inf:
-            return dom.center + np.clip(d, -dom.radius, dom.radius)
-        n = np.linalg.norm(d)
-        return x if n <= dom.radius else dom.center + d * (dom.radius / n)
+            y = c + np.clip(d, -r, r)
+            for _ in range(8):  # rounding of c + d can leave |y - c| a few ulps above r: step inward
+                out = np.abs(y - c) > r
+                if not out.any():
+                    break
+                y[out] = np.nextafter(y[out], c[out])
+            return y.reshape(x.shape)
+        n = float(np.linalg.norm(d))
+        if n <= r:
+            return x
+        shrink = 1.0
+        y = c + d * (r / n)
+        while np.linalg.norm(y - c) > r:  # the same for the l2 ball, shrinking the step
+            shrink *= 1 - 4 * np.finfo(np.float64).eps
+            y = c + d * (shrink * r / n)
+        return y.reshape(x.shape)
     return x

@@ -148,17 +148,9 @@ def test_normalisation_of_conv_pool_net() -> None:
 # ------------------------------------------------------------------------------------ scale property
 
 
-# the certified LOWER side of the MIP methods at c = 1e-6 (values ~1e-18): lipopt.witness.region_margin
-# measures a ReLU's margin relative to max(1, |layer values|), an absolute floor, so no witness of the
-# original network certifies and the record degrades to UPPER without a lower bound
-_WITNESS_FLOOR = pytest.mark.xfail(
-    reason="witness.region_margin floors the layer scale at 1 (absolute): witnesses at values ~1e-18 do "
-           "not certify; fix there (relative margin), not in the methods", strict=False)
-
-
-_SCALE_PARAMS = [pytest.param(case, c, marks=_WITNESS_FLOOR)
-                 if c == 1e-6 and CASES[case][0] in ("milp", "lp-relax", "miqcqp") else pytest.param(case, c)
-                 for c in SCALES for case in CASES]
+# (at c = 1e-6 the MIP methods' certified lower side rests on witness margins measured relative to the
+# magnitudes that make up each pre-activation: lipopt.witness.region_margin has no absolute floor)
+_SCALE_PARAMS = [pytest.param(case, c) for c in SCALES for case in CASES]
 
 
 @pytest.mark.parametrize("case,c", _SCALE_PARAMS)
@@ -264,3 +256,36 @@ def test_constant_network_is_exactly_zero(method: str, i: int) -> None:
     r = run_method(method, net, qb, OPTS)
     assert r.ok, (name, r.message, [str(ch) for ch in r.checks if not ch.passed])
     assert r.kind is BoundKind.EXACT and r.value == 0.0 and r.upper == 0.0, (name, r.lower, r.upper)
+
+
+@pytest.mark.parametrize("c", [1e-12, 1e-6, 2.0 ** -20, 1e6, 1e12])
+def test_witness_margin_is_scale_invariant(c: float) -> None:
+    """region_margin measures each pre-activation against the magnitudes summed into it, so scaling
+    the weights (and biases cumulatively) leaves it unchanged, and a point on a tie has margin 0."""
+    from lipopt.witness import region_margin
+
+    mlp = base_net()
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=mlp.input_size)
+    m1, mc = region_margin(mlp, x), region_margin(scaled(mlp, c), x)
+    assert m1 > 0 and mc == pytest.approx(m1, rel=1e-9)
+    (w1, b1), *_ = mlp.affine_relu_weights()
+    on_tie = np.linalg.lstsq(w1[:1], -b1[:1], rcond=None)[0]  # first hidden pre-activation = 0
+    assert region_margin(scaled(mlp, c), on_tie) <= 1e-12
+
+
+def test_a_witness_a_hair_outside_the_domain_does_not_certify() -> None:
+    """T6 = relu(-x) on [0, 1]: its active region touches the box only at 0. With margins relative to
+    the values, x = -1e-13 is well inside that region, so only an exact domain test keeps it out."""
+    from lipopt.witness import clip_to_domain, in_domain, point_witness
+
+    q = Question(Norm.LINF, Norm.LINF, Box(0.0, 1.0)).bind(nets.t6())
+    pw = point_witness(nets.t6(), np.array([-1e-13]), q)
+    assert pw.margin > 1e-3 and not pw.in_domain and not pw.certified
+    from lipopt.spec import Ball
+
+    for norm in (Norm.LINF, Norm.L2):
+        ball = Question(Norm.L2, Norm.L2, Ball(np.array([0.3, -0.7]), 0.1, norm)).bind(base_net())
+        rng = np.random.default_rng(1)
+        for _ in range(200):  # projected points are exactly inside, despite rounding
+            assert in_domain(clip_to_domain(ball.domain.center + rng.normal(size=2), ball), ball)
