@@ -10,6 +10,7 @@ from typing import Any
 
 _LAZY = {
     "lipschitz": "lipopt.api",
+    "build_model": "lipopt.models",
     "compare": "lipopt.api",
     "load": "lipopt.network.load",
     "Network": "lipopt.network.network",

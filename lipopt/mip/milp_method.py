@@ -155,34 +155,30 @@ def _use_direction_split(flag: Any, network: Network, question: Question, relax:
     return count <= max_dirs
 
 
-def solve_mip(network: Network, question: Question, options: RunOptions, *, relax: bool = False,
-              method: str = METHOD) -> LipschitzResult:
-    """The shared driver of "milp" and "lp-relax" (``relax=True``)."""
-    from lipopt_solvers import interrupts, solve_pyomo
+@dataclass
+class MilpSetup:
+    """What the MILP pieces are built from (see :func:`prepare`)."""
 
+    lo: np.ndarray
+    hi: np.ndarray
+    mode: str  # "box" | "bias-free-global" | "all-patterns"
+    norm: Any  # lipopt.formulations.scaling.Normalisation: models on norm.network, f = factor * f_n
+    cert_q: Question  # where witnesses are certified
+    bounds: Any  # ForwardBounds of the normalised network on [lo, hi]
+    notes: list[str]
+    stats: dict[str, Any]
+
+
+def prepare(network: Network, q: Question, o: Options, solver: str) -> MilpSetup:
+    """The domain box, the normalised network (unit-scale weights, f = factor * f_n, same patterns:
+    solver bounds are scaled back by the factor, witnesses certified on the original network) and its
+    sound neuron bounds."""
     from lipopt.bounds import compute_bounds
-    from lipopt.formulations.milp import build_milp, cheap_upper, output_pieces
-    from lipopt.mip.bracket import make_bracket_result
-
-    t_start = time.perf_counter()
-    q = question
-    solver = options.solver or DEFAULT_SOLVER
-    o = Options.from_run(options, method)
-    bound_method = o.bound_method
-    encoding = o.vector_encoding
-    rounds_max = 0 if relax else int(o.degenerate_cuts)
-    max_dirs = int(o.max_directions)
-    split_dirs = _use_direction_split(o.direction_split, network, question, relax,
-                                      max_dirs)
-    extra_outcomes: list[Any] = []
-    extra_uppers: list[float] = []
-    notes: list[str] = []
+    from lipopt.formulations.scaling import normalised
 
     lo, hi, mode = domain_box(network, q)
-    # the model is built on the normalised network (unit-scale weights, f = factor * f_n, same patterns);
-    # solver bounds are scaled back by the factor and every witness is certified on the original network
-    from lipopt.formulations.scaling import normalised, scaled_outcome
-
+    notes: list[str] = []
+    bound_method = o.bound_method
     norm = normalised(network, bool(o.normalise))
     net_m = norm.network
     cert_q = q
@@ -202,6 +198,36 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
                              "solver": solver, "pieces": [], "scale": norm.stats()}
     if fb.stats:
         stats["bound_stats"] = {k: v for k, v in fb.stats.items() if k != "time"}
+    return MilpSetup(lo, hi, mode, norm, cert_q, fb, notes, stats)
+
+
+def solve_mip(network: Network, question: Question, options: RunOptions, *, relax: bool = False,
+              method: str = METHOD) -> LipschitzResult:
+    """The shared driver of "milp" and "lp-relax" (``relax=True``)."""
+    from lipopt_solvers import interrupts, solve_pyomo
+
+    from lipopt.formulations.milp import build_milp, cheap_upper, output_pieces
+    from lipopt.mip.bracket import make_bracket_result
+
+    t_start = time.perf_counter()
+    q = question
+    solver = options.solver or DEFAULT_SOLVER
+    o = Options.from_run(options, method)
+    encoding = o.vector_encoding
+    rounds_max = 0 if relax else int(o.degenerate_cuts)
+    max_dirs = int(o.max_directions)
+    split_dirs = _use_direction_split(o.direction_split, network, question, relax,
+                                      max_dirs)
+    extra_outcomes: list[Any] = []
+    extra_uppers: list[float] = []
+    notes: list[str] = []
+
+    from lipopt.formulations.scaling import scaled_outcome
+
+    setup = prepare(network, q, o, solver)
+    mode, norm, cert_q, fb = setup.mode, setup.norm, setup.cert_q, setup.bounds
+    notes.extend(setup.notes)
+    stats = setup.stats
 
     # certified points independent of the solver: the domain centre and a few seeded samples (a
     # lower bound even when the solver finds no incumbent in its time)
@@ -299,7 +325,7 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
     res = make_bracket_result(method, network, q, outcomes, candidates, fallback_uppers=ups,
                               rel_gap=options.rel_gap, certify_question=cert_q, build_time=build_time,
                               notes=notes, stats=stats, seed=options.seed,
-                              options={"bound_method": bound_method, "vector_encoding": encoding,
+                              options={"bound_method": o.bound_method, "vector_encoding": encoding,
                                        "degenerate_cuts": rounds_max, "solver": solver,
                                        "direction_split": split_dirs,
                                        "time_limit": options.time_limit, "threads": options.threads})

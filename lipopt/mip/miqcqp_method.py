@@ -235,15 +235,25 @@ def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else deadline - time.perf_counter()
 
 
-def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
-    from lipopt.exact.affine import affine_result
+@dataclasses.dataclass
+class Setup:
+    """What both MIQCQP problems are built from: the normalised network, the input set, sound layer
+    bounds, and the model configuration (see :func:`prepare`)."""
 
-    affine = affine_result(network, question, "miqcqp") if applicable(network, question) is None else None
-    if affine is not None:
-        return affine  # no ReLU: the norm of W, exactly (no layer to encode)
-    from lipopt_solvers import Capability, default_solver
+    net_m: Network
+    factor: float
+    iset: Any
+    bounds: Any
+    config: Any  # lipopt.formulations.miqcqp.MiqcqpConfig (problem set per model)
+    trust_dual: bool
+    notes: list[str]
+    stats: dict[str, Any]
 
-    from lipopt.formulations.miqcqp import MiqcqpConfig, build_model
+
+def prepare(network: Network, q: Question, cfg: dict[str, Any], deadline: float | None = None) -> Setup:
+    """Input set and bounds on the normalised network (f = factor * f_n, same patterns), and the
+    configuration of the models; the LP tightening stops at 30 % of what is left before ``deadline``."""
+    from lipopt.formulations.miqcqp import MiqcqpConfig
     from lipopt.formulations.miqcqp_geometry import (
         RADIUS_SAFE,
         input_set,
@@ -252,21 +262,9 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
         radius_conditioning,
     )
     from lipopt.formulations.scaling import normalised
-    from lipopt.mip.bracket import Candidate, certify_candidates, make_bracket_result
 
-    t_start = time.perf_counter()
-    q = question.bind(network)
-    reason = applicable(network, q)
-    if reason is not None:
-        raise NotApplicableError(reason)
-    cfg = options_from(options)
-    solver = options.solver or default_solver(Capability.MIQCQP)
-    deadline = None if options.time_limit is None else t_start + float(options.time_limit)
-    rel_gap = max(float(options.rel_gap), 1e-6)
     notes: list[str] = []
-    stats: dict[str, Any] = {"solver": solver}
-
-    # 1. input set and bounds, on the normalised network (f = factor * f_n, same patterns)
+    stats: dict[str, Any] = {}
     t0 = time.perf_counter()
     norm = normalised(network, bool(cfg["normalise"]))
     net_m, factor = norm.network, norm.factor
@@ -294,6 +292,46 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
         notes.append("global domain: the compactified input set is exact (every linear region with interior "
                      "meets it), so the bracket is the global constant's (see lipopt.formulations."
                      "miqcqp_geometry)")
+
+    mcfg = MiqcqpConfig(
+        epsilon=cfg["epsilon"], epsilon_rel=float(cfg["epsilon_rel"]), epsilon_min=float(cfg["epsilon_min"]),
+        bounds=cfg["bounds"], fix_stable=bool(cfg["fix_stable"]), symmetry=bool(cfg["symmetry"]),
+        sign_split=bool(cfg["sign_split"]),
+        direction_bounds=cfg["direction_bounds"], global_radius=iset.radius,
+        z_scales=tuple(norm.relu_factors) if norm.relu_factors else None,
+    )
+    return Setup(net_m, factor, iset, lb, mcfg, trust_dual, notes, stats)
+
+
+def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
+    from lipopt.exact.affine import affine_result
+
+    affine = affine_result(network, question, "miqcqp") if applicable(network, question) is None else None
+    if affine is not None:
+        return affine  # no ReLU: the norm of W, exactly (no layer to encode)
+    from lipopt_solvers import Capability, default_solver
+
+    from lipopt.formulations.miqcqp import build_model
+    from lipopt.mip.bracket import Candidate, certify_candidates, make_bracket_result
+
+    t_start = time.perf_counter()
+    q = question.bind(network)
+    reason = applicable(network, q)
+    if reason is not None:
+        raise NotApplicableError(reason)
+    cfg = options_from(options)
+    solver = options.solver or default_solver(Capability.MIQCQP)
+    deadline = None if options.time_limit is None else t_start + float(options.time_limit)
+    rel_gap = max(float(options.rel_gap), 1e-6)
+    notes: list[str] = []
+    stats: dict[str, Any] = {"solver": solver}
+
+    # 1. input set and bounds, on the normalised network, and the models' configuration
+    setup = prepare(network, q, cfg, deadline)
+    net_m, factor, iset, lb, mcfg, trust_dual = (setup.net_m, setup.factor, setup.iset, setup.bounds,
+                                                 setup.config, setup.trust_dual)
+    notes.extend(setup.notes)
+    stats.update(setup.stats)
 
     # 2. warm start
     candidates: list[Any] = []
@@ -327,13 +365,6 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
             candidates.append(Candidate(x=x_ls, label="warm start (region local search)"))
             best_lower = v_ls
 
-    mcfg = MiqcqpConfig(
-        epsilon=cfg["epsilon"], epsilon_rel=float(cfg["epsilon_rel"]), epsilon_min=float(cfg["epsilon_min"]),
-        bounds=cfg["bounds"], fix_stable=bool(cfg["fix_stable"]), symmetry=bool(cfg["symmetry"]),
-        sign_split=bool(cfg["sign_split"]),
-        direction_bounds=cfg["direction_bounds"], global_radius=iset.radius,
-        z_scales=tuple(norm.relu_factors) if norm.relu_factors else None,
-    )
     ub_out = lb_out = None
     build_time = 0.0
 
