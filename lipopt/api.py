@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lipopt.methods import REGISTRY, RunOptions, get_method, run_method
+from lipopt.methods import RunOptions, get_method, run_method
 from lipopt.network.network import Network
 from lipopt.result import LipschitzResult, ResultSet
 from lipopt.spec import Question, make_question
@@ -75,9 +75,10 @@ def lipschitz(
 
     ``net``: a Network, a torch module, a file path or a list of (W, b).
     ``question`` or keywords of :func:`lipopt.spec.make_question` (norm, domain, output, nominal,
-    center, input_norm, output_norm). ``method="auto"`` picks the first applicable exact method, else
-    the best available upper bound. Bad options raise :class:`lipopt.errors.InvalidOptionsError` (see
-    :func:`compare`).
+    center, input_norm, output_norm). ``method="auto"`` runs the applicable methods in the preference
+    order of :mod:`lipopt.auto` (enumeration for tiny nets, milp / miqcqp, then the upper bounds) until one
+    answers, and says in the record's notes which it chose and why. Bad options raise
+    :class:`lipopt.errors.InvalidOptionsError` (see :func:`compare`).
     """
     from lipopt.errors import NoApplicableMethodError
     from lipopt.validation import validate_options, validate_request
@@ -85,20 +86,27 @@ def lipschitz(
     opts = validate_options(_options(options, time_limit, solver, seed, device, None))
     network = _network(net)
     q = _question(question, question_kw).bind(network)
-    if method == "auto":
+    if method == "auto":  # the preference order and the fall-through are in lipopt.auto
+        from lipopt.auto import preference, run_auto
+
         plan = validate_request(network, q, None, opts)
         names = plan.names
-        order = [n for n in names if REGISTRY[n].kind.value == "EXACT"] + [
-            n for n in names if REGISTRY[n].kind.value == "UPPER"]
-        if not order:
+        if not preference(network, q, names):
             raise NoApplicableMethodError(
                 f"no exact or upper-bound method applies to this question ({q.describe()}); applicable: "
                 f"{', '.join(names) or 'none'}; left out: "
                 + ("; ".join(f"{n}: {r}" for n, r in plan.left_out.items()) or "none"))
-        method = order[0]
-    else:
-        plan = validate_request(network, q, [method], opts)
-    return run_method(method, network, q, plan.options)
+        return run_auto(network, q, names, plan.left_out, lambda n: run_method(n, network, q, plan.options))
+    plan = validate_request(network, q, [method], opts)
+    return _note_exact_alternative(run_method(method, network, q, plan.options), network, q)
+
+
+def _note_exact_alternative(res: LipschitzResult, network: Network, q: Question) -> LipschitzResult:
+    from lipopt.auto import exact_alternative
+
+    if res.verdict.value == "ok" and (note := exact_alternative(res.method, network, q)) is not None:
+        res.notes.append(note)
+    return res
 
 
 def _interrupted_record(name: str, network: Any, q: Question, started: bool = True) -> LipschitzResult:
@@ -166,7 +174,7 @@ def compare(
             import sys
 
             print(f"      {res.summary()}", file=sys.stderr, flush=True)
-        rs.append(res)
+        rs.append(_note_exact_alternative(res, network, q))
         if interrupts.requested():  # one Ctrl-C stops the run; what was certified so far stays
             rs.interrupted = True
             for later in names[i + 1:]:

@@ -3,6 +3,7 @@ exact-method notes in compare, and the question's parts as CSV / DataFrame colum
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 from pathlib import Path
 
@@ -87,3 +88,105 @@ def test_load_stays_strict_after_dropping_the_batch_dimension():
     mlp = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
     with pytest.raises(InvalidNetworkError, match=r"the model expects input_shape=\(4,\)"):
         lipopt.load(mlp, input_shape=(1, 5))
+
+
+# -- 3. method="auto" falls through and says what it chose -------------------------------------------
+
+def _mlp(sizes, seed):
+    import numpy as np
+
+    from lipopt.network.network import Network
+
+    rng = np.random.default_rng(seed)
+    pairs = list(itertools.pairwise(sizes))
+    ws = [rng.standard_normal((o, i)) / (1 if k == 0 else 2) for k, (i, o) in enumerate(pairs)]
+    bs = [rng.standard_normal(o) / 2 for o in sizes[1:]]
+    return Network.from_weights(ws, bs)
+
+
+def test_auto_falls_through_when_enumeration_refuses():
+    from lipopt.options import RunOptions
+
+    net = _mlp([2, 16, 16, 2], seed=3)  # 32 ReLUs: over enumeration's default limit of 20
+    res = lipopt.lipschitz(net, "auto", norm="inf", domain=(-1.0, 1.0))
+    assert res.method == "milp" and res.verdict.value == "ok" and res.kind.value == "EXACT"
+    assert any(n.startswith("auto: chose milp: the first applicable exact method") for n in res.notes)
+    passed = [n for n in res.notes if n.startswith("auto: passed over")]
+    assert len(passed) == 1 and "enumeration (not_applicable: region enumeration refused" in passed[0]
+    # independently: region enumeration with its limit raised
+    ref = lipopt.lipschitz(net, "enumeration", norm="inf", domain=(-1.0, 1.0),
+                           options=RunOptions(extra={"enumeration": {"max_relus": 40}}))
+    assert ref.kind.value == "EXACT"
+    assert res.value == pytest.approx(ref.value, rel=1e-6)
+
+
+def test_auto_preference_order():
+    from lipopt.auto import preference
+    from lipopt.methods import applicable_methods
+    from lipopt.spec import make_question
+
+    net = _mlp([2, 6, 6, 1], seed=5)
+
+    def order(**kw):
+        q = make_question(**kw).bind(net)
+        return preference(net, q, applicable_methods(net, q))
+
+    box = order(norm="inf", domain=(-1.0, 1.0))
+    assert box[:3] == ["enumeration", "milp", "miqcqp"] and box[-1] == "naive"
+    l2 = order(norm=2)
+    assert l2[:2] == ["enumeration", "miqcqp"] and "milp" not in l2 and l2[-1] == "naive"
+    glob = order(norm="inf")  # with biases milp only bounds the global constant: after miqcqp
+    assert glob[:3] == ["enumeration", "miqcqp", "milp"]
+
+
+def test_auto_uses_an_upper_bound_when_no_exact_method_applies():
+    import numpy as np
+
+
+    net = _mlp([2, 6, 6, 1], seed=5)
+    res = lipopt.lipschitz(net, "auto", norm=2, nominal=True, domain="ball:0.1", center=[0.1, 0.2])
+    assert res.kind.value == "UPPER" and res.verdict.value == "ok"
+    assert any(n.startswith(f"auto: chose {res.method}: no exact method applies") for n in res.notes)
+    naive = lipopt.lipschitz(net, "naive", norm=2, nominal=True, domain="ball:0.1", center=[0.1, 0.2])
+    assert naive.kind.value == "UPPER" and res.value <= naive.value * (1 + 1e-9)
+    # independently: ratios |f(x) - f(x0)| / |x - x0| at points of the ball are below the UPPER bound
+    x0 = np.array([0.1, 0.2])
+    rng = np.random.default_rng(0)
+    dirs = rng.standard_normal((200, 2))
+    xs = x0 + dirs / np.linalg.norm(dirs, axis=1, keepdims=True) * 0.1 * rng.uniform(0.01, 1, (200, 1))
+    ratios = [np.linalg.norm(net.forward(x) - net.forward(x0)) / np.linalg.norm(x - x0) for x in xs]
+    assert 0 < max(ratios) <= res.value * (1 + 1e-9)
+
+
+# -- 4. a method that can only bound what another answers exactly ------------------------------------
+
+def test_compare_says_milp_only_bounds_what_miqcqp_answers_exactly():
+    net = _mlp([2, 6, 6, 1], seed=5)  # global l-inf question of a network with biases
+    rs = lipopt.compare(net, norm="inf", domain="global")
+    by = {r.method: r for r in rs}
+    milp, miqcqp, enum = by["milp"], by["miqcqp"], by["enumeration"]
+    assert milp.kind.value == "UPPER" and miqcqp.kind.value == "EXACT" and enum.kind.value == "EXACT"
+    assert miqcqp.value == pytest.approx(enum.value, rel=1e-6)  # two exact methods agree
+    assert milp.value >= miqcqp.value * (1 - 1e-9)
+    assert any("miqcqp answers this question exactly" in n for n in milp.notes)
+    assert not any("answers this question exactly" in n for r in rs if r.method != "milp" for n in r.notes)
+
+
+def test_no_exact_alternative_note_where_milp_is_exact():
+    net = _mlp([2, 6, 6, 1], seed=5)
+    res = lipopt.lipschitz(net, "milp", norm="inf", domain=(-1.0, 1.0))
+    assert res.kind.value == "EXACT"
+    assert not any("answers this question exactly" in n for n in res.notes)
+
+
+def test_auto_prefers_miqcqp_to_milp_on_a_global_question_with_biases():
+    from lipopt.options import RunOptions
+
+    net = _mlp([2, 6, 6, 1], seed=5)
+    small = RunOptions(extra={"enumeration": {"max_relus": 4}})  # enumeration refuses: 12 ReLUs > 4
+    res = lipopt.lipschitz(net, "auto", norm="inf", options=small)
+    assert res.method == "miqcqp" and res.kind.value == "EXACT"
+    chose = next(n for n in res.notes if n.startswith("auto: chose"))
+    assert "milp after the exact methods: milp can only bound" in chose
+    ref = lipopt.lipschitz(net, "enumeration", norm="inf")
+    assert ref.kind.value == "EXACT" and res.value == pytest.approx(ref.value, rel=1e-6)
