@@ -145,6 +145,16 @@ class MiqcqpModel:
         return None if any(v is None for v in vals) else np.asarray(vals, float)
 
 
+def _affine(row: np.ndarray, terms: list[Any]) -> Any:
+    """sum_j row[j] * terms[j] as one Pyomo LinearExpression, built from the nonzero coefficients of
+    the terms that are variables (a term 0.0 is a neuron fixed at zero)."""
+    from pyomo.core.expr.numeric_expr import LinearExpression
+
+    idx = [j for j in np.flatnonzero(row) if not isinstance(terms[j], float)]
+    return LinearExpression(constant=0.0, linear_coefs=[float(row[j]) for j in idx],
+                            linear_vars=[terms[j] for j in idx])
+
+
 def build_model(network: Network, question: Question, config: MiqcqpConfig | None = None,
                 bounds: LayerBounds | None = None, iset: InputSet | None = None) -> MiqcqpModel:
     """Build the upper-bound (``config.problem == "ub"``) or lower-bound ("lb") problem as a Pyomo model.
@@ -222,8 +232,7 @@ def build_model(network: Network, question: Question, config: MiqcqpConfig | Non
         cur: list[Any] = []
         for i in range(nk):
             row = w[i]
-            expr = sum(float(row[j]) * prev[j] for j in range(len(prev)) if row[j] != 0 and
-                       not (isinstance(prev[j], float) and prev[j] == 0.0))
+            expr = _affine(row, prev)
             bias = float(b[i])
             if t_var is not None:
                 add(z[i] == expr + bias * t_var)
@@ -286,8 +295,7 @@ def build_model(network: Network, question: Question, config: MiqcqpConfig | Non
                 cur.append(0.0)
                 continue
             row = w[i]
-            expr = sum(float(row[j]) * dprev[j] for j in range(len(dprev)) if row[j] != 0 and
-                       not (isinstance(dprev[j], float) and dprev[j] == 0.0))
+            expr = _affine(row, dprev)
             add(y[i] == expr)
             if act[i]:
                 add(wv[i] == y[i])
@@ -310,8 +318,7 @@ def build_model(network: Network, question: Question, config: MiqcqpConfig | Non
     m.out = pe.Var(range(n_out), bounds=lambda _m, j: (float(lb.out_lo[j]), float(lb.out_hi[j])))
     for j in range(n_out):
         row = w_out[j]
-        expr = sum(float(row[i]) * dprev[i] for i in range(len(dprev)) if row[i] != 0 and
-                   not (isinstance(dprev[i], float) and dprev[i] == 0.0))
+        expr = _affine(row, dprev)
         add(m.out[j] == expr)
     fb_up = fallback_upper(lb, question)
     obj_ub = fb_up ** 2 if obj_kind == "quadratic" else fb_up
