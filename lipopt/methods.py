@@ -122,6 +122,8 @@ def run_method(
     res.method = res.method or name
     res.declared_kind = info.kind
     res.question = q.to_dict()
+    res.options.setdefault("time_limit", options.time_limit)  # as run (a method's own value wins)
+    res.options.setdefault("seed", options.seed)
     res.network = res.network or network.name or network.describe()
     if not res.wall_time:
         res.wall_time = time.perf_counter() - t0

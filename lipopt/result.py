@@ -420,6 +420,20 @@ LipschitzResult.status = property(  # type: ignore[assignment,method-assign]
 _KIND_MARK = {BoundKind.EXACT: "=", BoundKind.UPPER: "<=", BoundKind.LOWER: ">=", BoundKind.ESTIMATE: "~"}
 
 
+def _question_columns(question: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a record's question (``Question.to_dict``) as table columns (empty when unknown)."""
+    cols: dict[str, Any] = {"input_norm": "", "output_norm": "", "domain": "", "radius": None, "scope": "",
+                            "output": ""}
+    if not question.get("domain"):
+        return cols
+    from lipopt.spec import Question
+
+    q = Question.from_dict(question)
+    cols.update(input_norm=q.input_norm.label, output_norm=q.output_norm.label, domain=q.domain.describe(),
+                radius=question["domain"].get("radius"), scope=q.constant, output=q.output.describe())
+    return cols
+
+
 class ResultSet:
     """Results of several methods on one question, with the combined bracket and table rendering."""
 
@@ -487,6 +501,9 @@ class ResultSet:
 
     # -- tables ----------------------------------------------------------------------------------
     def to_records(self) -> list[dict[str, Any]]:
+        """One dict per record: the table's columns, the bracket, and the question's parts (input_norm,
+        output_norm as l1 / l2 / linf; domain, radius of a ball domain, scope global / local / nominal,
+        output) with the run's time_limit (None: no limit) and seed."""
         best = self.best_lower
         rows = []
         for r in self.results:
@@ -514,11 +531,15 @@ class ResultSet:
                 "time_s": r.wall_time,
                 "checks": "; ".join(str(c) for c in r.checks if not c.passed) or ("ok" if r.checks else ""),
                 "question": r.question.get("description", ""),
+                **_question_columns(r.question),
+                "time_limit": r.options.get("time_limit"),
+                "seed": r.options.get("seed"),
                 "network": r.network,
             })
         return rows
 
     def to_dataframe(self):
+        """The records as a pandas DataFrame, one row per method (columns of :meth:`to_records`)."""
         import pandas as pd
 
         return pd.DataFrame(self.to_records())

@@ -67,7 +67,8 @@ def render(rs: ResultSet, fmt: str = "text") -> str:
         buf = io.StringIO()
         w = csv.writer(buf)
         cols = ["method", "kind", "value", "ratio_to_best_lower", "lower", "upper", "verdict", "stop",
-                "raw_status", "solver", "time_s", "checks", "question", "network"]
+                "raw_status", "solver", "time_s", "checks", "question", "input_norm", "output_norm", "domain",
+                "radius", "scope", "output", "time_limit", "seed", "network"]
         w.writerow(cols)
         for rec in rs.to_records():
             w.writerow([rec[k] for k in cols])

@@ -190,3 +190,50 @@ def test_auto_prefers_miqcqp_to_milp_on_a_global_question_with_biases():
     assert "milp after the exact methods: milp can only bound" in chose
     ref = lipopt.lipschitz(net, "enumeration", norm="inf")
     assert ref.kind.value == "EXACT" and res.value == pytest.approx(ref.value, rel=1e-6)
+
+
+# -- 5. the question's parts, time limit and seed as CSV / DataFrame columns --------------------------
+
+def test_dataframe_carries_the_question_time_limit_and_seed():
+    from lipopt.spec import Ball, Logit, Norm, Question
+
+    net = _mlp([2, 6, 6, 3], seed=5)
+    q = Question(Norm.L2, Norm.LINF, Ball([0.1, 0.2], 0.25, Norm.LINF), Logit(1), nominal=False)
+    rs = lipopt.compare(net, ["naive", "sampling"], q, time_limit=30.0, seed=7)
+    df = rs.to_dataframe()
+    for col in ("input_norm", "output_norm", "domain", "radius", "scope", "output", "time_limit", "seed"):
+        assert col in df.columns
+    assert list(df["method"]) == ["naive", "sampling"]
+    assert set(df["input_norm"]) == {"l2"} and set(df["output_norm"]) == {"linf"}
+    assert set(df["domain"]) == {"linf ball r=0.25"} and set(df["radius"]) == {0.25}
+    assert set(df["scope"]) == {"local"} and set(df["output"]) == {"logit 1"}
+    assert set(df["time_limit"]) == {30.0} and set(df["seed"]) == {7}
+    glob = lipopt.compare(net, ["naive"], norm="inf").to_dataframe().iloc[0]
+    assert (glob["scope"], glob["domain"], glob["output"], glob["input_norm"]) == (
+        "global", "global", "all outputs", "linf")
+    assert glob["time_limit"] is None and glob["seed"] == 0  # no limit; the default seed
+    nominal = lipopt.compare(net, ["naive"], norm=2, nominal=True, domain="ball:0.1", center=[0.0, 0.0])
+    assert nominal.to_dataframe().iloc[0]["scope"] == "nominal"
+
+
+def test_cli_csv_has_the_question_columns(tmp_path, capsys):
+    import csv
+    import io
+
+    import numpy as np
+
+    path = tmp_path / "t3.npz"  # ECLipsE layout: w1, w2 (out x in), no biases
+    np.savez(path, w1=np.array([[1.0, 2.0], [2.0, 1.0]]), w2=np.array([[1.0, -1.0]]))
+    rc = lipopt.cli.main(["compute", str(path), "--methods", "naive,enumeration", "--norm", "inf", "--domain",
+                          "box:-1,1", "--time-limit", "20", "--seed", "3", "--format", "csv", "-q"])
+    assert rc == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["method"] for r in rows] == ["naive", "enumeration"]
+    for r in rows:
+        assert (r["input_norm"], r["output_norm"], r["domain"], r["scope"], r["output"]) == (
+            "linf", "linf", "box [-1, 1]^2", "local", "all outputs")
+        assert float(r["time_limit"]) == 20.0 and int(r["seed"]) == 3 and r["radius"] == ""
+    # by hand: gradients [1 -1] diag(s) [[1 2] [2 1]] have l1 norms 2 (both active), 3 (one active; both
+    # one-active regions meet the box's interior), 0: the l-inf constant on the box is 3
+    enum = next(r for r in rows if r["method"] == "enumeration")
+    assert enum["kind"] == "EXACT" and float(enum["value"]) == pytest.approx(3.0, rel=1e-9)
