@@ -218,3 +218,14 @@ def test_scs_values_are_certified() -> None:
     assert res.solver == "scs" and res.value >= exact * (1 - 1e-9)
     ref = run_method("lipsdp-neuron", net, L2)
     assert res.value >= ref.value * (1 - 1e-6)  # a certified SCS point is feasible: not below the optimum
+
+
+def test_large_lmi_goes_to_scs_without_a_chosen_solver() -> None:
+    net = nets.t3()
+    opts = RunOptions(extra={"lipsdp-neuron": {"sdp_clarabel_max_size": 3}})
+    res = run_method("lipsdp-neuron", net, L2, opts)
+    _certified(res)
+    assert res.solver == "scs" and any("sdp_clarabel_max_size" in n for n in res.notes)
+    assert 9 / 4 * (1 - 1e-9) <= res.value <= 9 / 4 * (1 + 1e-3)
+    chosen = run_method("lipsdp-neuron", net, L2, RunOptions(solver="clarabel", extra=opts.extra))
+    assert chosen.solver == "clarabel"  # a solver the user chose is kept

@@ -66,6 +66,9 @@ class LipSDPOptions(MethodOptions):
     sdp_repair_steps: int = 60  # growing bumps tried above the closed-form rho
     #: neuron bounds of lipsdp-local (a ``lipopt.bounds.compute_bounds`` method)
     sdp_local_bounds: str = "crown"
+    #: without a user-chosen solver: the default SDP solver (Clarabel) up to this LMI size, SCS above it
+    #: (Clarabel's dense PSD-cone steps grow steeply: size 100 about 30 s, 132 about 285 s; SCS 8 s)
+    sdp_clarabel_max_size: int = 110
 
 
 # ------------------------------------------------------------------------------------------- the chain

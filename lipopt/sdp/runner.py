@@ -77,6 +77,15 @@ def _run(method: str, network: Network, question: Question, options: RunOptions,
     chain = build_chain(network, c, slopes, normalise=sopts.sdp_normalise)
     stats.update({"lmi_size": chain.size, "hidden_neurons": chain.n_hidden, "log2_scale": chain.log2_scale})
     solver = options.solver or default_solver(Capability.SDP)
+    solve_size = chain.reduced().size if sopts.sdp_reduce_input else chain.size
+    if options.solver is None and solver == "clarabel" and solve_size > sopts.sdp_clarabel_max_size:
+        from lipopt_solvers import get_solver
+
+        if get_solver("scs").is_installed():
+            solver = "scs"
+            notes.append(f"solver scs: the LMI (size {solve_size}) is above sdp_clarabel_max_size "
+                         f"{sopts.sdp_clarabel_max_size}, where Clarabel's dense steps are slow; choose one "
+                         "with --solver")
     if solver is None:
         return _fail(method, Verdict.SOLVER_MISSING, StopReason.NOT_RUN,
                      "no SDP solver is installed (clarabel, scs or mosek via cvxpy)", stats=stats)
