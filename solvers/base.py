@@ -38,6 +38,10 @@ class SolverNotAvailableError(RuntimeError):
     """A solver was asked for that is not installed (or whose interface is not importable)."""
 
 
+_OPTION_TYPES: dict[str, Any] = {"time_limit": float, "rel_gap": float, "abs_gap": float,
+                                 "feasibility_tol": float, "threads": int, "seed": int}
+
+
 def _installed(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
@@ -62,6 +66,9 @@ class Backend:
     #: raw solver status -> why it stopped (statuses not listed map to Termination.OTHER)
     status_map: ClassVar[dict[Any, Termination]] = {}
 
+    #: SolverOptions field -> the solver's own parameter name(s); the one place a backend maps options
+    option_map: ClassVar[dict[str, str | tuple[str, ...]]] = {}
+
     _licence_cache: ClassVar[dict[str, str]] = {}
 
     def __repr__(self) -> str:
@@ -84,6 +91,20 @@ class Backend:
     def solves(self, model_kind: str) -> bool:
         """Whether it solves models of ``model_kind`` ("pyomo", "arrays" or "cvxpy")."""
         return model_kind in self.model_kinds
+
+    def native_options(self, options: SolverOptions) -> dict[str, Any]:
+        """The solver's own parameters for ``options``: the mapped fields that are set (in the field's
+        type), then ``options.extra`` verbatim, which wins."""
+        out: dict[str, Any] = {}
+        for name, native in self.option_map.items():
+            value = getattr(options, name)
+            if value is None:
+                continue
+            value = _OPTION_TYPES.get(name, lambda v: v)(value)
+            for key in (native,) if isinstance(native, str) else native:
+                out[key] = value
+        out.update(dict(options.extra))
+        return out
 
     def termination(self, raw: Any) -> Termination:
         return self.status_map.get(raw, Termination.OTHER)

@@ -36,6 +36,10 @@ class GurobiBackend(Backend):
     modules = ("gurobipy",)
     description = "Gurobi, called directly through gurobipy (the pip licence is size-limited)"
     commercial = True
+    option_map: ClassVar[dict[str, str | tuple[str, ...]]] = {
+        "seed": "Seed", "time_limit": "TimeLimit", "rel_gap": "MIPGap", "abs_gap": "MIPGapAbs",
+        "threads": "Threads", "feasibility_tol": "FeasibilityTol",
+    }
     # gurobipy.GRB.Status codes
     status_map: ClassVar[dict[Any, Termination]] = {
         2: Termination.OPTIMAL, 3: Termination.INFEASIBLE, 4: Termination.UNBOUNDED, 5: Termination.UNBOUNDED,
@@ -80,15 +84,7 @@ class GurobiBackend(Backend):
                 env.setParam("LogToConsole", int(bool(options.verbose)))
             env.start()
             g = gp.Model(env=env)
-            params: dict[str, Any] = {"Seed": int(options.seed), "MIPGap": float(options.rel_gap),
-                                      "MIPGapAbs": float(options.abs_gap)}
-            if options.time_limit is not None:
-                params["TimeLimit"] = float(options.time_limit)
-            if options.threads is not None:
-                params["Threads"] = int(options.threads)
-            if options.feasibility_tol is not None:
-                params["FeasibilityTol"] = float(options.feasibility_tol)
-            params.update(dict(options.extra))
+            params = self.native_options(options)
             for k, v in params.items():
                 g.setParam(k, v)
             vtype = np.where(model.integrality, gp.GRB.INTEGER, gp.GRB.CONTINUOUS)

@@ -36,6 +36,11 @@ class HighsBackend(Backend):
     package = "highspy"
     modules = ("highspy",)
     description = "HiGHS LP/MILP solver, called directly through highspy (arrays, no Pyomo capture)"
+    option_map: ClassVar[dict[str, str | tuple[str, ...]]] = {
+        "seed": "random_seed", "time_limit": "time_limit", "rel_gap": "mip_rel_gap", "abs_gap": "mip_abs_gap",
+        "threads": "threads",
+        "feasibility_tol": ("primal_feasibility_tolerance", "dual_feasibility_tolerance"),
+    }
     status_map: ClassVar[dict[Any, Termination]] = {
         "kOptimal": Termination.OPTIMAL,
         "kInfeasible": Termination.INFEASIBLE,
@@ -72,22 +77,11 @@ class HighsBackend(Backend):
         if options.log_file:
             h.setOptionValue("log_file", str(options.log_file))
         h.cbLogging += lambda e: log.append(str(e.message))
-        h.setOptionValue("random_seed", int(options.seed))
-        if options.time_limit is not None:
-            h.setOptionValue("time_limit", float(options.time_limit))
-        if model.is_mip:
-            h.setOptionValue("mip_rel_gap", float(options.rel_gap))
-            h.setOptionValue("mip_abs_gap", float(options.abs_gap))
-        if options.feasibility_tol is not None:
-            h.setOptionValue("primal_feasibility_tolerance", float(options.feasibility_tol))
-            h.setOptionValue("dual_feasibility_tolerance", float(options.feasibility_tol))
         threads = options.threads
-        if threads is not None:
-            h.setOptionValue("threads", int(threads))
         if _scheduler_threads is not _NO_THREADS and _scheduler_threads != threads:
             highspy.Highs.resetGlobalScheduler(True)
         _scheduler_threads = threads
-        for key, value in dict(options.extra).items():
+        for key, value in self.native_options(options).items():
             status = h.setOptionValue(str(key), value)
             if status != highspy.HighsStatus.kOk:
                 return self._failed(model, options, "option_error",

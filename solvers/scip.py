@@ -29,6 +29,10 @@ class ScipBackend(Backend):
     package = "pyscipopt"
     modules = ("pyscipopt",)
     description = "SCIP (global MINLP incl. nonconvex MIQCQP), called directly through pyscipopt"
+    option_map: ClassVar[dict[str, str | tuple[str, ...]]] = {  # SCIP itself is single-threaded
+        "seed": "randomization/randomseedshift", "time_limit": "limits/time", "rel_gap": "limits/gap",
+        "abs_gap": "limits/absgap", "feasibility_tol": "numerics/feastol",
+    }
     status_map: ClassVar[dict[Any, Termination]] = {
         "optimal": Termination.OPTIMAL,
         "timelimit": Termination.TIME_LIMIT,
@@ -59,15 +63,7 @@ class ScipBackend(Backend):
         if options.log_file:
             m.setLogfile(str(options.log_file))
             m.hideOutput(False)
-        params: dict[str, Any] = {"randomization/randomseedshift": int(options.seed),
-                                  "limits/gap": float(options.rel_gap),
-                                  "limits/absgap": float(options.abs_gap)}
-        if options.time_limit is not None:
-            params["limits/time"] = float(options.time_limit)
-        if options.feasibility_tol is not None:
-            params["numerics/feastol"] = float(options.feasibility_tol)
-        params.update(dict(options.extra))
-        for key, value in params.items():
+        for key, value in self.native_options(options).items():
             try:
                 m.setParam(str(key), value)
             except Exception as exc:  # unknown key or bad value: say which

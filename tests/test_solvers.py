@@ -627,3 +627,22 @@ def test_solves_inside_a_jupyter_kernel() -> None:
     nbclient.NotebookClient(nb, timeout=240, kernel_name="python3").execute()
     outputs = nb.cells[0].outputs
     assert any("solved 60" in o.get("text", "") for o in outputs), outputs
+
+
+def test_each_backend_maps_the_options_in_one_table() -> None:
+    """SolverOptions fields reach each solver under its own names; extra passes through and wins."""
+    from lipopt_solvers.gurobi import GurobiBackend
+    from lipopt_solvers.highs import HighsBackend
+    from lipopt_solvers.scip import ScipBackend
+
+    o = SolverOptions(time_limit=2, seed=3, threads=1, rel_gap=1e-4, feasibility_tol=1e-8,
+                      extra={"presolve": "off", "mip_rel_gap": 0.5})
+    h = HighsBackend().native_options(o)
+    assert h == {"random_seed": 3, "time_limit": 2.0, "mip_rel_gap": 0.5, "mip_abs_gap": 0.0, "threads": 1,
+                 "primal_feasibility_tolerance": 1e-8, "dual_feasibility_tolerance": 1e-8, "presolve": "off"}
+    assert isinstance(h["time_limit"], float) and isinstance(h["threads"], int)
+    s = ScipBackend().native_options(SolverOptions(seed=2, extra={"limits/nodes": 5}))
+    assert s == {"randomization/randomseedshift": 2, "limits/gap": 1e-6, "limits/absgap": 0.0,
+                 "limits/nodes": 5}
+    g = GurobiBackend().native_options(SolverOptions(time_limit=1.5, threads=2))
+    assert g["TimeLimit"] == 1.5 and g["Threads"] == 2 and g["MIPGapAbs"] == 0.0
