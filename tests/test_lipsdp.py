@@ -4,6 +4,7 @@ region enumeration, the float64 eigen-check and its repair, and the unsound Netw
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import nets
 import numpy as np
@@ -229,3 +230,39 @@ def test_large_lmi_goes_to_scs_without_a_chosen_solver() -> None:
     assert 9 / 4 * (1 - 1e-9) <= res.value <= 9 / 4 * (1 + 1e-3)
     chosen = run_method("lipsdp-neuron", net, L2, RunOptions(solver="clarabel", extra=opts.extra))
     assert chosen.solver == "clarabel"  # a solver the user chose is kept
+
+
+def test_split_is_the_product_of_the_pieces() -> None:
+    net = nets.random_mlp([2, 5, 4, 3, 2], 0)
+    full = run_method("lipsdp-neuron", net, L2)
+    split = run_method("lipsdp-neuron", net, L2, RunOptions(extra={"sdp_max_size": 9}))
+    _certified(split)
+    assert any("split into 2 pieces" in n for n in split.notes)
+    assert sum(c.passed for c in split.checks if c.name.startswith(CHECK)) == 2
+    ws = [w for w, _ in net.affine_relu_weights()]
+    p1 = run_method("lipsdp-neuron", Network.from_weights(ws[:2]), L2).value
+    p2 = run_method("lipsdp-neuron", Network.from_weights(ws[2:]), L2).value
+    assert split.value == pytest.approx(p1 * p2, rel=1e-6)
+    assert split.value >= full.value * (1 - 1e-6)
+    exact = run_method("enumeration", net, L2).value
+    assert full.value >= exact * (1 - 1e-9)
+    tiny = run_method("lipsdp-neuron", net, L2, RunOptions(extra={"sdp_max_size": 1}))
+    assert tiny.verdict is Verdict.NOT_APPLICABLE and "sdp_max_size" in tiny.message
+
+
+LIPSDP_NETS = Path(__file__).resolve().parents[2] / "shared" / "external-nets" / "lipsdp"
+
+
+@pytest.mark.skipif(not (LIPSDP_NETS / "random_weights.mat").exists(), reason="no LipSDP example net")
+def test_lipsdp_readme_values_on_random_weights() -> None:
+    """LipSDP's README (formulations.md 3.3): Layer 39.839, Neuron 36.482, 2-layer pieces (Neuron) 37.668."""
+    import lipopt
+
+    net = lipopt.load(str(LIPSDP_NETS / "random_weights.mat"))
+    neuron = run_method("lipsdp-neuron", net, L2)
+    layer = run_method("lipsdp-layer", net, L2)
+    pieces = run_method("lipsdp-neuron", net, L2, RunOptions(extra={"sdp_max_size": 41}))
+    for res, ref in ((neuron, 36.482), (layer, 39.839), (pieces, 37.668)):
+        _certified(res)
+        assert res.value == pytest.approx(ref, abs=6e-4)  # the README prints 3 decimals
+    assert any("split into 2 pieces (affine stages 0-1, 2-3)" in n for n in pieces.notes)

@@ -66,6 +66,9 @@ class LipSDPOptions(MethodOptions):
     sdp_repair_steps: int = 60  # growing bumps tried above the closed-form rho
     #: neuron bounds of lipsdp-local (a ``lipopt.bounds.compute_bounds`` method)
     sdp_local_bounds: str = "crown"
+    #: split the network into consecutive pieces (product of their certified bounds, still an upper
+    #: bound: relu is 1-Lipschitz) when the whole LMI is above sdp_max_size
+    sdp_split: bool = True
     #: without a user-chosen solver: the default SDP solver (Clarabel) up to this LMI size, SCS above it
     #: (Clarabel's dense PSD-cone steps grow steeply: size 100 about 30 s, 132 about 285 s; SCS 8 s)
     sdp_clarabel_max_size: int = 110
@@ -174,19 +177,49 @@ def refusal(network: Network, question: Question, opts: LipSDPOptions | None = N
         affs = _affine_chain(network)
     except NotApplicableError as exc:
         return str(exc)
-    shapes = [s.shape for s in affs]
-    n0 = shapes[0][1]
-    hidden = sum(sh[0] for sh in shapes[:-1])
-    first_rows = shapes[0][0]
-    solve_size = min(n0, first_rows) + hidden if opts.sdp_reduce_input else n0 + hidden
-    if solve_size > opts.sdp_max_size:
-        return (f"the LipSDP LMI has size {solve_size} (input block reduced to {min(n0, first_rows)}, "
-                f"{hidden} hidden neurons), above the dense limit {opts.sdp_max_size} "
-                "(option sdp_max_size)")
-    if n0 + hidden > opts.sdp_max_check_size:
-        return (f"the full LipSDP LMI has size {n0 + hidden}, above the float64 eigen-check limit "
-                f"{opts.sdp_max_check_size} (option sdp_max_check_size)")
-    return None
+    plan = plan_pieces([s.shape for s in affs], opts)
+    return plan if isinstance(plan, str) else None
+
+
+def _piece_size(shapes: list[tuple[int, int]], a: int, b: int, reduce: bool) -> tuple[int, int]:
+    """(solve size, full size) of the LMI of affine stages a..b (hidden layers a+1..b)."""
+    n_in, rows = shapes[a][1], shapes[a][0]
+    hidden = sum(shapes[k][0] for k in range(a, b))
+    return (min(n_in, rows) if reduce else n_in) + hidden, n_in + hidden
+
+
+def plan_pieces(shapes: list[tuple[int, int]], opts: LipSDPOptions | None = None
+                ) -> list[tuple[int, int]] | str:
+    """Consecutive pieces (first and last affine stage, inclusive; the relus inside a piece are its hidden
+    layers) whose LMIs fit the limits: the whole network when it fits, else (``sdp_split``) greedy runs
+    of stages, the relu between two pieces cut (1-Lipschitz: the product of the pieces' bounds is an
+    upper bound); or why not."""
+    opts = opts or LipSDPOptions()
+    last = len(shapes) - 1
+    red = opts.sdp_reduce_input
+
+    def fits(a: int, b: int) -> bool:
+        solve, full = _piece_size(shapes, a, b, red)
+        return solve <= opts.sdp_max_size and full <= opts.sdp_max_check_size
+
+    if fits(0, last):
+        return [(0, last)]
+    solve, full = _piece_size(shapes, 0, last, red)
+    why = (f"the LipSDP LMI has size {solve} to solve ({full} to check), above the limits sdp_max_size "
+           f"{opts.sdp_max_size} / sdp_max_check_size {opts.sdp_max_check_size}")
+    if not opts.sdp_split:
+        return why + " (splitting is off: sdp_split)"
+    pieces, a = [], 0
+    while a <= last:  # pieces partition the affine stages; the relu between two pieces is cut
+        if not fits(a, a):
+            s1, f1 = _piece_size(shapes, a, a, red)
+            return f"{why}; even affine stage {a} alone has size {s1} ({f1} to check)"
+        b = a
+        while b < last and fits(a, b + 1):
+            b += 1
+        pieces.append((a, b))
+        a = b + 1
+    return pieces
 
 
 def _pow2_exponent(w: np.ndarray) -> int:
@@ -207,8 +240,18 @@ def build_chain(network: Network, c: np.ndarray | None = None,
     """The LipSDP chain of ``network`` (biases play no role). ``slopes``: one (alpha, beta) pair of arrays
     per hidden layer, each neuron [0, 1] (unstable), [1, 1] (stable on) or [0, 0] (stable off); default
     all [0, 1] (the global LMI)."""
-    affs = _affine_chain(network)
-    mats = [np.asarray(s.dense(), dtype=np.float64) for s in affs]
+    return chain_from_matrices(affine_matrices(network), c, slopes, normalise)
+
+
+def affine_matrices(network: Network) -> list[np.ndarray]:
+    """The dense matrices of the affine stages (ReLU between consecutive ones)."""
+    return [np.asarray(s.dense(), dtype=np.float64) for s in _affine_chain(network)]
+
+
+def chain_from_matrices(mats: list[np.ndarray], c: np.ndarray | None = None,
+                        slopes: list[tuple[np.ndarray, np.ndarray]] | None = None,
+                        normalise: bool = True) -> Chain:
+    """The chain of W_L relu(... relu(W_1 x)) for ``mats`` = [W_1, ..., W_L] (see :func:`build_chain`)."""
     last = mats[-1]
     if c is not None:
         last = np.asarray(c, dtype=np.float64).reshape(1, -1) @ last

@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 import time
 
+from lipopt.errors import NotApplicableError
 from lipopt.methods import RunOptions
 from lipopt.network.network import Network
 from lipopt.result import BoundKind, LipschitzResult, StopReason, Verdict
-from lipopt.sdp.lipsdp import LipSDPOptions, refusal
+from lipopt.sdp.lipsdp import EPS, LipSDPOptions, refusal
 from lipopt.spec import Question
 
 
@@ -50,10 +51,14 @@ def _fail(method: str, verdict: Verdict, stop: StopReason, message: str, **field
 
 def _run(method: str, network: Network, question: Question, options: RunOptions, form: str,
          local: bool) -> LipschitzResult:
-    from lipopt_solvers import Capability, Termination, default_solver
-
     from lipopt.deadline import Deadline
-    from lipopt.sdp.lipsdp import build_chain, certify, domain_box, slope_intervals, solve_lmi
+    from lipopt.sdp.lipsdp import (
+        affine_matrices,
+        chain_from_matrices,
+        domain_box,
+        plan_pieces,
+        slope_intervals,
+    )
 
     t0 = time.perf_counter()
     dl = Deadline.start(options.time_limit, t0)
@@ -74,8 +79,50 @@ def _run(method: str, network: Network, question: Question, options: RunOptions,
     elif question.constant != "global":
         notes.append(f"a global bound: valid for this {question.constant} question, but not local")
     c = question.output_vector(network.output_size)
-    chain = build_chain(network, c, slopes, normalise=sopts.sdp_normalise)
-    stats.update({"lmi_size": chain.size, "hidden_neurons": chain.n_hidden, "log2_scale": chain.log2_scale})
+    mats = affine_matrices(network)
+    plan = plan_pieces([m.shape for m in mats], sopts)
+    if isinstance(plan, str):
+        raise NotApplicableError(plan)
+    if len(plan) > 1:
+        spans = ", ".join(f"{a}-{b}" for a, b in plan)
+        notes.append(f"split into {len(plan)} pieces (affine stages {spans}): "
+                     "the bound is the product of their certified LipSDP bounds (relu is 1-Lipschitz)")
+    total, stop, pieces = 1.0, StopReason.COMPLETED, []
+    common: dict = {"stats": stats, "notes": notes}
+    for a, b in plan:
+        chain = chain_from_matrices(mats[a:b + 1], c if b == len(mats) - 1 else None,
+                                    None if slopes is None else slopes[a:b], normalise=sopts.sdp_normalise)
+        piece = _piece(method, chain, form, options, sopts, dl, notes)
+        common.update(piece["common"])
+        if piece.get("failed") is not None:
+            res = piece["failed"]
+            res.stats, res.notes = {**stats, "pieces": [*pieces, piece["stats"]]}, notes
+            return res.finalise()
+        pieces.append(piece["stats"])
+        total *= piece["value"]
+        if stop is StopReason.COMPLETED:
+            stop = piece["stop"]
+    value = total * (1.0 + 4.0 * EPS * len(plan))
+    stats.update({k: v for k, v in pieces[-1].items() if len(plan) == 1})
+    if len(plan) > 1:
+        stats["pieces"] = pieces
+        stats["certification"] = ",".join(sorted({p["certification"] for p in pieces}))
+    res = LipschitzResult.from_bracket(method, BoundKind.UPPER, None, value, verdict=Verdict.OK, stop=stop,
+                                       **common)
+    for j, p in enumerate(pieces):
+        res.add_check("LMI eigenvalue check (float64)" + (f", piece {j + 1}" if len(plan) > 1 else ""), True,
+                      p["detail"])
+    return dl.mark(res)
+
+
+def _piece(method: str, chain, form: str, options: RunOptions, sopts: LipSDPOptions, dl, notes: list[str]
+           ) -> dict:
+    """Solve and certify one chain: {"value", "stop", "stats", "common"} or {"failed": record, ...}."""
+    from lipopt_solvers import Capability, Termination, default_solver
+
+    from lipopt.sdp.lipsdp import certify, solve_lmi
+
+    stats: dict = {"lmi_size": chain.size, "hidden_neurons": chain.n_hidden, "log2_scale": chain.log2_scale}
     solver = options.solver or default_solver(Capability.SDP)
     solve_size = chain.reduced().size if sopts.sdp_reduce_input else chain.size
     if options.solver is None and solver == "clarabel" and solve_size > sopts.sdp_clarabel_max_size:
@@ -87,25 +134,30 @@ def _run(method: str, network: Network, question: Question, options: RunOptions,
                          f"{sopts.sdp_clarabel_max_size}, where Clarabel's dense steps are slow; choose one "
                          "with --solver")
     if solver is None:
-        return _fail(method, Verdict.SOLVER_MISSING, StopReason.NOT_RUN,
-                     "no SDP solver is installed (clarabel, scs or mosek via cvxpy)", stats=stats)
+        return {"common": {}, "stats": stats, "failed": _fail(
+            method, Verdict.SOLVER_MISSING, StopReason.NOT_RUN,
+            "no SDP solver is installed (clarabel, scs or mosek via cvxpy)")}
     left = dl.remaining()
     so = options.solver_options(None if math.isinf(left) else max(left, 0.1))
     sol = solve_lmi(chain, form, solver, so, reduce_input=sopts.sdp_reduce_input)
     out = sol.outcome
     stats.update({"solve_size": sol.solve_size, "solver_termination": out.termination.value})
     common = {"solver": out.solver, "solver_version": out.solver_version, "raw_status": out.raw_status,
-              "build_time": sol.build_time, "solve_time": out.solve_time, "stats": stats, "notes": notes}
+              "build_time": sol.build_time, "solve_time": out.solve_time}
+
+    def failed(res: LipschitzResult) -> dict:
+        return {"common": common, "stats": stats, "failed": res}
+
     term = out.termination
     if term is Termination.NOT_AVAILABLE:
-        return _fail(method, Verdict.SOLVER_MISSING, StopReason.NOT_RUN, out.message, **common)
+        return failed(_fail(method, Verdict.SOLVER_MISSING, StopReason.NOT_RUN, out.message, **common))
     if term is Termination.LICENSE_LIMIT:
-        return _fail(method, Verdict.ERROR, StopReason.LICENCE_LIMIT, out.message, **common)
+        return failed(_fail(method, Verdict.ERROR, StopReason.LICENCE_LIMIT, out.message, **common))
     if sol.rho is None or sol.lam is None:
         stop = {Termination.TIME_LIMIT: StopReason.TIME_LIMIT, Termination.INFEASIBLE: StopReason.INFEASIBLE,
                 Termination.INTERRUPTED: StopReason.INTERRUPTED}.get(term, StopReason.SOLVER_FAILED)
-        return _fail(method, Verdict.ERROR, stop, f"the SDP solver returned no multipliers: {out.message}",
-                     **common)
+        return failed(_fail(method, Verdict.ERROR, stop,
+                            f"the SDP solver returned no multipliers: {out.message}", **common))
     t1 = time.perf_counter()
     cert = certify(chain, sol.rho, sol.lam, tighten=sopts.sdp_tighten, steps=sopts.sdp_repair_steps)
     stats.update({"check_time": time.perf_counter() - t1, "rho_solver": cert.rho_solver,
@@ -127,7 +179,7 @@ def _run(method: str, network: Network, question: Question, options: RunOptions,
                     "repair of rho certified it: no bound", **common)
         res.unverified_value = chain.value(cert.rho_solver)
         res.add_check("LMI eigenvalue check (float64)", False, cert.detail())
-        return res
+        return failed(res)
     assert cert.rho is not None and cert.check is not None
     value = chain.value(cert.rho)
     stats.update({"rho": cert.rho, "lambda_max": cert.check.lam_max,
@@ -136,7 +188,5 @@ def _run(method: str, network: Network, question: Question, options: RunOptions,
     if cert.action == "repaired":
         notes.append(f"repaired: rho {cert.rho_solver:.12g} -> {cert.rho:.12g} (multipliers fixed), value "
                      f"{chain.value(cert.rho_solver):.12g} -> {value:.12g}")
-    res = LipschitzResult.from_bracket(method, BoundKind.UPPER, None, value, verdict=Verdict.OK, stop=stop,
-                                       **common)
-    res.add_check("LMI eigenvalue check (float64)", True, cert.detail())
-    return dl.mark(res)
+    stats["detail"] = cert.detail()
+    return {"value": value, "stop": stop, "stats": stats, "common": common, "detail": cert.detail()}
