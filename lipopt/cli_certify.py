@@ -73,8 +73,8 @@ def load_network(path: str) -> Any:
 
 
 def cmd_certify(args: argparse.Namespace) -> int:
-    from lipopt.analytic.certify import certify, plot_report
     from lipopt.analytic.local_bound import LocalOptions
+    from lipopt.analytic.robustness import certify, plot_report
     from lipopt.cli import write_json_atomic
     from lipopt.validation import check_json_path
 

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lipopt.certify.witness import point_witness
 from lipopt.exact.enumeration import enumerate_regions, enumeration_value
 from lipopt.exact.regions import EnumerationOptions
 from lipopt.lower.batch import batch_jacobian_norms
@@ -22,7 +23,6 @@ from lipopt.network.network import Network
 from lipopt.norms import jacobian_norm
 from lipopt.result import BoundKind, Status
 from lipopt.spec import Ball, Box, Global, Logit, Margin, Norm, Question
-from lipopt.witness import point_witness
 
 SHAPES = [[2, 4, 3, 1], [3, 5, 1], [2, 3, 3, 2]]
 

@@ -9,15 +9,15 @@ import nets
 import numpy as np
 import pytest
 
+from lipopt.certify.points import certify_point, norm_direction
+from lipopt.certify.witness import certified_pair_ratio, pair_ratio, point_witness
 from lipopt.exact.enumeration import enumeration_value
 from lipopt.lower.batch import batch_jacobians
-from lipopt.lower.certify import certify_point, norm_direction
 from lipopt.methods import RunOptions, run_method
 from lipopt.network.network import Network
 from lipopt.norms import jacobian_norm
 from lipopt.result import BoundKind
 from lipopt.spec import AllOutputs, Ball, Box, Global, Logit, Margin, Norm, Question
-from lipopt.witness import certified_pair_ratio, pair_ratio, point_witness
 
 FAST = RunOptions(seed=0, extra={"steps": 60, "n_init": 300, "n_samples": 300})
 

@@ -213,7 +213,7 @@ def test_formulation_fidelity(which: str) -> None:
 def test_time_limit_bracket_valid() -> None:
     """One second on a hard instance: a bracket whose lower side is certified and whose upper side is
     above every sampled Jacobian norm (each a valid lower bound on the exact constant)."""
-    from lipopt.witness import point_witness
+    from lipopt.certify.witness import point_witness
 
     net = nets.random_mlp([10, 40, 30, 1], 0, scale=0.4)
     q = Question(Norm.LINF, Norm.LINF, Box(-1.0, 1.0)).bind(net)
@@ -297,7 +297,7 @@ def test_direction_bounds_sound() -> None:
 
 
 def test_direction_split_time_limit_bracket() -> None:
-    from lipopt.witness import point_witness
+    from lipopt.certify.witness import point_witness
 
     net = nets.random_mlp([8, 24, 1], 0, scale=0.4)
     q = Question(Norm.LINF, Norm.LINF, Box(-1.0, 1.0)).bind(net)

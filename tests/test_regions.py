@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lipopt.certify.regions import certify_pattern, pattern_at, region_constraints
 from lipopt.network import Network
-from lipopt.regions import certify_pattern, pattern_at, region_constraints
 from lipopt.spec import make_question
 
 

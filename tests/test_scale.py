@@ -149,7 +149,7 @@ def test_normalisation_of_conv_pool_net() -> None:
 
 
 # (at c = 1e-6 the MIP methods' certified lower side rests on witness margins measured relative to the
-# magnitudes that make up each pre-activation: lipopt.witness.region_margin has no absolute floor)
+# magnitudes that make up each pre-activation: lipopt.certify.witness.region_margin has no absolute floor)
 _SCALE_PARAMS = [pytest.param(case, c) for c in SCALES for case in CASES]
 
 
@@ -262,7 +262,7 @@ def test_constant_network_is_exactly_zero(method: str, i: int) -> None:
 def test_witness_margin_is_scale_invariant(c: float) -> None:
     """region_margin measures each pre-activation against the magnitudes summed into it, so scaling
     the weights (and biases cumulatively) leaves it unchanged, and a point on a tie has margin 0."""
-    from lipopt.witness import region_margin
+    from lipopt.certify.witness import region_margin
 
     mlp = base_net()
     rng = np.random.default_rng(0)
@@ -277,7 +277,7 @@ def test_witness_margin_is_scale_invariant(c: float) -> None:
 def test_a_witness_a_hair_outside_the_domain_does_not_certify() -> None:
     """T6 = relu(-x) on [0, 1]: its active region touches the box only at 0. With margins relative to
     the values, x = -1e-13 is well inside that region, so only an exact domain test keeps it out."""
-    from lipopt.witness import clip_to_domain, in_domain, point_witness
+    from lipopt.certify.witness import clip_to_domain, in_domain, point_witness
 
     q = Question(Norm.LINF, Norm.LINF, Box(0.0, 1.0)).bind(nets.t6())
     pw = point_witness(nets.t6(), np.array([-1e-13]), q)

@@ -158,3 +158,16 @@ def test_import_lipopt_is_light() -> None:
 def test_global_default_question() -> None:
     q = Question()
     assert isinstance(q.domain, Global) and q.constant == "global" and q.norm_label() == "l2->l2"
+
+
+def test_every_package_on_disk_is_installed() -> None:
+    """pyproject.toml lists the packages (the solver layer lives in solvers/ as lipopt_solvers): a new
+    package folder that is not listed would be missing from a wheel."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(root).parts) for p in (root / "lipopt").rglob("__init__.py")}
+    assert on_disk <= listed, sorted(on_disk - listed)
+    assert "lipopt_solvers" in listed and (root / "solvers" / "__init__.py").exists()

@@ -16,8 +16,9 @@ import types
 import numpy as np
 import pytest
 
+from lipopt.certify.bracket import make_bracket_result
+from lipopt.certify.candidates import Candidate
 from lipopt.methods import post_run_checks, run_method
-from lipopt.mip.bracket import Candidate, make_bracket_result
 from lipopt.network import Network
 from lipopt.result import BoundKind, LipschitzResult, ResultSet, Status, StopReason, Verdict
 from lipopt.spec import Box, Norm, Question

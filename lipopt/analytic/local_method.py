@@ -59,7 +59,7 @@ def _nominal_lower(network: Network, question: Question, x0: np.ndarray, eps: fl
     except np.linalg.LinAlgError:
         return None
     v = vt[0]
-    from lipopt.witness import certified_pair_ratio
+    from lipopt.certify.witness import certified_pair_ratio
 
     best = 0.0
     for t in (eps, eps / 2, eps / 10, eps * 1e-3, eps * 1e-6):

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from lipopt.certify.witness import point_witness
 from lipopt.errors import NotApplicableError
 from lipopt.network.network import AffineStage, Network
 from lipopt.norms import jacobian_norm
 from lipopt.result import BoundKind, LipschitzResult, StopReason, Verdict
 from lipopt.spec import Ball, Box, Question
-from lipopt.witness import point_witness
 
 __all__ = ["affine_matrix", "affine_result"]
 

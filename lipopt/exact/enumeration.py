@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lipopt.certify.witness import in_domain, point_witness
 from lipopt.errors import NotApplicableError
 from lipopt.exact.regions import (
     EnumerationOptions,
@@ -34,7 +35,6 @@ from lipopt.norms import MAX_ENUM_DIM, has_closed_form
 from lipopt.options import MethodOptions, RunOptions
 from lipopt.result import BoundKind, LipschitzResult, Status
 from lipopt.spec import Norm, Question
-from lipopt.witness import in_domain, point_witness
 
 __all__ = ["EnumerationOptions", "Region", "applicable", "enumerate_regions", "enumeration_value", "run"]
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from lipopt.bounds.interval import backward_interval
 from lipopt.bounds.types import BackwardBounds, ForwardBounds
+from lipopt.certify.candidates import Candidate
 from lipopt.formulations.common import (
     BackwardEncoding,
     Form,
@@ -52,7 +53,6 @@ from lipopt.formulations.common import (
     to_expr,
     var_form,
 )
-from lipopt.mip.bracket import Candidate
 from lipopt.spec import Norm
 
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from lipopt.certify.witness import certified_pair_ratio
 from lipopt.network.layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from lipopt.network.network import Network
 from lipopt.spec import AllOutputs, Ball, Direction, Norm, Question
-from lipopt.witness import certified_pair_ratio
 
 
 def torch_model(network: Network, device: str = "cpu") -> Callable[[Any], Any]:

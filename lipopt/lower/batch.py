@@ -2,7 +2,7 @@
 
 Conventions match ``Network.jacobian``: ReLU'(0) = 0 and max-pool ties go to the first window entry. For a
 scalar output c^T f only the row c^T J is propagated. These values are only *candidates*: a lower bound
-is certified afterwards at single points (``lipopt.lower.certify``).
+is certified afterwards at single points (``lipopt.certify.points``).
 """
 
 from __future__ import annotations

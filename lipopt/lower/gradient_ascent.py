@@ -38,9 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from lipopt.deadline import Deadline
-from lipopt.lower.batch import batch_jacobian_norms, evaluate_until
-from lipopt.lower.certify import (
+from lipopt.certify.points import (
     Certified,
     certify_best,
     input_scale,
@@ -49,11 +47,13 @@ from lipopt.lower.certify import (
     sample_domain,
     sample_nominal,
 )
+from lipopt.certify.witness import certified_pair_ratio, clip_to_domain, in_domain
+from lipopt.deadline import Deadline
+from lipopt.lower.batch import batch_jacobian_norms, evaluate_until
 from lipopt.network.network import Network
 from lipopt.options import MethodOptions, RunOptions
 from lipopt.result import BoundKind, LipschitzResult, Status
 from lipopt.spec import Question
-from lipopt.witness import certified_pair_ratio, clip_to_domain, in_domain
 
 GAMMA = 1.3  # CLIP reg_decay
 

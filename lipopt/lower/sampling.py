@@ -1,7 +1,7 @@
 """Method "sampling" (LOWER): the largest Jacobian norm at random points of the domain.
 
 Points are uniform in a box / ball. For the global domain the points are drawn around 0 at the scale of the
-first layer's hyperplanes and beyond (``lipopt.lower.certify.sample_domain``): a heuristic choice of *where
+first layer's hyperplanes and beyond (``lipopt.certify.points.sample_domain``): a heuristic choice of *where
 to look* only; the value is still a certified lower bound because each Jacobian is that of a real linear
 region (formulations.md Fact A). With biases the maximising region can be far away (Fact C): expect gaps.
 
@@ -26,20 +26,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lipopt.deadline import Deadline
-from lipopt.lower.batch import batch_jacobian_norms, evaluate_until
-from lipopt.lower.certify import (
+from lipopt.certify.points import (
     certify_best,
     input_scale,
     nominal_ratios,
     sample_domain,
     sample_nominal,
 )
+from lipopt.certify.witness import certified_pair_ratio, in_domain
+from lipopt.deadline import Deadline
+from lipopt.lower.batch import batch_jacobian_norms, evaluate_until
 from lipopt.network.network import Network
 from lipopt.options import MethodOptions, RunOptions
 from lipopt.result import BoundKind, LipschitzResult, Status, StopReason, Verdict
 from lipopt.spec import Question
-from lipopt.witness import certified_pair_ratio, in_domain
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
 
 def _check_witness(res: LipschitzResult, network: Network, q: Question, w: dict, how: str) -> None:
     """Re-evaluate the witness in float64 and check that it certifies the value."""
-    from lipopt.witness import point_witness
+    from lipopt.certify.witness import point_witness
 
     x = np.asarray(w["x"])
     if how == "point":
@@ -123,7 +123,7 @@ def _run_nominal(network: Network, q: Question, n: int, rng: np.random.Generator
     x0 = q.domain.center  # type: ignore[union-attr]
     xb = x[i]
     if not in_domain(xb, q):
-        from lipopt.witness import clip_to_domain
+        from lipopt.certify.witness import clip_to_domain
 
         xb = clip_to_domain(xb, q)
     value = certified_pair_ratio(network, xb, x0, q)

@@ -92,9 +92,9 @@ def solve_directions(network: Any, question: Any, cert_q: Any, fb: ForwardBounds
     incumbents certified on ``network`` (in its own units, like ``best_lower``)."""
     from lipopt_solvers import solve_pyomo
 
+    from lipopt.certify.candidates import certify_candidates
     from lipopt.formulations.milp import build_milp
     from lipopt.formulations.scaling import scaled_outcome
-    from lipopt.mip.bracket import certify_candidates
 
     n = network.input_size
     count = 2 ** n if question.input_norm is Norm.LINF else 2 * n

@@ -2,7 +2,7 @@
 
 Pipeline: the domain box -> sound neuron bounds (``lipopt.bounds.compute_bounds``; default "lp":
 interval, then CROWN, then LP tightening) -> one MILP per output piece (:mod:`lipopt.formulations.milp`)
-solved with HiGHS (default), SCIP or Gurobi -> certified bracket (:mod:`lipopt.mip.bracket`).
+solved with HiGHS (default), SCIP or Gurobi -> certified bracket (:mod:`lipopt.certify.bracket`).
 
 Questions: input norm l1 or l-inf; a scalar output (logit, margin, direction) or all outputs with output
 norm l-inf (one MILP per output row j, c = e_j: the sign of c is dropped by the symmetry of |.|) or l1
@@ -109,7 +109,7 @@ def domain_box(network: Network, question: Question) -> tuple[np.ndarray, np.nda
 
 def _degenerate(network: Network, question: Question, cand: Any) -> bool:
     """True when the candidate's pattern has no interior in the domain (safe to cut)."""
-    from lipopt.regions import INTERIOR_TOL, interior_point
+    from lipopt.certify.regions import INTERIOR_TOL, interior_point
 
     try:
         found = interior_point(network, question, cand.relu_states, cand.pool_winners)
@@ -206,8 +206,8 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
     """The shared driver of "milp" and "lp-relax" (``relax=True``)."""
     from lipopt_solvers import interrupts, solve_pyomo
 
+    from lipopt.certify.bracket import make_bracket_result
     from lipopt.formulations.milp import build_milp, cheap_upper, output_pieces
-    from lipopt.mip.bracket import make_bracket_result
 
     t_start = time.perf_counter()
     q = question
@@ -231,12 +231,12 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
 
     # certified points independent of the solver: the domain centre and a few seeded samples (a
     # lower bound even when the solver finds no incumbent in its time)
-    from lipopt.mip.bracket import Candidate
+    from lipopt.certify.candidates import Candidate
 
     samples = _sample_points(network, cert_q, o.n_samples, o.sample_pool,
                              options.seed)
     candidates = [Candidate(x=x, label=f"sample {i}") for i, x in enumerate(samples)]
-    from lipopt.mip.bracket import certify_candidates
+    from lipopt.certify.candidates import certify_candidates
 
     best_lower = -math.inf
     if split_dirs:  # the samples' certified value prunes directions from the start

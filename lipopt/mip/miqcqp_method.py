@@ -12,12 +12,13 @@ Pipeline (one call, one time budget):
 3. Upper-bound problem P_UB (closed regions), solved by SCIP (or Gurobi, ``RunOptions.solver``): its dual
    bound is the certified UPPER bound (even on a time limit), intersected with the bound-propagation bound.
    The incumbent's activation pattern is certified by an interior point of its region
-   (:func:`lipopt.regions.certify_pattern`): when it has interior, the two bounds meet and nothing else is
-   solved.
+   (:func:`lipopt.certify.regions.certify_pattern`): when it has interior, the two bounds meet and nothing
+   else is solved.
 4. Otherwise the lower-bound problem P_LB,eps (margin eps) with the remaining time; its incumbent pattern is
    certified the same way. eps is per neuron: ``epsilon_rel`` x the neuron's pre-activation range unless an
    absolute ``epsilon`` is given; the value used is in ``stats``.
-5. :func:`lipopt.mip.bracket.make_bracket_result`: EXACT when the certified lower bound meets the dual bound.
+5. :func:`lipopt.certify.bracket.make_bracket_result`: EXACT when the certified lower bound meets the dual
+   bound.
 
 Options (``RunOptions.extra``, top level or under the key "miqcqp"): problem ("both" | "ub" | "lb"),
 epsilon, epsilon_rel (1e-4), epsilon_min (1e-5), bounds ("auto" = LP tightening when available, "interval",
@@ -122,10 +123,10 @@ def warm_start(network: Network, question: Question, n_samples: int, seed: int,
                global_radius: float | None = None, deadline: float | None = None) -> WarmStart:
     """The best certified Jacobian norm over sampled points (a LOWER bound), or None. ``deadline`` (a
     ``time.perf_counter()`` instant): the samples are evaluated until then (at least one)."""
+    from lipopt.certify.points import sample_domain
+    from lipopt.certify.witness import point_witness
     from lipopt.deadline import Deadline
     from lipopt.lower.batch import batch_jacobian_norms, evaluate_until
-    from lipopt.lower.certify import sample_domain
-    from lipopt.witness import point_witness
 
     t0 = time.perf_counter()
     if n_samples <= 0:
@@ -165,10 +166,11 @@ def local_search(network: Network, question: Question, x0: np.ndarray, budget: f
                  max_rounds: int = 50) -> tuple[float | None, np.ndarray | None, int]:
     """Hill climbing over neighbouring linear regions from the region of x0: flip one neuron at a time,
     keep a flip when ||J_s|| grows and the new region has interior in the domain (margin LP + float64
-    re-evaluation, :func:`lipopt.regions.certify_pattern`). Returns (certified value, witness x, #LPs)."""
+    re-evaluation, :func:`lipopt.certify.regions.certify_pattern`). Returns (certified value, witness x,
+    #LPs)."""
+    from lipopt.certify.regions import certify_pattern, pattern_at
     from lipopt.formulations.miqcqp_geometry import mlp_weights
     from lipopt.norms import jacobian_norm
-    from lipopt.regions import certify_pattern, pattern_at
 
     t_end = time.perf_counter() + budget
     ws, _ = mlp_weights(network)
@@ -226,7 +228,7 @@ def _in_norm_units(out: Any, mm: Any, factor: float = 1.0) -> Any:
 
 
 def _candidate(mm: Any, label: str, objective: float | None) -> Any:
-    from lipopt.mip.bracket import Candidate
+    from lipopt.certify.candidates import Candidate
 
     return Candidate(relu_states=mm.relu_states(), x=mm.input_point(), objective=objective, label=label)
 
@@ -311,8 +313,9 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
         return affine  # no ReLU: the norm of W, exactly (no layer to encode)
     from lipopt_solvers import Capability, default_solver
 
+    from lipopt.certify.bracket import make_bracket_result
+    from lipopt.certify.candidates import Candidate, certify_candidates
     from lipopt.formulations.miqcqp import build_model
-    from lipopt.mip.bracket import Candidate, certify_candidates, make_bracket_result
 
     t_start = time.perf_counter()
     q = question.bind(network)

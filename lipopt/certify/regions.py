@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lipopt.certify.witness import PointWitness, point_witness
 from lipopt.network.network import AffineStage, MaxPoolStage, Network, ReLUStage, stage_forward
 from lipopt.spec import Question
-from lipopt.witness import PointWitness, point_witness
 
 #: geometric margin below which a region is treated as having no interior
 INTERIOR_TOL = 1e-9

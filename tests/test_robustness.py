@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from lipopt.analytic.certify import certified_radius, certify, plot_report
+from lipopt.analytic.robustness import certified_radius, certify, plot_report
 from lipopt.lower.adversarial import fgsm_l2, minimal_adversarial, pgd_l2
 from lipopt.network.layers import Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from lipopt.network.network import Network

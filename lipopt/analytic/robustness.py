@@ -99,7 +99,7 @@ class CertifyRow:
 
 
 @dataclass
-class CertifyReport:
+class RobustnessReport:
     network: str
     label: int
     margin: float
@@ -140,7 +140,7 @@ class CertifyReport:
 def certify(network: Network, x0: np.ndarray, eps_list: list[float], *, device: str = "cpu",
             options: LocalOptions | None = None, lower: bool = True, radius: bool = True,
             adversarial: bool = True, seed: int = 0,
-            clip: tuple[float, float] | None = None) -> CertifyReport:
+            clip: tuple[float, float] | None = None) -> RobustnessReport:
     """Local bound at each eps (certified UPPER on the nominal-point constant), global bound, lower bounds
     from real pairs, the certified radius and a PGD adversarial example."""
     from lipopt.lower.adversarial import minimal_adversarial, nominal_ratio_lower, torch_model
@@ -173,10 +173,10 @@ def certify(network: Network, x0: np.ndarray, eps_list: list[float], *, device: 
         notes.append(comp.device_warning)
     if rad is not None and adv_d is not None and adv_d < rad.radius:
         notes.append("INCONSISTENT: adversarial example inside the certified radius")
-    return CertifyReport(network.name or "network", label, delta, rows, rad, adv_d, adv_l, notes)
+    return RobustnessReport(network.name or "network", label, delta, rows, rad, adv_d, adv_l, notes)
 
 
-def plot_report(report: CertifyReport, path: str) -> str:
+def plot_report(report: RobustnessReport, path: str) -> str:
     """Local bound vs eps (log-log) with the lower bounds and the global bound, written to ``path``."""
     import matplotlib
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from lipopt.certify.witness import certified_pair_ratio, clip_to_domain, in_domain, point_witness
 from lipopt.deadline import Deadline
 from lipopt.network.network import AffineStage, Network
 from lipopt.norms import MAX_ENUM_DIM
 from lipopt.spec import Ball, Box, Norm, Question
-from lipopt.witness import certified_pair_ratio, clip_to_domain, in_domain, point_witness
 
 
 @dataclass
