@@ -555,11 +555,12 @@ def _fingerprints(spec: GridSpec) -> dict[str, str | None]:
 
 
 def _complete(rec: dict[str, Any], spec: GridSpec, cell: Cell, env: dict[str, Any],
-              prints: Mapping[str, str | None], started: float) -> dict[str, Any]:
+              prints: Mapping[str, str | None], started: float, index: int) -> dict[str, Any]:
     rec = dict(rec)
     rec.update({
         "grid_schema": GRID_SCHEMA,
         "cell_key": cell.key,
+        "cell_index": index,  # position in the spec's cell order (tables follow it)
         "network_name": cell.network.name,
         "network_source": cell.network.source,
         "fingerprint": rec.get("fingerprint") or prints.get(cell.network.source),
@@ -604,9 +605,10 @@ def run(spec: GridSpec | str | Path, out: str | Path | None = None, *, force: bo
     prints = _fingerprints(spec)
     path = out_dir / RECORDS_FILE
     bar = _Progress(len(todo), quiet, progress)
+    index = {c.key: i for i, c in enumerate(cells)}
 
     def finish(cell: Cell, rec: dict[str, Any], started: float) -> None:
-        rec = _complete(rec, spec, cell, env, prints, started)
+        rec = _complete(rec, spec, cell, env, prints, started, index[cell.key])
         with open(path, "a") as f:  # one line per record, flushed as it finishes
             f.write(json.dumps(rec) + "\n")
             f.flush()

@@ -1,0 +1,233 @@
+"""Tables from grid records (``DIR/records.jsonl`` written by :mod:`lipopt.grid`), never from live runs.
+
+``load(DIR)`` gives one DataFrame row per cell (the last record of a cell wins: ``--force`` appends).
+``table(DIR, rows="network", cols="method", value="value")`` pivots it: each cell shows the value with
+its kind marker (``=`` EXACT, ``<=`` UPPER, ``>=`` LOWER, ``~`` ESTIMATE); a failed record shows
+``failed`` (``failed (time-out)`` when it was killed at its deadline) and never a number; an ok record
+that stopped at its time limit is marked ``[t/o]``. ``value="ratio"`` divides by the best certified
+lower bound of the same network and question (over all methods and seeds); ``"time"`` is the cell's
+wall time in seconds, ``"gap"`` the record's own relative gap. The tightest certified upper bound of a
+row is bold in Markdown and LaTeX.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MARKS", "VALUES", "load", "table"]
+
+VALUES = ("value", "ratio", "time", "gap")
+FORMATS = ("text", "markdown", "latex", "csv")
+MARKS = {"EXACT": "=", "UPPER": "<=", "LOWER": ">=", "ESTIMATE": "~"}
+_LATEX_MARKS = {"=": "$=$", "<=": r"$\le$", ">=": r"$\ge$", "~": r"$\approx$"}
+_FAILED = ("error", "check_failed")
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    recs = []
+    for line in path.read_text().splitlines():
+        try:
+            recs.append(json.loads(line))
+        except json.JSONDecodeError:  # a line half written by a crash: its cell is run again on resume
+            continue
+    return recs
+
+
+def load(directory: str | Path) -> Any:
+    """The records of a grid folder as a pandas DataFrame, one row per cell: network, question (its
+    description), method, seed, kind, value, lower, upper, verdict, stop, failed, timed_out, time_s,
+    gap, ratio (value over the best certified lower bound of the same network and question), message,
+    fingerprint, and the record itself under ``record``. Every record is re-finalised through
+    :class:`lipopt.result.LipschitzResult`: a failed record has no value."""
+    import pandas as pd
+
+    from lipopt.result import LipschitzResult
+
+    path = Path(directory)
+    if path.is_dir():
+        path = path / "records.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"no records at {path} (run `lipopt grid SPEC --out DIR` first)")
+    by_key: dict[str, dict[str, Any]] = {}
+    for rec in _read_lines(path):
+        by_key[rec.get("cell_key") or json.dumps(rec, sort_keys=True)] = rec
+    fields = set(LipschitzResult.__dataclass_fields__) | {"schema", "status", "gap"}
+    rows = []
+    ordered = sorted(by_key.values(), key=lambda r: (r.get("cell_index") is None, r.get("cell_index") or 0))
+    for rec in ordered:
+        res = LipschitzResult.from_dict({k: v for k, v in rec.items() if k in fields})
+        failed = res.failed
+        rows.append({
+            "network": rec.get("network_name") or res.network,
+            "question": res.question.get("description", "") or json.dumps(rec.get("question_spec")),
+            "question_index": rec.get("question_index"),
+            "method": res.method,
+            "seed": rec.get("seed"),
+            "kind": "FAILED" if failed else (res.kind.value if res.value is not None else "-"),
+            "value": None if failed else res.value,
+            "lower": None if failed else res.lower,
+            "upper": None if failed else res.upper,
+            "verdict": res.verdict.value,
+            "stop": res.stop.value,
+            "failed": failed,
+            "timed_out": res.stop.value == "time_limit",
+            "time_s": rec.get("cell_wall_s", res.wall_time),
+            "method_time_s": res.wall_time,
+            "gap": res.gap,
+            "message": res.message,
+            "fingerprint": rec.get("fingerprint"),
+            "network_source": rec.get("network_source"),
+            "record": rec,
+        })
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    best: dict[tuple[str, str], float] = {}
+    for r in rows:
+        if r["value"] is not None and r["kind"] in ("EXACT", "LOWER") and r["lower"] is not None:
+            k = (r["network"], r["question"])
+            best[k] = max(best.get(k, -math.inf), r["lower"])
+    df["best_lower"] = [best.get((r["network"], r["question"])) for r in rows]
+    df["ratio"] = [r["value"] / b if r["value"] is not None and b not in (None, 0) else None
+                   for r, b in zip(rows, df["best_lower"], strict=True)]
+    return df
+
+
+def _as_list(v: str | list[str] | tuple[str, ...]) -> list[str]:
+    return [s.strip() for s in v.split(",")] if isinstance(v, str) else list(v)
+
+
+def _cell_text(r: Any, value: str) -> tuple[str, str, float | None]:
+    """(marker, text, number) of one record for ``value``; marker '' when none applies."""
+    if r["failed"]:
+        return "", "failed (time-out)" if r["timed_out"] else "failed", None
+    if r["verdict"] == "not_applicable":
+        return "", "n/a", None
+    if r["verdict"] == "solver_missing":
+        return "", "no solver", None
+    if value == "time":
+        t = r["time_s"]
+        return "", f"{t:.3g} s", t
+    if value == "gap":
+        g = r["gap"]
+        return "", "-" if g is None or (isinstance(g, float) and math.isnan(g)) else f"{g:.3g}", g
+    v = r["value"] if value == "value" else r["ratio"]
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "", "-", None
+    mark = MARKS.get(r["kind"], "")
+    text = f"{v:.6g}" if value == "value" else f"{v:.4g}"
+    if r["timed_out"]:
+        text += " [t/o]"
+    return mark, text, v
+
+
+def table(source: Any, rows: str | list[str] = "network", cols: str | list[str] = "method",
+          value: str = "value", fmt: str = "text") -> str:
+    """A table of grid records (a folder or the DataFrame of :func:`load`). ``rows`` / ``cols``: columns
+    of the DataFrame (comma-separated for several); when several records fall in one cell, the keys that
+    tell them apart (question, seed) are added to the rows. ``value``: value | ratio | time | gap;
+    ``fmt``: text | markdown | latex (booktabs) | csv."""
+    from lipopt.errors import LipoptError
+
+    if value not in VALUES:
+        raise LipoptError(f"unknown table value {value!r}; supported: {', '.join(VALUES)}")
+    if fmt not in FORMATS:
+        raise LipoptError(f"unknown table format {fmt!r}; supported: {', '.join(FORMATS)}")
+    df = source if not isinstance(source, str | Path) else load(source)
+    row_keys, col_keys = _as_list(rows), _as_list(cols)
+    for k in (*row_keys, *col_keys):
+        if k not in df.columns:
+            raise LipoptError(f"unknown table key {k!r}; available: network, question, method, seed, kind, "
+                              "verdict, stop")
+    if df.empty:
+        return "(no records)"
+    for extra in ("question", "seed"):
+        if df.duplicated(row_keys + col_keys).any() and extra not in row_keys + col_keys:
+            row_keys.append(extra)
+    if df.duplicated(row_keys + col_keys).any():
+        raise LipoptError(f"several records per cell of rows {row_keys} x cols {col_keys}; add the keys that "
+                          "differ to rows or cols")
+    records = df.to_dict("records")
+    row_ids = list(dict.fromkeys(tuple(r[k] for k in row_keys) for r in records))
+    col_ids = list(dict.fromkeys(tuple(r[k] for k in col_keys) for r in records))
+    cells: dict[tuple, dict[tuple, tuple[str, str, float | None, Any]]] = {rid: {} for rid in row_ids}
+    for r in records:
+        mark, text, num = _cell_text(r, value)
+        cells[tuple(r[k] for k in row_keys)][tuple(r[k] for k in col_keys)] = (mark, text, num, r)
+    bold = _tightest(cells) if value in ("value", "ratio") else {}
+    header = [" / ".join(row_keys)] + [" / ".join(map(str, c)) for c in col_ids]
+    body = []
+    for rid in row_ids:
+        line = [" / ".join(map(str, rid))]
+        for cid in col_ids:
+            c = cells[rid].get(cid)
+            line.append(("", "", False) if c is None else (c[0], c[1], bold.get(rid) == cid))
+        body.append(line)
+    return _render(header, body, fmt, value)
+
+
+def _tightest(cells: dict) -> dict:
+    """Per row, the column of the smallest certified upper bound (EXACT or UPPER, ok records)."""
+    out = {}
+    for rid, row in cells.items():
+        best = None
+        for cid, (_, _, num, r) in row.items():
+            if num is not None and r["kind"] in ("EXACT", "UPPER") and (best is None or num < best[0]):
+                best = (num, cid)
+        if best is not None:
+            out[rid] = best[1]
+    return out
+
+
+def _plain(c: tuple[str, str, bool]) -> str:
+    return f"{c[0]} {c[1]}".strip()
+
+
+def _latex_escape(s: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
+                 ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("^", r"\^{}"), ("~", r"\~{}")):
+        s = s.replace(a, b)
+    return s
+
+
+def _render(header: list[str], body: list[list[Any]], fmt: str, value: str) -> str:
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(header)
+        for line in body:
+            w.writerow([line[0], *(_plain(c) for c in line[1:])])
+        return buf.getvalue()
+    if fmt == "markdown":
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for line in body:
+            vals = [(f"**{_plain(c)}**" if c[2] else _plain(c)).replace("|", "\\|") for c in line[1:]]
+            out.append("| " + " | ".join([line[0], *vals]) + " |")
+        return "\n".join(out) + "\n"
+    if fmt == "latex":
+        out = ["% needs \\usepackage{booktabs}", r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+               r"\toprule", " & ".join(_latex_escape(h) for h in header) + r" \\", r"\midrule"]
+        for line in body:
+            vals = []
+            for mark, text, bold in line[1:]:
+                t = _latex_escape(text)
+                t = rf"\textbf{{{t}}}" if bold else t
+                vals.append(f"{_LATEX_MARKS[mark]}~{t}" if mark else t)
+            out.append(" & ".join([_latex_escape(line[0]), *vals]) + r" \\")
+        out += [r"\bottomrule", r"\end{tabular}"]
+        return "\n".join(out) + "\n"
+    texts = [header] + [[line[0], *(_plain(c) for c in line[1:])] for line in body]
+    widths = [max(len(t[i]) for t in texts) for i in range(len(header))]
+    lines = ["  ".join(t[i].ljust(widths[i]) if i == 0 else t[i].rjust(widths[i]) for i in range(len(t)))
+             for t in texts]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    legend = {"value": "= exact, <= upper bound, >= lower bound, ~ estimate",
+              "ratio": "value / best certified lower bound of the network and question",
+              "time": "wall time of the cell in seconds",
+              "gap": "relative gap (upper - lower) / upper"}[value]
+    return "\n".join(lines) + f"\n({legend}; failed: no number)\n"
