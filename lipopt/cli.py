@@ -281,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_certify = None
     if add_certify is not None:
         add_certify(sub)
+    from lipopt.cli_grid import add_parsers as add_grid
+
+    add_grid(sub)
     return parser
 
 

@@ -1,0 +1,56 @@
+"""The ``lipopt grid`` and ``lipopt table`` subcommands (experiment grids and the tables rendered from their
+records)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+GRID_EXIT_CODES = """exit codes:
+  0  every cell has an ok record (or its method does not apply / its solver is missing)
+  2  bad spec or options (nothing was run)
+  4  some cell's record failed (crash, time-out, error, failed check): it shows no number
+  130  interrupted (Ctrl-C): the finished records are kept, a rerun resumes
+"""
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    from lipopt.grid import load_spec, run
+
+    spec = load_spec(args.spec)
+    res = run(spec, args.out, force=args.force, quiet=args.quiet, max_cells=args.max_cells)
+    if not args.quiet:
+        print(f"{res.done} cell(s) run, {res.skipped} already recorded, {res.failed} failed, "
+              f"{res.remaining} left; records in {res.out / 'records.jsonl'}", file=sys.stderr)
+    if res.interrupted:
+        print("lipopt: interrupted (Ctrl-C); finished records are kept, run again to resume", file=sys.stderr)
+        return 130
+    return 4 if res.failed else 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from lipopt.records import table
+
+    print(table(args.dir, rows=args.rows, cols=args.cols, value=args.value, fmt=args.format), end="")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    from lipopt.records import FORMATS, VALUES
+
+    p = sub.add_parser("grid", help="run an experiment grid (TOML spec) and append one record per cell",
+                       epilog=GRID_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec", help="grid spec (.toml); see the README's 'Experiment grids'")
+    p.add_argument("--out", default=None, help="records folder (default: the spec's out)")
+    p.add_argument("--force", action="store_true", help="rerun the cells that already have a record")
+    p.add_argument("--max-cells", type=int, default=None, help="stop after this many cells (resume later)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress")
+    p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("table", help="a table of the records of a grid folder")
+    p.add_argument("dir", help="records folder written by `lipopt grid`")
+    p.add_argument("--rows", default="network", help="comma-separated keys (network, question, method, seed)")
+    p.add_argument("--cols", default="method", help="comma-separated keys (default method)")
+    p.add_argument("--value", default="value", choices=VALUES)
+    p.add_argument("--format", default="text", choices=FORMATS)
+    p.set_defaults(func=cmd_table)
