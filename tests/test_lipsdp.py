@@ -236,7 +236,7 @@ def test_large_lmi_goes_to_scs_without_a_chosen_solver() -> None:
 def test_split_is_the_product_of_the_pieces() -> None:
     net = nets.random_mlp([2, 5, 4, 3, 2], 0)
     full = run_method("lipsdp-neuron", net, L2)
-    split = run_method("lipsdp-neuron", net, L2, RunOptions(extra={"sdp_max_size": 9}))
+    split = run_method("lipsdp-neuron", net, L2, RunOptions(extra={"sdp_max_size": 9, "sdp_chordal": "off"}))
     _certified(split)
     assert any("split into 2 pieces" in n for n in split.notes)
     assert sum(c.passed for c in split.checks if c.name.startswith(CHECK)) == 2
@@ -247,7 +247,7 @@ def test_split_is_the_product_of_the_pieces() -> None:
     assert split.value >= full.value * (1 - 1e-6)
     exact = run_method("enumeration", net, L2).value
     assert full.value >= exact * (1 - 1e-9)
-    tiny = run_method("lipsdp-neuron", net, L2, RunOptions(extra={"sdp_max_size": 1}))
+    tiny = run_method("lipsdp-neuron", net, L2, RunOptions(extra={"sdp_max_size": 1, "sdp_chordal": "off"}))
     assert tiny.verdict is Verdict.NOT_APPLICABLE and "sdp_max_size" in tiny.message
 
 
@@ -262,7 +262,8 @@ def test_lipsdp_readme_values_on_random_weights() -> None:
     net = lipopt.load(str(LIPSDP_NETS / "random_weights.mat"))
     neuron = run_method("lipsdp-neuron", net, L2)
     layer = run_method("lipsdp-layer", net, L2)
-    pieces = run_method("lipsdp-neuron", net, L2, RunOptions(extra={"sdp_max_size": 41}))
+    split = RunOptions(extra={"sdp_max_size": 41, "sdp_chordal": "off"})
+    pieces = run_method("lipsdp-neuron", net, L2, split)
     for res, ref in ((neuron, 36.482), (layer, 39.839), (pieces, 37.668)):
         _certified(res)
         assert res.value == pytest.approx(ref, abs=6e-4)  # the README prints 3 decimals
@@ -284,3 +285,36 @@ def test_time_limited_solves_are_certified_or_carry_no_bound(solver: str, limit:
     else:
         _certified(res)
         assert res.value >= 36.482 * (1 - 1e-5)  # never below the LipSDP optimum (README 36.482)
+
+
+@pytest.mark.parametrize("form", ["neuron", "layer"])
+def test_chordal_form_equals_the_dense_form(form: str) -> None:
+    """Block tri-diagonal M: the clique decomposition is exact, so both forms give the same optimum."""
+    from lipopt_solvers import SolverOptions
+
+    from lipopt.sdp.lipsdp import build_chain, certify, chordal_size, is_block_tridiagonal, solve_lmi
+
+    net = nets.random_mlp([3, 10, 10, 10, 10, 1], 1)
+    chain = build_chain(net)
+    assert is_block_tridiagonal(chain) and chordal_size(chain) == 20 and chain.size == 43
+    vals = []
+    for chordal in (False, True):
+        sol = solve_lmi(chain, form, "clarabel", SolverOptions(), chordal=chordal)
+        cert = certify(chain, sol.rho, sol.lam)
+        assert cert.ok
+        vals.append(chain.value(cert.rho))
+    assert vals[1] == pytest.approx(vals[0], rel=1e-6)
+    method = f"lipsdp-{form}"
+    on = run_method(method, net, L2, RunOptions(extra={"sdp_chordal": "on"}))
+    _certified(on)
+    assert on.stats["chordal"] and on.stats["cones"] == 4 and on.value == pytest.approx(vals[0], rel=1e-6)
+    assert on.value <= run_method("naive", net, L2).value * (1 + 1e-6)
+
+
+def test_chordal_split_plan_counts_cliques() -> None:
+    from lipopt.sdp.lipsdp import LipSDPOptions, plan_pieces
+
+    shapes = [(64, 10)] + [(64, 64)] * 7 + [(1, 64)]  # 10-64x8-1: dense LMI 522, cliques of 128
+    dense = plan_pieces(shapes, LipSDPOptions(sdp_max_size=400), chordal=False)
+    assert isinstance(dense, list) and len(dense) == 2
+    assert plan_pieces(shapes, LipSDPOptions(sdp_max_size=400), chordal=True) == [(0, 8)]

@@ -69,6 +69,9 @@ class LipSDPOptions(MethodOptions):
     #: split the network into consecutive pieces (product of their certified bounds, still an upper
     #: bound: relu is 1-Lipschitz) when the whole LMI is above sdp_max_size
     sdp_split: bool = True
+    #: the chordal (clique-wise) form of block tri-diagonal LMIs: "auto" (above sdp_clarabel_max_size),
+    #: "on" or "off"; with it sdp_max_size bounds the largest clique, not the whole LMI
+    sdp_chordal: str = "auto"
     #: without a user-chosen solver: the default SDP solver (Clarabel) up to this LMI size, SCS above it
     #: (Clarabel's dense PSD-cone steps grow steeply: size 100 about 30 s, 132 about 285 s; SCS 8 s)
     sdp_clarabel_max_size: int = 110
@@ -177,34 +180,41 @@ def refusal(network: Network, question: Question, opts: LipSDPOptions | None = N
         affs = _affine_chain(network)
     except NotApplicableError as exc:
         return str(exc)
-    plan = plan_pieces([s.shape for s in affs], opts)
+    plan = plan_pieces([s.shape for s in affs], opts, chordal=opts.sdp_chordal != "off")
     return plan if isinstance(plan, str) else None
 
 
-def _piece_size(shapes: list[tuple[int, int]], a: int, b: int, reduce: bool) -> tuple[int, int]:
-    """(solve size, full size) of the LMI of affine stages a..b (hidden layers a+1..b)."""
+def _piece_size(shapes: list[tuple[int, int]], a: int, b: int, reduce: bool, chordal: bool = False
+                ) -> tuple[int, int]:
+    """(solve size, full size) of the LMI of affine stages a..b (hidden layers a+1..b); the solve size of
+    the chordal form is its largest clique."""
     n_in, rows = shapes[a][1], shapes[a][0]
-    hidden = sum(shapes[k][0] for k in range(a, b))
-    return (min(n_in, rows) if reduce else n_in) + hidden, n_in + hidden
+    hidden = [shapes[k][0] for k in range(a, b)]
+    first = min(n_in, rows) if reduce else n_in
+    full = n_in + sum(hidden)
+    if chordal and len(hidden) >= 2:
+        w = [first, *hidden]
+        return max(w[k] + w[k + 1] for k in range(len(w) - 1)), full
+    return first + sum(hidden), full
 
 
-def plan_pieces(shapes: list[tuple[int, int]], opts: LipSDPOptions | None = None
+def plan_pieces(shapes: list[tuple[int, int]], opts: LipSDPOptions | None = None, chordal: bool = False
                 ) -> list[tuple[int, int]] | str:
     """Consecutive pieces (first and last affine stage, inclusive; the relus inside a piece are its hidden
     layers) whose LMIs fit the limits: the whole network when it fits, else (``sdp_split``) greedy runs
     of stages, the relu between two pieces cut (1-Lipschitz: the product of the pieces' bounds is an
-    upper bound); or why not."""
+    upper bound); or why not. ``chordal``: sizes of the chordal form (largest clique)."""
     opts = opts or LipSDPOptions()
     last = len(shapes) - 1
     red = opts.sdp_reduce_input
 
     def fits(a: int, b: int) -> bool:
-        solve, full = _piece_size(shapes, a, b, red)
+        solve, full = _piece_size(shapes, a, b, red, chordal)
         return solve <= opts.sdp_max_size and full <= opts.sdp_max_check_size
 
     if fits(0, last):
         return [(0, last)]
-    solve, full = _piece_size(shapes, 0, last, red)
+    solve, full = _piece_size(shapes, 0, last, red, chordal)
     why = (f"the LipSDP LMI has size {solve} to solve ({full} to check), above the limits sdp_max_size "
            f"{opts.sdp_max_size} / sdp_max_check_size {opts.sdp_max_check_size}")
     if not opts.sdp_split:
@@ -212,7 +222,7 @@ def plan_pieces(shapes: list[tuple[int, int]], opts: LipSDPOptions | None = None
     pieces, a = [], 0
     while a <= last:  # pieces partition the affine stages; the relu between two pieces is cut
         if not fits(a, a):
-            s1, f1 = _piece_size(shapes, a, a, red)
+            s1, f1 = _piece_size(shapes, a, a, red, chordal)
             return f"{why}; even affine stage {a} alone has size {s1} ({f1} to check)"
         b = a
         while b < last and fits(a, b + 1):
@@ -506,10 +516,41 @@ def _coefficients(chain: Chain) -> Any:
                          shape=(n * n, col))
 
 
-def solve_lmi(chain: Chain, form: str, solver: str, solver_options: Any = None, reduce_input: bool = True
-              ) -> SDPSolve:
+def _blocks(chain: Chain) -> list[np.ndarray]:
+    """Index ranges of xi's blocks: x_0, then the unstable neurons of each hidden layer."""
+    return [np.arange(chain.n0)] + [la.idx for la in chain.layers]
+
+
+def is_block_tridiagonal(chain: Chain) -> bool:
+    """Whether M is block tri-diagonal over (x_0, x_1, ..., x_{L-1}) (every pre-activation reads only the
+    previous block, the output only the last): always on the global question; stable-on neurons of a
+    local question can couple blocks further apart."""
+    blocks = _blocks(chain)
+    if len(chain.layers) < 2 or any(b.size == 0 for b in blocks):
+        return False
+    for k, la in enumerate(chain.layers):
+        cols = np.flatnonzero(np.any(la.V != 0, axis=0))
+        if cols.size and not np.all(np.isin(cols, blocks[k])):
+            return False
+    cols = np.flatnonzero(np.any(chain.out != 0, axis=0))
+    return bool(not cols.size or np.all(np.isin(cols, blocks[-1])))
+
+
+def chordal_size(chain: Chain) -> int:
+    """Largest clique (two consecutive blocks) of the chordal form."""
+    w = [b.size for b in _blocks(chain)]
+    return max(w[k] + w[k + 1] for k in range(len(w) - 1))
+
+
+def solve_lmi(chain: Chain, form: str, solver: str, solver_options: Any = None, reduce_input: bool = True,
+              chordal: bool = False) -> SDPSolve:
     """min rho s.t. M(rho, lam) <= 0 with cvxpy through the solver layer (Neuron: lam per unstable
-    neuron; Layer: one per hidden layer)."""
+    neuron; Layer: one per hidden layer).
+
+    ``chordal`` (block tri-diagonal M only, :func:`is_block_tridiagonal`): M <= 0 written as
+    -M = sum_k E_k^T Y_k E_k with Y_k >= 0 on the cliques (x_{k-1}, x_k) (exact for this chordal
+    pattern); the diagonal block x_k shared by cliques k and k+1 is split by a free symmetric S_k. The
+    cone sizes are n_{k-1} + n_k instead of n_0 + N: depth costs linearly."""
     import cvxpy as cp
     import scipy.sparse as sp
     from lipopt_solvers import solve_cvxpy
@@ -528,12 +569,37 @@ def solve_lmi(chain: Chain, form: str, solver: str, solver_options: Any = None, 
     rho = cp.Variable(nonneg=True, name="rho")
     e0 = np.zeros((n, n))
     e0[:ch.n0, :ch.n0] = np.eye(ch.n0)
-    m = ch.out.T @ ch.out - rho * e0
+    const = ch.out.T @ ch.out
     lam = None
     if f.shape[1] > 0:
         lam = cp.Variable(f.shape[1], nonneg=True, name="lam" if form == "neuron" else "lam_layer")
-        m = m + cp.reshape(f @ lam, (n, n), order="F")
-    prob = cp.Problem(cp.Minimize(rho), [0.5 * (m + m.T) << 0])
+    if chordal and is_block_tridiagonal(ch):
+        f = f.tocsr()
+        blocks = _blocks(ch)
+
+        def blk(i: int, j: int) -> Any:
+            rs, cs = blocks[i], blocks[j]
+            e = const[np.ix_(rs, cs)] - rho * e0[np.ix_(rs, cs)]
+            if lam is not None:
+                rows = (rs[:, None] + cs[None, :] * n).ravel(order="F")
+                e = e + cp.reshape(f[rows] @ lam, (rs.size, cs.size), order="F")
+            return e
+
+        nk = len(blocks) - 1
+        splits = [cp.Variable((blocks[k].size, blocks[k].size), symmetric=True) for k in range(1, nk)]
+        cons = []
+        for k in range(1, nk + 1):
+            tl = -blk(0, 0) if k == 1 else -blk(k - 1, k - 1) - splits[k - 2]
+            br = -blk(nk, nk) if k == nk else splits[k - 1]
+            off = -blk(k - 1, k)
+            y = cp.bmat([[tl, off], [off.T, br]])
+            cons.append(0.5 * (y + y.T) >> 0)
+        prob = cp.Problem(cp.Minimize(rho), cons)
+    else:
+        m = const - rho * e0
+        if lam is not None:
+            m = m + cp.reshape(f @ lam, (n, n), order="F")
+        prob = cp.Problem(cp.Minimize(rho), [0.5 * (m + m.T) << 0])
     build = time.perf_counter() - t0
     out = solve_cvxpy(prob, solver, solver_options)
     rv = None if rho.value is None else float(rho.value)

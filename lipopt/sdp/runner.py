@@ -80,7 +80,11 @@ def _run(method: str, network: Network, question: Question, options: RunOptions,
         notes.append(f"a global bound: valid for this {question.constant} question, but not local")
     c = question.output_vector(network.output_size)
     mats = affine_matrices(network)
-    plan = plan_pieces([m.shape for m in mats], sopts)
+    if sopts.sdp_chordal not in ("auto", "on", "off"):
+        from lipopt.errors import InvalidOptionsError
+
+        raise InvalidOptionsError(f"sdp_chordal must be 'auto', 'on' or 'off', got {sopts.sdp_chordal!r}")
+    plan = plan_pieces([m.shape for m in mats], sopts, chordal=not local and sopts.sdp_chordal != "off")
     if isinstance(plan, str):
         raise NotApplicableError(plan)
     if len(plan) > 1:
@@ -120,26 +124,38 @@ def _piece(method: str, chain, form: str, options: RunOptions, sopts: LipSDPOpti
     """Solve and certify one chain: {"value", "stop", "stats", "common"} or {"failed": record, ...}."""
     from lipopt_solvers import Capability, Termination, default_solver
 
-    from lipopt.sdp.lipsdp import certify, solve_lmi
+    from lipopt.sdp.lipsdp import _blocks, certify, is_block_tridiagonal, solve_lmi
 
     stats: dict = {"lmi_size": chain.size, "hidden_neurons": chain.n_hidden, "log2_scale": chain.log2_scale}
     solver = options.solver or default_solver(Capability.SDP)
-    solve_size = chain.reduced().size if sopts.sdp_reduce_input else chain.size
-    if options.solver is None and solver == "clarabel" and solve_size > sopts.sdp_clarabel_max_size:
+    red = chain.reduced() if sopts.sdp_reduce_input else chain
+    solve_size = red.size
+    big = solve_size > sopts.sdp_clarabel_max_size
+    want = sopts.sdp_chordal == "on" or (sopts.sdp_chordal == "auto" and big)
+    chordal = want and is_block_tridiagonal(red)
+    # Clarabel's cost grows like the sixth power of a cone's size: one cone of the equivalent size
+    cones = ([b1.size + b2.size for b1, b2 in zip(_blocks(red)[:-1], _blocks(red)[1:], strict=True)]
+             if chordal else [solve_size])
+    effective = sum(float(c) ** 6 for c in cones) ** (1 / 6)
+    stats.update({"chordal": chordal, "cones": len(cones), "largest_cone": max(cones)})
+    if chordal:
+        notes.append(f"chordal form: {len(cones)} cliques of consecutive layers, largest {max(cones)} "
+                     f"(dense LMI {solve_size})")
+    if options.solver is None and solver == "clarabel" and effective > sopts.sdp_clarabel_max_size:
         from lipopt_solvers import get_solver
 
         if get_solver("scs").is_installed():
             solver = "scs"
-            notes.append(f"solver scs: the LMI (size {solve_size}) is above sdp_clarabel_max_size "
-                         f"{sopts.sdp_clarabel_max_size}, where Clarabel's dense steps are slow; choose one "
-                         "with --solver")
+            notes.append(f"solver scs: the LMI (size {solve_size}, cones up to {max(cones)}) is above "
+                         f"sdp_clarabel_max_size {sopts.sdp_clarabel_max_size}, where Clarabel's dense steps "
+                         "are slow; choose one with --solver")
     if solver is None:
         return {"common": {}, "stats": stats, "failed": _fail(
             method, Verdict.SOLVER_MISSING, StopReason.NOT_RUN,
             "no SDP solver is installed (clarabel, scs or mosek via cvxpy)")}
     left = dl.remaining()
     so = options.solver_options(None if math.isinf(left) else max(left, 0.1))
-    sol = solve_lmi(chain, form, solver, so, reduce_input=sopts.sdp_reduce_input)
+    sol = solve_lmi(chain, form, solver, so, reduce_input=sopts.sdp_reduce_input, chordal=chordal)
     out = sol.outcome
     stats.update({"solve_size": sol.solve_size, "solver_termination": out.termination.value})
     common = {"solver": out.solver, "solver_version": out.solver_version, "raw_status": out.raw_status,
