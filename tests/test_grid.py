@@ -335,3 +335,16 @@ def test_ray_executor_gives_the_same_records(small_grid, tmp_path):
         ray.shutdown()
     assert res.done == 12
     _same_records(out, tmp_path / "ray", 12)
+
+
+def test_readme_example_spec_parses():
+    import tomllib
+
+    from lipopt.methods import check_method_options
+    from lipopt.options import RunOptions
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("### Experiment grids", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    spec = grid.parse_spec(tomllib.loads(block), "/nonexistent")
+    assert len(spec.cells()) == 2 * (3 + 3) * 2 and spec.solver == "highs"
+    check_method_options(RunOptions(extra=spec.options))  # the method options are real names
