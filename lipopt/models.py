@@ -102,7 +102,7 @@ def build_model(net: Any, kind: str, *, question: Any = None, options: RunOption
 
 def _milp(network: Any, q: Any, options: RunOptions, kind: str) -> BuiltModel:
     from lipopt.formulations.milp import build_milp, output_pieces
-    from lipopt.mip.milp_method import DEFAULT_SOLVER, Options, prepare
+    from lipopt.methods.milp import DEFAULT_SOLVER, Options, prepare
 
     o = Options.from_run(options, kind)
     setup = prepare(network, q, o, options.solver or DEFAULT_SOLVER)
@@ -116,7 +116,7 @@ def _milp(network: Any, q: Any, options: RunOptions, kind: str) -> BuiltModel:
 
 def _miqcqp(network: Any, q: Any, options: RunOptions, kind: str) -> BuiltModel:
     from lipopt.formulations.miqcqp import build_model as build_miqcqp
-    from lipopt.mip.miqcqp_method import Options, prepare
+    from lipopt.methods.miqcqp import Options, prepare
 
     problem = "ub" if kind == "miqcqp-ub" else "lb"
     cfg = dataclasses.asdict(Options.from_run(options, kind))

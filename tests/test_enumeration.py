@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lipopt.certify.witness import point_witness
-from lipopt.exact.enumeration import enumerate_regions, enumeration_value
 from lipopt.exact.regions import EnumerationOptions
 from lipopt.lower.batch import batch_jacobian_norms
 from lipopt.methods import RunOptions, run_method
+from lipopt.methods.enumeration import enumerate_regions, enumeration_value
 from lipopt.network.network import Network
 from lipopt.norms import jacobian_norm
 from lipopt.result import BoundKind, Status
@@ -257,7 +257,7 @@ def test_hypothesis_random_nets(seed: int, n_in: int, h1: int, h2: int, bias: bo
 
 
 def test_import_is_light() -> None:
-    code = ("import sys, lipopt.exact.enumeration, lipopt.lower.sampling, lipopt.lower.gradient_ascent;"
+    code = ("import sys, lipopt.methods.enumeration, lipopt.methods.sampling, lipopt.methods.grad_ascent;"
             "bad=[m for m in ('torch','cvxpy') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr

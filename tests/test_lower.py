@@ -11,9 +11,9 @@ import pytest
 
 from lipopt.certify.points import certify_point, norm_direction
 from lipopt.certify.witness import certified_pair_ratio, pair_ratio, point_witness
-from lipopt.exact.enumeration import enumeration_value
 from lipopt.lower.batch import batch_jacobians
 from lipopt.methods import RunOptions, run_method
+from lipopt.methods.enumeration import enumeration_value
 from lipopt.network.network import Network
 from lipopt.norms import jacobian_norm
 from lipopt.result import BoundKind

@@ -14,7 +14,7 @@ from lipopt.spec import Ball, Box, Direction, Global, Logit, Norm, Question
 
 pytest.importorskip("pyscipopt")
 
-from lipopt.mip.miqcqp_method import run_lb, run_ub
+from lipopt.methods.miqcqp import run_lb, run_ub
 
 OPTS = RunOptions(time_limit=30)
 # the LB problem alone, without the sampled warm start (which would certify the exact value by itself)
@@ -100,7 +100,7 @@ def test_t7_epsilon_jump(domain, eps: float, expected: float) -> None:
 
 
 def _enum(net, q) -> float:
-    from lipopt.exact.enumeration import enumeration_value
+    from lipopt.methods.enumeration import enumeration_value
 
     return enumeration_value(net, q.bind(net))
 

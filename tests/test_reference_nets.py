@@ -9,8 +9,8 @@ import nets
 import numpy as np
 import pytest
 
-from lipopt.exact.enumeration import enumeration_value
 from lipopt.methods import RunOptions, run_method
+from lipopt.methods.enumeration import enumeration_value
 from lipopt.result import BoundKind, Status
 
 EXACT = nets.exact_keys()

@@ -145,7 +145,7 @@ def test_quick_spectral_bounds_are_sound() -> None:
 def test_miqcqp_bound_tightening_time_limit_keeps_sound_bounds() -> None:
     """LP tightening stopped at once keeps CROWN bounds: they contain the tight ones and every sample."""
     from lipopt.formulations.miqcqp_geometry import input_set, layer_bounds
-    from lipopt.mip.miqcqp_method import warm_start
+    from lipopt.methods.miqcqp import warm_start
 
     net = _random_net([6, 24, 24, 1], seed=6)
     q = Question(Norm.L2, Norm.L2, Box(-1.0, 1.0), AllOutputs()).bind(net)

@@ -193,7 +193,7 @@ def _run_pairwise(network: Network, q: Question, cfg: dict, rng: np.random.Gener
                                message="no candidate could be certified")
     res = LipschitzResult("grad-ascent", BoundKind.LOWER, cert.value, Status.SOLVED, stats=stats,
                           witness={**cert.witness, "kind": cert.how}, notes=list(cert.notes))
-    from lipopt.lower.sampling import _check_witness
+    from lipopt.methods.sampling import _check_witness
 
     _check_witness(res, network, q, cert.witness, cert.how)
     return res

@@ -9,7 +9,7 @@ side of the bracket. Options as for "milp" (``RunOptions.extra``).
 
 from __future__ import annotations
 
-from lipopt.mip.milp_method import Options  # noqa: F401  (the options of "lp-relax" are the MILP's)
+from lipopt.methods.milp import Options  # noqa: F401  (the options of "lp-relax" are the MILP's)
 from lipopt.network.network import Network
 from lipopt.options import RunOptions
 from lipopt.result import LipschitzResult
@@ -19,14 +19,14 @@ METHOD = "lp-relax"
 
 
 def applicable(network: Network, question: Question) -> str | None:
-    from lipopt.mip.milp_method import mip_applicable
+    from lipopt.methods.milp import mip_applicable
 
     return mip_applicable(network, question)
 
 
 def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
     from lipopt.exact.affine import affine_result
-    from lipopt.mip.milp_method import solve_mip
+    from lipopt.methods.milp import solve_mip
 
     if (affine := affine_result(network, question, METHOD)) is not None:  # no ReLU: the LP is exact
         return affine

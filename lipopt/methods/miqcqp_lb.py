@@ -1,6 +1,6 @@
 """The MIQCQP lower-bound problem alone (regions with an epsilon margin): a certified LOWER bound."""
 
-from lipopt.mip.miqcqp_method import Options, applicable
-from lipopt.mip.miqcqp_method import run_lb as run
+from lipopt.methods.miqcqp import Options, applicable
+from lipopt.methods.miqcqp import run_lb as run
 
 __all__ = ["Options", "applicable", "run"]

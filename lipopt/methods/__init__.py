@@ -1,6 +1,12 @@
-"""The method registry: name -> module, declared bound kind and applicability.
+"""The methods: this registry (name -> module, declared bound kind, the solver capability it needs) and
+one module per registered name beside it (``enumeration``, ``naive``, ``local_affine``, ``sampling``,
+``grad_ascent``, ``milp``, ``lp_relax``, ``miqcqp``, ``miqcqp_ub``, ``miqcqp_lb``; the LipSDP methods in
+:mod:`lipopt.sdp`). The algorithms they run live in their own packages (:mod:`lipopt.bounds`,
+:mod:`lipopt.analytic`, :mod:`lipopt.exact`, :mod:`lipopt.formulations`, :mod:`lipopt.certify`,
+:mod:`lipopt.lower`) and know nothing of the registry.
 
-A method lives in its own module, which defines two functions and imports nothing heavy at module level:
+A method module defines an ``Options`` dataclass (:class:`lipopt.options.MethodOptions`) and two
+functions, and imports nothing heavy at module level:
 
     def applicable(network: Network, question: Question) -> str | None   # None, or why not
     def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult
@@ -144,31 +150,31 @@ def post_run_checks(res: LipschitzResult) -> LipschitzResult:
 
 def _builtin() -> None:
     entries = [
-        MethodInfo("enumeration", BoundKind.EXACT, "lipopt.exact.enumeration",
+        MethodInfo("enumeration", BoundKind.EXACT, "lipopt.methods.enumeration",
                    "exact: enumerate full-dimensional linear regions (LP interior test), tiny nets",
                    needs="LP"),
-        MethodInfo("naive", BoundKind.UPPER, "lipopt.analytic.naive",
+        MethodInfo("naive", BoundKind.UPPER, "lipopt.methods.naive",
                    "upper: product of layer operator norms (global)"),
-        MethodInfo("sampling", BoundKind.LOWER, "lipopt.lower.sampling",
+        MethodInfo("sampling", BoundKind.LOWER, "lipopt.methods.sampling",
                    "lower: largest Jacobian norm at sampled points of the domain"),
-        MethodInfo("grad-ascent", BoundKind.LOWER, "lipopt.lower.gradient_ascent",
+        MethodInfo("grad-ascent", BoundKind.LOWER, "lipopt.methods.grad_ascent",
                    "lower: projected gradient ascent on the Jacobian norm, with restarts"),
-        MethodInfo("milp", BoundKind.EXACT, "lipopt.mip.milp_method",
+        MethodInfo("milp", BoundKind.EXACT, "lipopt.methods.milp",
                    "exact l-inf / l1 constant by mixed-integer linear programming (LipMIP family)",
                    needs="MILP", interface="pyomo"),
-        MethodInfo("lp-relax", BoundKind.UPPER, "lipopt.mip.lp_relax_method",
+        MethodInfo("lp-relax", BoundKind.UPPER, "lipopt.methods.lp_relax",
                    "upper: LP relaxation of the MILP (binaries relaxed)", needs="LP",
                    interface="pyomo"),
-        MethodInfo("miqcqp", BoundKind.EXACT, "lipopt.mip.miqcqp_method",
+        MethodInfo("miqcqp", BoundKind.EXACT, "lipopt.methods.miqcqp",
                    "exact l2 / l-inf constant by the MIQCQP upper- and lower-bound problems (Sbihi et al.)",
                    needs="MIQCQP", interface="pyomo"),
-        MethodInfo("miqcqp-ub", BoundKind.UPPER, "lipopt.mip.miqcqp_ub_method",
+        MethodInfo("miqcqp-ub", BoundKind.UPPER, "lipopt.methods.miqcqp_ub",
                    "upper: the MIQCQP upper-bound problem alone (closed activation regions)", default=False,
                    needs="MIQCQP", interface="pyomo"),
-        MethodInfo("miqcqp-lb", BoundKind.LOWER, "lipopt.mip.miqcqp_lb_method",
+        MethodInfo("miqcqp-lb", BoundKind.LOWER, "lipopt.methods.miqcqp_lb",
                    "lower: the MIQCQP lower-bound problem alone (epsilon-margin regions)", default=False,
                    needs="MIQCQP", interface="pyomo"),
-        MethodInfo("local-affine", BoundKind.UPPER, "lipopt.analytic.local_method",
+        MethodInfo("local-affine", BoundKind.UPPER, "lipopt.methods.local_affine",
                    "upper: analytic local affine-ReLU bound, nominal-point l2 constant (Avant & Morgansen)"),
         MethodInfo("lipsdp-neuron", BoundKind.UPPER, "lipopt.sdp.neuron_method",
                    "upper: LipSDP-Neuron, global l2 (SDP, certified in float64)", needs="SDP",
