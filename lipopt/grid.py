@@ -202,7 +202,7 @@ def _network_entry(text: str, base: Path) -> NetworkEntry:
     p = Path(text)
     if not p.is_absolute():
         p = base / p
-    return NetworkEntry(str(p.resolve()), p.stem)
+    return NetworkEntry(str(p.resolve()), p.stem.removesuffix("_weights"))
 
 
 def _random_params(text: str) -> tuple[list[int], int, bool]:

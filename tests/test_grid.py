@@ -348,3 +348,14 @@ def test_readme_example_spec_parses():
     spec = grid.parse_spec(tomllib.loads(block), "/nonexistent")
     assert len(spec.cells()) == 2 * (3 + 3) * 2 and spec.solver == "highs"
     check_method_options(RunOptions(extra=spec.options))  # the method options are real names
+
+
+@pytest.mark.parametrize("name", ["exact", "tightness"])
+def test_shipped_grids_parse_and_name_existing_files(name):
+    root = Path(__file__).resolve().parents[1]
+    spec = grid.load_spec(root / "benchmarks" / "grids" / f"{name}.toml")
+    files = [n for n in spec.networks if not n.is_random]
+    if not Path(files[0].source).parent.parent.is_dir():
+        pytest.skip("../shared/external-nets is not there")
+    assert all(Path(n.source).is_file() for n in files)
+    assert spec.time_limit == (600 if name == "exact" else 120) and len(spec.cells()) > 100
