@@ -1,5 +1,5 @@
-"""The ``lipopt grid`` and ``lipopt table`` subcommands (experiment grids and the tables rendered from their
-records)."""
+"""The ``lipopt grid``, ``lipopt table`` and ``lipopt plot`` subcommands (experiment grids and the tables
+and figures rendered from their records)."""
 
 from __future__ import annotations
 
@@ -35,8 +35,16 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from lipopt.records import plot
+
+    for p in plot(args.dir, kind=args.kind, out=args.out):
+        print(p)
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    from lipopt.records import FORMATS, VALUES
+    from lipopt.records import FORMATS, PLOTS, VALUES
 
     p = sub.add_parser("grid", help="run an experiment grid (TOML spec) and append one record per cell",
                        epilog=GRID_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,3 +62,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--value", default="value", choices=VALUES)
     p.add_argument("--format", default="text", choices=FORMATS)
     p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("plot", help="a figure (PNG and PDF) of the records of a grid folder")
+    p.add_argument("dir", help="records folder written by `lipopt grid`")
+    p.add_argument("--kind", default="bracket", choices=PLOTS)
+    p.add_argument("--out", default=None, help="file stem (default DIR/KIND)")
+    p.set_defaults(func=cmd_plot)

@@ -19,10 +19,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MARKS", "VALUES", "load", "table"]
+__all__ = ["MARKS", "PLOTS", "VALUES", "load", "plot", "table"]
 
 VALUES = ("value", "ratio", "time", "gap")
 FORMATS = ("text", "markdown", "latex", "csv")
+PLOTS = ("bracket",)
 MARKS = {"EXACT": "=", "UPPER": "<=", "LOWER": ">=", "ESTIMATE": "~"}
 _LATEX_MARKS = {"=": "$=$", "<=": r"$\le$", ">=": r"$\ge$", "~": r"$\approx$"}
 _FAILED = ("error", "check_failed")
@@ -231,3 +232,70 @@ def _render(header: list[str], body: list[list[Any]], fmt: str, value: str) -> s
               "time": "wall time of the cell in seconds",
               "gap": "relative gap (upper - lower) / upper"}[value]
     return "\n".join(lines) + f"\n({legend}; failed: no number)\n"
+
+
+def plot(source: Any, kind: str = "bracket", out: str | Path | None = None) -> list[Path]:
+    """A figure of grid records, written as PNG and PDF (``out``: the file stem, default ``DIR/KIND``);
+    the paths written. ``kind="bracket"``: one row per network and question, each certified value of an
+    ok record at its position (EXACT o, UPPER v, LOWER ^, one colour per method) and the certified
+    bracket [best lower, best upper] as a bar; a log axis when the values span more than two decades.
+    Failed records are left out (the caption counts them)."""
+    from lipopt.errors import LipoptError
+
+    if kind not in PLOTS:
+        raise LipoptError(f"unknown plot kind {kind!r}; supported: {', '.join(PLOTS)}")
+    directory = Path(source) if isinstance(source, str | Path) else None
+    df = load(directory) if directory is not None else source
+    if out is None:
+        if directory is None:
+            raise LipoptError("plot of a DataFrame needs out= (the file stem)")
+        out = (directory if directory.is_dir() else directory.parent) / kind
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = df[df["value"].notna() & df["kind"].isin(["EXACT", "UPPER", "LOWER"])]
+    n_failed = int(df["failed"].sum()) if not df.empty else 0
+    rows = list(dict.fromkeys(zip(df["network"], df["question"], strict=True)))
+    methods = list(dict.fromkeys(ok["method"]))
+    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    markers = {"EXACT": "o", "UPPER": "v", "LOWER": "^"}
+    fig, ax = plt.subplots(figsize=(8, 1.0 + 0.45 * max(len(rows), 1)))
+    for y, (net, q) in enumerate(rows):
+        sel = ok[(ok["network"] == net) & (ok["question"] == q)]
+        lows = sel[sel["kind"].isin(["EXACT", "LOWER"])]["lower"].dropna()
+        ups = sel[sel["kind"].isin(["EXACT", "UPPER"])]["upper"].dropna()
+        if len(lows) and len(ups):
+            ax.plot([lows.max(), ups.min()], [y, y], color="0.7", linewidth=6, solid_capstyle="butt",
+                    zorder=1)
+        for _, r in sel.iterrows():
+            ax.scatter(r["value"], y, marker=markers[r["kind"]], color=colours[r["method"]], s=40, zorder=2)
+    values = ok["value"].astype(float)
+    if len(values) and values.min() > 0 and values.max() / values.min() > 100:
+        from matplotlib.ticker import NullFormatter
+
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_yticks(range(len(rows)), [f"{n}\n{q}" for n, q in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("Lipschitz constant (certified value of each bound, in the question's norms)")
+    ax.set_ylabel("network / question")
+    handles = [plt.Line2D([], [], linestyle="", marker="s", color=colours[m], label=m) for m in methods]
+    handles += [plt.Line2D([], [], linestyle="", marker=mk, color="k", label=k.lower())
+                for k, mk in markers.items()]
+    handles.append(plt.Line2D([], [], color="0.7", linewidth=6, label="certified bracket"))
+    ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    title = "Certified bounds per network and question"
+    if n_failed:
+        title += f" ({n_failed} failed record(s) not shown)"
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    paths = []
+    for ext in ("png", "pdf"):
+        p = Path(f"{out}.{ext}")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(p, dpi=150)
+        paths.append(p)
+    plt.close(fig)
+    return paths

@@ -359,3 +359,16 @@ def test_shipped_grids_parse_and_name_existing_files(name):
         pytest.skip("../shared/external-nets is not there")
     assert all(Path(n.source).is_file() for n in files)
     assert spec.time_limit == (600 if name == "exact" else 120) and len(spec.cells()) > 100
+
+
+def test_bracket_plot_writes_png_and_pdf(small_grid, tmp_path):
+    from lipopt.cli import main
+
+    _, out, _, _ = small_grid
+    paths = records.plot(out, kind="bracket", out=tmp_path / "fig")
+    assert [p.suffix for p in paths] == [".png", ".pdf"]
+    assert paths[0].read_bytes().startswith(b"\x89PNG") and paths[1].read_bytes().startswith(b"%PDF")
+    assert main(["plot", str(out), "--out", str(tmp_path / "cli")]) == 0
+    assert (tmp_path / "cli.png").stat().st_size > 1000
+    with pytest.raises(LipoptError, match="supported: bracket"):
+        records.plot(out, kind="anytime", out=tmp_path / "x")
