@@ -71,6 +71,25 @@ class Global:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "global"}
 
+    def contains(self, x: np.ndarray, tol: float = 0.0) -> bool:
+        return True
+
+    def clip(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float64).copy()
+
+    def bounding_box(self) -> None:
+        """None: R^n has no bounding box."""
+        return None
+
+    def sample(self, rng: np.random.Generator, n: int, dim: int, scale: float = 1.0) -> np.ndarray:
+        """Where to look in R^n (a heuristic, the domain has no uniform distribution): half uniform in
+        [-scale, scale]^dim, half at log-uniform radii in [scale, 1000 scale] in random directions."""
+        n1 = (n + 1) // 2
+        a = rng.uniform(-scale, scale, size=(n1, dim))
+        dirs = unit_directions(rng, n - n1, dim, Norm.L2)
+        radii = scale * 10.0 ** rng.uniform(0.0, 3.0, size=(n - n1, 1))
+        return np.vstack([a, dirs * radii])
+
 
 @dataclass(frozen=True, eq=False)
 class Box:
@@ -112,6 +131,21 @@ class Box:
     def center(self) -> np.ndarray:
         return (self.lo + self.hi) / 2
 
+    def contains(self, x: np.ndarray, tol: float = 0.0) -> bool:
+        """Exact membership by default (see :func:`lipopt.certify.witness.in_domain`)."""
+        x = np.ravel(x)
+        return bool(np.all(x >= self.lo - tol) and np.all(x <= self.hi + tol))
+
+    def clip(self, x: np.ndarray) -> np.ndarray:
+        return np.clip(np.asarray(x, dtype=np.float64), self.lo, self.hi)
+
+    def bounding_box(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.lo, self.hi
+
+    def sample(self, rng: np.random.Generator, n: int, dim: int, scale: float = 1.0) -> np.ndarray:
+        """n points uniform in the box (``scale`` is unused: the box is bounded)."""
+        return rng.uniform(self.lo, self.hi, size=(n, dim))
+
 
 @dataclass(frozen=True, eq=False)
 class Ball:
@@ -146,6 +180,57 @@ class Ball:
     def box(self) -> Box:
         """The smallest box containing the ball."""
         return Box(self.center - self.radius, self.center + self.radius)
+
+    def contains(self, x: np.ndarray, tol: float = 0.0) -> bool:
+        """Exact membership by default (see :func:`lipopt.certify.witness.in_domain`)."""
+        return self.norm.of(np.ravel(x) - self.center) <= self.radius + tol
+
+    def clip(self, x: np.ndarray) -> np.ndarray:
+        """The projection (l-inf) or radial scaling (l2) of x into the ball, stepped inside past the
+        rounding of ``center + d`` so that :meth:`contains` holds exactly."""
+        x = np.asarray(x, dtype=np.float64)
+        c, r = self.center, self.radius
+        d = x.reshape(-1) - c
+        if self.norm is Norm.LINF:
+            y = c + np.clip(d, -r, r)
+            for _ in range(8):  # rounding of c + d can leave |y - c| a few ulps above r: step inward
+                out = np.abs(y - c) > r
+                if not out.any():
+                    break
+                y[out] = np.nextafter(y[out], c[out])
+            return y.reshape(x.shape)
+        n = float(np.linalg.norm(d))
+        if n <= r:
+            return x.copy()
+        shrink = 1.0
+        y = c + d * (r / n)
+        while np.linalg.norm(y - c) > r:  # the same for the l2 ball, shrinking the step
+            shrink *= 1 - 4 * np.finfo(np.float64).eps
+            y = c + d * (shrink * r / n)
+        return y.reshape(x.shape)
+
+    def bounding_box(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.center - self.radius, self.center + self.radius
+
+    def sample(self, rng: np.random.Generator, n: int, dim: int, scale: float = 1.0) -> np.ndarray:
+        """n points uniform in the ball (``scale`` is unused)."""
+        if self.norm is Norm.LINF:
+            return self.center + rng.uniform(-self.radius, self.radius, size=(n, dim))
+        return self.center + uniform_ball(rng, n, dim) * self.radius
+
+
+def unit_directions(rng: np.random.Generator, n: int, dim: int, norm: Norm) -> np.ndarray:
+    """n random directions of unit ``norm`` (l2: uniform on the sphere; l-inf: on the cube's faces)."""
+    if norm is Norm.LINF:
+        t = rng.uniform(-1.0, 1.0, size=(n, dim))
+        return t / np.maximum(np.max(np.abs(t), axis=1, keepdims=True), 1e-300)
+    t = rng.normal(size=(n, dim))
+    return t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-300)
+
+
+def uniform_ball(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    """n points uniform in the unit l2 ball."""
+    return unit_directions(rng, n, dim, Norm.L2) * rng.uniform(size=(n, 1)) ** (1.0 / dim)
 
 
 Domain = Global | Box | Ball

@@ -171,3 +171,27 @@ def test_every_package_on_disk_is_installed() -> None:
     on_disk = {".".join(p.parent.relative_to(root).parts) for p in (root / "lipopt").rglob("__init__.py")}
     assert on_disk <= listed, sorted(on_disk - listed)
     assert "lipopt_solvers" in listed and (root / "solvers" / "__init__.py").exists()
+
+
+def test_domains_own_contains_clip_sample_and_bounding_box() -> None:
+    from lipopt.spec import Ball, Box, Global, Norm
+
+    rng = np.random.default_rng(0)
+    box = Box(np.array([0.0, -1.0]), np.array([1.0, 2.0]))
+    pts = box.sample(rng, 200, 2)
+    assert all(box.contains(p) for p in pts) and not box.contains(np.array([1.0 + 1e-15, 0.0]))
+    assert box.contains(box.clip(np.array([5.0, -5.0])))
+    assert np.array_equal(box.clip([5.0, -5.0]), [1.0, -1.0])
+    assert [a.tolist() for a in box.bounding_box()] == [[0.0, -1.0], [1.0, 2.0]]
+    for norm in (Norm.L2, Norm.LINF):
+        ball = Ball(np.array([0.3, -0.7]), 0.1, norm)
+        pts = ball.sample(rng, 200, 2)
+        assert all(ball.contains(p) for p in pts)
+        far = ball.clip(np.array([3.0, 4.0]))
+        assert ball.contains(far) and norm.of(far - ball.center) == pytest.approx(0.1, rel=1e-12)
+        lo, hi = ball.bounding_box()
+        assert np.all(pts >= lo) and np.all(pts <= hi)
+    g = Global()
+    assert g.contains(np.array([1e300])) and g.bounding_box() is None
+    pts = g.sample(rng, 100, 3, scale=2.0)
+    assert pts.shape == (100, 3) and np.max(np.abs(pts[:50])) <= 2.0

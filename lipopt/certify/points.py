@@ -18,7 +18,7 @@ from lipopt.certify.witness import certified_pair_ratio, clip_to_domain, in_doma
 from lipopt.deadline import Deadline
 from lipopt.network.network import AffineStage, Network
 from lipopt.norms import MAX_ENUM_DIM
-from lipopt.spec import Ball, Box, Norm, Question
+from lipopt.spec import Ball, Box, Global, Norm, Question, uniform_ball, unit_directions
 
 
 @dataclass
@@ -123,30 +123,12 @@ def input_scale(network: Network, question: Question) -> float:
 
 def sample_domain(network: Network, question: Question, n: int, rng: np.random.Generator,
                   global_radius: float | None = None) -> np.ndarray:
-    """n points of the domain: uniform in a box / ball. For the global domain (heuristic choice of where
-    to look): half uniform in [-R, R]^d, half at log-uniform radii in [R, 1000 R] in random directions,
-    with R = ``global_radius`` or ``input_scale``."""
-    d = network.input_size
-    dom = question.domain
-    if isinstance(dom, Box):
-        return rng.uniform(dom.lo, dom.hi, size=(n, d))
-    if isinstance(dom, Ball):
-        if dom.norm is Norm.LINF:
-            return dom.center + rng.uniform(-dom.radius, dom.radius, size=(n, d))
-        return dom.center + uniform_ball(rng, n, d) * dom.radius
-    r = global_radius if global_radius is not None else input_scale(network, question)
-    n1 = (n + 1) // 2
-    a = rng.uniform(-r, r, size=(n1, d))
-    dirs = rng.normal(size=(n - n1, d))
-    dirs /= np.maximum(np.linalg.norm(dirs, axis=1, keepdims=True), 1e-300)
-    radii = r * 10.0 ** rng.uniform(0.0, 3.0, size=(n - n1, 1))
-    return np.vstack([a, dirs * radii])
-
-
-def uniform_ball(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
-    dirs = rng.normal(size=(n, d))
-    dirs /= np.maximum(np.linalg.norm(dirs, axis=1, keepdims=True), 1e-300)
-    return dirs * rng.uniform(size=(n, 1)) ** (1.0 / d)
+    """n points of the domain (its ``sample``: uniform in a box / ball). For the global domain, where to
+    look is a heuristic: at the scale ``global_radius`` or :func:`input_scale` and up to 1000 times it."""
+    scale = 1.0
+    if isinstance(question.domain, Global):
+        scale = global_radius if global_radius is not None else input_scale(network, question)
+    return question.domain.sample(rng, n, network.input_size, scale)
 
 
 def sample_nominal(question: Question, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -162,14 +144,10 @@ def sample_nominal(question: Question, n: int, rng: np.random.Generator) -> np.n
         u = rng.uniform(-1.0, 1.0, size=(n1, d))
         s = rng.uniform(-1.0, 1.0, size=(n2, d))
         s[np.arange(n2), rng.integers(0, d, size=n2)] = rng.choice([-1.0, 1.0], size=n2)
-        t = rng.uniform(-1.0, 1.0, size=(n3, d))
-        t /= np.maximum(np.max(np.abs(t), axis=1, keepdims=True), 1e-300)
     else:
         u = uniform_ball(rng, n1, d)
-        s = rng.normal(size=(n2, d))
-        s /= np.maximum(np.linalg.norm(s, axis=1, keepdims=True), 1e-300)
-        t = rng.normal(size=(n3, d))
-        t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-300)
+        s = unit_directions(rng, n2, d, Norm.L2)
+    t = unit_directions(rng, n3, d, dom.norm)
     t *= 10.0 ** rng.uniform(-6.0, 0.0, size=(n3, 1))
     return dom.center + r * np.vstack([u, s, t])
 
