@@ -46,7 +46,8 @@ from lipopt.errors import LipoptError
 
 __all__ = [
     "Cell", "ExecutorSpec", "GridError", "GridRun", "GridSpec", "NetworkEntry", "QuestionSpec",
-    "build_network", "fingerprint", "load_spec", "parse_spec", "run", "run_cell_subprocess",
+    "build_network", "fingerprint", "load_spec", "parse_spec", "run", "run_cell_isolated",
+    "run_cell_subprocess",
 ]
 
 RECORDS_FILE = "records.jsonl"
@@ -120,8 +121,9 @@ class ExecutorSpec:
     kind: str = "local"  # local | dask | ray
     jobs: int = 1
     address: str | None = None
+    start: str = "subprocess"  # how a cell's process starts: subprocess | forkserver
 
-    KEYS = ("kind", "jobs", "address")
+    KEYS = ("kind", "jobs", "address", "start")
 
 
 @dataclass(frozen=True)
@@ -291,7 +293,10 @@ def parse_spec(data: Mapping[str, Any], base_dir: str | Path = ".", path: str | 
     jobs = ex.get("jobs", 1)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise GridError(f"[executor] jobs must be an integer >= 1, got {jobs!r}")
-    executor = ExecutorSpec(kind, jobs, None if ex.get("address") is None else str(ex["address"]))
+    start = str(ex.get("start", "subprocess"))
+    if start not in START_METHODS:
+        raise GridError(f"[executor] start {start!r}; supported: {', '.join(START_METHODS)}")
+    executor = ExecutorSpec(kind, jobs, None if ex.get("address") is None else str(ex["address"]), start)
     time_limit = data.get("time_limit")
     time_limit = None if time_limit is None else _number("time_limit", time_limit)
     for k in ("options", "solver_options"):
@@ -372,7 +377,8 @@ def fingerprint(net: Any) -> str:
 def cell_payload(spec: GridSpec, cell: Cell) -> dict[str, Any]:
     """Everything the cell's process needs (JSON)."""
     return {"network": dataclasses.asdict(cell.network), "question": cell.question.question_kw(),
-            "method": cell.method, "seed": cell.seed, "options": spec.run_options(cell.seed)}
+            "method": cell.method, "seed": cell.seed, "options": spec.run_options(cell.seed),
+            "hook": os.environ.get(HOOK_ENV, "")}  # read here: a forkserver keeps its start environment
 
 
 def _json_safe_question(kw: dict[str, Any]) -> dict[str, Any]:
@@ -390,63 +396,132 @@ def _failed_record(method: str, message: str, stop: str) -> dict[str, Any]:
     return res.to_dict()
 
 
-def run_cell_subprocess(payload: dict[str, Any], deadline: float | None,
-                        register: Callable[[subprocess.Popen | None], None] | None = None) -> dict[str, Any]:
-    """Run one cell in a fresh interpreter (``python -m lipopt.grid_cell``) killed at ``deadline``
-    seconds; the result record as a dict, or a failed record (verdict error, no number) saying what
-    happened: a crash (non-zero exit, a signal: SIGKILL is what the out-of-memory killer sends), a hang
-    past the deadline, or an unreadable answer. ``register`` receives the process (then None) so that a
-    Ctrl-C can kill it."""
+#: modules the forkserver imports once, so that a forked cell starts without importing them again
+FORKSERVER_PRELOAD = ["lipopt.grid", "lipopt.methods", "lipopt.validation", "lipopt.analytic.naive",
+                      "lipopt.analytic.linops", "lipopt.lower.sampling", "numpy", "scipy.linalg", "torch"]
+START_METHODS = ("subprocess", "forkserver")
+_FORKSERVER: Any = None
+_FORKSERVER_LOCK = threading.Lock()
+
+
+def run_cell_isolated(payload: dict[str, Any], deadline: float | None,
+                      register: Callable[[Any], None] | None = None, start: str = "subprocess"
+                      ) -> dict[str, Any]:
+    """Run one cell in its own process killed at ``deadline`` seconds: a fresh interpreter
+    (``start="subprocess"``: ``python -m lipopt.grid_cell``) or a process forked from a forkserver that
+    has imported lipopt, numpy, scipy and torch once (``"forkserver"``: the same isolation, without the
+    imports per cell). The result record as a dict, or a failed record (verdict error, no number) saying
+    what happened: a crash (non-zero exit, a signal: SIGKILL is what the out-of-memory killer sends), a
+    hang past the deadline, or an unreadable answer. ``register`` receives the process (then None) so
+    that a Ctrl-C can kill it."""
     import tempfile
 
+    if start not in START_METHODS:
+        raise GridError(f"start method {start!r}; supported: {', '.join(START_METHODS)}")
     t0 = time.perf_counter()
     fd, out_path = tempfile.mkstemp(prefix="lipopt-cell-", suffix=".json")
     os.close(fd)
+    fd, err_path = tempfile.mkstemp(prefix="lipopt-cell-", suffix=".err")
+    os.close(fd)
     payload = {**payload, "question": _json_safe_question(payload["question"]), "out": out_path}
-    proc = subprocess.Popen([sys.executable, "-m", "lipopt.grid_cell"], stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # a terminal's Ctrl-C goes to the grid, not the cell
-    if register is not None:
-        register(proc)
     method = payload["method"]
     try:
-        try:
-            _, err = proc.communicate(json.dumps(payload), timeout=deadline)
-        except subprocess.TimeoutExpired:
-            _kill(proc)
-            proc.communicate()
-            why = (f"the cell's process was killed at its hard deadline of {deadline:g} s (time limit + "
-                   "grace) without reporting a result")
-            rec = _failed_record(method, why, "time_limit")
-            rec["grid_failure"] = "timeout"
-            return _timed(rec, t0)
+        if start == "subprocess":
+            with open(err_path, "w") as err:
+                proc = subprocess.Popen([sys.executable, "-m", "lipopt.grid_cell"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.DEVNULL, stderr=err, text=True,
+                                        start_new_session=True)  # a terminal's Ctrl-C goes to the grid
+                if register is not None:
+                    register(proc)
+                try:
+                    proc.communicate(json.dumps(payload), timeout=deadline)
+                    timed_out = False
+                except subprocess.TimeoutExpired:
+                    _kill(proc)
+                    proc.communicate()
+                    timed_out = True
+            code = proc.returncode
+        else:
+            proc = _forkserver().Process(target=_forked_cell, args=(payload, err_path), daemon=False)
+            proc.start()
+            if register is not None:
+                register(proc)
+            proc.join(deadline)
+            timed_out = proc.exitcode is None
+            if timed_out:
+                proc.kill()
+                proc.join()
+            code = proc.exitcode
         text = Path(out_path).read_text() if os.path.getsize(out_path) else ""
+        err_text = Path(err_path).read_text(errors="replace")
     finally:
         if register is not None:
             register(None)
         Path(out_path).unlink(missing_ok=True)
-    if proc.returncode != 0 or not text:
-        tail = (err or "").strip().splitlines()[-3:]
-        if proc.returncode < 0:
-            sig = signal.Signals(-proc.returncode).name
+        Path(err_path).unlink(missing_ok=True)
+    return _timed(_outcome(method, deadline, timed_out, code, text, err_text), t0)
+
+
+#: the subprocess start method alone (kept for callers of the first landing)
+run_cell_subprocess = run_cell_isolated
+
+
+def _forkserver() -> Any:
+    global _FORKSERVER
+    with _FORKSERVER_LOCK:
+        if _FORKSERVER is None:
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
+            _FORKSERVER = ctx
+    return _FORKSERVER
+
+
+def _forked_cell(payload: dict[str, Any], err_path: str) -> None:
+    """A forkserver cell: stdout to /dev/null and stderr to ``err_path`` (as the subprocess cell), then
+    :func:`run_cell`; the record goes to ``payload["out"]``."""
+    os.setsid()  # its own session: a terminal's Ctrl-C goes to the grid, not the cell
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    err = os.open(err_path, os.O_WRONLY | os.O_TRUNC)
+    os.dup2(devnull, 1)
+    os.dup2(err, 2)
+    rec = run_cell(payload)
+    with open(payload["out"], "w") as f:
+        f.write(json.dumps(rec))
+
+
+def _outcome(method: str, deadline: float | None, timed_out: bool, code: int | None, text: str,
+             err: str) -> dict[str, Any]:
+    """The record of a finished cell process (a failed one when it did not answer)."""
+    if timed_out:
+        why = (f"the cell's process was killed at its hard deadline of {deadline:g} s (time limit + "
+               "grace) without reporting a result")
+        rec = _failed_record(method, why, "time_limit")
+        rec["grid_failure"] = "timeout"
+        return rec
+    if code != 0 or not text:
+        tail = err.strip().splitlines()[-3:]
+        if code is not None and code < 0:
+            sig = signal.Signals(-code).name
             why = f"the cell's process was killed by {sig}"
             if sig == "SIGKILL":
                 why += " (the out-of-memory killer sends SIGKILL)"
             failure = "killed"
         else:
-            why = f"the cell's process exited with code {proc.returncode} without a result"
+            why = f"the cell's process exited with code {code} without a result"
             failure = "crash"
         if tail:
             why += ": " + " | ".join(tail)
         rec = _failed_record(method, why, "aborted")
         rec["grid_failure"] = failure
-        return _timed(rec, t0)
+        return rec
     try:
-        rec = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         rec = _failed_record(method, f"the cell's answer is not JSON ({exc})", "aborted")
         rec["grid_failure"] = "crash"
-    return _timed(rec, t0)
+        return rec
 
 
 def _timed(rec: dict[str, Any], t0: float) -> dict[str, Any]:
@@ -454,17 +529,18 @@ def _timed(rec: dict[str, Any], t0: float) -> dict[str, Any]:
     return rec
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def _kill(proc: Any) -> None:
+    """SIGKILL the cell's session (the cell and any solver child it started), else the process."""
     try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the cell and any solver child it started
-    except (ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, TypeError):
         proc.kill()
 
 
 def run_cell(payload: dict[str, Any]) -> dict[str, Any]:
     """Run one cell in this process (what ``lipopt.grid_cell`` does): the record as a dict. An error
     (unreadable network, bad question or options) is a record with verdict error."""
-    hook = os.environ.get(HOOK_ENV, "")
+    hook = payload.get("hook", "")
     if hook:
         action, _, method = hook.partition("@")
         if method in ("", payload["method"]):
@@ -665,7 +741,7 @@ class _Progress:
 def _run_local(spec: GridSpec, todo: list[Cell], finish: Callable[..., None], bar: _Progress) -> None:
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-    running: set[subprocess.Popen] = set()
+    running: set[Any] = set()
     lock = threading.Lock()
     stopping = threading.Event()
 
@@ -674,9 +750,9 @@ def _run_local(spec: GridSpec, todo: list[Cell], finish: Callable[..., None], ba
         if stopping.is_set():
             return None, started
 
-        mine: list[subprocess.Popen] = []
+        mine: list[Any] = []
 
-        def register(p: subprocess.Popen | None) -> None:
+        def register(p: Any) -> None:
             with lock:
                 if p is not None:
                     mine.append(p)
@@ -685,7 +761,7 @@ def _run_local(spec: GridSpec, todo: list[Cell], finish: Callable[..., None], ba
                     running.discard(mine.pop())
 
         bar.running(cell)
-        rec = run_cell_subprocess(cell_payload(spec, cell), spec.deadline, register)
+        rec = run_cell_isolated(cell_payload(spec, cell), spec.deadline, register, spec.executor.start)
         return (None if stopping.is_set() else rec), started
 
     pool = ThreadPoolExecutor(max_workers=spec.executor.jobs, thread_name_prefix="lipopt-grid")
@@ -718,7 +794,8 @@ def _run_dask(spec: GridSpec, todo: list[Cell], finish: Callable[..., None], bar
     futures = {}
     try:
         for c in todo:
-            fut = client.submit(_dask_cell, cell_payload(spec, c), spec.deadline, time.time(), pure=False)
+            fut = client.submit(_dask_cell, cell_payload(spec, c), spec.deadline, spec.executor.start,
+                                pure=False)
             futures[fut.key] = (c, fut)
         for fut in as_completed([f for _, f in futures.values()]):
             cell = futures[fut.key][0]
@@ -732,9 +809,9 @@ def _run_dask(spec: GridSpec, todo: list[Cell], finish: Callable[..., None], bar
         client.close()
 
 
-def _dask_cell(payload: dict[str, Any], deadline: float | None, _submitted: float) -> tuple[dict, float]:
+def _dask_cell(payload: dict[str, Any], deadline: float | None, start: str) -> tuple[dict, float]:
     started = time.time()
-    return run_cell_subprocess(payload, deadline), started
+    return run_cell_isolated(payload, deadline, start=start), started
 
 
 def _run_ray(spec: GridSpec, todo: list[Cell], finish: Callable[..., None], bar: _Progress) -> None:
@@ -746,7 +823,7 @@ def _run_ray(spec: GridSpec, todo: list[Cell], finish: Callable[..., None], bar:
         ray.init(address=spec.executor.address) if spec.executor.address else ray.init(
             num_cpus=spec.executor.jobs)
     remote = ray.remote(num_cpus=1)(_dask_cell)
-    refs = {remote.remote(cell_payload(spec, c), spec.deadline, time.time()): c for c in todo}
+    refs = {remote.remote(cell_payload(spec, c), spec.deadline, spec.executor.start): c for c in todo}
     pending = list(refs)
     try:
         while pending:

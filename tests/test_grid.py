@@ -178,16 +178,19 @@ def _one_cell_spec(**kw):
     return grid.parse_spec(data)
 
 
-@pytest.mark.parametrize("hook, failure, stop, words", [
-    ("exit=3@naive", "crash", "aborted", "exited with code 3"),
-    ("kill@naive", "killed", "aborted", "SIGKILL"),
-    ("sleep=60@naive", "timeout", "time_limit", "hard deadline of 4 s"),
+@pytest.mark.parametrize("hook, failure, stop, words, start", [
+    ("exit=3@naive", "crash", "aborted", "exited with code 3", "subprocess"),
+    ("kill@naive", "killed", "aborted", "SIGKILL", "subprocess"),
+    ("sleep=60@naive", "timeout", "time_limit", "hard deadline of 4 s", "subprocess"),
+    ("kill@naive", "killed", "aborted", "SIGKILL", "forkserver"),
+    ("sleep=60@naive", "timeout", "time_limit", "hard deadline of 4 s", "forkserver"),
 ])
-def test_crashing_or_hanging_cell_becomes_a_failed_record(tmp_path, monkeypatch, hook, failure, stop, words):
+def test_crashing_or_hanging_cell_becomes_a_failed_record(tmp_path, monkeypatch, hook, failure, stop, words,
+                                                          start):
     monkeypatch.setenv(grid.HOOK_ENV, hook)
     out = tmp_path / "out"
     t0 = time.perf_counter()
-    res = grid.run(_one_cell_spec(), out, quiet=True)
+    res = grid.run(_one_cell_spec(executor={"start": start}), out, quiet=True)
     elapsed = time.perf_counter() - t0
     assert res.done == 2 and res.failed == 1  # the grid went on
     recs = {r["method"]: r for r in _lines(out)}
@@ -310,6 +313,15 @@ def _same_records(a: Path, b: Path, n: int) -> None:
     for k in rb:
         assert (ra[k]["kind"], ra[k]["verdict"]) == (rb[k]["kind"], rb[k]["verdict"])
         assert math.isclose(ra[k]["value"], rb[k]["value"], rel_tol=1e-12)
+
+
+def test_forkserver_start_gives_the_same_records(small_grid, tmp_path):
+    spec, out, _, _ = small_grid
+    fspec = dataclasses.replace(spec, networks=spec.networks[1:],
+                                executor=grid.ExecutorSpec("local", 2, None, "forkserver"))
+    res = grid.run(fspec, tmp_path / "fork", quiet=True)
+    assert res.done == 6 and res.failed == 0
+    _same_records(out, tmp_path / "fork", 6)
 
 
 def test_dask_executor_gives_the_same_records(small_grid, tmp_path):
