@@ -60,7 +60,7 @@ def solve_arrays(arrays: ArrayModel, solver: str, options: SolverOptions | None 
         if options.isolate:
             from .isolate import solve_isolated
 
-            out = solve_isolated(info.name, arrays, options, info.version())
+            out = solve_isolated(info.name, arrays, options, info.version(), progress)
         else:
             out = info.solve_arrays(arrays, options, progress)
     except Exception as exc:  # a solver failure is a status, not a traceback
@@ -88,7 +88,8 @@ def _write(arrays: ArrayModel, folder: str) -> list[Any]:
     return [write_model(arrays, stem.with_suffix(ext)) for ext in (".lp", ".mps")]
 
 
-def solve_pyomo(model: Any, solver: str, options: SolverOptions | None = None, *, sense: str) -> SolveOutcome:
+def solve_pyomo(model: Any, solver: str, options: SolverOptions | None = None, *, sense: str,
+                progress: Progress | None = None) -> SolveOutcome:
     """Solve a Pyomo model: compiled to arrays and handed to the backend (no Pyomo solver interface,
     no output capture). ``sense`` ("max"/"min") must match the model's single active objective
     (ValueError otherwise). The incumbent, if any, is loaded into the model's variables."""
@@ -114,7 +115,7 @@ def solve_pyomo(model: Any, solver: str, options: SolverOptions | None = None, *
                               f"translation_error:{type(exc).__name__}",
                               f"{info.name}: the model could not be translated to arrays: {exc}",
                               wall_time=time.perf_counter() - t0)
-    out = solve_arrays(compiled.arrays, info.name, options)
+    out = solve_arrays(compiled.arrays, info.name, options, progress)
     if out.x is not None and out.x.shape == (len(compiled.columns),):
         load_solution(compiled, out.x)
     out.wall_time = time.perf_counter() - t0

@@ -102,8 +102,14 @@ class HighsBackend(Backend):
             if progress is not None:
                 progress(best["objective"], float(e.data_out.mip_dual_bound), best["x"])
 
+        def moving(e: Any) -> None:  # called often during the MIP: the caller throttles
+            obj = best.get("objective")
+            progress(obj, float(e.data_out.mip_dual_bound), None)  # type: ignore[misc]
+
         if model.is_mip:
             h.cbMipImprovingSolution += improving
+            if progress is not None:
+                h.cbMipInterrupt += moving
         h.HandleUserInterrupt = True
         deadline = options.hard_deadline
         interrupted = timed_out = False

@@ -80,7 +80,8 @@ def _death(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def solve_isolated(solver: str, arrays: Any, options: Any, version: str | None) -> SolveOutcome:
+def solve_isolated(solver: str, arrays: Any, options: Any, version: str | None,
+                   progress: Any = None) -> SolveOutcome:
     """Solve ``arrays`` with ``solver`` in a child process under ``options.hard_deadline``."""
     import dataclasses
 
@@ -114,7 +115,11 @@ def solve_isolated(solver: str, arrays: Any, options: Any, version: str | None) 
             wait = 0.2 if deadline is None else min(0.2, deadline - elapsed)
             for msg in reader.poll(wait):
                 if msg[0] == "progress":
-                    last.update(objective=msg[1], bound=msg[2], x=msg[3])
+                    if msg[3] is not None or "x" not in last:
+                        last.update(objective=msg[1], x=msg[3])
+                    last["bound"] = msg[2]
+                    if progress is not None:
+                        progress(msg[1], msg[2], None)
                 elif msg[0] == "done":
                     final = msg[1]
                 else:
@@ -158,8 +163,13 @@ def _main() -> None:
     solver, arrays, options = pickle.loads(sys.stdin.buffer.read())
     from .catalog import get_solver
 
+    sent = [0.0]
+
     def progress(objective: float | None, bound: float | None, x: Any) -> None:
-        _write(out_fd, ("progress", objective, bound, x))
+        now = time.monotonic()  # a new incumbent always goes; a moving bound at most twice a second
+        if x is not None or now - sent[0] >= 0.5:
+            sent[0] = now
+            _write(out_fd, ("progress", objective, bound, x))
 
     try:
         out = get_solver(solver).solve_arrays(arrays, options, progress)

@@ -191,3 +191,31 @@ def test_a_conic_solver_is_refused_for_a_pyomo_model() -> None:
     net, q = _small()
     with pytest.raises(InvalidOptionsError, match=r"milp.*clarabel"):
         lipopt.compare(net, methods=["milp"], question=q, solver="clarabel")
+
+
+@pytest.mark.parametrize("isolate", [False, True], ids=["in-process", "isolated"])
+def test_mip_progress_lines_show_incumbent_and_bound(isolate: bool, capsys: pytest.CaptureFixture[str]
+                                                     ) -> None:
+    """With progress on, a MILP that takes a while reports its incumbent and dual bound as they move,
+    in the original network's units; the reported incumbents never exceed the record's upper bound."""
+    import re
+
+    net = nets.random_mlp([8, 32, 32, 1], seed=0)
+    q = make_question("inf", domain="box:-1,1")
+    r = run_method("milp", net, q, RunOptions(time_limit=4, progress=True, isolate=isolate))
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "milp" in ln and "bound" in ln]
+    assert lines, err
+    incumbents = [float(m) for m in re.findall(r"incumbent (-?[0-9][0-9.e+-]*)", err)]
+    if r.upper is not None:
+        assert all(v <= r.upper * (1 + 1e-6) for v in incumbents)
+
+
+def test_progress_reporter_throttles_and_converts_units(capsys: pytest.CaptureFixture[str]) -> None:
+    from lipopt.progress import solve_reporter
+
+    rep = solve_reporter("milp row 0", lambda v: 2 * v, every=3600)
+    rep(None, 10.0)
+    rep(1.0, 9.0)  # within the throttle window: not printed
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "incumbent -, bound 20" in err[0]

@@ -208,6 +208,7 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
 
     from lipopt.certify.bracket import make_bracket_result
     from lipopt.formulations.milp import build_milp, cheap_upper, output_pieces
+    from lipopt.progress import solve_reporter
 
     t_start = time.perf_counter()
     q = question
@@ -289,7 +290,8 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
             if options.time_limit is not None:
                 remaining = max(0.05, options.time_limit - (time.perf_counter() - t_start))
             sopts = options.solver_options(remaining)
-            out = scaled_outcome(solve_pyomo(mm.model, solver, sopts, sense="max"), norm)
+            report = (solve_reporter(f"{method} {pstat['piece']}", norm.up) if options.progress else None)
+            out = scaled_outcome(solve_pyomo(mm.model, solver, sopts, sense="max", progress=report), norm)
             outcomes[k] = out
             pstat["solves"].append({"termination": out.termination.value, "objective": out.objective,
                                     "bound": out.bound, "solve_time": out.solve_time,

@@ -208,12 +208,20 @@ def local_search(network: Network, question: Question, x0: np.ndarray, budget: f
 # ------------------------------------------------------------------------------------------ solving
 
 
-def _solve(mm: Any, solver: str, time_limit: float | None, options: RunOptions, extra: dict) -> Any:
+def _solve(mm: Any, solver: str, time_limit: float | None, options: RunOptions, extra: dict,
+           factor: float = 1.0) -> Any:
+    """One MIQCQP solve; with ``options.progress`` its incumbent and bound are reported as they move, in
+    the original network's units (``factor`` times the model's)."""
     from lipopt_solvers import solve_pyomo
 
     so = options.solver_options(None if time_limit is None else max(time_limit, 0.05),
                                 rel_gap=min(options.rel_gap, 1e-6), extra=extra)
-    out = solve_pyomo(mm.model, solver, so, sense="max")
+    report = None
+    if options.progress:
+        from lipopt.progress import solve_reporter
+
+        report = solve_reporter(f"miqcqp {mm.model.name}", lambda v: factor * (mm.to_norm(v) or 0.0))
+    out = solve_pyomo(mm.model, solver, so, sense="max", progress=report)
     out.build_time = mm.build_time
     return out
 
@@ -382,12 +390,12 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
         rem = _remaining(deadline)
         ub_budget = None if rem is None else (rem * (1 - float(cfg["lb_time_fraction"]))
                                               if cfg["problem"] == "both" else rem)
-        out = _solve(mm, solver, ub_budget, options, cfg["solver_extra"])
+        out = _solve(mm, solver, ub_budget, options, cfg["solver_extra"], factor)
         if out.termination.value == "infeasible" and cut is not None:
             notes.append("P_UB with the cut-off tau >= warm-start value was reported infeasible (solver "
                          "tolerances); re-solved without the cut-off")
             mm = build_model(net_m, q, dataclasses.replace(mcfg, problem="ub"), bounds=lb, iset=iset)
-            out = _solve(mm, solver, _remaining(deadline), options, cfg["solver_extra"])
+            out = _solve(mm, solver, _remaining(deadline), options, cfg["solver_extra"], factor)
         ub_out = _in_norm_units(out, mm, factor)
         stats["ub_model"]["fallback_upper"] = factor * float(mm.fallback_upper)
         stats["ub"] = {"termination": out.termination.value, "objective": ub_out.objective,
@@ -417,7 +425,7 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
                                 iset=iset)
             build_time += mm_lb.build_time
             stats["lb_model"] = dict(mm_lb.stats)
-            out = _solve(mm_lb, solver, _remaining(deadline), options, cfg["solver_extra"])
+            out = _solve(mm_lb, solver, _remaining(deadline), options, cfg["solver_extra"], factor)
             lb_out = _in_norm_units(out, mm_lb, factor)
             stats["lb"] = {"termination": out.termination.value, "objective": lb_out.objective,
                            "bound": lb_out.bound, "solve_time": out.solve_time}
