@@ -18,6 +18,14 @@ def cmd_grid(args: argparse.Namespace) -> int:
     from lipopt.grid import load_spec, run
 
     spec = load_spec(args.spec)
+    if args.jobs is not None:
+        import dataclasses
+
+        from lipopt.grid import GridError
+
+        if args.jobs < 1:
+            raise GridError(f"--jobs must be >= 1, got {args.jobs}")
+        spec = dataclasses.replace(spec, executor=dataclasses.replace(spec.executor, jobs=args.jobs))
     res = run(spec, args.out, force=args.force, quiet=args.quiet, max_cells=args.max_cells)
     if not args.quiet:
         print(f"{res.done} cell(s) run, {res.skipped} already recorded, {res.failed} failed, "
@@ -51,6 +59,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("spec", help="grid spec (.toml); see the README's 'Experiment grids'")
     p.add_argument("--out", default=None, help="records folder (default: the spec's out)")
     p.add_argument("--force", action="store_true", help="rerun the cells that already have a record")
+    p.add_argument("--jobs", type=int, default=None, help="cells at once (default: [executor] jobs)")
     p.add_argument("--max-cells", type=int, default=None, help="stop after this many cells (resume later)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress")
     p.set_defaults(func=cmd_grid)

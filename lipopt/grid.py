@@ -652,6 +652,14 @@ def _complete(rec: dict[str, Any], spec: GridSpec, cell: Cell, env: dict[str, An
         **env,
     })
     rec.setdefault("grid_failure", None)
+    if not rec.get("question"):  # the cell's process did not answer: the question as asked (unbound)
+        rec["question_unbound"] = True
+        try:
+            from lipopt.spec import make_question
+
+            rec["question"] = make_question(**_json_safe_question(cell.question.question_kw())).to_dict()
+        except Exception:  # a question the cell could not build either: its message says why
+            rec["question"] = {}
     return rec
 
 

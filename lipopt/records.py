@@ -60,12 +60,19 @@ def load(directory: str | Path) -> Any:
     fields = set(LipschitzResult.__dataclass_fields__) | {"schema", "status", "gap"}
     rows = []
     ordered = sorted(by_key.values(), key=lambda r: (r.get("cell_index") is None, r.get("cell_index") or 0))
+    # a cell whose process failed has no question bound to its network: it takes the description that
+    # the other cells of its network and question got, so that it lands in their row
+    described = {(r.get("network_source"), r.get("question_index")): r["question"]["description"]
+                 for r in ordered
+                 if not r.get("question_unbound") and (r.get("question") or {}).get("description")}
     for rec in ordered:
         res = LipschitzResult.from_dict({k: v for k, v in rec.items() if k in fields})
         failed = res.failed
+        desc = described.get((rec.get("network_source"), rec.get("question_index"))) or res.question.get(
+            "description", "") or json.dumps(rec.get("question_spec"))
         rows.append({
             "network": rec.get("network_name") or res.network,
-            "question": res.question.get("description", "") or json.dumps(rec.get("question_spec")),
+            "question": desc,
             "question_index": rec.get("question_index"),
             "method": res.method,
             "seed": rec.get("seed"),
@@ -90,7 +97,7 @@ def load(directory: str | Path) -> Any:
         return df
     best: dict[tuple[str, str], float] = {}
     for r in rows:
-        if r["value"] is not None and r["kind"] in ("EXACT", "LOWER") and r["lower"] is not None:
+        if r["value"] is not None and r["kind"] in ("EXACT", "UPPER", "LOWER") and r["lower"] is not None:
             k = (r["network"], r["question"])
             best[k] = max(best.get(k, -math.inf), r["lower"])
     df["best_lower"] = [best.get((r["network"], r["question"])) for r in rows]
@@ -167,21 +174,26 @@ def table(source: Any, rows: str | list[str] = "network", cols: str | list[str] 
         line = [" / ".join(map(str, rid))]
         for cid in col_ids:
             c = cells[rid].get(cid)
-            line.append(("", "", False) if c is None else (c[0], c[1], bold.get(rid) == cid))
+            line.append(("", "", False) if c is None else (c[0], c[1], cid in bold.get(rid, ())))
         body.append(line)
     return _render(header, body, fmt, value)
 
 
 def _tightest(cells: dict) -> dict:
-    """Per row, the column of the smallest certified upper bound (EXACT or UPPER, ok records)."""
-    out = {}
+    """Per row, the columns of the smallest certified upper bound (EXACT or UPPER, ok records) among the
+    cells of one network and question (a row across questions compares each question's cells only)."""
+    out: dict = {}
     for rid, row in cells.items():
-        best = None
+        groups: dict = {}
         for cid, (_, _, num, r) in row.items():
-            if num is not None and r["kind"] in ("EXACT", "UPPER") and (best is None or num < best[0]):
-                best = (num, cid)
-        if best is not None:
-            out[rid] = best[1]
+            groups.setdefault((r["network"], r["question"]), []).append((num, cid, r))
+        for members in groups.values():
+            if len(members) < 2:  # nothing to compare with
+                continue
+            ups = [(num, cid) for num, cid, r in members
+                   if num is not None and r["kind"] in ("EXACT", "UPPER")]
+            if ups:
+                out.setdefault(rid, set()).add(min(ups, key=lambda t: t[0])[1])
     return out
 
 
@@ -264,7 +276,7 @@ def plot(source: Any, kind: str = "bracket", out: str | Path | None = None) -> l
     fig, ax = plt.subplots(figsize=(8, 1.0 + 0.45 * max(len(rows), 1)))
     for y, (net, q) in enumerate(rows):
         sel = ok[(ok["network"] == net) & (ok["question"] == q)]
-        lows = sel[sel["kind"].isin(["EXACT", "LOWER"])]["lower"].dropna()
+        lows = sel["lower"].dropna()  # an UPPER record's bracket may carry a certified lower bound too
         ups = sel[sel["kind"].isin(["EXACT", "UPPER"])]["upper"].dropna()
         if len(lows) and len(ups):
             ax.plot([lows.max(), ups.min()], [y, y], color="0.7", linewidth=6, solid_capstyle="butt",

@@ -160,7 +160,8 @@ def test_records_equal_direct_runs_and_bracket_each_other(small_grid):
 
 
 def test_force_reruns_and_load_keeps_one_record_per_cell(tmp_path):
-    spec = grid.parse_spec({"networks": [NETS[0]], "methods": ["sampling"], "questions": [{"norm": "2"}]})
+    spec = grid.parse_spec({"networks": [NETS[0]], "methods": ["sampling"], "questions": [{"norm": "2"}],
+                            "executor": {"start": "forkserver"}})
     out = tmp_path / "out"
     grid.run(spec, out, quiet=True)
     res = grid.run(spec, out, quiet=True, force=True)
@@ -208,10 +209,23 @@ def test_crashing_or_hanging_cell_becomes_a_failed_record(tmp_path, monkeypatch,
     assert row["sampling"].startswith(">= ")
 
 
+def test_failed_cells_stay_in_their_question_row(tmp_path, monkeypatch):
+    monkeypatch.setenv(grid.HOOK_ENV, "exit=3@naive")
+    spec = grid.parse_spec({"networks": [NETS[0]], "methods": ["sampling", "naive"],
+                            "questions": [{"norm": "inf", "domain": "box:0,0.1"}, {"norm": "2"}],
+                            "executor": {"jobs": 2, "start": "forkserver"}})
+    grid.run(spec, tmp_path / "out", quiet=True)
+    rows = list(csv.DictReader(io.StringIO(records.table(tmp_path / "out", fmt="csv"))))
+    assert len(rows) == 2  # one per question: the failed cells did not open rows of their own
+    for row in rows:
+        assert row["naive"] == "failed" and row["sampling"].startswith(">= ")
+    assert "box [0, 0.1]^2" in rows[0]["network / question"]
+
+
 def test_unreadable_network_file_fails_its_cells_only(tmp_path):
     (tmp_path / "bogus.npy").write_text("not a network")
     spec = grid.parse_spec({"networks": ["bogus.npy", NETS[0]], "methods": ["naive"],
-                            "questions": [{"norm": "2"}]}, tmp_path)
+                            "questions": [{"norm": "2"}], "executor": {"start": "forkserver"}}, tmp_path)
     res = grid.run(spec, tmp_path / "out", quiet=True)
     assert res.done == 2 and res.failed == 1
     recs = {r["network_name"]: r for r in _lines(tmp_path / "out")}
@@ -296,7 +310,8 @@ def test_cli_grid_and_table(small_grid, capsys):
     from lipopt.cli import main
 
     spec, out, _, _ = small_grid
-    assert main(["grid", spec.path, "--out", str(out), "-q"]) == 0  # everything recorded: nothing runs
+    assert main(["grid", spec.path, "--out", str(out), "--jobs", "1", "-q"]) == 0  # all recorded: no run
+    assert main(["grid", spec.path, "--out", str(out), "--jobs", "0", "-q"]) == 2
     capsys.readouterr()
     assert main(["table", str(out), "--format", "markdown", "--value", "ratio"]) == 0
     shown = capsys.readouterr().out
