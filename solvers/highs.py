@@ -67,68 +67,17 @@ class HighsBackend(Backend):
     def solve_arrays(self, model: Any, options: Any, progress: Progress | None = None) -> SolveOutcome:
         import highspy
 
-        global _scheduler_threads
         t_start = time.perf_counter()
-        sense = model.sense
         h = _new_highs(highspy)
         log: collections.deque[str] = collections.deque(maxlen=60)
-        h.setOptionValue("output_flag", True)
-        h.setOptionValue("log_to_console", bool(options.verbose and not options.log_file))
-        if options.log_file:
-            h.setOptionValue("log_file", str(options.log_file))
-        h.cbLogging += lambda e: log.append(str(e.message))
-        threads = options.threads
-        if _scheduler_threads is not _NO_THREADS and _scheduler_threads != threads:
-            highspy.Highs.resetGlobalScheduler(True)
-        _scheduler_threads = threads
-        for key, value in self.native_options(options).items():
-            status = h.setOptionValue(str(key), value)
-            if status != highspy.HighsStatus.kOk:
-                return self._failed(model, options, "option_error",
-                                    f"HiGHS rejected option {key}={value!r}", t_start)
-
-        lp = _to_highs_lp(highspy, model)
-        status = h.passModel(lp)
-        if status == highspy.HighsStatus.kError:
-            return self._failed(model, options, "load_error", "HiGHS rejected the model: "
-                                + " ".join(log).strip()[-800:], t_start)
+        problem = self._configure(highspy, h, options, log)
+        if problem is None and h.passModel(_to_highs_lp(highspy, model)) == highspy.HighsStatus.kError:
+            problem = ("load_error", "HiGHS rejected the model: " + " ".join(log).strip()[-800:])
+        if problem is not None:
+            return self._failed(model, options, *problem, t_start)
         t_passed = time.perf_counter()
-
-        best: dict[str, Any] = {}
-
-        def improving(e: Any) -> None:
-            best["x"] = np.array(e.data_out.mip_solution, dtype=np.float64)
-            best["objective"] = float(e.data_out.objective_function_value)
-            if progress is not None:
-                progress(best["objective"], float(e.data_out.mip_dual_bound), best["x"])
-
-        def moving(e: Any) -> None:  # called often during the MIP: the caller throttles
-            obj = best.get("objective")
-            progress(obj, float(e.data_out.mip_dual_bound), None)  # type: ignore[misc]
-
-        if model.is_mip:
-            h.cbMipImprovingSolution += improving
-            if progress is not None:
-                h.cbMipInterrupt += moving
-        h.HandleUserInterrupt = True
-        deadline = options.hard_deadline
-        interrupted = timed_out = False
-        thread = h.startSolve()
-        t0 = time.perf_counter()
-        while True:
-            try:
-                done, _ = h.wait(0.05)
-                if done:
-                    break
-                if deadline is not None and time.perf_counter() - t_start > deadline and not timed_out:
-                    timed_out = True
-                    h.cancelSolve()
-            except KeyboardInterrupt:
-                interrupted = True
-                interrupts.request()
-                h.cancelSolve()
-        thread.join()
-        solve_time = time.perf_counter() - t0
+        best = _watch_incumbents(h, model, progress)
+        interrupted, timed_out, solve_time = _run_watched(h, options.hard_deadline, t_start)
 
         raw = h.getModelStatus().name
         term = self.termination(raw)
@@ -141,11 +90,9 @@ class HighsBackend(Backend):
         x = np.array(h.getSolution().col_value, dtype=np.float64) if has_sol else best.get("x")
         objective = float(info.objective_function_value) if has_sol else best.get("objective")
         if model.is_mip:
-            bound = float(info.mip_dual_bound)
-            nodes = int(info.mip_node_count)
+            bound, nodes = float(info.mip_dual_bound), int(info.mip_node_count)
         else:  # an LP: the optimal objective is the bound; no bound is claimed for an LP stopped early
-            bound = objective if term is Termination.OPTIMAL else None
-            nodes = None
+            bound, nodes = (objective if term is Termination.OPTIMAL else None), None
         if raw == "kModelEmpty":  # no columns: the objective is the offset
             x, objective, bound = np.zeros(0), float(model.offset), float(model.offset)
         term, bound, sol_status = settle(term, objective, bound, options.rel_gap)
@@ -153,12 +100,30 @@ class HighsBackend(Backend):
         if term is Termination.ERROR:
             message += "; HiGHS log: " + " ".join(s.strip() for s in log)[-800:]
         return SolveOutcome(
-            solver=self.name, solver_version=_version(h), termination=term, raw_status=raw, sense=sense,
+            solver=self.name, solver_version=_version(h), termination=term, raw_status=raw, sense=model.sense,
             objective=objective, bound=bound, gap=None, has_incumbent=objective is not None, build_time=0.0,
             solve_time=solve_time, wall_time=time.perf_counter() - t_start, message=message, options=options,
             solution_status=sol_status, translate_time=model.translate_time + (t_passed - t_start),
             nodes=nodes, x=x, log=options.log_file,
         )
+
+    def _configure(self, highspy: Any, h: Any, options: Any, log: collections.deque[str]
+                   ) -> tuple[str, str] | None:
+        """Logging (to ``log`` through the callback; console only when verbose), the thread scheduler,
+        and the options; (raw status, message) when HiGHS rejects one."""
+        global _scheduler_threads
+        h.setOptionValue("output_flag", True)
+        h.setOptionValue("log_to_console", bool(options.verbose and not options.log_file))
+        if options.log_file:
+            h.setOptionValue("log_file", str(options.log_file))
+        h.cbLogging += lambda e: log.append(str(e.message))
+        if _scheduler_threads is not _NO_THREADS and _scheduler_threads != options.threads:
+            highspy.Highs.resetGlobalScheduler(True)
+        _scheduler_threads = options.threads
+        for key, value in self.native_options(options).items():
+            if h.setOptionValue(str(key), value) != highspy.HighsStatus.kOk:
+                return "option_error", f"HiGHS rejected option {key}={value!r}"
+        return None
 
     def _failed(self, model: Any, options: Any, raw: str, message: str, t_start: float) -> SolveOutcome:
         from .outcome import failed_outcome
@@ -192,6 +157,51 @@ def _new_highs(highspy: Any) -> Any:
         os.close(devnull)
     _banner_done = True
     return h
+
+
+def _watch_incumbents(h: Any, model: Any, progress: Progress | None) -> dict[str, Any]:
+    """The best incumbent HiGHS reports while it runs (kept if the solve is cancelled), forwarded with
+    the moving dual bound to ``progress``."""
+    best: dict[str, Any] = {}
+    if not model.is_mip:
+        return best
+
+    def improving(e: Any) -> None:
+        best["x"] = np.array(e.data_out.mip_solution, dtype=np.float64)
+        best["objective"] = float(e.data_out.objective_function_value)
+        if progress is not None:
+            progress(best["objective"], float(e.data_out.mip_dual_bound), best["x"])
+
+    def moving(e: Any) -> None:  # called often during the MIP: the caller throttles
+        progress(best.get("objective"), float(e.data_out.mip_dual_bound), None)  # type: ignore[misc]
+
+    h.cbMipImprovingSolution += improving
+    if progress is not None:
+        h.cbMipInterrupt += moving
+    return best
+
+
+def _run_watched(h: Any, deadline: float | None, t_start: float) -> tuple[bool, bool, float]:
+    """Run in HiGHS' solver thread while this one waits in short steps: Ctrl-C and the hard deadline
+    cancel the solve through HiGHS' interrupt callbacks. (interrupted, timed out, solve time)."""
+    h.HandleUserInterrupt = True
+    interrupted = timed_out = False
+    thread = h.startSolve()
+    t0 = time.perf_counter()
+    while True:
+        try:
+            done, _ = h.wait(0.05)
+            if done:
+                break
+            if deadline is not None and time.perf_counter() - t_start > deadline and not timed_out:
+                timed_out = True
+                h.cancelSolve()
+        except KeyboardInterrupt:
+            interrupted = True
+            interrupts.request()
+            h.cancelSolve()
+    thread.join()
+    return interrupted, timed_out, time.perf_counter() - t0
 
 
 def _version(h: Any) -> str:
