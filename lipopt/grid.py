@@ -620,18 +620,24 @@ def _environment() -> dict[str, Any]:
     }
 
 
-def _fingerprints(spec: GridSpec) -> dict[str, str | None]:
-    prints: dict[str, str | None] = {}
+def _fingerprints(spec: GridSpec) -> dict[str, dict[str, Any]]:
+    """Per network source: its fingerprint and size (ReLUs, inputs, outputs, parameters)."""
+    facts: dict[str, dict[str, Any]] = {}
     for n in spec.networks:
         try:
-            prints[n.source] = fingerprint(build_network(n))
+            net = build_network(n)
+            params = sum(int(getattr(la, a).size) for la in net.layers for a in ("weight", "bias")
+                         if getattr(la, a, None) is not None)
+            facts[n.source] = {"fingerprint": fingerprint(net), "size": {
+                "n_relus": int(net.n_relus), "input_size": int(net.input_size),
+                "output_size": int(net.output_size), "n_params": params}}
         except Exception:  # the cells' own processes report why it cannot be loaded
-            prints[n.source] = None
-    return prints
+            facts[n.source] = {"fingerprint": None, "size": None}
+    return facts
 
 
 def _complete(rec: dict[str, Any], spec: GridSpec, cell: Cell, env: dict[str, Any],
-              prints: Mapping[str, str | None], started: float, index: int) -> dict[str, Any]:
+              facts: Mapping[str, dict[str, Any]], started: float, index: int) -> dict[str, Any]:
     rec = dict(rec)
     rec.update({
         "grid_schema": GRID_SCHEMA,
@@ -639,7 +645,8 @@ def _complete(rec: dict[str, Any], spec: GridSpec, cell: Cell, env: dict[str, An
         "cell_index": index,  # position in the spec's cell order (tables follow it)
         "network_name": cell.network.name,
         "network_source": cell.network.source,
-        "fingerprint": rec.get("fingerprint") or prints.get(cell.network.source),
+        "fingerprint": rec.get("fingerprint") or facts[cell.network.source]["fingerprint"],
+        "network_size": facts[cell.network.source]["size"],
         "question_index": cell.question_index,
         "question_spec": cell.question.to_dict(),
         "method": cell.method,
@@ -686,13 +693,13 @@ def run(spec: GridSpec | str | Path, out: str | Path | None = None, *, force: bo
     if not todo:
         return result
     env = _environment()
-    prints = _fingerprints(spec)
+    facts = _fingerprints(spec)
     path = out_dir / RECORDS_FILE
     bar = _Progress(len(todo), quiet, progress)
     index = {c.key: i for i, c in enumerate(cells)}
 
     def finish(cell: Cell, rec: dict[str, Any], started: float) -> None:
-        rec = _complete(rec, spec, cell, env, prints, started, index[cell.key])
+        rec = _complete(rec, spec, cell, env, facts, started, index[cell.key])
         with open(path, "a") as f:  # one line per record, flushed as it finishes
             f.write(json.dumps(rec) + "\n")
             f.flush()

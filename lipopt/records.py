@@ -23,7 +23,7 @@ __all__ = ["MARKS", "PLOTS", "VALUES", "load", "plot", "table"]
 
 VALUES = ("value", "ratio", "time", "gap")
 FORMATS = ("text", "markdown", "latex", "csv")
-PLOTS = ("bracket",)
+PLOTS = ("bracket", "ratio-vs-size", "time-vs-size")
 MARKS = {"EXACT": "=", "UPPER": "<=", "LOWER": ">=", "ESTIMATE": "~"}
 _LATEX_MARKS = {"=": "$=$", "<=": r"$\le$", ">=": r"$\ge$", "~": r"$\approx$"}
 _FAILED = ("error", "check_failed")
@@ -90,6 +90,8 @@ def load(directory: str | Path) -> Any:
             "message": res.message,
             "fingerprint": rec.get("fingerprint"),
             "network_source": rec.get("network_source"),
+            "n_relus": (rec.get("network_size") or {}).get("n_relus"),
+            "n_params": (rec.get("network_size") or {}).get("n_params"),
             "record": rec,
         })
     df = pd.DataFrame(rows)
@@ -248,10 +250,16 @@ def _render(header: list[str], body: list[list[Any]], fmt: str, value: str) -> s
 
 def plot(source: Any, kind: str = "bracket", out: str | Path | None = None) -> list[Path]:
     """A figure of grid records, written as PNG and PDF (``out``: the file stem, default ``DIR/KIND``);
-    the paths written. ``kind="bracket"``: one row per network and question, each certified value of an
-    ok record at its position (EXACT o, UPPER v, LOWER ^, one colour per method) and the certified
-    bracket [best lower, best upper] as a bar; a log axis when the values span more than two decades.
-    Failed records are left out (the caption counts them)."""
+    the paths written. Failed records are never plotted (the title counts them).
+
+    * ``"bracket"``: one row per network and question, each certified value of an ok record at its
+      position (EXACT o, UPPER v, LOWER ^, one colour per method) and the certified bracket
+      [best lower, best upper] as a bar;
+    * ``"ratio-vs-size"``: value over the best certified lower bound of its network and question against
+      the network's number of ReLUs, one series per method (and question);
+    * ``"time-vs-size"``: the method's wall time against the number of ReLUs.
+
+    An axis is logarithmic when its values span more than two decades."""
     from lipopt.errors import LipoptError
 
     if kind not in PLOTS:
@@ -267,8 +275,38 @@ def plot(source: Any, kind: str = "bracket", out: str | Path | None = None) -> l
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = df[df["value"].notna() & df["kind"].isin(["EXACT", "UPPER", "LOWER"])]
     n_failed = int(df["failed"].sum()) if not df.empty else 0
+    if kind == "bracket":
+        fig, ax, title = _plot_bracket(df, plt)
+    else:
+        fig, ax, title = _plot_vs_size(df, plt, kind)
+    if n_failed:
+        title += f" ({n_failed} failed record(s) not shown)"
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    paths = []
+    for ext in ("png", "pdf"):
+        p = Path(f"{out}.{ext}")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(p, dpi=150)
+        paths.append(p)
+    plt.close(fig)
+    return paths
+
+
+def _log_if_wide(ax: Any, axis: str, values: Any) -> None:
+    import numpy as np
+
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x) and x > 0], dtype=float)
+    if len(v) and v.max() / v.min() > 100:
+        from matplotlib.ticker import NullFormatter
+
+        getattr(ax, f"set_{axis}scale")("log")
+        getattr(ax, f"{axis}axis").set_minor_formatter(NullFormatter())
+
+
+def _plot_bracket(df: Any, plt: Any) -> tuple[Any, Any, str]:
+    ok = df[df["value"].notna() & df["kind"].isin(["EXACT", "UPPER", "LOWER"])]
     rows = list(dict.fromkeys(zip(df["network"], df["question"], strict=True)))
     methods = list(dict.fromkeys(ok["method"]))
     colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
@@ -283,12 +321,7 @@ def plot(source: Any, kind: str = "bracket", out: str | Path | None = None) -> l
                     zorder=1)
         for _, r in sel.iterrows():
             ax.scatter(r["value"], y, marker=markers[r["kind"]], color=colours[r["method"]], s=40, zorder=2)
-    values = ok["value"].astype(float)
-    if len(values) and values.min() > 0 and values.max() / values.min() > 100:
-        from matplotlib.ticker import NullFormatter
-
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
+    _log_if_wide(ax, "x", ok["value"].astype(float))
     ax.set_yticks(range(len(rows)), [f"{n}\n{q}" for n, q in rows], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("Lipschitz constant (certified value of each bound, in the question's norms)")
@@ -298,16 +331,40 @@ def plot(source: Any, kind: str = "bracket", out: str | Path | None = None) -> l
                 for k, mk in markers.items()]
     handles.append(plt.Line2D([], [], color="0.7", linewidth=6, label="certified bracket"))
     ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    title = "Certified bounds per network and question"
-    if n_failed:
-        title += f" ({n_failed} failed record(s) not shown)"
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    paths = []
-    for ext in ("png", "pdf"):
-        p = Path(f"{out}.{ext}")
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(p, dpi=150)
-        paths.append(p)
-    plt.close(fig)
-    return paths
+    return fig, ax, "Certified bounds per network and question"
+
+
+def _plot_vs_size(df: Any, plt: Any, kind: str) -> tuple[Any, Any, str]:
+    """Ratio or time against the number of ReLUs, one series per method and question."""
+    from lipopt.errors import LipoptError
+
+    y_col = "ratio" if kind == "ratio-vs-size" else "method_time_s"
+    ok = df[~df["failed"] & df["n_relus"].notna() & df[y_col].notna()]
+    if kind == "ratio-vs-size":
+        ok = ok[ok["kind"].isin(["EXACT", "UPPER", "LOWER"])]
+    if ok.empty:
+        raise LipoptError(f"no ok records with a network size and a {y_col} to plot")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    markers = {"EXACT": "o", "UPPER": "v", "LOWER": "^"}
+    questions = list(dict.fromkeys(ok["question"]))
+    styles = ["-", "--", ":", "-."]
+    for i, ((method, q), sel) in enumerate(ok.groupby(["method", "question"], sort=False)):
+        sel = sel.sort_values("n_relus")
+        label = method if len(questions) == 1 else f"{method} ({q})"
+        line, = ax.plot(sel["n_relus"], sel[y_col], styles[questions.index(q) % len(styles)], label=label,
+                        color=plt.get_cmap("tab10")(i % 10), linewidth=1)
+        for _, r in sel.iterrows():
+            ax.scatter(r["n_relus"], r[y_col], marker=markers.get(r["kind"], "s"), color=line.get_color(),
+                       s=25, zorder=3)
+    _log_if_wide(ax, "x", ok["n_relus"].astype(float))
+    _log_if_wide(ax, "y", ok[y_col].astype(float))
+    ax.set_xlabel("network size (number of ReLUs)")
+    if kind == "ratio-vs-size":
+        ax.axhline(1.0, color="0.5", linewidth=0.8)
+        ax.set_ylabel("value / best certified lower bound (1 = tight)")
+        title = "Tightness against network size (o exact, v upper, ^ lower)"
+    else:
+        ax.set_ylabel("method wall time (s)")
+        title = "Run time against network size"
+    ax.legend(fontsize=7, loc="best")
+    return fig, ax, title

@@ -136,7 +136,10 @@ def test_interrupted_grid_resumes_to_one_record_per_cell(small_grid):
         assert r["verdict"] == "ok", r["message"]
         assert r["lipopt_version"] and r["solver_versions"]["highs"]
         assert r["machine"]["cpu_count"] == os.cpu_count()
-        assert r["fingerprint"] == grid.fingerprint(grid.build_network(r["network_source"]))
+        net = grid.build_network(r["network_source"])
+        assert r["fingerprint"] == grid.fingerprint(net)
+        assert r["network_size"]["n_relus"] == net.n_relus == sum(int(s) for s in r["network_name"][7:].split(
+            ":")[0].split("-")[1:-1])
         assert r["run_options"]["seed"] == r["seed"] == 0 and r["run_options"]["time_limit"] == 30
         assert r["cell_wall_s"] >= r["wall_time"] > 0
 
@@ -397,5 +400,8 @@ def test_bracket_plot_writes_png_and_pdf(small_grid, tmp_path):
     assert paths[0].read_bytes().startswith(b"\x89PNG") and paths[1].read_bytes().startswith(b"%PDF")
     assert main(["plot", str(out), "--out", str(tmp_path / "cli")]) == 0
     assert (tmp_path / "cli.png").stat().st_size > 1000
+    for kind in ("ratio-vs-size", "time-vs-size"):
+        png, pdf = records.plot(out, kind=kind, out=tmp_path / kind)
+        assert png.stat().st_size > 1000 and pdf.read_bytes().startswith(b"%PDF")
     with pytest.raises(LipoptError, match="supported: bracket"):
         records.plot(out, kind="anytime", out=tmp_path / "x")
