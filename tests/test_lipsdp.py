@@ -318,3 +318,26 @@ def test_chordal_split_plan_counts_cliques() -> None:
     dense = plan_pieces(shapes, LipSDPOptions(sdp_max_size=400), chordal=False)
     assert isinstance(dense, list) and len(dense) == 2
     assert plan_pieces(shapes, LipSDPOptions(sdp_max_size=400), chordal=True) == [(0, 8)]
+
+
+def test_indefinite_hidden_block_is_re_solved_with_a_margin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Multipliers that leave the hidden block indefinite (no rho repairs them) trigger a re-solve asking
+    for a strictly negative hidden block; the new multipliers are certified against the original LMI."""
+    import lipopt.sdp.lipsdp as lipsdp
+
+    real = lipsdp.solve_lmi
+    margins = []
+
+    def first_call_broken(*args, **kw):
+        sol = real(*args, **kw)
+        margins.append(kw.get("hidden_margin", 0.0))
+        if len(margins) == 1:
+            sol.lam = 0.85 * sol.lam  # T3: -2 lam I + W2^T W2 has eigenvalue 2 - 1.7 lam* > 0
+        return sol
+
+    monkeypatch.setattr(lipsdp, "solve_lmi", first_call_broken)
+    res = run_method("lipsdp-neuron", nets.t3(), L2)
+    _certified(res)
+    assert len(margins) == 2 and margins[0] == 0.0 and margins[1] > 0 and res.stats["hidden_margin"] > 0
+    assert any("re-solved" in n for n in res.notes)
+    assert 9 / 4 * (1 - 1e-9) <= res.value <= 3 * math.sqrt(2)  # sound, and below the naive product

@@ -72,6 +72,8 @@ class LipSDPOptions(MethodOptions):
     #: the chordal (clique-wise) form of block tri-diagonal LMIs: "auto" (above sdp_clarabel_max_size),
     #: "on" or "off"; with it sdp_max_size bounds the largest clique, not the whole LMI
     sdp_chordal: str = "auto"
+    #: re-solves with a strictly negative hidden block when the solver's multipliers leave it indefinite
+    sdp_margin_retries: int = 2
     #: without a user-chosen solver: the default SDP solver (Clarabel) up to this LMI size, SCS above it
     #: (Clarabel's dense PSD-cone steps grow steeply: size 100 about 30 s, 132 about 285 s; SCS 8 s)
     sdp_clarabel_max_size: int = 110
@@ -424,6 +426,14 @@ def closed_form_rho(chain: Chain, lam: np.ndarray) -> tuple[float | None, str]:
     return max(float(np.linalg.eigvalsh(0.5 * (s + s.T))[-1]), 0.0), "closed form"
 
 
+def hidden_block_max(chain: Chain, lam: np.ndarray) -> float:
+    """Largest eigenvalue of the hidden-neuron block R of M (rho plays no role there); R must be negative
+    definite for any rho to certify these multipliers."""
+    m0 = lmi_matrix(chain, 0.0, lam)
+    r = m0[chain.n0:, chain.n0:]
+    return float(np.linalg.eigvalsh(r)[-1]) if r.shape[0] else -math.inf
+
+
 @dataclass
 class Certificate:
     """The outcome of :func:`certify`: ``rho`` is certified (None: nothing certified)."""
@@ -543,14 +553,17 @@ def chordal_size(chain: Chain) -> int:
 
 
 def solve_lmi(chain: Chain, form: str, solver: str, solver_options: Any = None, reduce_input: bool = True,
-              chordal: bool = False) -> SDPSolve:
+              chordal: bool = False, hidden_margin: float = 0.0) -> SDPSolve:
     """min rho s.t. M(rho, lam) <= 0 with cvxpy through the solver layer (Neuron: lam per unstable
     neuron; Layer: one per hidden layer).
 
     ``chordal`` (block tri-diagonal M only, :func:`is_block_tridiagonal`): M <= 0 written as
     -M = sum_k E_k^T Y_k E_k with Y_k >= 0 on the cliques (x_{k-1}, x_k) (exact for this chordal
     pattern); the diagonal block x_k shared by cliques k and k+1 is split by a free symmetric S_k. The
-    cone sizes are n_{k-1} + n_k instead of n_0 + N: depth costs linearly."""
+    cone sizes are n_{k-1} + n_k instead of n_0 + N: depth costs linearly.
+
+    ``hidden_margin`` > 0 asks for M + margin * blkdiag(0, I_N) <= 0 (a strictly negative hidden block, so
+    that an inexact solver's multipliers still leave rho repairable); the certification is of M itself."""
     import cvxpy as cp
     import scipy.sparse as sp
     from lipopt_solvers import solve_cvxpy
@@ -570,6 +583,8 @@ def solve_lmi(chain: Chain, form: str, solver: str, solver_options: Any = None, 
     e0 = np.zeros((n, n))
     e0[:ch.n0, :ch.n0] = np.eye(ch.n0)
     const = ch.out.T @ ch.out
+    if hidden_margin > 0:
+        const = const + hidden_margin * np.diag(np.r_[np.zeros(ch.n0), np.ones(ch.n_hidden)])
     lam = None
     if f.shape[1] > 0:
         lam = cp.Variable(f.shape[1], nonneg=True, name="lam" if form == "neuron" else "lam_layer")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
+
 from lipopt.errors import NotApplicableError
 from lipopt.methods import RunOptions
 from lipopt.network.network import Network
@@ -124,7 +126,7 @@ def _piece(method: str, chain, form: str, options: RunOptions, sopts: LipSDPOpti
     """Solve and certify one chain: {"value", "stop", "stats", "common"} or {"failed": record, ...}."""
     from lipopt_solvers import Capability, Termination, default_solver
 
-    from lipopt.sdp.lipsdp import _blocks, certify, is_block_tridiagonal, solve_lmi
+    from lipopt.sdp.lipsdp import _blocks, certify, hidden_block_max, is_block_tridiagonal, solve_lmi
 
     stats: dict = {"lmi_size": chain.size, "hidden_neurons": chain.n_hidden, "log2_scale": chain.log2_scale}
     solver = options.solver or default_solver(Capability.SDP)
@@ -157,6 +159,24 @@ def _piece(method: str, chain, form: str, options: RunOptions, sopts: LipSDPOpti
     so = options.solver_options(None if math.isinf(left) else max(left, 0.1))
     sol = solve_lmi(chain, form, solver, so, reduce_input=sopts.sdp_reduce_input, chordal=chordal)
     out = sol.outcome
+    margin = 0.0
+    for _ in range(sopts.sdp_margin_retries):
+        # an inexact solver (SCS) may leave the hidden block slightly indefinite: no rho repairs that.
+        # Re-solve asking for a strictly negative hidden block (2x the violation), then certify again.
+        if sol.rho is None or sol.lam is None or dl.remaining() <= 0:
+            break
+        top = hidden_block_max(chain, np.maximum(sol.lam, 0.0))
+        if top < 0:
+            break
+        margin = max(2.0 * top, 2.0 * margin, 1e-12)
+        notes.append(f"hidden block of the LMI at {out.solver}'s multipliers not negative definite (largest "
+                     f"eigenvalue {top:.2e}): re-solved with the hidden block <= -{margin:.1e} I")
+        left = dl.remaining()
+        so = options.solver_options(None if math.isinf(left) else max(left, 0.1))
+        sol = solve_lmi(chain, form, solver, so, reduce_input=sopts.sdp_reduce_input, chordal=chordal,
+                        hidden_margin=margin)
+        out = sol.outcome
+    stats["hidden_margin"] = margin
     stats.update({"solve_size": sol.solve_size, "solver_termination": out.termination.value})
     common = {"solver": out.solver, "solver_version": out.solver_version, "raw_status": out.raw_status,
               "build_time": sol.build_time, "solve_time": out.solve_time}
