@@ -28,7 +28,10 @@ _LAZY = {
     "StopReason": "lipopt.result",
     "RunOptions": "lipopt.methods",
     "methods": "lipopt.methods",
+    "grid": "lipopt.grid",
+    "records": "lipopt.records",
 }
+_MODULES = ("methods", "grid", "records")
 
 __all__ = [*_LAZY, "__version__"]
 
@@ -42,5 +45,5 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         mod = importlib.import_module(_LAZY[name])
-        return mod if name == "methods" else getattr(mod, name)
+        return mod if name in _MODULES else getattr(mod, name)
     raise AttributeError(f"module 'lipopt' has no attribute {name!r}")

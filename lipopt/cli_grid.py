@@ -39,7 +39,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     from lipopt.records import table
 
-    print(table(args.dir, rows=args.rows, cols=args.cols, value=args.value, fmt=args.format), end="")
+    print(table(args.dir, rows=args.rows, cols=args.cols, value=args.value, fmt=args.format, time=args.time),
+          end="")
     return 0
 
 
@@ -70,6 +71,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cols", default="method", help="comma-separated keys (default method)")
     p.add_argument("--value", default="value", choices=VALUES)
     p.add_argument("--format", default="text", choices=FORMATS)
+    p.add_argument("--time", action="store_true", help="the method's wall time beside each value")
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("plot", help="a figure (PNG and PDF) of the records of a grid folder")

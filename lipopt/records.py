@@ -137,11 +137,12 @@ def _cell_text(r: Any, value: str) -> tuple[str, str, float | None]:
 
 
 def table(source: Any, rows: str | list[str] = "network", cols: str | list[str] = "method",
-          value: str = "value", fmt: str = "text") -> str:
+          value: str = "value", fmt: str = "text", time: bool = False) -> str:
     """A table of grid records (a folder or the DataFrame of :func:`load`). ``rows`` / ``cols``: columns
     of the DataFrame (comma-separated for several); when several records fall in one cell, the keys that
     tell them apart (question, seed) are added to the rows. ``value``: value | ratio | time | gap;
-    ``fmt``: text | markdown | latex (booktabs) | csv."""
+    ``fmt``: text | markdown | latex (booktabs) | csv; ``time``: the method's wall time beside each
+    value."""
     from lipopt.errors import LipoptError
 
     if value not in VALUES:
@@ -168,6 +169,8 @@ def table(source: Any, rows: str | list[str] = "network", cols: str | list[str] 
     cells: dict[tuple, dict[tuple, tuple[str, str, float | None, Any]]] = {rid: {} for rid in row_ids}
     for r in records:
         mark, text, num = _cell_text(r, value)
+        if time and value != "time" and r["verdict"] not in ("not_applicable", "solver_missing"):
+            text += f" ({r['method_time_s']:.3g} s)"
         cells[tuple(r[k] for k in row_keys)][tuple(r[k] for k in col_keys)] = (mark, text, num, r)
     bold = _tightest(cells) if value in ("value", "ratio") else {}
     header = [" / ".join(row_keys)] + [" / ".join(map(str, c)) for c in col_ids]

@@ -405,3 +405,15 @@ def test_bracket_plot_writes_png_and_pdf(small_grid, tmp_path):
         assert png.stat().st_size > 1000 and pdf.read_bytes().startswith(b"%PDF")
     with pytest.raises(LipoptError, match="supported: bracket"):
         records.plot(out, kind="anytime", out=tmp_path / "x")
+
+
+def test_time_beside_values_and_python_entry_points(small_grid):
+    import lipopt
+
+    _, out, _, _ = small_grid
+    assert lipopt.grid.run is grid.run and lipopt.records.table is records.table
+    df = records.load(out)
+    rows = list(csv.DictReader(io.StringIO(records.table(df, fmt="csv", time=True))))
+    first = df.iloc[0]
+    cell = next(r for r in rows if r["network / question"].startswith(first["network"]))[first["method"]]
+    assert cell.endswith(f"({first['method_time_s']:.3g} s)")
