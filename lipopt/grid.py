@@ -22,7 +22,9 @@ The spec (paths relative to the spec file)::
 
 A cell is (network, question, method, seed). A crash of its process, a hang past the hard deadline or
 an out-of-memory kill becomes a record with verdict ``error`` and no number, and the grid goes on.
-Re-running a spec skips the cells that already have a record (``force=True`` reruns them).
+Re-running a spec skips the cells that already have a record run with the same options (a changed time
+limit, solver or method option reruns them; ``force=True`` reruns all). Tables show the last record of
+each cell.
 """
 
 from __future__ import annotations
@@ -175,6 +177,12 @@ class GridSpec:
     def deadline(self) -> float | None:
         """Hard deadline of one cell's process (None: no limit)."""
         return None if self.time_limit is None else self.time_limit + self.grace
+
+    def run_key(self, cell: Cell) -> str:
+        """The cell and how it is run (time limit, grace, solver, options): a record counts as done on
+        resume only when all of these match, so a changed time limit reruns the cells."""
+        return json.dumps({"cell": cell.key, "options": self.run_options(cell.seed), "grace": self.grace},
+                          sort_keys=True, default=str)
 
     def run_options(self, seed: int) -> dict[str, Any]:
         """The :class:`lipopt.options.RunOptions` fields of a cell's run."""
@@ -590,15 +598,15 @@ class GridRun:
 
 
 def existing_keys(out: str | Path) -> set[str]:
-    """Cell keys that already have a record in ``out/records.jsonl`` (an unreadable line, e.g. half
-    written by a crash, is ignored: its cell runs again)."""
+    """Run keys (:meth:`GridSpec.run_key`) that already have a record in ``out/records.jsonl`` (an
+    unreadable line, e.g. half written by a crash, is ignored: its cell runs again)."""
     keys = set()
     p = Path(out) / RECORDS_FILE
     if not p.is_file():
         return keys
     for line in p.read_text().splitlines():
         try:
-            keys.add(json.loads(line)["cell_key"])
+            keys.add(json.loads(line)["run_key"])
         except (json.JSONDecodeError, KeyError, TypeError):
             continue
     return keys
@@ -641,7 +649,8 @@ def _complete(rec: dict[str, Any], spec: GridSpec, cell: Cell, env: dict[str, An
     rec = dict(rec)
     rec.update({
         "grid_schema": GRID_SCHEMA,
-        "cell_key": cell.key,
+        "cell_key": cell.key,  # the last record of a cell is the one tables show
+        "run_key": spec.run_key(cell),
         "cell_index": index,  # position in the spec's cell order (tables follow it)
         "network_name": cell.network.name,
         "network_source": cell.network.source,
@@ -686,7 +695,7 @@ def run(spec: GridSpec | str | Path, out: str | Path | None = None, *, force: bo
     out_dir.mkdir(parents=True, exist_ok=True)
     cells = spec.cells()
     have = set() if force else existing_keys(out_dir)
-    todo = [c for c in cells if c.key not in have]
+    todo = [c for c in cells if spec.run_key(c) not in have]
     result = GridRun(out_dir, len(cells), skipped=len(cells) - len(todo))
     if max_cells is not None:
         todo = todo[:max_cells]

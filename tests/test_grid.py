@@ -171,6 +171,10 @@ def test_force_reruns_and_load_keeps_one_record_per_cell(tmp_path):
     assert res.done == 1 and len(_lines(out)) == 2
     df = records.load(out)
     assert len(df) == 1 and df.iloc[0]["kind"] == "LOWER"
+    longer = dataclasses.replace(spec, time_limit=50.0)  # run differently: not the same record
+    assert grid.run(longer, out, quiet=True).done == 1 and grid.run(longer, out, quiet=True).done == 0
+    df = records.load(out)
+    assert len(df) == 1 and df.iloc[0]["record"]["run_options"]["time_limit"] == 50.0
 
 
 # ------------------------------------------------------------------------------------------ failures
