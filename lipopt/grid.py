@@ -404,9 +404,10 @@ def _failed_record(method: str, message: str, stop: str) -> dict[str, Any]:
     return res.to_dict()
 
 
-#: modules the forkserver imports once, so that a forked cell starts without importing them again
-FORKSERVER_PRELOAD = ["lipopt.grid", "lipopt.methods", "lipopt.validation", "lipopt.analytic.naive",
-                      "lipopt.analytic.linops", "lipopt.lower.sampling", "numpy", "scipy.linalg", "torch"]
+#: modules the forkserver imports once, so that a forked cell starts without importing them again (with
+#: every registered method's module, see :func:`_forkserver`)
+FORKSERVER_PRELOAD = ["lipopt.grid", "lipopt.methods", "lipopt.validation", "lipopt.analytic.linops",
+                      "numpy", "scipy.linalg", "torch"]
 START_METHODS = ("subprocess", "forkserver")
 _FORKSERVER: Any = None
 _FORKSERVER_LOCK = threading.Lock()
@@ -480,8 +481,10 @@ def _forkserver() -> Any:
         if _FORKSERVER is None:
             import multiprocessing
 
+            from lipopt.methods import REGISTRY
+
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
+            ctx.set_forkserver_preload(FORKSERVER_PRELOAD + sorted({m.module for m in REGISTRY.values()}))
             _FORKSERVER = ctx
     return _FORKSERVER
 

@@ -421,3 +421,12 @@ def test_time_beside_values_and_python_entry_points(small_grid):
     first = df.iloc[0]
     cell = next(r for r in rows if r["network / question"].startswith(first["network"]))[first["method"]]
     assert cell.endswith(f"({first['method_time_s']:.3g} s)")
+
+
+def test_forkserver_preload_modules_exist():
+    import importlib.util
+
+    from lipopt.methods import REGISTRY
+
+    for name in grid.FORKSERVER_PRELOAD + [m.module for m in REGISTRY.values()]:
+        assert importlib.util.find_spec(name) is not None, name  # a moved module would be skipped silently
