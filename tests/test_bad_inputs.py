@@ -24,15 +24,7 @@ from lipopt.network.layers import Conv2d, Flatten
 from lipopt.network.network import Network
 from lipopt.spec import make_question
 from lipopt.validation import validate_options, validate_request
-
-T3 = [np.array([[1.0, 2.0], [2.0, 1.0]]), np.array([[1.0, -1.0]])]
-
-
-@pytest.fixture()
-def t3_file(tmp_path: Path) -> Path:
-    p = tmp_path / "t3.npz"
-    np.savez(p, w1=T3[0], w2=T3[1])
-    return p
+from tests.conftest import T3
 
 
 def _err(capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:

@@ -14,16 +14,7 @@ import lipopt
 from lipopt.cli import main
 from lipopt.network import Network
 from lipopt.result import BoundKind, ResultSet
-
-T3 = [np.array([[1.0, 2.0], [2.0, 1.0]]), np.array([[1.0, -1.0]])]
-
-
-@pytest.fixture()
-def t3_file(tmp_path: Path) -> Path:
-    # ECLipsE layout: w1, w2 (out x in), no biases
-    p = tmp_path / "t3.npz"
-    np.savez(p, w1=T3[0], w2=T3[1])
-    return p
+from tests.conftest import T3
 
 
 def test_methods_and_doctor(capsys: pytest.CaptureFixture[str]) -> None:
