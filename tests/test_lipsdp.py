@@ -341,3 +341,19 @@ def test_indefinite_hidden_block_is_re_solved_with_a_margin(monkeypatch: pytest.
     assert len(margins) == 2 and margins[0] == 0.0 and margins[1] > 0 and res.stats["hidden_margin"] > 0
     assert any("re-solved" in n for n in res.notes)
     assert 9 / 4 * (1 - 1e-9) <= res.value <= 3 * math.sqrt(2)  # sound, and below the naive product
+
+
+def test_rebalanced_chain_is_a_congruence() -> None:
+    """M'(rho s^2, lam s^2 d^2) = s^2 D M(rho, lam) D: the rebalanced LMI is feasible exactly when the
+    original is, and its solution maps back."""
+    from lipopt.sdp.lipsdp import balanced, build_chain, lmi_matrix
+
+    chain = build_chain(nets.random_mlp([3, 6, 5, 4, 2], 8))
+    rng = np.random.default_rng(1)
+    rho, lam = 3e-5, rng.uniform(1e-6, 1e-2, size=chain.n_hidden)
+    bch, s2, d2 = balanced(chain, rho, lam)
+    dmat = np.diag(np.r_[np.ones(chain.n0), np.sqrt(d2)])
+    lhs = lmi_matrix(bch, rho * s2, lam * s2 * d2)
+    rhs = s2 * dmat @ lmi_matrix(chain, rho, lam) @ dmat
+    assert np.allclose(lhs, rhs, rtol=1e-12, atol=1e-12 * np.abs(rhs).max())
+    assert 0.25 <= rho * s2 <= 4.0  # rho about 1 after rebalancing

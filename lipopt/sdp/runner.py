@@ -126,7 +126,14 @@ def _piece(method: str, chain, form: str, options: RunOptions, sopts: LipSDPOpti
     """Solve and certify one chain: {"value", "stop", "stats", "common"} or {"failed": record, ...}."""
     from lipopt_solvers import Capability, Termination, default_solver
 
-    from lipopt.sdp.lipsdp import _blocks, certify, hidden_block_max, is_block_tridiagonal, solve_lmi
+    from lipopt.sdp.lipsdp import (
+        _blocks,
+        balanced,
+        certify,
+        hidden_block_max,
+        is_block_tridiagonal,
+        solve_lmi,
+    )
 
     stats: dict = {"lmi_size": chain.size, "hidden_neurons": chain.n_hidden, "log2_scale": chain.log2_scale}
     solver = options.solver or default_solver(Capability.SDP)
@@ -159,22 +166,47 @@ def _piece(method: str, chain, form: str, options: RunOptions, sopts: LipSDPOpti
     so = options.solver_options(None if math.isinf(left) else max(left, 0.1))
     sol = solve_lmi(chain, form, solver, so, reduce_input=sopts.sdp_reduce_input, chordal=chordal)
     out = sol.outcome
+    # SCS on a deep net: re-solve once on the rebalanced LMI (the first multipliers about 1), where SCS's
+    # absolute accuracy becomes relative; the margin retries below then work on that LMI
+    sch, s2, d2 = chain, 1.0, np.ones(chain.n_hidden)
+    if (solver == "scs" and 0 < sopts.sdp_balance_depth <= len(chain.layers) and sol.rho is not None
+            and sol.lam is not None and dl.remaining() > 0):
+        bal = balanced(chain, sol.rho, sol.lam)
+        if bal is not None:
+            first = certify(chain, sol.rho, sol.lam, tighten=sopts.sdp_tighten, steps=sopts.sdp_repair_steps)
+            bch, bs2, bd2 = bal
+            left = dl.remaining()
+            so = options.solver_options(None if math.isinf(left) else max(left, 0.1))
+            sol2 = solve_lmi(bch, form, solver, so, reduce_input=sopts.sdp_reduce_input, chordal=chordal)
+            if sol2.rho is not None and sol2.lam is not None:
+                rho2, lam2 = sol2.rho / bs2, np.maximum(sol2.lam, 0.0) / (bs2 * bd2)
+                second = certify(chain, rho2, lam2, tighten=sopts.sdp_tighten, steps=sopts.sdp_repair_steps)
+                better = (second.ok and (not first.ok or second.rho < first.rho)) or not first.ok
+                notes.append(f"re-solved on the rebalanced LMI: certified value {chain.value(second.rho):.9g}"
+                             if second.ok else "re-solved on the rebalanced LMI: not certified")
+                stats["balanced"] = bool(better)
+                if better:
+                    sol2.rho, sol2.lam = rho2, lam2
+                    sol, out = sol2, sol2.outcome
+                    sch, s2, d2 = bch, bs2, bd2
     margin = 0.0
     for _ in range(sopts.sdp_margin_retries):
         # an inexact solver (SCS) may leave the hidden block slightly indefinite: no rho repairs that.
         # Re-solve asking for a strictly negative hidden block (2x the violation), then certify again.
         if sol.rho is None or sol.lam is None or dl.remaining() <= 0:
             break
-        top = hidden_block_max(chain, np.maximum(sol.lam, 0.0))
-        if top < 0:
+        if hidden_block_max(chain, np.maximum(sol.lam, 0.0)) < 0:
             break
+        top = hidden_block_max(sch, np.maximum(sol.lam, 0.0) * s2 * d2)  # in the solved LMI's scale
         margin = max(2.0 * top, 2.0 * margin, 1e-12)
         notes.append(f"hidden block of the LMI at {out.solver}'s multipliers not negative definite (largest "
                      f"eigenvalue {top:.2e}): re-solved with the hidden block <= -{margin:.1e} I")
         left = dl.remaining()
         so = options.solver_options(None if math.isinf(left) else max(left, 0.1))
-        sol = solve_lmi(chain, form, solver, so, reduce_input=sopts.sdp_reduce_input, chordal=chordal,
+        sol = solve_lmi(sch, form, solver, so, reduce_input=sopts.sdp_reduce_input, chordal=chordal,
                         hidden_margin=margin)
+        if sol.rho is not None and sol.lam is not None:
+            sol.rho, sol.lam = sol.rho / s2, np.maximum(sol.lam, 0.0) / (s2 * d2)
         out = sol.outcome
     stats["hidden_margin"] = margin
     stats.update({"solve_size": sol.solve_size, "solver_termination": out.termination.value})
