@@ -4,6 +4,12 @@ Shared by ``lipsdp-neuron``, ``lipsdp-layer`` and ``lipsdp-local``. A value is r
 the float64 eigen-check of :func:`lipopt.sdp.lipsdp.certify` passes, at the solver's rho or at a repaired
 one; otherwise the record has verdict error and no bound (the solver's value is kept as
 ``unverified_value``). Options: :class:`lipopt.sdp.lipsdp.LipSDPOptions` (``RunOptions.extra``).
+
+Per piece (the whole network, or the pieces of :func:`lipopt.sdp.lipsdp.plan_pieces`): the solver
+(Clarabel, or SCS above ``sdp_clarabel_max_size``), the dense or chordal form, one solve; with SCS on a
+deep net a re-solve on the rebalanced LMI; while the hidden block of the LMI at the multipliers is not
+negative definite, re-solves with a margin on it; then :func:`lipopt.sdp.lipsdp.certify`. Whatever was
+solved, the certificate is always of the original LMI at the multipliers mapped back.
 """
 
 from __future__ import annotations
