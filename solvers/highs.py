@@ -26,6 +26,7 @@ from .base import Backend, Capability, Progress
 from .outcome import SolveOutcome, Termination, settle
 
 _NO_THREADS = object()
+_PRESOLVE_CLAIMS = ("kInfeasible", "kUnboundedOrInfeasible", "kUnbounded")
 _scheduler_threads: Any = _NO_THREADS  # threads value the global scheduler was started with
 
 
@@ -78,7 +79,16 @@ class HighsBackend(Backend):
         t_passed = time.perf_counter()
         best = _watch_incumbents(h, model, progress)
         interrupted, timed_out, solve_time = _run_watched(h, options.hard_deadline, t_start)
-
+        recheck = ""
+        if (not model.is_mip and not interrupted and h.getModelStatus().name in _PRESOLVE_CLAIMS
+                and "presolve" not in options.extra):
+            # HiGHS 1.16's presolve declares some feasible LPs infeasible (parallel rows of a conv net's
+            # region LP): an LP is cheap, so such a claim is re-checked without presolve
+            first = h.getModelStatus().name
+            h.setOptionValue("presolve", "off")
+            _, _, again = _run_watched(h, options.hard_deadline, t_start)
+            solve_time += again
+            recheck = f"; presolve said {first}, re-solved without presolve"
         raw = h.getModelStatus().name
         term = self.termination(raw)
         if interrupted:
@@ -96,7 +106,7 @@ class HighsBackend(Backend):
         if raw == "kModelEmpty":  # no columns: the objective is the offset
             x, objective, bound = np.zeros(0), float(model.offset), float(model.offset)
         term, bound, sol_status = settle(term, objective, bound, options.rel_gap)
-        message = f"highs: {raw}; incumbent={objective}, bound={bound}"
+        message = f"highs: {raw}; incumbent={objective}, bound={bound}{recheck}"
         if term is Termination.ERROR:
             message += "; HiGHS log: " + " ".join(s.strip() for s in log)[-800:]
         return SolveOutcome(

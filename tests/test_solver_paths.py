@@ -219,3 +219,26 @@ def test_progress_reporter_throttles_and_converts_units(capsys: pytest.CaptureFi
     rep(1.0, 9.0)  # within the throttle window: not printed
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "incumbent -, bound 20" in err[0]
+
+
+def test_enumeration_of_a_conv_net_whose_region_lp_trips_highs_presolve() -> None:
+    """HiGHS 1.16's presolve declares some feasible region LPs of a small conv net infeasible (parallel
+    rows); the LP backend re-checks such a claim without presolve, so enumeration gives the exact global
+    l2 constant, which the MIQCQP confirms, and a truly infeasible LP stays infeasible."""
+    import lipopt_solvers as ls
+    from lipopt.network.layers import Conv2d, Dense, Flatten, ReLU
+    from lipopt.spec import Norm, Question
+
+    rng = np.random.default_rng(4)
+    layers = [Conv2d(rng.normal(size=(2, 1, 2, 2)), rng.normal(size=2)), ReLU(), Flatten(),
+              Dense(rng.normal(size=(1, 8)), rng.normal(size=1))]
+    net = lipopt.Network(layers, (1, 3, 3), name="conv")
+    q = Question(Norm.L2, Norm.L2)
+    e = run_method("enumeration", net, q)
+    assert e.kind is BoundKind.EXACT, e.message
+    pytest.importorskip("pyscipopt")
+    m = run_method("miqcqp", net, q)
+    assert m.lower is not None and m.upper is not None
+    assert m.lower * (1 - 1e-6) <= e.value <= m.upper * (1 + 1e-6)
+    bad = ls.solve_lp([1.0], A_ub=[[1.0]], b_ub=[-1.0], bounds=(0, None))
+    assert bad.termination is ls.Termination.INFEASIBLE
