@@ -127,11 +127,13 @@ class ArrayModel:
         A = sp.vstack(blocks, format="csr") if blocks else sp.csr_array((0, n))
         if bounds is None:
             bounds = (0.0, None)
-        pairs = [bounds] * n if len(bounds) == 2 and not isinstance(bounds[0], tuple | list) else list(bounds)
-        if len(pairs) != n:
-            raise ValueError(f"bounds has {len(pairs)} pairs for {n} columns")
-        col_lo = np.array([-np.inf if p[0] is None else float(p[0]) for p in pairs])
-        col_hi = np.array([np.inf if p[1] is None else float(p[1]) for p in pairs])
+        b = np.array(bounds, dtype=object)  # one (lo, hi) pair for every column, or one pair per column
+        if b.shape == (2,):
+            b = np.tile(b, (n, 1))
+        if b.shape != (n, 2):
+            raise ValueError(f"bounds must be one (lo, hi) pair or {n} pairs, got shape {b.shape}")
+        col_lo = np.array([-np.inf if v is None else float(v) for v in b[:, 0]])
+        col_hi = np.array([np.inf if v is None else float(v) for v in b[:, 1]])
         integ = np.zeros(n, dtype=bool) if integrality is None else np.asarray(integrality, dtype=bool)
         return cls(sense, c, 0.0, sp.csr_array(A), np.concatenate(lo) if lo else np.zeros(0),
                    np.concatenate(hi) if hi else np.zeros(0), col_lo, col_hi, integ)

@@ -437,6 +437,10 @@ def test_solve_lp_linprog_conventions(solver: str) -> None:
     assert out.x == pytest.approx([5 / 3, 2 / 3]) and out.violation < 1e-9
     eq = ls.solve_lp([1.0, 1.0], A_eq=[[1, 1]], b_eq=[2], bounds=[(None, None), (0.5, 4)], solver=solver)
     assert eq.objective == pytest.approx(2.0)
+    import numpy as np
+
+    two = ls.solve_lp([1.0, 1.0], bounds=np.array([[0.5, 1.0], [-2.0, 3.0]]), solver=solver)  # per column
+    assert two.objective == pytest.approx(-1.5) and two.x == pytest.approx([0.5, -2.0])
     unb = ls.solve_lp([-1.0], bounds=(None, None), solver=solver)
     assert unb.termination is Termination.UNBOUNDED and unb.bound is None and not unb.ok
 
