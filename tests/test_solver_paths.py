@@ -226,6 +226,7 @@ def test_enumeration_of_a_conv_net_whose_region_lp_trips_highs_presolve() -> Non
     rows); the LP backend re-checks such a claim without presolve, so enumeration gives the exact global
     l2 constant, which the MIQCQP confirms, and a truly infeasible LP stays infeasible."""
     import lipopt_solvers as ls
+
     from lipopt.network.layers import Conv2d, Dense, Flatten, ReLU
     from lipopt.spec import Norm, Question
 
