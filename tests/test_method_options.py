@@ -61,3 +61,26 @@ def test_miqcqp_sub_methods_take_their_own_dict() -> None:
     assert r.verdict.value == "ok" and r.value is not None
     with pytest.raises(InvalidOptionsError, match=r"'warmstart' for method 'miqcqp-ub'"):
         run_method("miqcqp-ub", net, q, RunOptions(extra={"miqcqp-ub": {"warmstart": False}}))
+
+
+def test_first_run_reports_its_warm_up_apart() -> None:
+    """The one-off imports of a method's first run (torch for naive) are reported as warmup_time, not
+    in wall_time, so a time-versus-size figure compares like with like."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, numpy as np\n"
+        "from lipopt.methods import run_method\n"
+        "from lipopt.network.network import Network\n"
+        "from lipopt.spec import make_question\n"
+        "net = Network.from_weights([np.eye(3), np.ones((1, 3))])\n"
+        "q = make_question('2', domain='box:-1,1')\n"
+        "a, b = run_method('naive', net, q), run_method('naive', net, q)\n"
+        "print(json.dumps([a.stats.get('warmup_time'), a.wall_time, b.stats.get('warmup_time'), b.value]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    warm, wall, warm2, value = json.loads(out.stdout.strip().splitlines()[-1])
+    assert warm is not None and warm > wall  # importing torch costs more than the product of two norms
+    assert warm2 is None and value == pytest.approx(3 ** 0.5)  # ||(1 1 1)||_2 * ||I||_2

@@ -1,9 +1,9 @@
 """The methods: this registry (name -> module, declared bound kind, the solver capability it needs) and
 one module per registered name beside it (``enumeration``, ``naive``, ``local_affine``, ``sampling``,
-``grad_ascent``, ``milp``, ``lp_relax``, ``miqcqp``, ``miqcqp_ub``, ``miqcqp_lb``; the LipSDP methods in
-:mod:`lipopt.sdp`). The algorithms they run live in their own packages (:mod:`lipopt.bounds`,
-:mod:`lipopt.analytic`, :mod:`lipopt.exact`, :mod:`lipopt.formulations`, :mod:`lipopt.certify`,
-:mod:`lipopt.lower`) and know nothing of the registry.
+``grad_ascent``, ``milp``, ``lp_relax``, ``miqcqp``, ``miqcqp_ub``, ``miqcqp_lb``, ``lipsdp_neuron``,
+``lipsdp_layer``, ``lipsdp_local``). The algorithms they run live in their own packages
+(:mod:`lipopt.bounds`, :mod:`lipopt.analytic`, :mod:`lipopt.exact`, :mod:`lipopt.formulations`,
+:mod:`lipopt.certify`, :mod:`lipopt.lower`, :mod:`lipopt.sdp`) and know nothing of the registry.
 
 A method module defines an ``Options`` dataclass (:class:`lipopt.options.MethodOptions`) and two
 functions, and imports nothing heavy at module level:
@@ -44,6 +44,9 @@ class MethodInfo:
     needs: str | None = None
     #: the interface a user-chosen solver must be reached through ("pyomo" or "cvxpy"; None: any)
     interface: str | None = None
+    #: heavy modules the method imports on first use: imported by run_method before its clock starts,
+    #: and that one-off cost is reported apart (``stats["warmup_time"]``), so timings compare runs
+    warm: tuple[str, ...] = ()
 
     def capability(self) -> Any:
         """The ``lipopt_solvers.Capability`` of :attr:`needs` (None when the method needs no solver)."""
@@ -110,6 +113,7 @@ def run_method(
     info = get_method(name)
     options = options or RunOptions()
     q = question.bind(network)
+    warmup = _warm_up(info)
     t0 = time.perf_counter()
     check_method_options(options, [name])
     interrupts.clear()  # a fresh run: a Ctrl-C absorbed by an earlier run's solver does not carry over
@@ -133,7 +137,25 @@ def run_method(
     res.network = res.network or network.name or network.describe()
     if not res.wall_time:
         res.wall_time = time.perf_counter() - t0
+    if warmup > 0:
+        res.stats["warmup_time"] = warmup  # imports paid by this first run, outside wall_time
     return post_run_checks(res)
+
+
+def _warm_up(info: MethodInfo) -> float:
+    """Import the method's module and heavy modules not imported yet; the seconds it took."""
+    import sys
+
+    todo = [m for m in (info.module, *info.warm) if m not in sys.modules]
+    if not todo:
+        return 0.0
+    t = time.perf_counter()
+    for m in todo:
+        try:
+            importlib.import_module(m)
+        except ImportError:  # missing: the method itself says so when it runs
+            pass
+    return time.perf_counter() - t
 
 
 def post_run_checks(res: LipschitzResult) -> LipschitzResult:
@@ -148,43 +170,51 @@ def post_run_checks(res: LipschitzResult) -> LipschitzResult:
     return res.finalise()
 
 
+_TORCH = ("torch",)
+_LP = ("scipy.sparse", "highspy")
+_MIP = ("pyomo.environ", "pyomo.repn.standard_repn", "highspy")
+_MIQCQP = (*_MIP, "pyscipopt")
+_SDP = ("cvxpy", "clarabel")
+
+
 def _builtin() -> None:
     entries = [
         MethodInfo("enumeration", BoundKind.EXACT, "lipopt.methods.enumeration",
                    "exact: enumerate full-dimensional linear regions (LP interior test), tiny nets",
-                   needs="LP"),
+                   needs="LP", warm=_LP),
         MethodInfo("naive", BoundKind.UPPER, "lipopt.methods.naive",
-                   "upper: product of layer operator norms (global)"),
+                   "upper: product of layer operator norms (global)", warm=_TORCH),
         MethodInfo("sampling", BoundKind.LOWER, "lipopt.methods.sampling",
                    "lower: largest Jacobian norm at sampled points of the domain"),
         MethodInfo("grad-ascent", BoundKind.LOWER, "lipopt.methods.grad_ascent",
-                   "lower: projected gradient ascent on the Jacobian norm, with restarts"),
+                   "lower: projected gradient ascent on the Jacobian norm, with restarts", warm=_TORCH),
         MethodInfo("milp", BoundKind.EXACT, "lipopt.methods.milp",
                    "exact l-inf / l1 constant by mixed-integer linear programming (LipMIP family)",
-                   needs="MILP", interface="pyomo"),
+                   needs="MILP", interface="pyomo", warm=_MIP),
         MethodInfo("lp-relax", BoundKind.UPPER, "lipopt.methods.lp_relax",
                    "upper: LP relaxation of the MILP (binaries relaxed)", needs="LP",
-                   interface="pyomo"),
+                   interface="pyomo", warm=_MIP),
         MethodInfo("miqcqp", BoundKind.EXACT, "lipopt.methods.miqcqp",
                    "exact l2 / l-inf constant by the MIQCQP upper- and lower-bound problems (Sbihi et al.)",
-                   needs="MIQCQP", interface="pyomo"),
+                   needs="MIQCQP", interface="pyomo", warm=_MIQCQP),
         MethodInfo("miqcqp-ub", BoundKind.UPPER, "lipopt.methods.miqcqp_ub",
                    "upper: the MIQCQP upper-bound problem alone (closed activation regions)", default=False,
-                   needs="MIQCQP", interface="pyomo"),
+                   needs="MIQCQP", interface="pyomo", warm=_MIQCQP),
         MethodInfo("miqcqp-lb", BoundKind.LOWER, "lipopt.methods.miqcqp_lb",
                    "lower: the MIQCQP lower-bound problem alone (epsilon-margin regions)", default=False,
-                   needs="MIQCQP", interface="pyomo"),
+                   needs="MIQCQP", interface="pyomo", warm=_MIQCQP),
         MethodInfo("local-affine", BoundKind.UPPER, "lipopt.methods.local_affine",
-                   "upper: analytic local affine-ReLU bound, nominal-point l2 constant (Avant & Morgansen)"),
-        MethodInfo("lipsdp-neuron", BoundKind.UPPER, "lipopt.sdp.neuron_method",
+                   "upper: analytic local affine-ReLU bound, nominal-point l2 constant (Avant & Morgansen)",
+                   warm=_TORCH),
+        MethodInfo("lipsdp-neuron", BoundKind.UPPER, "lipopt.methods.lipsdp_neuron",
                    "upper: LipSDP-Neuron, global l2 (SDP, certified in float64)", needs="SDP",
-                   interface="cvxpy"),
-        MethodInfo("lipsdp-layer", BoundKind.UPPER, "lipopt.sdp.layer_method",
+                   interface="cvxpy", warm=_SDP),
+        MethodInfo("lipsdp-layer", BoundKind.UPPER, "lipopt.methods.lipsdp_layer",
                    "upper: LipSDP-Layer, global l2 (SDP, one multiplier per layer)", default=False,
-                   needs="SDP", interface="cvxpy"),
-        MethodInfo("lipsdp-local", BoundKind.UPPER, "lipopt.sdp.local_method",
+                   needs="SDP", interface="cvxpy", warm=_SDP),
+        MethodInfo("lipsdp-local", BoundKind.UPPER, "lipopt.methods.lipsdp_local",
                    "upper: LipSDP-Neuron with local slope intervals on a box / ball, l2", needs="SDP",
-                   interface="cvxpy"),
+                   interface="cvxpy", warm=_SDP),
     ]
     for e in entries:
         register(e)

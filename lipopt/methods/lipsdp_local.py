@@ -6,8 +6,8 @@ unstable [0, 1]; the neuron bounds come from ``lipopt.bounds.compute_bounds`` (C
 
 from __future__ import annotations
 
-from lipopt.methods import RunOptions
 from lipopt.network.network import Network
+from lipopt.options import RunOptions
 from lipopt.result import LipschitzResult
 from lipopt.sdp.lipsdp import LipSDPOptions
 from lipopt.spec import Question

@@ -1,13 +1,11 @@
-"""Method "lipsdp-neuron": LipSDP-Neuron, a certified GLOBAL l2 upper bound (one multiplier per neuron).
-
-Dense nets, conv nets as their lowered matrices; any output selection (all outputs in l2, or c^T f).
-Max-pooling is refused. The value is certified by the float64 eigen-check (:mod:`lipopt.sdp.lipsdp`).
+"""Method "lipsdp-layer": LipSDP-Layer, a certified GLOBAL l2 upper bound (one multiplier per hidden
+layer: cheaper, never tighter than lipsdp-neuron). Same scope and certification as lipsdp-neuron.
 """
 
 from __future__ import annotations
 
-from lipopt.methods import RunOptions
 from lipopt.network.network import Network
+from lipopt.options import RunOptions
 from lipopt.result import LipschitzResult
 from lipopt.sdp.lipsdp import LipSDPOptions
 from lipopt.spec import Question
@@ -24,4 +22,4 @@ def applicable(network: Network, question: Question) -> str | None:
 def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
     from lipopt.sdp.runner import run_lipsdp
 
-    return run_lipsdp("lipsdp-neuron", network, question, options, "neuron")
+    return run_lipsdp("lipsdp-layer", network, question, options, "layer")
