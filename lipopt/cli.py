@@ -135,10 +135,12 @@ def _options(args: argparse.Namespace):
                       verbose=bool(getattr(args, "solver_log", None)))
 
 
-def _emit(rs, args: argparse.Namespace) -> None:
+def _emit(rs, args: argparse.Namespace, opts: object = None) -> None:
     print(rs.table(args.format))
     if args.json:
-        write_json_atomic(Path(args.json), rs.to_json(indent=2))
+        from lipopt.provenance import provenance
+
+        write_json_atomic(Path(args.json), rs.to_json(provenance=provenance("compute", opts), indent=2))
         print(f"results written to {args.json}", file=sys.stderr)
 
 
@@ -192,7 +194,7 @@ def cmd_compute(args: argparse.Namespace) -> int:
     if methods:  # an explicit list none of which applies is refused too (the default set: by compare)
         validate_request(net, q, methods, opts, require_applicable=True)
     rs = compare(net, methods=methods, question=q, options=opts, progress=not args.quiet)
-    _emit(rs, args)
+    _emit(rs, args, opts)
     if rs.interrupted:
         print("lipopt: interrupted (Ctrl-C); the table shows what was certified before the stop",
               file=sys.stderr)

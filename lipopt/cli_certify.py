@@ -96,7 +96,11 @@ def cmd_certify(args: argparse.Namespace) -> int:
         plot_report(rep, args.plot)
         print(f"plot written to {args.plot}")
     if args.json:
-        write_json_atomic(Path(args.json), json.dumps(rep.to_dict(), indent=2, default=float))
+        from lipopt.provenance import provenance
+
+        run = {k: v for k, v in vars(args).items() if k != "func"}
+        doc = {"schema": "lipopt.robustness/1", "provenance": provenance("certify", run), **rep.to_dict()}
+        write_json_atomic(Path(args.json), json.dumps(doc, indent=2, default=float))
     return 0
 
 

@@ -615,22 +615,6 @@ def existing_keys(out: str | Path) -> set[str]:
     return keys
 
 
-def _environment() -> dict[str, Any]:
-    import platform
-
-    from lipopt_solvers import probe_all
-
-    from lipopt._version import version
-
-    return {
-        "lipopt_version": version(),
-        "solver_versions": {r["name"]: r.get("version") for r in probe_all(licences=False)},
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "machine": platform.machine(), "node": platform.node(),
-                    "python": platform.python_version()},
-    }
-
-
 def _fingerprints(spec: GridSpec) -> dict[str, dict[str, Any]]:
     """Per network source: its fingerprint and size (ReLUs, inputs, outputs, parameters)."""
     facts: dict[str, dict[str, Any]] = {}
@@ -704,7 +688,9 @@ def run(spec: GridSpec | str | Path, out: str | Path | None = None, *, force: bo
         todo = todo[:max_cells]
     if not todo:
         return result
-    env = _environment()
+    from lipopt.provenance import environment
+
+    env = environment()
     facts = _fingerprints(spec)
     path = out_dir / RECORDS_FILE
     bar = _Progress(len(todo), quiet, progress)

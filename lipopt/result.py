@@ -553,9 +553,11 @@ class ResultSet:
     def __str__(self) -> str:
         return self.table("text")
 
-    def to_json(self, **kw: Any) -> str:
+    def to_json(self, provenance: dict[str, Any] | None = None, **kw: Any) -> str:
+        """The set as JSON; ``provenance`` (:func:`lipopt.provenance.provenance`) is stored beside it."""
         c = self.consistency()
-        return json.dumps({"schema": SET_SCHEMA, "title": self.title,
+        extra = {} if provenance is None else {"provenance": provenance}
+        return json.dumps({"schema": SET_SCHEMA, **extra, "title": self.title,
                            "consistent": c.passed, "consistency": c.detail,
                            "interrupted": self.interrupted,
                            "results": [r.to_dict() for r in self.results]}, **kw)

@@ -86,3 +86,19 @@ def test_json_is_plain(t3_file: Path, tmp_path: Path) -> None:
     assert main(["compute", str(t3_file), "--methods", "naive", "--json", str(js), "-q"]) == 0
     d = json.loads(js.read_text())
     assert d["results"][0]["kind"] == "UPPER" and d["results"][0]["question"]["constant"] == "global"
+
+
+def test_compute_json_carries_provenance(t3_file: Path, tmp_path: Path) -> None:
+    """lipopt compute --json: schema, lipopt and solver versions, machine, timestamp, options as run."""
+    import lipopt as lp
+
+    js = tmp_path / "o.json"
+    assert main(["compute", str(t3_file), "--methods", "naive", "--time-limit", "5", "--json", str(js),
+                 "-q"]) == 0
+    d = json.loads(js.read_text())
+    prov = d["provenance"]
+    assert d["schema"].startswith("lipopt.resultset/") and prov["command"] == "compute"
+    assert prov["lipopt_version"] == lp.__version__ and prov["machine"]["cpu_count"] >= 1
+    assert prov["options"]["time_limit"] == 5.0 and "highs" in prov["solver_versions"]
+    naive = ResultSet.from_json(js.read_text())["naive"].value  # ||W2||_2 ||W1||_2 = sqrt(2) * 3
+    assert naive == pytest.approx(3 * np.sqrt(2), rel=1e-6) and naive >= 3 * np.sqrt(2)

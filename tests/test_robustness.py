@@ -95,6 +95,9 @@ def test_cli_certify(tmp_path, monkeypatch) -> None:
         assert rc == 0
         d = json.loads(js.read_text())
         assert len(d["rows"]) == 2 and all(r["lower"] <= r["local_upper"] for r in d["rows"])
+        prov = d["provenance"]  # the same provenance block as lipopt compute's JSON
+        assert d["schema"] == "lipopt.robustness/1" and prov["command"] == "certify"
+        assert prov["lipopt_version"] and prov["options"]["eps"] == "0.01,0.1" and prov["timestamp"]
         assert (tmp_path / f"{inp}.plot.png").exists()
     assert main(["certify", "net.ckpt", "--input", str(tmp_path / "x.npy"), "--eps", "-1"]) == 2
     np.save(tmp_path / "bad.npy", np.zeros(7))
