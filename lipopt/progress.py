@@ -17,9 +17,14 @@ from typing import Any
 __all__ = ["solve_reporter"]
 
 
-def solve_reporter(label: str, to_units: Callable[[float], float] = float, every: float = 5.0
-                   ) -> Callable[[float | None, float | None, Any], None]:
-    """A progress callback printing ``label: incumbent ... bound ... gap ... (elapsed)`` lines."""
+def solve_reporter(label: str, to_units: Callable[[float], float] = float, every: float = 5.0,
+                   bound_kind: str = "UPPER") -> Callable[[float | None, float | None, Any], None]:
+    """A progress callback printing ``label: incumbent ~ v (ESTIMATE) ... bound <= u (UPPER) ...`` lines.
+
+    The incumbent is the solver's objective, not yet certified (the method certifies it by a float64
+    witness afterwards), so it is an ESTIMATE; the dual bound is an UPPER bound on the constant when the
+    model is a relaxation of the exact problem (``bound_kind``; for the MIQCQP's P_LB it bounds only
+    P_LB, which the caller says)."""
     t0 = time.perf_counter()
     state = {"last": -float("inf"), "printed": 0}
 
@@ -27,8 +32,8 @@ def solve_reporter(label: str, to_units: Callable[[float], float] = float, every
         now = time.perf_counter()
         if state["printed"] and now - state["last"] < every:
             return
-        inc = "-" if objective is None else f"{to_units(objective):.6g}"
-        bnd = "-" if bound is None else f"{to_units(bound):.6g}"
+        inc = "-" if objective is None else f"~ {to_units(objective):.6g} (ESTIMATE)"
+        bnd = "-" if bound is None else f"{to_units(bound):.6g} ({bound_kind})"
         gap = ""
         if objective is not None and bound is not None and bound != 0:
             gap = f", gap {abs(bound - objective) / max(abs(bound), abs(objective)):.2%}"

@@ -206,7 +206,8 @@ def test_mip_progress_lines_show_incumbent_and_bound(isolate: bool, capsys: pyte
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if "milp" in ln and "bound" in ln]
     assert lines, err
-    incumbents = [float(m) for m in re.findall(r"incumbent (-?[0-9][0-9.e+-]*)", err)]
+    incumbents = [float(m) for m in re.findall(r"incumbent ~ (-?[0-9][0-9.e+-]*) \(ESTIMATE\)", err)]
+    assert all("(UPPER)" in ln for ln in lines if "bound -" not in ln)
     if r.upper is not None:
         assert all(v <= r.upper * (1 + 1e-6) for v in incumbents)
 
@@ -218,7 +219,7 @@ def test_progress_reporter_throttles_and_converts_units(capsys: pytest.CaptureFi
     rep(None, 10.0)
     rep(1.0, 9.0)  # within the throttle window: not printed
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "incumbent -, bound 20" in err[0]
+    assert len(err) == 1 and "incumbent -, bound 20 (UPPER)" in err[0]
 
 
 def test_enumeration_of_a_conv_net_whose_region_lp_trips_highs_presolve() -> None:

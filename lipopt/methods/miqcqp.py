@@ -220,7 +220,9 @@ def _solve(mm: Any, solver: str, time_limit: float | None, options: RunOptions, 
     if options.progress:
         from lipopt.progress import solve_reporter
 
-        report = solve_reporter(f"miqcqp {mm.model.name}", lambda v: factor * (mm.to_norm(v) or 0.0))
+        kind = "UPPER" if mm.model.name.endswith("-ub") else "bound of P_LB only, not of L"
+        report = solve_reporter(f"miqcqp {mm.model.name}", lambda v: factor * (mm.to_norm(v) or 0.0),
+                                bound_kind=kind)
     out = solve_pyomo(mm.model, solver, so, sense="max", progress=report)
     out.build_time = mm.build_time
     return out
