@@ -110,12 +110,31 @@ def new_vars(model: Any, name: str, n: int, lo: np.ndarray, hi: np.ndarray, bina
     return var
 
 
-def constraint_list(model: Any, name: str) -> Any:
-    import pyomo.environ as pyo
+class Rows:
+    """The constraints of one stage, indexed by neuron (or window) and role: a written model's row
+    ``h2_relu(5,le_ua)`` says which layer, which neuron and which of its big-M rows it is."""
 
-    cl = pyo.ConstraintList()
-    model.add_component(name, cl)
-    return cl
+    def __init__(self, model: Any, name: str) -> None:
+        import pyomo.environ as pyo
+
+        self.con = pyo.Constraint(pyo.Any)
+        model.add_component(name, self.con)
+        self._count = 0
+
+    def add(self, expr: Any, *key: Any) -> Any:
+        """Add ``expr`` under ``key`` (rows without a natural key, e.g. cuts, are numbered)."""
+        if not key:
+            self._count += 1
+            key = (self._count,)
+        k = key[0] if len(key) == 1 else key
+        if k in self.con:
+            raise KeyError(f"row {self.con.name}[{k}] written twice")
+        self.con[k] = expr
+        return self.con[k]
+
+
+def constraint_list(model: Any, name: str) -> Rows:
+    return Rows(model, name)
 
 
 def _sub(a: Form, b: Form) -> Form:
@@ -182,7 +201,7 @@ def make_switches(model: Any, fb: ForwardBounds, *, relax: bool = False, prefix:
                 for i in members:
                     lst.append((i, var[k]))
                     k += 1
-                cons.add(sum(d for _, d in lst) == 1)
+                cons.add(sum(d for _, d in lst) == 1, j)
                 windows.append(lst)
             sw.pool[s] = windows
     return sw
@@ -235,7 +254,7 @@ def encode_forward(model: Any, fb: ForwardBounds, sw: Switches, *, prefix: str =
                     cols = np.nonzero(wc[i])[0]
                     vals = wc[i, cols]
                 f = combine([cur[c] for c in cols], vals, stage.bias[i])
-                cons.add(to_expr(_sub(f, var_form(z[k]))) == 0)
+                cons.add(to_expr(_sub(f, var_form(z[k]))) == 0, int(i))
                 rows += 1
                 out[i] = var_form(z[k])
             cur = out
@@ -252,9 +271,9 @@ def encode_forward(model: Any, fb: ForwardBounds, sw: Switches, *, prefix: str =
                 for k, i in enumerate(idx):
                     a, z, hv = sw.relu[s][int(i)], cur[i], h[k]
                     ze = to_expr(z)
-                    cons.add(hv >= ze)
-                    cons.add(hv <= float(hi[i]) * a)
-                    cons.add(hv <= ze - float(lo[i]) * (1 - a))
+                    cons.add(hv >= ze, int(i), "ge_z")
+                    cons.add(hv <= float(hi[i]) * a, int(i), "le_ua")
+                    cons.add(hv <= ze - float(lo[i]) * (1 - a), int(i), "le_z_la")
                     rows += 3
                     out[i] = var_form(hv)
             cur = out
@@ -274,8 +293,8 @@ def encode_forward(model: Any, fb: ForwardBounds, sw: Switches, *, prefix: str =
                     u_max = max(float(hi[i]) for i, _ in windows[j])
                     for i, d in windows[j]:
                         xe = to_expr(cur[i])
-                        cons.add(p[k] >= xe)
-                        cons.add(p[k] <= xe + (u_max - float(lo[i])) * (1 - d))
+                        cons.add(p[k] >= xe, j, int(i), "ge")
+                        cons.add(p[k] <= xe + (u_max - float(lo[i])) * (1 - d), j, int(i), "le")
                         rows += 2
                     out[j] = var_form(p[k])
             cur = out
@@ -293,14 +312,15 @@ class BackwardEncoding:
     n_rows: int = 0
 
 
-def _switch(model_cons: Any, y: Form, a: Any, lam: float, mu: float, hat: Any) -> int:
-    """hat = a * y for y in [lam, mu], a in {0, 1}: four big-M rows (formulations.md 2.2)."""
+def _switch(model_cons: Any, y: Form, a: Any, lam: float, mu: float, hat: Any, *key: Any) -> int:
+    """hat = a * y for y in [lam, mu], a in {0, 1}: four big-M rows (formulations.md 2.2), keyed by
+    ``key`` (the neuron, or window and input) and their role."""
     lb, mb = min(lam, 0.0), max(mu, 0.0)
     ye = to_expr(y)
-    model_cons.add(hat <= ye - lb * (1 - a))
-    model_cons.add(hat >= ye - mb * (1 - a))
-    model_cons.add(hat >= lb * a)
-    model_cons.add(hat <= mb * a)
+    model_cons.add(hat <= ye - lb * (1 - a), *key, "le_y")
+    model_cons.add(hat >= ye - mb * (1 - a), *key, "ge_y")
+    model_cons.add(hat >= lb * a, *key, "ge_la")
+    model_cons.add(hat <= mb * a, *key, "le_ma")
     return 4
 
 
@@ -340,7 +360,7 @@ def encode_backward(model: Any, fb: ForwardBounds, bb: BackwardBounds, sw: Switc
                              ghi[[i for i, _ in var_rows]])
                 cons = constraint_list(model, f"{prefix}y{s}_def")
                 for k, (i, f) in enumerate(var_rows):
-                    cons.add(to_expr(_sub(f, var_form(y[k]))) == 0)
+                    cons.add(to_expr(_sub(f, var_form(y[k]))) == 0, int(i))
                     rows += 1
                     new[i] = var_form(y[k])
             g = new
@@ -362,7 +382,7 @@ def encode_backward(model: Any, fb: ForwardBounds, bb: BackwardBounds, sw: Switc
                 hat = new_vars(model, f"{prefix}yh{s}", len(need), np.minimum(lam, 0), np.maximum(mu, 0))
                 cons = constraint_list(model, f"{prefix}yh{s}_switch")
                 for k, i in enumerate(need):
-                    rows += _switch(cons, g[i], sw.relu[s][i], float(lam[k]), float(mu[k]), hat[k])
+                    rows += _switch(cons, g[i], sw.relu[s][i], float(lam[k]), float(mu[k]), hat[k], int(i))
                     new[i] = var_form(hat[k])
             g = new
         else:
@@ -385,7 +405,7 @@ def encode_backward(model: Any, fb: ForwardBounds, bb: BackwardBounds, sw: Switc
                 hat = new_vars(model, f"{prefix}yp{s}", len(need), np.minimum(lam, 0), np.maximum(mu, 0))
                 cons = constraint_list(model, f"{prefix}yp{s}_route")
                 for k, (j, i, d) in enumerate(need):
-                    rows += _switch(cons, g[j], d, float(lam[k]), float(mu[k]), hat[k])
+                    rows += _switch(cons, g[j], d, float(lam[k]), float(mu[k]), hat[k], j, int(i))
                     routed[i].append(var_form(hat[k]))
             g = [combine(lst, np.ones(len(lst))) if lst else ZERO for lst in routed]
         if s > 0:
@@ -445,7 +465,7 @@ def encode_tangent(model: Any, fb: ForwardBounds, sw: Switches, s: list[Form], *
                              np.array([b[1] for b in bnds]))
                 cons = constraint_list(model, f"{prefix}tz{st}_def")
                 for k, (i, f) in enumerate(var_rows):
-                    cons.add(to_expr(_sub(f, var_form(v[k]))) == 0)
+                    cons.add(to_expr(_sub(f, var_form(v[k]))) == 0, int(i))
                     rows += 1
                     new[i] = var_form(v[k])
             t = new
@@ -465,7 +485,7 @@ def encode_tangent(model: Any, fb: ForwardBounds, sw: Switches, s: list[Form], *
                 hat = new_vars(model, f"{prefix}th{st}", len(idx), np.minimum(lam, 0), np.maximum(mu, 0))
                 cons = constraint_list(model, f"{prefix}th{st}_switch")
                 for k, i in enumerate(idx):
-                    rows += _switch(cons, t[i], sw.relu[st][i], float(lam[k]), float(mu[k]), hat[k])
+                    rows += _switch(cons, t[i], sw.relu[st][i], float(lam[k]), float(mu[k]), hat[k], int(i))
                     new[i] = var_form(hat[k])
             t = new
         else:
@@ -485,7 +505,7 @@ def encode_tangent(model: Any, fb: ForwardBounds, sw: Switches, s: list[Form], *
                 cons = constraint_list(model, f"{prefix}tp{st}_route")
                 parts: dict[int, list[Form]] = {}
                 for k, (j, i, d) in enumerate(need):
-                    rows += _switch(cons, t[i], d, float(lam[k]), float(mu[k]), hat[k])
+                    rows += _switch(cons, t[i], d, float(lam[k]), float(mu[k]), hat[k], j, int(i))
                     parts.setdefault(j, []).append(var_form(hat[k]))
                 for j, lst in parts.items():
                     new[j] = combine(lst, np.ones(len(lst)))

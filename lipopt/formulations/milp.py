@@ -154,10 +154,10 @@ def _objective_linf(model: Any, g: list[Form], relax: bool) -> tuple[Any, float,
         cons = constraint_list(model, "abs_rows")
         for k, (i, lo, hi) in enumerate(amb):
             e = to_expr(g[i])
-            cons.add(t[k] >= e)
-            cons.add(t[k] >= -e)
-            cons.add(t[k] <= e - 2 * lo * (1 - sig[k]))
-            cons.add(t[k] <= -e + 2 * hi * sig[k])
+            cons.add(t[k] >= e, i, "ge_g")
+            cons.add(t[k] >= -e, i, "ge_minus_g")
+            cons.add(t[k] <= e - 2 * lo * (1 - sig[k]), i, "le_g_sig")
+            cons.add(t[k] <= -e + 2 * hi * sig[k], i, "le_minus_g_sig")
             terms.append(t[k])
     return sum(terms) if terms else 0.0, upper, len(amb)
 
@@ -177,9 +177,9 @@ def _objective_l1(model: Any, g: list[Form], relax: bool) -> tuple[Any, float, i
     mvar = new_vars(model, "m_max", 1, 0.0, m_ub)
     kap = new_vars(model, "kappa", len(pairs), 0.0, 1.0, binary=not relax)
     cons = constraint_list(model, "max_rows")
-    cons.add(sum(kap[k] for k in range(len(pairs))) == 1)
+    cons.add(sum(kap[k] for k in range(len(pairs))) == 1, "one_selected")
     for k, (i, s, slo, _) in enumerate(pairs):
-        cons.add(mvar[0] <= s * to_expr(g[i]) + (m_ub - slo) * (1 - kap[k]))
+        cons.add(mvar[0] <= s * to_expr(g[i]) + (m_ub - slo) * (1 - kap[k]), i, "pos" if s > 0 else "neg")
     return mvar[0], m_ub, len(pairs)
 
 
