@@ -141,6 +141,10 @@ def _run_nominal(network: Network, q: Question, n: int, rng: np.random.Generator
     value is the best certified one, so the re-check recomputes exactly the same number."""
     dl = dl or Deadline()
     x = np.vstack([_jacobian_pairs(network, q, 32), sample_nominal(q, n, rng)])
+    # points drawn on the sphere can round a hair outside the ball: step them inside (exact membership)
+    out = [i for i in range(len(x)) if not in_domain(x[i], q)]
+    for i in out:
+        x[i] = q.domain.clip(x[i])
     ratios = evaluate_until(lambda xs: nominal_ratios(network, xs, q), x, dl.share(0.8), "sampled ratios")
     x = x[: len(ratios)]
     x0 = q.domain.center  # type: ignore[union-attr]
