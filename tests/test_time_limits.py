@@ -162,3 +162,20 @@ def test_miqcqp_bound_tightening_time_limit_keeps_sound_bounds() -> None:
         h = np.maximum(z, 0.0)
     ws = warm_start(net, q, 200_000, 0, deadline=time.perf_counter())  # out of time at once
     assert 0 < ws.n_samples < 200_000 and ws.value is not None
+
+
+def test_miqcqp_does_not_build_its_model_past_the_limit() -> None:
+    """A limit used up by the bounds and the warm start: P_UB is not even built; the record is the warm
+    start's certified LOWER side with the bound-propagation UPPER bound, stopped at the time limit, and
+    it takes less time than a run that builds and solves the model."""
+    pytest.importorskip("pyscipopt")
+    net = _random_net([20, 64, 64, 1], seed=1)
+    q = Question(Norm.L2, Norm.L2, Box(-1.0, 1.0), AllOutputs()).bind(net)
+    full = run_method("miqcqp", net, q, RunOptions(time_limit=20))
+    r = run_method("miqcqp", net, q, RunOptions(time_limit=1e-3))
+    assert r.verdict is Verdict.OK and r.stop is StopReason.TIME_LIMIT, (r.message, r.notes)
+    assert any("before P_UB was built" in n for n in r.notes) and "ub_model" not in r.stats
+    assert r.upper is not None and full.lower is not None and r.upper >= full.lower * (1 - 1e-9)
+    if r.lower is not None and full.upper is not None:
+        assert r.lower <= full.upper * (1 + 1e-9)
+    assert r.wall_time < full.wall_time

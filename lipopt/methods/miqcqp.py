@@ -381,9 +381,14 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
     ub_out = lb_out = None
     build_time = 0.0
 
-    # 3. the upper-bound problem
+    # 3. the upper-bound problem (not even built once the set-up has used the whole time limit)
     closed = False
-    if cfg["problem"] in ("both", "ub"):
+    rem = _remaining(deadline)
+    setup_overran = rem is not None and rem <= 0
+    if setup_overran and cfg["problem"] in ("both", "ub"):
+        notes.append("the time limit was used up by the bounds and the warm start before P_UB was built: "
+                     "the bracket is the warm start's certified value and the bound-propagation bound")
+    elif cfg["problem"] in ("both", "ub"):
         cut = best_lower / factor if (cfg["cutoff"] and best_lower) else None  # model units
         mm = build_model(net_m, q, dataclasses.replace(mcfg, problem="ub", cutoff=cut), bounds=lb,
                          iset=iset)
@@ -445,6 +450,7 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
                 stats["lb"]["note"] = "P_LB's dual bound bounds LB_eps only (not L): not an upper bound"
         else:
             notes.append("no time left for P_LB,eps")
+            setup_overran = True
 
     # 5. the bracket
     if ub_out is not None and trust_dual:
@@ -467,6 +473,8 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
         res.solve_time += lb_out.solve_time
         if lb_out.termination.value == "license_limit" and res.status is Status.SOLVED:
             res.status = Status.LICENSE_LIMIT
+    if setup_overran and not closed and res.status is Status.SOLVED:  # stopped by the limit, not done
+        res.status = Status.TIME_LIMIT
     if res.kind.value != "EXACT":
         res.notes.append(WHY_DIFFERENT)
     res.wall_time = time.perf_counter() - t_start
