@@ -23,7 +23,7 @@ import numpy as np
 
 from . import interrupts
 from .base import Backend, Capability, Progress
-from .outcome import SolveOutcome, Termination, settle
+from .outcome import SolveOutcome, Termination, failed_outcome, settle
 
 _NO_THREADS = object()
 _PRESOLVE_CLAIMS = ("kInfeasible", "kUnboundedOrInfeasible", "kUnbounded")
@@ -136,8 +136,6 @@ class HighsBackend(Backend):
         return None
 
     def _failed(self, model: Any, options: Any, raw: str, message: str, t_start: float) -> SolveOutcome:
-        from .outcome import failed_outcome
-
         return failed_outcome(self.name, self.version(), model.sense, options, Termination.ERROR, raw,
                               f"highs: {message}", wall_time=time.perf_counter() - t_start)
 

@@ -78,8 +78,6 @@ class Options(MethodOptions):
     solver_extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # verbatim solver options
 
 
-DEFAULTS: dict[str, Any] = dataclasses.asdict(Options())
-
 WHY_DIFFERENT = (
     "P_UB maximises over closed activation regions (every pattern whose region meets the input set, even "
     "only on a face), P_LB,eps over points with every |pre-activation| >= eps. They bracket L and coincide "
