@@ -1,5 +1,5 @@
 """The methods: this registry (name -> module, declared bound kind, the solver capability it needs) and
-one module per registered name beside it (``enumeration``, ``naive``, ``local_affine``, ``sampling``,
+one module per registered name beside it (``enumeration``, ``bab``, ``naive``, ``local_affine``, ``sampling``,
 ``grad_ascent``, ``milp``, ``lp_relax``, ``miqcqp``, ``miqcqp_ub``, ``miqcqp_lb``, ``lipsdp_neuron``,
 ``lipsdp_layer``, ``lipsdp_local``). The algorithms they run live in their own packages
 (:mod:`lipopt.bounds`, :mod:`lipopt.analytic`, :mod:`lipopt.exact`, :mod:`lipopt.formulations`,
@@ -188,6 +188,9 @@ def _builtin() -> None:
                    "lower: largest Jacobian norm at sampled points of the domain"),
         MethodInfo("grad-ascent", BoundKind.LOWER, "lipopt.methods.grad_ascent",
                    "lower: projected gradient ascent on the Jacobian norm, with restarts", warm=_TORCH),
+        MethodInfo("bab", BoundKind.EXACT, "lipopt.methods.bab",
+                   "exact: branch and bound over activation patterns (interval Jacobian bounds, LP pruning)",
+                   default=False, needs="LP", warm=_LP),
         MethodInfo("milp", BoundKind.EXACT, "lipopt.methods.milp",
                    "exact l-inf / l1 constant by mixed-integer linear programming (LipMIP family)",
                    needs="MILP", interface="pyomo", warm=_MIP),
