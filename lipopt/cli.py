@@ -1,4 +1,4 @@
-"""The ``lipopt`` command: doctor, methods, compute, demo, certify."""
+"""The ``lipopt`` command: doctor, methods, compute, demo, certify, grid, table, plot, train."""
 
 from __future__ import annotations
 
@@ -286,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lipopt.cli_grid import add_parsers as add_grid
 
     add_grid(sub)
+    from lipopt.cli_train import add_parser as add_train
+
+    add_train(sub)
     return parser
 
 
