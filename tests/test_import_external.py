@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import lipopt
-from lipopt.errors import InvalidNetworkError, UnsupportedLayerError
+from lipopt.errors import InvalidNetworkError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 EXT = SHARED / "external-nets"
@@ -32,7 +32,7 @@ EXPECTED = {
     "glipsdp/cnn2_seed0_weights.mat": ((64,), [512], 10),  # normalised: the conv as a 512x64 matrix
     "glipsdp/cnn3_seed0_weights.mat": ((64,), [512, 1024], 10),
 }
-ONNX_REFUSED = ["glipsdp/mlp_L3_W16.onnx", "glipsdp/cnn_C3_CH8.onnx"]
+GLIPSDP_ONNX = ["glipsdp/mlp_L3_W16.onnx", "glipsdp/cnn_C3_CH8.onnx"]
 CHECKPOINTS = {"avant/mnist_lenet_ckpt_99.ckpt": ("mnist_lenet", (1, 28, 28)),
                "avant/cifar10_net_ckpt_499.ckpt": ("cifar10_net", (3, 32, 32))}
 
@@ -48,7 +48,7 @@ def test_every_network_file_is_covered(ext):
     partners = {"_biases.npy", ".onnx.data", ".png", ".md"}
     files = {p.relative_to(ext).as_posix() for p in ext.rglob("*") if p.is_file()}
     networks = {f for f in files if not any(f.endswith(s) for s in partners)}
-    assert networks == set(EXPECTED) | set(ONNX_REFUSED) | set(CHECKPOINTS)
+    assert networks == set(EXPECTED) | set(GLIPSDP_ONNX) | set(CHECKPOINTS)
 
 
 @pytest.mark.parametrize("rel", sorted(EXPECTED))
@@ -60,17 +60,20 @@ def test_external_file_loads(ext, rel):
     assert net.output_size == n_out
 
 
-@pytest.mark.parametrize("rel", ONNX_REFUSED)
-def test_glipsdp_onnx_refused_listing_every_leakyrelu_and_mul(ext, rel):
+@pytest.mark.parametrize("rel", GLIPSDP_ONNX)
+def test_glipsdp_onnx_loads_and_matches_onnx_own_evaluator(ext, rel):
+    """The LeakyReLU nets with GLipSDP's scaling Mul nodes: lipopt.load runs its equivalence check; the
+    outputs are compared again here with onnx's own reference evaluator (independent of lipopt's)."""
     import onnx
+    from onnx.reference import ReferenceEvaluator
 
-    graph = onnx.load(str(ext / rel)).graph
-    expected = {f"{n.op_type} (node {n.name!r})" for n in graph.node if n.op_type in ("LeakyRelu", "Mul")}
-    assert len(expected) >= 6
-    with pytest.raises(UnsupportedLayerError) as info:
-        lipopt.load(ext / rel)
-    assert expected <= set(info.value.unsupported)
-    assert "Supported:" in str(info.value)
+    net = lipopt.load(ext / rel)
+    assert net.has_leaky and [type(la).__name__ for la in net.layers].count("LeakyReLU") == 3
+    model = onnx.load(str(ext / rel))
+    x = np.random.default_rng(0).uniform(0, 1, (4, 1, 28, 28)).astype(np.float32)
+    (want,) = ReferenceEvaluator(model).run(None, {model.graph.input[0].name: x})
+    got = net.forward(x.astype(np.float64))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.max(np.abs(want))))
 
 
 def test_lipsdp_random_weights_is_a_plain_relu_chain(ext):

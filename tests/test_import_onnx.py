@@ -140,13 +140,13 @@ def test_external_data_next_to_the_file(tmp_path):
 def test_unsupported_nodes_listed_at_once():
     rng = np.random.default_rng(3)
     nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1, name="fc"),
-             helper.make_node("Mul", ["h", "s"], ["hs"], name="scale"),
-             helper.make_node("LeakyRelu", ["hs"], ["l"], alpha=0.01, name="lrelu"),
+             helper.make_node("Tanh", ["h"], ["hs"], name="tanh"),
+             helper.make_node("Softplus", ["hs"], ["l"], name="softplus"),
              helper.make_node("Sigmoid", ["l"], ["y"], name="sig")]
     model = _model(nodes, {"w": rng.standard_normal((3, 3)), "b": np.zeros(3), "s": np.array(2.0)}, [3], [3])
     with pytest.raises(UnsupportedLayerError) as info:
         lipopt.load(model)
-    expected = ["Mul (node 'scale')", "LeakyRelu (node 'lrelu')", "Sigmoid (node 'sig')"]
+    expected = ["Tanh (node 'tanh')", "Softplus (node 'softplus')", "Sigmoid (node 'sig')"]
     assert info.value.unsupported == expected
     assert "Supported:" in str(info.value) and "Gemm" in str(info.value)
 

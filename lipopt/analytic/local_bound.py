@@ -7,7 +7,9 @@ Per block k, with the ball {x0_k + D delta : |D delta| <= eps_k} (D = diag(d), d
 that cannot move):
 
 * affine + ReLU: ybar = y0 + eps_k ||a_i^T D||_2 (one-pass row norms, :mod:`.rownorms`), slopes
-  r_i = (relu(ybar_i) - relu(y0_i)) / (ybar_i - y0_i) (Theorem 1; 0 for rows with ||a_i^T D|| = 0),
+  r_i = (relu(ybar_i) - relu(y0_i)) / (ybar_i - y0_i) (Theorem 1; 0 for rows with ||a_i^T D|| = 0);
+  for a LeakyReLU max(y, alpha y) the largest chord slope from y0 is 1 for y0 >= 0, alpha for
+  ybar <= 0, else (ybar - alpha y0) / (ybar - y0), so r_i lies in [alpha, 1] for the rows that move,
   L_k = ||R A D||_2 as a CERTIFIED upper bound (:mod:`.spectral`), next nominal relu(y0), next
   restriction d = 1[r > 0] (r_i = 0 means the output cannot move: ybar_i <= 0, or a zero row);
 * affine only: L_k = ||A D||_2, next d = 1[row of A D non-zero] (constant outputs cannot move);
@@ -28,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from lipopt.errors import InvalidQuestionError
-from lipopt.network.layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
+from lipopt.errors import InvalidQuestionError, UnsupportedLayerError
+from lipopt.network.layers import AvgPool2d, Conv2d, Dense, Flatten, LeakyReLU, MaxPool2d, ReLU
 from lipopt.network.network import Network
 
 
@@ -84,15 +86,18 @@ def _prod(vals: list[float]) -> float:
     return math.exp(s) if s < 709 else math.inf
 
 
-def _slopes(y0: Any, ybar: Any, moving: Any) -> Any:
+def _slopes(y0: Any, ybar: Any, moving: Any, alpha: float = 0.0) -> Any:
+    """The largest chord slope (g(y) - g(y0)) / (y - y0) of g(y) = max(y, alpha y) over y <= ybar: 1 for
+    y0 >= 0; for y0 < 0, alpha if ybar <= 0, else (ybar - alpha y0) / (ybar - y0) (increasing in ybar).
+    0 for rows that cannot move."""
     import torch
 
-    r = torch.zeros_like(y0)
+    r = torch.full_like(y0, float(alpha))
     up = ybar > y0
     one = up & (y0 >= 0)
     mid = up & (y0 < 0) & (ybar > 0)
     r[one] = 1.0
-    r[mid] = ybar[mid] / (ybar[mid] - y0[mid])
+    r[mid] = (ybar[mid] - alpha * y0[mid]) / (ybar[mid] - y0[mid])
     r[~moving] = 0.0
     return r
 
@@ -130,12 +135,16 @@ class LocalBoundComputer:
                 continue
             start_shape = network.shapes[run_start] if run else shp
             op = compose(run, start_shape, dev)
-            if isinstance(la, ReLU):
-                blocks.append({"kind": "affine-relu", "op": op, "layers": [*run_idx, i]})
-            else:
+            if isinstance(la, ReLU | LeakyReLU):  # max(y, alpha y): chord slopes in [alpha, 1]
+                blocks.append({"kind": "affine-relu", "op": op, "layers": [*run_idx, i], "alpha": la.alpha})
+            elif isinstance(la, MaxPool2d):
                 if run:
                     blocks.append({"kind": "affine", "op": op, "layers": list(run_idx)})
                 blocks.append({"kind": "maxpool", "layer": la, "shape": shp, "layers": [i]})
+            else:
+                raise UnsupportedLayerError([f"layer {i}: {type(la).__name__}"],
+                                            "Dense, Conv2d, AvgPool2d, Flatten, ReLU, LeakyReLU, MaxPool2d",
+                                            source="local affine bound")
             run, run_idx = [], []
         if run:
             blocks.append({"kind": "affine", "op": compose(run, network.shapes[run_start], dev),
@@ -162,7 +171,11 @@ class LocalBoundComputer:
             else:
                 y0 = b["op"].affine(h)
                 b["y0"] = y0
-                h = torch.relu(y0) if b["kind"] == "affine-relu" else y0
+                if b["kind"] == "affine-relu":
+                    a = b["alpha"]
+                    h = torch.relu(y0) if a == 0.0 else torch.where(y0 > 0, y0, a * y0)
+                else:
+                    h = y0
         self.nominal_output = h.reshape(-1).cpu().numpy()
         self._global: float | None = None
 
@@ -224,7 +237,7 @@ class LocalBoundComputer:
                 y0 = b["y0"][0]
                 ybar = y0 + cur_eps * rn * (1 + self.options.ybar_rtol)
                 ybar = ybar + (ybar.abs() * self.options.ybar_rtol + 1e-300) * moving
-                r = _slopes(y0, ybar, moving)
+                r = _slopes(y0, ybar, moving, b["alpha"])
                 sb = masked_norm_upper(op, r, d, self.spectral)
                 d_next = (r > 0).to(torch.float64)
                 n_act = int((r > 0).sum())

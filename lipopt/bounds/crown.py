@@ -3,9 +3,10 @@
 For every affine stage t (a pre-activation layer), the output z_t = W_t h + b_t is bounded by
 substituting, stage by stage back to the input, linear relaxations of the earlier nonlinear stages:
 
-* ReLU with pre-activation bounds [l, u]: stable neurons are exact (h = z or h = 0); an ambiguous one has
-  the upper line h <= u (z - l) / (u - l) and the lower line h >= alpha z with alpha = 1 if u >= -l else 0
-  (the adaptive CROWN choice; any alpha in [0, 1] is sound).
+* an activation max(z, a z) (ReLU: a = 0) with pre-activation bounds [l, u]: stable neurons are exact
+  (h = z or h = a z); an ambiguous one has the chord h <= a l + (u - a l) (z - l) / (u - l) as upper line
+  and the lower line h >= s z with s = 1 if u >= -l else a (the adaptive CROWN choice; any s in [a, 1]
+  is sound, the function being convex).
 * max-pool: p_j >= x_{i*} (i* the entry with the largest lower bound) and p_j <= max_i u_i (a constant),
   or p_j = x_i when a single entry can win.
 * affine stages are substituted exactly.
@@ -23,9 +24,10 @@ import time
 
 import numpy as np
 
-from lipopt.bounds.interval import affine_interval, interval_bounds, maxpool_can_win, maxpool_interval
+from lipopt.bounds.interval import FORWARD_INTERVAL, affine_interval, interval_bounds, maxpool_can_win
 from lipopt.bounds.types import ForwardBounds, Interval
-from lipopt.network.network import AffineStage, MaxPoolStage, Network, ReLUStage
+from lipopt.network.network import Network
+from lipopt.network.stages import AffineStage, LeakyReLUStage, MaxPoolStage, ReLUStage, dispatch
 
 _PAD = 1e-10
 
@@ -37,20 +39,42 @@ def _times_weight(lam: np.ndarray, w: object) -> np.ndarray:
     return lam @ np.asarray(w)
 
 
-def relu_relaxation(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(upper slope, upper intercept, lower slope) of the ReLU relaxation per neuron."""
+def relu_relaxation(lo: np.ndarray, hi: np.ndarray, alpha: float = 0.0
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(upper slope, upper intercept, lower slope) of the relaxation of max(z, alpha z) per neuron."""
     active = lo >= 0
-    inactive = hi <= 0
+    inactive = (hi <= 0) & ~active
     amb = ~(active | inactive)
-    su = np.where(active, 1.0, 0.0)
+    su = np.where(active, 1.0, alpha)
     tu = np.zeros_like(lo)
-    sl = np.where(active, 1.0, 0.0)
+    sl = np.where(active, 1.0, alpha)
     if np.any(amb):
         la, ua = lo[amb], hi[amb]
-        su[amb] = ua / (ua - la)
-        tu[amb] = -ua * la / (ua - la)
-        sl[amb] = np.where(ua >= -la, 1.0, 0.0)
+        su[amb] = (ua - alpha * la) / (ua - la)
+        tu[amb] = -(1.0 - alpha) * ua * la / (ua - la)
+        sl[amb] = np.where(ua >= -la, 1.0, alpha)
     return su, tu, sl
+
+
+def _relax_activation(stage, lo, hi, lam_u, lam_l):
+    """Back-substitute an activation: new (lam_u, lam_l), offsets added (u, l) and magnitudes (u, l)."""
+    pu, nu = np.maximum(lam_u, 0), np.minimum(lam_u, 0)
+    pl, nl = np.maximum(lam_l, 0), np.minimum(lam_l, 0)
+    su, tu, sl = relu_relaxation(lo, hi, stage.alpha)
+    return (pu * su + nu * sl, pl * sl + nl * su), (pu @ tu, nl @ tu), (pu @ tu, -(nl @ tu))
+
+
+def _relax_maxpool(stage, lo, hi, lam_u, lam_l):
+    pu, nu = np.maximum(lam_u, 0), np.minimum(lam_u, 0)
+    pl, nl = np.maximum(lam_l, 0), np.minimum(lam_l, 0)
+    p_up, c_up, p_lo = _maxpool_relaxation(stage, lo, hi)
+    lam = (np.asarray((p_up.T @ pu.T).T) + np.asarray((p_lo.T @ nu.T).T),
+           np.asarray((p_lo.T @ pl.T).T) + np.asarray((p_up.T @ nl.T).T))
+    return lam, (pu @ c_up, nl @ c_up), (np.abs(pu @ c_up), np.abs(nl @ c_up))
+
+
+#: nonlinear stage type -> back-substitution step (stage, lo, hi, lam_u, lam_l)
+RELAXATION = {ReLUStage: _relax_activation, LeakyReLUStage: _relax_activation, MaxPoolStage: _relax_maxpool}
 
 
 def _maxpool_relaxation(stage: MaxPoolStage, lo: np.ndarray, hi: np.ndarray):
@@ -94,24 +118,12 @@ def _backsub(stages: tuple, bounds: list[Interval], t: int, in_lo: np.ndarray,
             lam_l = _times_weight(lam_l, stage.weight)
             continue
         lo, hi = bounds[s - 1] if s > 0 else (in_lo, in_hi)
-        pu, nu = np.maximum(lam_u, 0), np.minimum(lam_u, 0)
-        pl, nl = np.maximum(lam_l, 0), np.minimum(lam_l, 0)
-        if isinstance(stage, ReLUStage):
-            su, tu, sl = relu_relaxation(lo, hi)
-            off_u += pu @ tu
-            off_l += nl @ tu
-            mag_u += pu @ tu
-            mag_l -= nl @ tu
-            lam_u = pu * su + nu * sl
-            lam_l = pl * sl + nl * su
-        else:
-            p_up, c_up, p_lo = _maxpool_relaxation(stage, lo, hi)
-            off_u += pu @ c_up
-            off_l += nl @ c_up
-            mag_u += np.abs(pu @ c_up)
-            mag_l += np.abs(nl @ c_up)
-            lam_u = np.asarray((p_up.T @ pu.T).T) + np.asarray((p_lo.T @ nu.T).T)
-            lam_l = np.asarray((p_lo.T @ pl.T).T) + np.asarray((p_up.T @ nl.T).T)
+        (lam_u, lam_l), (du, dl), (mu, ml) = dispatch(RELAXATION, stage, "linear bounds")(
+            stage, lo, hi, lam_u, lam_l)
+        off_u += du
+        off_l += dl
+        mag_u += mu
+        mag_l += ml
     mid, rad = (in_lo + in_hi) / 2, (in_hi - in_lo) / 2
     amax = np.maximum(np.abs(in_lo), np.abs(in_hi))
     up = lam_u @ mid + np.abs(lam_u) @ rad + off_u
@@ -141,10 +153,8 @@ def crown_bounds(network: Network, lo: np.ndarray, hi: np.ndarray) -> ForwardBou
                 cur_lo, cur_hi = np.maximum(ia_lo, c_lo), np.minimum(ia_hi, c_hi)
             else:
                 cur_lo, cur_hi = ia_lo, ia_hi  # the first affine map of a box: intervals are exact
-        elif isinstance(s, ReLUStage):
-            cur_lo, cur_hi = np.maximum(cur_lo, 0.0), np.maximum(cur_hi, 0.0)
         else:
-            cur_lo, cur_hi = maxpool_interval(s, cur_lo, cur_hi)
+            cur_lo, cur_hi = dispatch(FORWARD_INTERVAL, s, "linear bounds")(s, cur_lo, cur_hi)
         out.append((cur_lo, cur_hi))
     fb = ForwardBounds(stages, lo, hi, out, method="crown")
     fb.stats["time"] = time.perf_counter() - t0

@@ -2,8 +2,9 @@
 relaxation of the network in front of it.
 
 Layer by layer (stages of ``network.lower()``), the LP holds the input box, every earlier affine stage as
-equalities, every earlier ReLU as its triangle relaxation with the current (already tightened) bounds
-(h >= 0, h >= z, h <= u (z - l) / (u - l); stable neurons exact) and every max-pool as
+equalities, every earlier activation max(z, a z) (ReLU: a = 0) as its triangle relaxation with the
+current (already tightened) bounds (h >= a z, h >= z, h <= a l + (u - a l) (z - l) / (u - l); stable
+neurons exact: h = z, or h = a z) and every max-pool as
 p >= x_i (each window entry) and p <= max_i l_i + sum_i (x_i - l_i). The LP optimum of z_i is a valid
 bound on z_i; it is widened by ``LP_PAD * (1 + |value|)`` against the LP solver's feasibility
 tolerance and intersected with the bounds it starts from (CROWN, itself intersected with intervals).
@@ -21,11 +22,96 @@ import time
 import numpy as np
 
 from lipopt.bounds.crown import crown_bounds
-from lipopt.bounds.interval import maxpool_interval
+from lipopt.bounds.interval import FORWARD_INTERVAL
 from lipopt.bounds.types import ForwardBounds, Interval
-from lipopt.network.network import AffineStage, MaxPoolStage, Network, ReLUStage
+from lipopt.network.network import Network
+from lipopt.network.stages import AffineStage, LeakyReLUStage, MaxPoolStage, ReLUStage, dispatch
 
 LP_PAD = 1e-7
+
+
+class _Rows:
+    """Sparse LP rows over a fixed list of variable blocks."""
+
+    def __init__(self, n_var: int) -> None:
+        self.n_var = n_var
+        self.eq: list = []
+        self.eq_rhs: list[np.ndarray] = []
+        self.ub: list = []
+        self.ub_rhs: list[np.ndarray] = []
+
+    def block(self, cols_start: int, mat: object, n_rows: int) -> object:
+        import scipy.sparse as sp
+
+        m = sp.csr_matrix(mat)
+        return sp.hstack([sp.csr_matrix((n_rows, cols_start)), m,
+                          sp.csr_matrix((n_rows, self.n_var - cols_start - m.shape[1]))], format="csr")
+
+
+def _select(rows: np.ndarray, n: int) -> object:
+    import scipy.sparse as sp
+
+    return sp.csr_matrix((np.ones(rows.size), (np.arange(rows.size), rows)), shape=(rows.size, n))
+
+
+def _affine_rows(r: _Rows, stage: AffineStage, i_in: int, i_out: int, n_out: int, lo, hi) -> None:
+    import scipy.sparse as sp
+
+    r.eq.append(r.block(i_out, sp.identity(n_out, format="csr"), n_out) - r.block(i_in, stage.weight, n_out))
+    r.eq_rhs.append(stage.bias)
+
+
+def _activation_rows(r: _Rows, stage, i_in: int, i_out: int, n_out: int, lo, hi) -> None:
+    import scipy.sparse as sp
+
+    a = stage.alpha
+    active = lo >= 0
+    inactive = (hi <= 0) & ~active
+    amb = ~(active | inactive)
+    for mask, slope in ((active, 1.0), (inactive if a != 0.0 else np.zeros_like(inactive), a)):
+        if np.any(mask):  # h = slope z (a ReLU's inactive h = 0 is fixed by its bounds already)
+            sel = _select(np.nonzero(mask)[0], n_out)
+            r.eq.append(r.block(i_out, sel, sel.shape[0]) - r.block(i_in, slope * sel, sel.shape[0]))
+            r.eq_rhs.append(np.zeros(sel.shape[0]))
+    if np.any(amb):
+        rows = np.nonzero(amb)[0]
+        k = rows.size
+        sel = _select(rows, n_out)
+        la, ua = lo[rows], hi[rows]
+        su = (ua - a * la) / (ua - la)
+        r.ub.append(r.block(i_in, sel, k) - r.block(i_out, sel, k))  # z - h <= 0
+        r.ub_rhs.append(np.zeros(k))
+        if a != 0.0:  # a z - h <= 0 (for ReLU, h >= 0 is the variable bound)
+            r.ub.append(r.block(i_in, a * sel, k) - r.block(i_out, sel, k))
+            r.ub_rhs.append(np.zeros(k))
+        # h - su z <= a l - su l
+        r.ub.append(r.block(i_out, sel, k) - r.block(i_in, sp.diags(su) @ sel, k))
+        r.ub_rhs.append((a - su) * la)
+
+
+def _maxpool_rows(r: _Rows, stage: MaxPoolStage, i_in: int, i_out: int, n_out: int, lo, hi) -> None:
+    import scipy.sparse as sp
+
+    win = stage.windows
+    rr, cc = np.nonzero(win >= 0)
+    members = win[rr, cc]
+    nn = rr.size
+    # x_i - p_j <= 0
+    r.ub.append(r.block(i_in, sp.csr_matrix((np.ones(nn), (np.arange(nn), members)),
+                                            shape=(nn, stage.in_size)), nn)
+                - r.block(i_out, sp.csr_matrix((np.ones(nn), (np.arange(nn), rr)), shape=(nn, n_out)), nn))
+    r.ub_rhs.append(np.zeros(nn))
+    # p_j - sum_i x_i <= max_i l_i - sum_i l_i
+    agg = sp.csr_matrix((np.ones(nn), (rr, members)), shape=(n_out, stage.in_size))
+    lo_w = np.where(win >= 0, lo[np.maximum(win, 0)], -np.inf)
+    sum_lo = np.asarray(agg @ lo).reshape(-1)
+    r.ub.append(r.block(i_out, sp.identity(n_out, format="csr"), n_out) - r.block(i_in, agg, n_out))
+    r.ub_rhs.append(lo_w.max(axis=1) - sum_lo)
+
+
+#: stage type -> LP rows of its relaxation (rows, stage, input block, output block, n_out, in lo, in hi)
+LP_ROWS = {AffineStage: _affine_rows, ReLUStage: _activation_rows, LeakyReLUStage: _activation_rows,
+           MaxPoolStage: _maxpool_rows}
 
 
 def _build_lp(stages: tuple, bounds: list[Interval], t: int, in_lo: np.ndarray, in_hi: np.ndarray):
@@ -38,66 +124,15 @@ def _build_lp(stages: tuple, bounds: list[Interval], t: int, in_lo: np.ndarray, 
     n_var = int(starts[-1])
     var_lo = np.concatenate([in_lo] + [b[0] for b in bounds[:t]])
     var_hi = np.concatenate([in_hi] + [b[1] for b in bounds[:t]])
-    eq_blocks, eq_rhs, ub_blocks, ub_rhs = [], [], [], []
-
-    def block(cols_start: int, mat: object, n_rows: int) -> object:
-        m = sp.csr_matrix(mat)
-        return sp.hstack([sp.csr_matrix((n_rows, cols_start)), m,
-                          sp.csr_matrix((n_rows, n_var - cols_start - m.shape[1]))], format="csr")
-
+    r = _Rows(n_var)
     for s in range(t):
-        stage = stages[s]
-        i_in, i_out = starts[s], starts[s + 1]  # variable blocks: stage input (block s), output (s+1)
-        n_out = sizes[s + 1]
-        eye = sp.identity(n_out, format="csr")
-        if isinstance(stage, AffineStage):
-            eq_blocks += [block(i_out, eye, n_out) - block(i_in, stage.weight, n_out)]
-            eq_rhs.append(stage.bias)
-        elif isinstance(stage, ReLUStage):
-            lo, hi = bounds[s - 1] if s > 0 else (in_lo, in_hi)
-            active = lo >= 0
-            amb = (lo < 0) & (hi > 0)
-            if np.any(active):
-                rows = np.nonzero(active)[0]
-                k = rows.size
-                sel = sp.csr_matrix((np.ones(k), (np.arange(k), rows)), shape=(k, n_out))
-                eq_blocks.append(block(i_out, sel, rows.size) - block(i_in, sel, rows.size))
-                eq_rhs.append(np.zeros(rows.size))
-            if np.any(amb):
-                rows = np.nonzero(amb)[0]
-                k = rows.size
-                sel = sp.csr_matrix((np.ones(k), (np.arange(k), rows)), shape=(k, n_out))
-                la, ua = lo[rows], hi[rows]
-                slope = ua / (ua - la)
-                # z - h <= 0
-                ub_blocks.append(block(i_in, sel, k) - block(i_out, sel, k))
-                ub_rhs.append(np.zeros(k))
-                # h - slope z <= -slope l
-                ub_blocks.append(block(i_out, sel, k) - block(i_in, sp.diags(slope) @ sel, k))
-                ub_rhs.append(-slope * la)
-        else:
-            assert isinstance(stage, MaxPoolStage)
-            lo, _ = bounds[s - 1] if s > 0 else (in_lo, in_hi)
-            win = stage.windows
-            rr, cc = np.nonzero(win >= 0)
-            members = win[rr, cc]
-            nn = rr.size
-            # x_i - p_j <= 0
-            ub_blocks.append(block(i_in, sp.csr_matrix((np.ones(nn), (np.arange(nn), members)),
-                                                       shape=(nn, stage.in_size)), nn)
-                             - block(i_out, sp.csr_matrix((np.ones(nn), (np.arange(nn), rr)),
-                                                          shape=(nn, n_out)), nn))
-            ub_rhs.append(np.zeros(nn))
-            # p_j - sum_i x_i <= max_i l_i - sum_i l_i
-            agg = sp.csr_matrix((np.ones(nn), (rr, members)), shape=(n_out, stage.in_size))
-            lo_w = np.where(win >= 0, lo[np.maximum(win, 0)], -np.inf)
-            sum_lo = np.asarray(agg @ lo).reshape(-1)
-            ub_blocks.append(block(i_out, eye, n_out) - block(i_in, agg, n_out))
-            ub_rhs.append(lo_w.max(axis=1) - sum_lo)
-    a_eq = sp.vstack(eq_blocks, format="csr") if eq_blocks else None
-    a_ub = sp.vstack(ub_blocks, format="csr") if ub_blocks else None
-    b_eq = np.concatenate(eq_rhs) if eq_rhs else None
-    b_ub = np.concatenate(ub_rhs) if ub_rhs else None
+        lo, hi = bounds[s - 1] if s > 0 else (in_lo, in_hi)
+        dispatch(LP_ROWS, stages[s], "LP bound tightening")(r, stages[s], starts[s], starts[s + 1],
+                                                            sizes[s + 1], lo, hi)
+    a_eq = sp.vstack(r.eq, format="csr") if r.eq else None
+    a_ub = sp.vstack(r.ub, format="csr") if r.ub else None
+    b_eq = np.concatenate(r.eq_rhs) if r.eq_rhs else None
+    b_ub = np.concatenate(r.ub_rhs) if r.ub_rhs else None
     return a_eq, b_eq, a_ub, b_ub, var_lo, var_hi, int(starts[t]), n_var
 
 
@@ -124,10 +159,7 @@ def lp_bounds(network: Network, lo: np.ndarray, hi: np.ndarray, *, start: Forwar
         if not isinstance(s, AffineStage):
             # recompute the nonlinear stage from its (possibly tightened) input, intersected
             in_lo, in_hi = bounds[t - 1]
-            if isinstance(s, ReLUStage):
-                nl, nh = np.maximum(in_lo, 0.0), np.maximum(in_hi, 0.0)
-            else:
-                nl, nh = maxpool_interval(s, in_lo, in_hi)
+            nl, nh = dispatch(FORWARD_INTERVAL, s, "LP bound tightening")(s, in_lo, in_hi)
             bounds[t] = (np.maximum(bounds[t][0], nl), np.minimum(bounds[t][1], nh))
             continue
         z_lo, z_hi = bounds[t]

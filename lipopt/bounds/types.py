@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lipopt.network.network import AffineStage, MaxPoolStage, ReLUStage, Stage
+from lipopt.network.stages import AffineStage, MaxPoolStage, Stage, is_activation
 
 Interval = tuple[np.ndarray, np.ndarray]
 
@@ -31,16 +31,18 @@ class ForwardBounds:
         return (self.input_lo, self.input_hi) if i == 0 else self.stage_bounds[i - 1]
 
     def relu_masks(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(active, inactive, ambiguous) boolean masks of ReLU stage i: l >= 0, u <= 0, l < 0 < u."""
-        if not isinstance(self.stages[i], ReLUStage):
-            raise ValueError(f"stage {i} is not a ReLU stage")
+        """(active, inactive, ambiguous) boolean masks of activation (ReLU / LeakyReLU) stage i: l >= 0,
+        u <= 0, l < 0 < u."""
+        if not is_activation(self.stages[i]):
+            raise ValueError(f"stage {i} is not an activation stage")
         lo, hi = self.pre_activation(i)
         active = lo >= 0
         inactive = (hi <= 0) & ~active
         return active, inactive, ~(active | inactive)
 
     def relu_stage_indices(self) -> list[int]:
-        return [i for i, s in enumerate(self.stages) if isinstance(s, ReLUStage)]
+        """Indices of the activation (ReLU / LeakyReLU) stages."""
+        return [i for i, s in enumerate(self.stages) if is_activation(s)]
 
     @property
     def n_ambiguous(self) -> int:
@@ -48,7 +50,7 @@ class ForwardBounds:
 
     @property
     def n_relus(self) -> int:
-        return int(sum(s.size for s in self.stages if isinstance(s, ReLUStage)))
+        return int(sum(s.size for s in self.stages if is_activation(s)))
 
     def summary(self) -> dict[str, object]:
         return {"bound_method": self.method, "ambiguous_neurons": self.n_ambiguous, "relus": self.n_relus}

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from lipopt.certify.witness import PointWitness, point_witness
-from lipopt.network.network import AffineStage, MaxPoolStage, Network, ReLUStage, stage_forward
+from lipopt.network.network import Network, stage_forward
+from lipopt.network.stages import AffineStage, MaxPoolStage, activation_slopes, is_activation
 from lipopt.spec import Question
 
 #: geometric margin below which a region is treated as having no interior
@@ -44,8 +45,8 @@ def region_constraints(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Rows (G, h) with the region {x : G x + h >= 0}; None if a degenerate row makes it empty.
 
-    ``relu_states[k]`` are the booleans of the k-th ReLU stage; ``pool_winners[k]`` the flat input index
-    of the winner of each window of the k-th max-pool stage."""
+    ``relu_states[k]`` are the booleans of the k-th activation (ReLU / LeakyReLU) stage;
+    ``pool_winners[k]`` the flat input index of the winner of each window of the k-th max-pool stage."""
     n0 = network.input_size
     m = np.eye(n0)
     c = np.zeros(n0)
@@ -57,14 +58,15 @@ def region_constraints(
             w = s.weight
             m = np.asarray(w @ m)  # type: ignore[operator]
             c = np.asarray(w @ c).reshape(-1) + s.bias  # type: ignore[operator]
-        elif isinstance(s, ReLUStage):
+        elif is_activation(s):  # ReLU / LeakyReLU: slope 1 where active, alpha where not
             st = np.asarray(relu_states[k_relu], dtype=bool).reshape(-1)
             k_relu += 1
             sign = np.where(st, 1.0, -1.0)
             rows.append(sign[:, None] * m)
             offs.append(sign * c)
-            m = m * st[:, None]
-            c = c * st
+            slope = activation_slopes(s, st)
+            m = m * slope[:, None]
+            c = c * slope
         else:
             assert isinstance(s, MaxPoolStage)
             if pool_winners is None:
@@ -126,9 +128,9 @@ def certify_pattern(network: Network, question: Question, relu_states: Sequence[
 
 
 def pattern_at(network: Network, x: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """ReLU states (z > 0) and max-pool winners at x, from the lowered stages."""
+    """Activation states (z > 0) and max-pool winners at x, from the lowered stages."""
     stages = network.lower()
     _, states = stage_forward(stages, np.asarray(x, dtype=np.float64).reshape(1, -1))
-    relu = [st[0] for s, st in zip(stages, states, strict=True) if isinstance(s, ReLUStage)]
+    relu = [st[0] for s, st in zip(stages, states, strict=True) if is_activation(s)]
     pools = [st[0] for s, st in zip(stages, states, strict=True) if isinstance(s, MaxPoolStage)]
     return relu, pools

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lipopt.network.layers import Conv2d, Dense, MaxPool2d, ReLU
+from lipopt.network.layers import ACTIVATION_LAYERS, Conv2d, Dense, MaxPool2d
 from lipopt.network.network import AffineStage, Network
 from lipopt.norms import jacobian_norm, output_distance, vector_norm
 from lipopt.spec import Question
@@ -53,17 +53,17 @@ def _abs_layers(network: Network) -> list:
 
 
 def region_margin(network: Network, x: np.ndarray) -> float:
-    """Smallest distance from a tie over ReLUs (|z|) and max-pools (winner minus runner-up), relative
-    to the magnitude of the terms that make up each value: |z_i| / (|W| a + |b|)_i, with a the same
-    magnitudes one layer down (|x| at the input). The rounding error of z_i is a small multiple of that
-    magnitude, so the margin is scale-invariant (weights times c leave it unchanged) and a margin above
+    """Smallest distance from a tie over ReLUs and LeakyReLUs (|z|) and max-pools (winner minus
+    runner-up), relative to the magnitude of the terms that make up each value: |z_i| / (|W| a + |b|)_i,
+    with a the same magnitudes one layer down (|x| at the input). The rounding error of z_i is a small
+    multiple of that magnitude, so the margin is scale-invariant (weights times c leave it unchanged) and a margin above
     :data:`BOUNDARY_RTOL` means the computed signs and winners are the true ones."""
     h = np.asarray(x, dtype=np.float64).reshape(1, *network.input_shape)
     a = np.abs(h)
     worst = np.inf
     tiny = np.finfo(np.float64).tiny
     for la, la_abs in zip(network.layers, _abs_layers(network), strict=True):
-        if isinstance(la, ReLU):
+        if isinstance(la, ACTIVATION_LAYERS):
             worst = min(worst, float(np.min(np.abs(h) / np.maximum(a, tiny))))
         elif isinstance(la, MaxPool2d):
             win = la.windows(h.shape[1:])

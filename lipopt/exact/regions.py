@@ -21,7 +21,8 @@ import numpy as np
 
 from lipopt.errors import NotApplicableError
 from lipopt.exact.interior import UnitDomain, solve_margin, unit_domain
-from lipopt.network.network import AffineStage, MaxPoolStage, Network, ReLUStage
+from lipopt.network.network import Network
+from lipopt.network.stages import AffineStage, MaxPoolStage, activation_slopes, is_activation
 from lipopt.norms import jacobian_norm
 from lipopt.spec import Question
 
@@ -90,7 +91,7 @@ def pattern_budget(network: Network, question: Question) -> tuple[int, float, in
     bits = 0.0
     for i, s in enumerate(stages):
         lo, hi = fwd.pre_activation(i) if i else (None, None)
-        if isinstance(s, ReLUStage):
+        if is_activation(s):
             a = ~((lo >= 0) | (hi <= 0))
             amb += int(a.sum())
             fixed += int((~a).sum())
@@ -173,7 +174,7 @@ class _Search:
             return
         nxt = self.stages[k + 1]
         lo, hi = self.fwd.pre_activation(k + 1)
-        if isinstance(nxt, ReLUStage):
+        if is_activation(nxt):
             s = np.zeros(nxt.size, dtype=bool)
             amb = []
             for i in range(nxt.size):
@@ -202,8 +203,8 @@ class _Search:
     def _relu_unit(self, k, j, amb, s, A, c, A_abs, c_abs, pattern, y, margin) -> None:
         self.stats.n_nodes += 1
         if j == len(amb):
-            self._next_affine(k, s.astype(np.float64), None, A, c, A_abs, c_abs, [*pattern, s.copy()], y,
-                              margin)
+            self._next_affine(k, activation_slopes(self.stages[k], s), None, A, c, A_abs, c_abs,
+                              [*pattern, s.copy()], y, margin)
             return
         i = amb[j]
         kind, g, h = self._row(A[i], c[i], A_abs[i], c_abs[i])
@@ -281,7 +282,8 @@ class _Search:
                 self.cons.h.pop()
 
     def _next_affine(self, k, s, win, A, c, A_abs, c_abs, pattern, y, margin) -> None:
-        """Apply the nonlinear stage k (ReLU mask s or max-pool winners win), then affine stage k+1."""
+        """Apply the nonlinear stage k (activation slopes s, or max-pool winners win), then affine stage
+        k+1."""
         if s is not None:
             A2, c2, A2_abs, c2_abs = A * s[:, None], c * s, A_abs * s[:, None], c_abs * s
         else:

@@ -19,27 +19,33 @@ from typing import Any
 import numpy as np
 
 from lipopt.certify.witness import certified_pair_ratio
-from lipopt.network.layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
+from lipopt.network.layers import AvgPool2d, Conv2d, Dense, Flatten, LeakyReLU, MaxPool2d, ReLU
 from lipopt.network.network import Network
+from lipopt.network.stages import dispatch
 from lipopt.spec import AllOutputs, Ball, Direction, Norm, Question
 
 
 def torch_model(network: Network, device: str = "cpu") -> Callable[[Any], Any]:
     """A differentiable float64 torch function for the IR network: (B, *input_shape) -> (B, out)."""
+    import torch
+
     from lipopt.analytic.linops import layer_op, resolve_device
     from lipopt.analytic.local_bound import _maxpool
 
     dev, _ = resolve_device(device)
-    steps: list[Callable[[Any], Any]] = []
-    for i, la in enumerate(network.layers):
-        if isinstance(la, Dense | Conv2d | AvgPool2d | Flatten):
-            steps.append(layer_op(la, network.shapes[i], dev).affine)
-        elif isinstance(la, ReLU):
-            import torch
 
-            steps.append(torch.relu)
-        elif isinstance(la, MaxPool2d):
-            steps.append(lambda x, la=la: _maxpool(la, x))
+    def linear(la: Any, i: int) -> Callable[[Any], Any]:
+        return layer_op(la, network.shapes[i], dev).affine
+
+    def leaky(la: Any, i: int) -> Callable[[Any], Any]:
+        return lambda x: torch.nn.functional.leaky_relu(x, la.negative_slope)
+
+    table: dict[type, Callable[[Any, int], Callable[[Any], Any]]] = {
+        Dense: linear, Conv2d: linear, AvgPool2d: linear, Flatten: linear,
+        ReLU: lambda la, i: torch.relu, LeakyReLU: leaky,
+        MaxPool2d: lambda la, i: (lambda x: _maxpool(la, x)),
+    }
+    steps = [dispatch(table, la, "the torch model")(la, i) for i, la in enumerate(network.layers)]
 
     def f(x: Any) -> Any:
         h = x.reshape(x.shape[0], *network.input_shape)

@@ -1,8 +1,8 @@
 """Batched float64 Jacobians and Jacobian norms (numpy, reverse mode over ``network.lower()``).
 
-Conventions match ``Network.jacobian``: ReLU'(0) = 0 and max-pool ties go to the first window entry. For a
-scalar output c^T f only the row c^T J is propagated. These values are only *candidates*: a lower bound
-is certified afterwards at single points (``lipopt.certify.points``).
+Conventions match ``Network.jacobian``: ReLU'(0) = 0 (LeakyReLU'(0) = alpha) and max-pool ties go to
+the first window entry. For a scalar output c^T f only the row c^T J is propagated. These values are
+only *candidates*: a lower bound is certified afterwards at single points (``lipopt.certify.points``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from collections.abc import Callable
 import numpy as np
 
 from lipopt.deadline import Deadline
-from lipopt.network.network import AffineStage, MaxPoolStage, Network, ReLUStage, stage_forward
+from lipopt.network.network import Network, stage_forward
+from lipopt.network.stages import AffineStage, LeakyReLUStage, MaxPoolStage, ReLUStage, dispatch
 from lipopt.norms import operator_norm
 from lipopt.spec import Norm, Question
 
@@ -26,27 +27,40 @@ def _forward_states(stages, x: np.ndarray) -> list[np.ndarray | None]:
     return stage_forward(stages, x)[1]
 
 
+def _back_affine(s: AffineStage, st: None, g: np.ndarray) -> np.ndarray:
+    w = s.weight
+    if hasattr(w, "toarray"):
+        b, r, _ = g.shape
+        flat = g.reshape(b * r, -1)
+        return np.asarray((w.T @ flat.T).T).reshape(b, r, -1)  # type: ignore[union-attr]
+    return g @ w
+
+
+def _back_activation(s: ReLUStage | LeakyReLUStage, st: np.ndarray, g: np.ndarray) -> np.ndarray:
+    if s.alpha == 0.0:
+        return g * st[:, None, :]
+    return g * np.where(st, 1.0, s.alpha)[:, None, :]
+
+
+def _back_maxpool(s: MaxPoolStage, st: np.ndarray, g: np.ndarray) -> np.ndarray:
+    b, r, _ = g.shape
+    n_in = s.in_size
+    out = np.zeros((b, n_in, r))
+    flat = out.reshape(b * n_in, r)
+    rows = (np.arange(b)[:, None] * n_in + st).reshape(-1)
+    np.add.at(flat, rows, g.transpose(0, 2, 1).reshape(-1, r))
+    return out.transpose(0, 2, 1)
+
+
+#: stage type -> reverse-mode step (stage, forward state, covectors (B, r, out)) -> (B, r, in)
+BACKWARD = {AffineStage: _back_affine, ReLUStage: _back_activation, LeakyReLUStage: _back_activation,
+            MaxPoolStage: _back_maxpool}
+
+
 def _backward(stages, states, g: np.ndarray) -> np.ndarray:
     """g: (B, r, out) covectors at the output; returns (B, r, in)."""
     for s, st in zip(reversed(stages), reversed(states), strict=True):
-        b, r, _ = g.shape
-        if isinstance(s, AffineStage):
-            w = s.weight
-            if hasattr(w, "toarray"):
-                flat = g.reshape(b * r, -1)
-                g = np.asarray((w.T @ flat.T).T).reshape(b, r, -1)  # type: ignore[union-attr]
-            else:
-                g = g @ w
-        elif isinstance(s, ReLUStage):
-            g = g * st[:, None, :]
-        else:
-            assert isinstance(s, MaxPoolStage)
-            n_in = s.in_size
-            out = np.zeros((b, n_in, r))
-            flat = out.reshape(b * n_in, r)
-            rows = (np.arange(b)[:, None] * n_in + st).reshape(-1)
-            np.add.at(flat, rows, g.transpose(0, 2, 1).reshape(-1, r))
-            g = out.transpose(0, 2, 1)
+        g = dispatch(BACKWARD, s, "batched Jacobians")(s, st, g)
     return g
 
 

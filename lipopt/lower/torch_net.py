@@ -1,7 +1,8 @@
 """The lowered network in torch (float64), exact or smoothed, and differentiable Jacobian norms.
 
 Only for the search of candidates (gradient ascent); values are certified afterwards in numpy float64.
-Smoothing with temperature T: ReLU -> T softplus(z / T), max-pool -> T logsumexp(z / T) over the window;
+Smoothing with temperature T: ReLU -> T softplus(z / T) (LeakyReLU max(z, a z) = a z + (1 - a) relu(z)
+-> a z + (1 - a) T softplus(z / T)), max-pool -> T logsumexp(z / T) over the window;
 T -> 0 recovers the network.
 """
 
@@ -11,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from lipopt.network.network import AffineStage, MaxPoolStage, Network, ReLUStage
+from lipopt.network.network import Network
+from lipopt.network.stages import AffineStage, MaxPoolStage, is_activation
 from lipopt.spec import Norm, Question
 
 
@@ -34,8 +36,8 @@ class TorchStages:
                 else:
                     wt = torch.tensor(s.dense(), device=device)
                     self.ops.append(("dense", wt, torch.tensor(s.bias, device=device)))
-            elif isinstance(s, ReLUStage):
-                self.ops.append(("relu", None, None))
+            elif is_activation(s):
+                self.ops.append(("relu", float(s.alpha), None))
             else:
                 assert isinstance(s, MaxPoolStage)
                 win = s.windows
@@ -53,9 +55,10 @@ class TorchStages:
                 h = h @ a.T + b
             elif kind == "sparse":
                 h = torch.sparse.mm(a, h.T).T + b
-            elif kind == "relu":
-                h = torch.relu(h) if temperature is None else temperature * torch.nn.functional.softplus(
+            elif kind == "relu":  # a = alpha: max(h, a h) = a h + (1 - a) relu(h)
+                r = torch.relu(h) if temperature is None else temperature * torch.nn.functional.softplus(
                     h / temperature)
+                h = r if a == 0.0 else a * h + (1.0 - a) * r
             else:
                 vals = h[:, a]  # (B, n_out, k)
                 vals = torch.where(b, vals, torch.full_like(vals, -torch.inf))
@@ -79,7 +82,7 @@ class TorchStages:
                 elif kind == "sparse":
                     h = torch.sparse.mm(a, h.T).T + b
                 elif kind == "relu":
-                    h = torch.relu(h)
+                    h = torch.relu(h) if a == 0.0 else torch.where(h > 0, h, a * h)
                 else:
                     vals = torch.where(b, h[:, a], torch.full_like(h[:, a], -torch.inf))
                     h = vals.max(dim=2).values

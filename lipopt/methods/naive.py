@@ -1,7 +1,7 @@
 """Method "naive": the product of the layers' operator norms (a GLOBAL upper bound, kind UPPER).
 
-L(f) <= prod_k ||A_k||  (ReLU is 1-Lipschitz coordinatewise in every p-norm; max pooling contributes
-its exact constant from the window counts at the actual input size: sqrt(n_max) in l2, 1 in l-inf,
+L(f) <= prod_k ||A_k||  (ReLU and LeakyReLU are 1-Lipschitz coordinatewise in every p-norm; max pooling
+contributes its exact constant from the window counts at the actual input size: sqrt(n_max) in l2, 1 in l-inf,
 n_max in l1 — see :mod:`lipopt.analytic.maxpool`).
 
 Each factor is computed exactly where possible:
@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from lipopt.errors import NotApplicableError
-from lipopt.network.layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
+from lipopt.network.layers import AvgPool2d, Conv2d, Dense, Flatten, LeakyReLU, MaxPool2d, ReLU
 from lipopt.network.network import Network
 from lipopt.options import MethodOptions, RunOptions
 from lipopt.result import BoundKind, LipschitzResult, Status
@@ -134,7 +134,7 @@ def naive_product(network: Network, question: Question, device: str = "cpu",
         cur = p
         for i, la in enumerate(network.layers):
             name = la.name or f"{type(la).__name__.lower()}{i}"
-            if isinstance(la, Flatten | ReLU):
+            if isinstance(la, Flatten | ReLU | LeakyReLU):  # 1-Lipschitz coordinatewise: factor 1
                 continue
             if isinstance(la, MaxPool2d):
                 val = maxpool_constant(la, network.shapes[i], cur)

@@ -1,7 +1,8 @@
-"""Network IR (float64 layers) and importers."""
+"""Network IR (float64 layers), its lowered stages, and importers."""
 
-from lipopt.network.layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
-from lipopt.network.network import AffineStage, MaxPoolStage, Network, ReLUStage
+from lipopt.network.layers import AvgPool2d, Conv2d, Dense, Flatten, LeakyReLU, MaxPool2d, ReLU
+from lipopt.network.network import Network
+from lipopt.network.stages import AffineStage, LeakyReLUStage, MaxPoolStage, ReLUStage
 
 __all__ = [
     "AffineStage",
@@ -9,6 +10,8 @@ __all__ = [
     "Conv2d",
     "Dense",
     "Flatten",
+    "LeakyReLU",
+    "LeakyReLUStage",
     "MaxPool2d",
     "MaxPoolStage",
     "Network",

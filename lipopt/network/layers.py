@@ -159,11 +159,42 @@ class Conv2d:
 class ReLU:
     name: str = ""
 
+    @property
+    def alpha(self) -> float:
+        return 0.0
+
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return input_shape
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return np.maximum(x, 0.0)
+
+
+@dataclass(frozen=True)
+class LeakyReLU:
+    """y = max(x, alpha x) with the negative slope ``0 <= alpha < 1`` (torch's ``negative_slope``)."""
+
+    negative_slope: float = 0.01
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        a = float(self.negative_slope)
+        if not (np.isfinite(a) and 0.0 <= a < 1.0):
+            raise InvalidNetworkError(
+                f"LeakyReLU negative_slope must satisfy 0 <= alpha < 1, got {self.negative_slope!r}; "
+                "lipopt handles the piecewise-linear activations max(x, alpha x) with those slopes"
+            )
+        object.__setattr__(self, "negative_slope", a)
+
+    @property
+    def alpha(self) -> float:
+        return self.negative_slope
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return input_shape
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return np.where(x > 0, x, self.negative_slope * x)
 
 
 @dataclass(frozen=True)
@@ -247,9 +278,13 @@ class Flatten:
         return x.reshape(x.shape[0], -1)
 
 
-Layer = Dense | Conv2d | ReLU | MaxPool2d | AvgPool2d | Flatten
+Layer = Dense | Conv2d | ReLU | LeakyReLU | MaxPool2d | AvgPool2d | Flatten
+LAYER_TYPES: tuple[type, ...] = (Dense, Conv2d, ReLU, LeakyReLU, MaxPool2d, AvgPool2d, Flatten)
 LINEAR_LAYERS = (Dense, Conv2d, AvgPool2d, Flatten)
-SUPPORTED_LAYERS = "Dense (Linear/Gemm/MatMul+Add), Conv2d, ReLU, MaxPool2d, AvgPool2d, Flatten"
+#: the elementwise activations max(x, alpha x), 0 <= alpha < 1 (ReLU: alpha = 0)
+ACTIVATION_LAYERS = (ReLU, LeakyReLU)
+SUPPORTED_LAYERS = ("Dense (Linear/Gemm/MatMul+Add), Conv2d, ReLU, LeakyReLU (0 <= negative slope < 1), "
+                    "MaxPool2d, AvgPool2d, Flatten")
 
 
 def _window_out(hw: tuple[int, ...], k: Pair, s: Pair, p: Pair, d: Pair) -> Pair:

@@ -1,98 +1,115 @@
 """The network IR: a validated chain of float64 layers with evaluation, Jacobians and lowering.
 
-``Network.lower()`` turns the chain into *stages* for the exact formulations and bounds:
-``AffineStage`` (a dense or scipy-sparse matrix and a bias on flat vectors: Dense, Conv2d, AvgPool2d
-and Flatten, with consecutive linear maps multiplied out), ``ReLUStage`` and ``MaxPoolStage`` (window
-index lists). Every hidden ReLU layer of ``lower()`` therefore sits between two affine stages.
+``Network.lower()`` turns the chain into the *stages* of :mod:`lipopt.network.stages` for the exact
+formulations and bounds: ``AffineStage`` (Dense, Conv2d, AvgPool2d and Flatten, with consecutive linear
+maps multiplied out), the activation stages ``ReLUStage`` / ``LeakyReLUStage`` and ``MaxPoolStage``.
+Every hidden activation of ``lower()`` therefore sits between two affine stages. Layers and stages are
+handled through tables keyed by their type (a missing entry is an error naming the supported kinds).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from functools import cached_property
 
 import numpy as np
 
 from lipopt.errors import InvalidNetworkError
 from lipopt.network.layers import (
+    ACTIVATION_LAYERS,
+    LAYER_TYPES,
     SUPPORTED_LAYERS,
     AvgPool2d,
     Conv2d,
     Dense,
     Flatten,
     Layer,
+    LeakyReLU,
     MaxPool2d,
     ReLU,
 )
+from lipopt.network.stages import (  # AffineStage, ReLUStage, MaxPoolStage: re-exported (old home)
+    ActivationStage,
+    AffineStage,
+    LeakyReLUStage,
+    MaxPoolStage,
+    ReLUStage,
+    Stage,
+    activation_eval,
+    dispatch,
+)
 
-# ------------------------------------------------------------------------------------------------
-# lowered stages
-
-
-@dataclass(frozen=True, eq=False)
-class AffineStage:
-    """y = W x + b on flat vectors. ``weight`` is a numpy array or a scipy.sparse CSR matrix."""
-
-    weight: object
-    bias: np.ndarray
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return tuple(self.weight.shape)  # type: ignore[attr-defined, return-value]
-
-    def dense(self) -> np.ndarray:
-        w = self.weight
-        return w.toarray() if hasattr(w, "toarray") else np.asarray(w)  # type: ignore[union-attr]
-
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        """x: (B, in) -> (B, out)."""
-        return np.asarray((self.weight @ x.T).T) + self.bias  # type: ignore[operator]
+__all__ = ["AffineStage", "LeakyReLUStage", "MaxPoolStage", "Network", "ReLUStage", "Stage", "stage_forward"]
 
 
-@dataclass(frozen=True)
-class ReLUStage:
-    size: int
+def _affine_eval(s: AffineStage, h: np.ndarray) -> tuple[np.ndarray, None]:
+    return s.apply(h), None
 
 
-@dataclass(frozen=True, eq=False)
-class MaxPoolStage:
-    windows: np.ndarray  # (n_out, k) flat input indices; -1 = padding (never the max)
-    in_size: int
-
-    @property
-    def out_size(self) -> int:
-        return int(self.windows.shape[0])
+def _activation_state(s: ActivationStage, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return activation_eval(s, h), h > 0
 
 
-Stage = AffineStage | ReLUStage | MaxPoolStage
+def _maxpool_eval(s: MaxPoolStage, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    win = s.windows
+    vals = np.where((win >= 0)[None], h[:, np.maximum(win, 0)], -np.inf)  # (B, n_out, k)
+    arg = np.argmax(vals, axis=2)
+    idx = np.take_along_axis(np.broadcast_to(win, vals.shape), arg[..., None], axis=2)[..., 0]
+    return np.take_along_axis(h, idx, axis=1), idx
+
+
+#: stage type -> (stage, batch) -> (output, state)
+STAGE_EVAL: dict[type, Callable[..., tuple[np.ndarray, np.ndarray | None]]] = {
+    AffineStage: _affine_eval,
+    ReLUStage: _activation_state,
+    LeakyReLUStage: _activation_state,
+    MaxPoolStage: _maxpool_eval,
+}
 
 
 def stage_forward(stages: Sequence[Stage], x: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
     """Evaluate lowered stages on a batch x (B, n).
 
-    Returns the output of every stage (B, size) and, per stage, the ReLU states (B, n) as booleans
-    (pre-activation > 0), the max-pool winners (B, n_out) as flat input indices (ties to the first
-    index of the window), or None for affine stages."""
+    Returns the output of every stage (B, size) and, per stage, the activation states (B, n) as
+    booleans (pre-activation > 0), the max-pool winners (B, n_out) as flat input indices (ties to the
+    first index of the window), or None for affine stages."""
     outputs: list[np.ndarray] = []
     states: list[np.ndarray | None] = []
     h = np.asarray(x, dtype=np.float64)
     for s in stages:
-        if isinstance(s, AffineStage):
-            h = s.apply(h)
-            states.append(None)
-        elif isinstance(s, ReLUStage):
-            states.append(h > 0)
-            h = np.maximum(h, 0.0)
-        else:
-            win = s.windows
-            vals = np.where((win >= 0)[None], h[:, np.maximum(win, 0)], -np.inf)  # (B, n_out, k)
-            arg = np.argmax(vals, axis=2)
-            idx = np.take_along_axis(np.broadcast_to(win, vals.shape), arg[..., None], axis=2)[..., 0]
-            states.append(idx)
-            h = np.take_along_axis(h, idx, axis=1)
+        h, state = dispatch(STAGE_EVAL, s, "stage evaluation")(s, h)
+        states.append(state)
         outputs.append(h)
     return outputs, states
+
+
+def _jvp_activation(la: ReLU | LeakyReLU, h: np.ndarray, d: np.ndarray) -> np.ndarray:
+    return d * np.where(h > 0, 1.0, la.alpha)
+
+
+def _jvp_maxpool(la: MaxPool2d, h: np.ndarray, d: np.ndarray) -> np.ndarray:
+    k = d.shape[0]
+    win = la.windows(h.shape[1:])
+    flat = h.reshape(-1)
+    vals = np.where(win >= 0, flat[np.maximum(win, 0)], -np.inf)
+    arg = win[np.arange(win.shape[0]), np.argmax(vals, axis=1)]
+    return d.reshape(k, -1)[:, arg].reshape(k, *la.output_shape(h.shape[1:]))
+
+
+def _jvp_linear(la: Dense | Conv2d | AvgPool2d, h: np.ndarray, d: np.ndarray) -> np.ndarray:
+    return la.linear(d)
+
+
+#: layer type -> (layer, input h (1, *shape), tangents d (k, *shape)) -> output tangents
+_LAYER_JVP: dict[type, Callable[..., np.ndarray]] = {
+    Dense: _jvp_linear,
+    Conv2d: _jvp_linear,
+    AvgPool2d: _jvp_linear,
+    Flatten: lambda la, h, d: d.reshape(d.shape[0], -1),
+    ReLU: _jvp_activation,
+    LeakyReLU: _jvp_activation,
+    MaxPool2d: _jvp_maxpool,
+}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -114,7 +131,7 @@ class Network:
         bad = [
             f"layer {i}: {type(layer).__name__}"
             for i, layer in enumerate(self.layers)
-            if not isinstance(layer, Dense | Conv2d | ReLU | MaxPool2d | AvgPool2d | Flatten)
+            if type(layer) not in LAYER_TYPES
         ]
         if bad:
             raise InvalidNetworkError(f"not IR layers: {', '.join(bad)}; supported: {SUPPORTED_LAYERS}")
@@ -145,7 +162,8 @@ class Network:
 
     @property
     def n_relus(self) -> int:
-        return sum(int(np.prod(self.shapes[i])) for i, la in enumerate(self.layers) if isinstance(la, ReLU))
+        """Number of activation neurons (ReLU and LeakyReLU)."""
+        return sum(self.hidden_widths())
 
     @property
     def has_bias(self) -> bool:
@@ -162,8 +180,15 @@ class Network:
     def has_maxpool(self) -> bool:
         return any(isinstance(la, MaxPool2d) for la in self.layers)
 
+    @property
+    def has_leaky(self) -> bool:
+        """Some activation is a LeakyReLU (negative slope alpha > 0 allowed)."""
+        return any(isinstance(la, LeakyReLU) for la in self.layers)
+
     def hidden_widths(self) -> list[int]:
-        return [int(np.prod(self.shapes[i])) for i, la in enumerate(self.layers) if isinstance(la, ReLU)]
+        """Widths of the activation (ReLU / LeakyReLU) layers."""
+        return [int(np.prod(self.shapes[i])) for i, la in enumerate(self.layers)
+                if isinstance(la, ACTIVATION_LAYERS)]
 
     def describe(self) -> str:
         parts = []
@@ -197,31 +222,21 @@ class Network:
     def jvp(self, x: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Output at one input x and directional derivatives along ``dirs`` (k, *input_shape or flat).
 
-        Returns (f(x) of shape (out,), J(x) dirs^T of shape (k, out)); ReLU'(0) = 0 and max-pool ties
-        go to the first index of the window."""
+        Returns (f(x) of shape (out,), J(x) dirs^T of shape (k, out)); ReLU'(0) = 0, LeakyReLU'(0) =
+        alpha, and max-pool ties go to the first index of the window."""
         h, _ = self._as_batch(x)
         h = h[:1]
         dirs = np.asarray(dirs, dtype=np.float64)
         k = dirs.shape[0]
         d = dirs.reshape(k, *self.input_shape)
         for la in self.layers:
-            if isinstance(la, ReLU):
-                d = d * (h > 0)
-            elif isinstance(la, MaxPool2d):
-                win = la.windows(h.shape[1:])
-                flat = h.reshape(-1)
-                vals = np.where(win >= 0, flat[np.maximum(win, 0)], -np.inf)
-                arg = win[np.arange(win.shape[0]), np.argmax(vals, axis=1)]
-                d = d.reshape(k, -1)[:, arg].reshape(k, *la.output_shape(h.shape[1:]))
-            elif isinstance(la, Flatten):
-                d = d.reshape(k, -1)
-            else:
-                d = la.linear(d)
+            d = dispatch(_LAYER_JVP, la, "the Jacobian")(la, h, d)
             h = la.forward(h)
         return h.reshape(-1), d.reshape(k, -1)
 
     def jacobian(self, x: np.ndarray) -> np.ndarray:
-        """Jacobian (out, in_flat) at x, with ReLU'(0) = 0 and max-pool ties to the first index."""
+        """Jacobian (out, in_flat) at x, with ReLU'(0) = 0 (LeakyReLU'(0) = alpha) and max-pool ties to
+        the first index."""
         n = self.input_size
         return self.jvp(x, np.eye(n))[1].T
 
@@ -231,7 +246,7 @@ class Network:
         h = h[:1]
         pattern = []
         for la in self.layers:
-            if isinstance(la, ReLU):
+            if isinstance(la, ACTIVATION_LAYERS):
                 pattern.append(h.reshape(-1) > 0)
             h = la.forward(h)
         return pattern
@@ -249,8 +264,9 @@ class Network:
 
     def affine_relu_weights(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """For networks without max-pool: dense [(W_1, b_1), ..., (W_L, b_L)] with ReLU between."""
-        if self.has_maxpool:
-            raise InvalidNetworkError("affine_relu_weights() needs a network without MaxPool2d")
+        if self.has_maxpool or self.has_leaky:
+            raise InvalidNetworkError(
+                "affine_relu_weights() needs a ReLU network without MaxPool2d or LeakyReLU")
         return [(s.dense(), s.bias) for s in self.lower() if isinstance(s, AffineStage)]
 
     @classmethod
@@ -407,6 +423,9 @@ def _lower(net: Network) -> list[Stage]:
         if isinstance(la, ReLU):
             flush(int(np.prod(shp)))
             stages.append(ReLUStage(int(np.prod(shp))))
+        elif isinstance(la, LeakyReLU):
+            flush(int(np.prod(shp)))
+            stages.append(LeakyReLUStage(int(np.prod(shp)), la.negative_slope))
         elif isinstance(la, MaxPool2d):
             flush(int(np.prod(shp)))
             stages.append(MaxPoolStage(la.windows(shp), int(np.prod(shp))))

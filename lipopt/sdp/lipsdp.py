@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 
 from lipopt.errors import NotApplicableError
-from lipopt.network.network import AffineStage, MaxPoolStage, Network, ReLUStage
+from lipopt.network.network import Network
+from lipopt.network.stages import AffineStage, MaxPoolStage, is_activation
 from lipopt.options import MethodOptions
 from lipopt.spec import Ball, Box, Global, Norm, Question
 
@@ -150,7 +151,9 @@ class Chain:
 
 
 def _affine_chain(network: Network) -> list[AffineStage]:
-    """The affine stages of an Affine (ReLU Affine)* network (consecutive ReLUs merged: relu o relu)."""
+    """The affine stages of an Affine (ReLU Affine)* network (consecutive ReLUs merged: relu o relu).
+    A LeakyReLU max(x, alpha x) has slopes in [alpha, 1], inside the [0, 1] sector the LMI is written
+    for: it is handled as that sector (sound, and exact in form for alpha = 0)."""
     stages = network.lower()
     affs: list[AffineStage] = []
     prev = None
@@ -163,7 +166,7 @@ def _affine_chain(network: Network) -> list[AffineStage]:
             if isinstance(prev, AffineStage):
                 raise NotApplicableError("LipSDP needs ReLU between consecutive affine stages")
             affs.append(s)
-        elif not isinstance(s, ReLUStage):
+        elif not is_activation(s):
             raise NotApplicableError(f"LipSDP does not handle the stage {type(s).__name__}")
         prev = s
     return affs
@@ -317,17 +320,21 @@ def chain_from_matrices(mats: list[np.ndarray], c: np.ndarray | None = None,
 def slope_intervals(network: Network, lo: np.ndarray, hi: np.ndarray, method: str = "crown"
                     ) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, int]]:
     """Per-hidden-layer ReLU slope intervals on the box [lo, hi] from sound neuron bounds: stable off
-    [0, 0], stable on [1, 1], unstable [0, 1]. Also the counts."""
+    [0, 0], stable on [1, 1], unstable [0, 1]. Also the counts. A LeakyReLU's stable-off neurons (slope
+    alpha > 0) keep the sector [0, 1] (the LMI has no [alpha, alpha] form): counted as ``leaky_off``."""
     from lipopt.bounds import compute_bounds
 
     fb = compute_bounds(network, lo, hi, method=method)
     out: list[tuple[np.ndarray, np.ndarray]] = []
-    counts = {"stable_on": 0, "stable_off": 0, "unstable": 0}
+    counts = {"stable_on": 0, "stable_off": 0, "unstable": 0, "leaky_off": 0}
     prev_relu = False
     for i in fb.relu_stage_indices():
         if prev_relu and i - 1 in fb.relu_stage_indices():
             continue  # a merged relu o relu: the first one's pattern holds
         active, inactive, amb = fb.relu_masks(i)
+        if fb.stages[i].alpha != 0.0:  # type: ignore[union-attr]
+            counts["leaky_off"] += int(inactive.sum())
+            inactive = np.zeros_like(inactive)
         a = np.where(active, 1.0, 0.0)
         b = np.where(inactive, 0.0, 1.0)
         out.append((a, b))

@@ -72,6 +72,9 @@ def _run(method: str, network: Network, question: Question, options: RunOptions,
     dl = Deadline.start(options.time_limit, t0)
     sopts = lipsdp_options(options, method)
     notes: list[str] = []
+    if network.has_leaky:
+        notes.append("LeakyReLU max(x, alpha x): slopes in [alpha, 1] are handled as the sector [0, 1] "
+                     "(sound; the bound may be looser than one written for [alpha, 1])")
     stats: dict = {"form": form}
     slopes = None
     if local:

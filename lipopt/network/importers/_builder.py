@@ -9,7 +9,8 @@ normalisation ``(x - mean) / std``, ...) must be folded into a neighbouring affi
   layer that is always exact; into a Conv2d layer only when scale and shift are per input channel and,
   if the shift is non-zero, the convolution has no zero padding (the padded border would otherwise see
   ``c`` instead of 0). A pending map commutes with Flatten, with MaxPool2d (positive per-channel scale),
-  with AvgPool2d (per channel, no padding) and with ReLU (positive scale, zero shift);
+  with AvgPool2d (per channel, no padding) and with ReLU / LeakyReLU (positive scale, zero shift:
+  ``max(a x, alpha a x) = a max(x, alpha x)`` for ``a > 0``);
 * anything else is reported as unsupported (the caller lists every problem at once).
 """
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lipopt.errors import InvalidNetworkError
-from lipopt.network.layers import AvgPool2d, Conv2d, Dense, Flatten, Layer, MaxPool2d, ReLU
+from lipopt.network.layers import AvgPool2d, Conv2d, Dense, Flatten, Layer, LeakyReLU, MaxPool2d, ReLU
 from lipopt.network.network import Network
 
 Shape = tuple[int, ...]
@@ -142,15 +143,31 @@ class ChainBuilder:
         self._fresh = True
 
     def relu(self, name: str = "") -> None:
+        self.activation(ReLU(name=name))
+
+    def leaky_relu(self, negative_slope: float, name: str = "") -> None:
+        self.activation(LeakyReLU(negative_slope, name=name))
+
+    def activation(self, layer: ReLU | LeakyReLU) -> None:
+        """Append a ReLU / LeakyReLU; a pending element-wise map commutes with it only when it is a
+        positive scale without shift."""
+        kind = type(layer).__name__
         if self._pending is not None:
             a, c, desc = self._pending
             if np.any(c != 0) or np.any(a <= 0):
                 raise FoldError(
-                    f"{desc} is followed by ReLU {name!r} with no affine layer before it to fold into "
-                    "(only a positive scale without shift commutes with ReLU)"
+                    f"{desc} is followed by {kind} {layer.name!r} with no affine layer before it to fold "
+                    f"into (only a positive scale without shift commutes with {kind})"
                 )
-        self._append(ReLU(name=name), name or "ReLU")
+        self._append(layer, layer.name or kind)
         self._fresh = False
+
+    def global_avgpool(self, name: str = "") -> None:
+        """Mean over the spatial axes of a (C, H, W) value, keeping them: AvgPool2d with an (H, W) kernel."""
+        if self.shape is None or len(self.shape) != 3:
+            raise FoldError(f"global average pooling {name!r} needs a (C, H, W) input, got {self.shape}")
+        hw = (self.shape[1], self.shape[2])
+        self.avgpool(hw, hw, (0, 0), True, name)
 
     def maxpool(self, kernel_size, stride, padding, dilation, name: str) -> None:
         if self._pending is not None:

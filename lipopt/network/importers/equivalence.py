@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lipopt.errors import EquivalenceError
-from lipopt.network.layers import MaxPool2d, ReLU
+from lipopt.network.layers import ACTIVATION_LAYERS, MaxPool2d
 from lipopt.network.network import Network
 
 Reference = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -41,10 +41,11 @@ def ir_jvp(net: Network, x: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, n
 
 
 def _ambiguous(net: Network, x: np.ndarray, rtol: float = 1e-7) -> bool:
-    """True if x lies (numerically) on a ReLU kink or a max-pool tie, where Jacobians may differ."""
+    """True if x lies (numerically) on a ReLU / LeakyReLU kink or a max-pool tie, where Jacobians may
+    differ."""
     h = np.asarray(x, dtype=np.float64).reshape(1, *net.input_shape)
     for la in net.layers:
-        if isinstance(la, ReLU):
+        if isinstance(la, ACTIVATION_LAYERS):
             scale = max(float(np.max(np.abs(h))), 1e-300)
             if np.any((np.abs(h) <= rtol * scale) & (h != 0)):
                 return True

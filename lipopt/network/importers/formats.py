@@ -31,8 +31,8 @@ import numpy as np
 
 from lipopt.errors import InvalidNetworkError
 from lipopt.network.importers.equivalence import Reference, Sampler, mlp_reference
-from lipopt.network.layers import Conv2d, Dense, Flatten, Layer, ReLU
-from lipopt.network.network import AffineStage, Network, ReLUStage
+from lipopt.network.layers import Conv2d, Dense, Flatten, Layer, LeakyReLU, ReLU
+from lipopt.network.network import AffineStage, LeakyReLUStage, Network, ReLUStage
 
 
 @dataclass
@@ -250,6 +250,8 @@ def _fold_input_affine(net: Network, a: np.ndarray, c: np.ndarray) -> Network:
             layers.append(Dense(w, b, name=f"affine{len(layers) // 2 + 1}"))
         elif isinstance(s, ReLUStage):
             layers.append(ReLU())
+        elif isinstance(s, LeakyReLUStage):
+            layers.append(LeakyReLU(s.alpha))
         else:
             raise InvalidNetworkError(f"cannot fold the input normalisation through {type(s).__name__}")
     return Network(layers, (net.input_size,), name=net.name)

@@ -1,12 +1,14 @@
 """Import an ONNX model (``onnx`` package only, no onnxruntime) into the IR.
 
 Supported nodes on the network's data path: Gemm (transA=0; transB, alpha, beta), MatMul followed by
-Add (bias), Add/Sub with a constant (folded as a bias), Conv (2-D, symmetric zero padding), Relu,
-MaxPool / AveragePool (2-D, ceil_mode=0, symmetric padding), Flatten (axis=1), Reshape to
-``(batch, -1)``, BatchNormalization (inference mode; folded), Identity, Dropout. Sub-graphs that depend
-only on initializers (e.g. a weight re-parametrisation) and shape arithmetic (Shape, Gather, Concat,
-Unsqueeze, ...) are constant-folded with numpy. Anything else (LeakyRelu, Sigmoid, a scaling Mul, ...)
-is reported: one :class:`~lipopt.errors.UnsupportedLayerError` lists every unsupported node.
+Add (bias), Add/Sub with a constant (folded as a bias), Mul/Div by a constant (an element-wise scale,
+folded: GLipSDP's scaled layers), Conv (2-D, symmetric zero padding), Relu, LeakyRelu (0 <= alpha < 1),
+MaxPool / AveragePool (2-D, ceil_mode=0, symmetric padding), ReduceMean over the two spatial axes
+(global average pooling), Flatten (axis=1), Reshape to ``(batch, -1)``, BatchNormalization (inference
+mode; folded), Identity, Dropout. Sub-graphs that depend only on initializers (e.g. a weight
+re-parametrisation) and shape arithmetic (Shape, Gather, Concat, Unsqueeze, ...) are constant-folded
+with numpy. Anything else (Sigmoid, Softmax, ...) is reported: one
+:class:`~lipopt.errors.UnsupportedLayerError` lists every unsupported node.
 
 Initializers stored as external data (``model.onnx.data`` next to the file) are read by ``onnx.load``.
 :func:`onnx_reference` is a small numpy interpreter of the supported ops (value and directional
@@ -25,15 +27,17 @@ from lipopt.network.importers._builder import ChainBuilder, FoldError
 from lipopt.network.network import Network
 
 SUPPORTED_ONNX = (
-    "Gemm, MatMul (+ Add bias), Add/Sub with a constant, Conv (2-D, symmetric zero padding), Relu, "
-    "MaxPool, AveragePool (2-D, ceil_mode=0), Flatten (axis=1), Reshape to (batch, -1), "
+    "Gemm, MatMul (+ Add bias), Add/Sub/Mul/Div with a constant, Conv (2-D, symmetric zero padding), Relu, "
+    "LeakyRelu (0 <= alpha < 1), MaxPool, AveragePool (2-D, ceil_mode=0), ReduceMean over the spatial axes, "
+    "Flatten (axis=1), Reshape to (batch, -1), "
     "BatchNormalization (inference), Identity, Dropout on a single chain; constant sub-graphs "
     "(Constant, Shape, Gather, Unsqueeze, Squeeze, Concat, Slice, Cast, Reshape, Transpose, Add, Sub, Mul, "
     "Div, MatMul, Neg, Sqrt, Reciprocal, Pow) are folded"
 )
 
-_DYN_OPS = {"Gemm", "MatMul", "Add", "Sub", "Conv", "Relu", "MaxPool", "AveragePool", "Flatten", "Reshape",
-            "BatchNormalization", "Identity", "Dropout", "Shape"}
+_DYN_OPS = {"Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Conv", "Relu", "LeakyRelu", "MaxPool",
+            "AveragePool", "ReduceMean", "Flatten", "Reshape", "BatchNormalization", "Identity", "Dropout",
+            "Shape"}
 
 
 class _Dyn:
@@ -300,6 +304,24 @@ def _apply(b: ChainBuilder, node: Any, ins: list[Any], label: str) -> None:
         return  # a Dropout mask output cannot feed the chain (single-chain rule)
     if op == "Relu":
         b.relu(label)
+    elif op == "LeakyRelu":
+        b.leaky_relu(float(at.get("alpha", 0.01)), label)
+    elif op in ("Mul", "Div"):
+        c = _per_sample(ins[1] if x_first else ins[0], b.shape, label)
+        if op == "Div" and not x_first:
+            b.unsupported(f"{label}: a constant divided by the network value is not affine")
+        elif op == "Div" and np.any(c == 0):
+            raise InvalidNetworkError(f"{label}: division by a constant with zero entries")
+        else:
+            b.affine(c if op == "Mul" else 1.0 / c, 0.0, label)
+    elif op == "ReduceMean":
+        axes = ins[1] if len(ins) > 1 and ins[1] is not None else at.get("axes")
+        spatial = b.shape is not None and len(b.shape) == 3 and axes is not None and \
+            sorted(int(a) % 4 for a in np.asarray(axes).reshape(-1)) == [2, 3]
+        if not spatial or not at.get("keepdims", 1):
+            b.unsupported(f"{label}: only the mean over the two spatial axes of (C, H, W) with keepdims=1")
+        else:
+            b.global_avgpool(node.name or node.output[0])
     elif op == "Gemm":
         if not x_first or at.get("transA", 0):
             b.unsupported(f"{label}: only Y = X @ B' (+ C) with the network value as A and transA=0")
@@ -450,6 +472,15 @@ def onnx_reference(model: Any, input_shape: tuple[int, ...]) -> Any:
                 pass
             elif op == "Relu":
                 v, t = np.maximum(v, 0.0), t * (v > 0)
+            elif op == "LeakyRelu":
+                al = float(at.get("alpha", 0.01))
+                v, t = np.where(v > 0, v, al * v), t * np.where(v > 0, 1.0, al)
+            elif op in ("Mul", "Div"):
+                c = f64(ins[1] if isinstance(ins[0], tuple) else ins[0])
+                c = c if op == "Mul" else 1.0 / c
+                v, t = v * c, t * c
+            elif op == "ReduceMean":
+                v, t = v.mean(axis=(2, 3), keepdims=True), t.mean(axis=(2, 3), keepdims=True)
             elif op == "Gemm":
                 bm = f64(ins[1])
                 bm = bm.T if at.get("transB", 0) else bm

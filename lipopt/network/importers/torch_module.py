@@ -1,8 +1,9 @@
 """Import a torch ``nn.Module`` (``nn.Sequential`` or a module traced with ``torch.fx``) into the IR.
 
-Supported: Linear, Conv2d (zero padding), ReLU, MaxPool2d, AvgPool2d, Flatten (start_dim=1), BatchNorm1d/2d
-(eval mode, running statistics; folded into the neighbouring affine layer), Dropout/Identity (vanish);
-in traced code also ``F.relu``/``torch.relu``/``x.relu()``, ``F.linear``, ``F.conv2d``, ``F.max_pool2d``,
+Supported: Linear, Conv2d (zero padding), ReLU, LeakyReLU (0 <= negative_slope < 1), MaxPool2d,
+AvgPool2d, Flatten (start_dim=1), BatchNorm1d/2d (eval mode, running statistics; folded into the
+neighbouring affine layer), Dropout/Identity (vanish); in traced code also
+``F.relu``/``torch.relu``/``x.relu()``, ``F.leaky_relu``, ``F.linear``, ``F.conv2d``, ``F.max_pool2d``,
 ``F.avg_pool2d``, ``F.dropout``, ``torch.flatten``/``x.flatten(1)``, ``x.view``/``x.reshape`` to
 ``(batch, -1)``, ``x.size(0)``/``x.shape[0]``, and element-wise arithmetic with constants (``(x - mean) /
 std`` with buffers, constant tensors or numbers; folded exactly or refused, see ``_builder``).
@@ -24,9 +25,11 @@ from lipopt.network.importers._builder import ChainBuilder, FoldError
 from lipopt.network.network import Network
 
 SUPPORTED_TORCH = (
-    "nn.Linear, nn.Conv2d (padding_mode='zeros'), nn.ReLU, nn.MaxPool2d, nn.AvgPool2d (ceil_mode=False), "
+    "nn.Linear, nn.Conv2d (padding_mode='zeros'), nn.ReLU, nn.LeakyReLU (0 <= negative_slope < 1), "
+    "nn.MaxPool2d, nn.AvgPool2d (ceil_mode=False), "
     "nn.Flatten(start_dim=1), nn.BatchNorm1d/2d (running statistics; folded), nn.Dropout*, nn.Identity, "
-    "nested nn.Sequential; in traced forward code F.relu/torch.relu, F.linear, F.conv2d, F.max_pool2d, "
+    "nested nn.Sequential; in traced forward code F.relu/torch.relu, F.leaky_relu, F.linear, F.conv2d, "
+    "F.max_pool2d, "
     "F.avg_pool2d, F.dropout, torch.flatten(x, 1), x.view/x.reshape(x.size(0), -1), and +,-,*,/ with "
     "constant tensors or numbers (e.g. an input normalisation (x - mean) / std) on a single chain "
     "(no residual branches)"
@@ -95,6 +98,8 @@ class _TorchImporter:
                      m.dilation, m.groups, qname)
         elif isinstance(m, nn.ReLU):
             self._do(b.relu, qname)
+        elif isinstance(m, nn.LeakyReLU):
+            self._do(b.leaky_relu, float(m.negative_slope), qname)
         elif isinstance(m, nn.MaxPool2d):
             self._maxpool(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, m.return_indices,
                           qname)
@@ -240,6 +245,8 @@ class _TorchImporter:
             return self._new_dyn()
         if target in (F.relu, torch.relu, torch.relu_, F.relu_) or fname in ("relu", "relu_"):
             self._do(b.relu, q)
+        elif target in (F.leaky_relu, F.leaky_relu_) or fname in ("leaky_relu", "leaky_relu_"):
+            self._do(b.leaky_relu, float(_arg(args, kwargs, 1, "negative_slope", 0.01)), q)
         elif target is torch.flatten or fname == "flatten":
             start = _arg(args, kwargs, 1, "start_dim", 0)
             end = _arg(args, kwargs, 2, "end_dim", -1)
