@@ -1,210 +1,103 @@
-"""Pieces shared by the MIP formulations (milp.py, miqcqp.py): affine forms, ReLU / max-pool switches,
-the big-M forward pass and the backward (gradient) pass of formulations.md section 2.2.
+"""The MIP encodings of a lowered network shared by the MILP and the LP relaxation (milp.py): switches,
+the big-M forward pass, the backward (gradient) pass and the forward-mode (tangent) pass of
+formulations.md section 2.2, one function per stage kind in a table keyed by the stage type.
 
 Everything acts on the stages of ``network.lower()`` with sound bounds from :mod:`lipopt.bounds`
 (``ForwardBounds`` for pre-activations, ``BackwardBounds`` for gradients); big-M values are these bounds,
-never constants. Stable neurons get no binary.
-
-Values are handled as *affine forms* ``Form = (const, vars, coefs)`` (``ZERO`` for an identically zero
-value), so constants (a fixed output vector c) propagate without creating variables, and a switch of a
-constant gradient is the linear expression ``kappa * a`` without big-M rows. ``to_expr`` turns a form
-into a Pyomo ``LinearExpression``; ``form_bounds`` gives its interval from the variables' bounds.
+never constants. Stable neurons get no binary. The rows of one neuron are written by
+:mod:`lipopt.formulations.encodings` (shared with the MIQCQP); values are affine forms
+(:mod:`lipopt.formulations.forms`), so a switch of a constant gradient is the linear expression
+``kappa * a`` without big-M rows.
 
 Main entry points:
-* :func:`make_switches` - one binary ``a`` per ambiguous ReLU and one selector per possible max-pool
-  winner (``relax=True``: continuous in [0, 1], for the LP relaxation).
-* :func:`encode_forward` - input variables and the big-M forward pass (h >= 0, h >= z, h <= u a,
-  h <= z - l (1 - a); max-pool: p >= x_i, p <= x_i + (U - l_i)(1 - d_i), sum d = 1).
-* :func:`encode_backward` - the gradient of c^T f by switched back-propagation
-  (hat y = a y with the bounds of y as big-M).
-* :func:`read_pattern` - the ReLU states and max-pool winners of the incumbent (for certification).
+* :func:`make_switches` - one binary ``a`` per ambiguous activation and one selector per possible
+  max-pool winner (``relax=True``: continuous in [0, 1], for the LP relaxation).
+* :func:`encode_forward` - input variables and the big-M forward pass (activation rows; max-pool:
+  p >= x_i, p <= x_i + (U - l_i)(1 - d_i), sum d = 1).
+* :func:`encode_backward` - the gradient of c^T f by switched back-propagation (slope
+  alpha + (1 - alpha) a, the bounds of y as big-M).
+* :func:`encode_tangent` - the directional derivative J(x) s by the same switches, forward.
+* :func:`read_pattern` - the activation states and max-pool winners of the incumbent (for certification).
 Pyomo is imported inside the functions.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from lipopt.bounds.interval import maxpool_can_win
 from lipopt.bounds.types import BackwardBounds, ForwardBounds
-from lipopt.network.network import AffineStage, MaxPoolStage, ReLUStage
+from lipopt.formulations.encodings import (
+    activation_output_bounds,
+    activation_rows,
+    slope_form,
+    switch_bounds,
+    switch_rows,
+)
+from lipopt.formulations.forms import (  # re-exported: the MILP module reads them from here
+    ZERO,
+    Form,
+    Rows,
+    combine,
+    const_form,
+    constraint_list,
+    form_bounds,
+    form_value,
+    is_const,
+    new_vars,
+    to_expr,
+    var_form,
+)
+from lipopt.formulations.switches import Switches, make_switches  # re-exported
+from lipopt.network.stages import (
+    ActivationStage,
+    AffineStage,
+    LeakyReLUStage,
+    MaxPoolStage,
+    ReLUStage,
+    dispatch,
+    is_activation,
+)
 
-Form = tuple[float, tuple, tuple]  # (constant, vars, coefs)
-ZERO: Form = (0.0, (), ())
-
-
-def const_form(v: float) -> Form:
-    return (float(v), (), ())
-
-
-def var_form(v: Any, coef: float = 1.0) -> Form:
-    return (0.0, (v,), (float(coef),))
-
-
-def is_const(f: Form) -> bool:
-    return len(f[1]) == 0
-
-
-def combine(forms: list[Form], weights: np.ndarray, const: float = 0.0) -> Form:
-    """sum_k weights[k] * forms[k] + const, merging repeated variables."""
-    c0 = float(const)
-    acc: dict[int, list] = {}
-    for f, w in zip(forms, weights, strict=True):
-        if w == 0:
-            continue
-        c0 += w * f[0]
-        for v, a in zip(f[1], f[2], strict=True):
-            e = acc.get(id(v))
-            if e is None:
-                acc[id(v)] = [v, w * a]
-            else:
-                e[1] += w * a
-    items = [(v, a) for v, a in acc.values() if a != 0]
-    return (c0, tuple(v for v, _ in items), tuple(float(a) for _, a in items))
-
-
-def to_expr(f: Form) -> Any:
-    """A Pyomo expression (or float) for a form."""
-    from pyomo.core.expr.numeric_expr import LinearExpression
-
-    if is_const(f):
-        return f[0]
-    return LinearExpression(constant=f[0], linear_coefs=list(f[2]), linear_vars=list(f[1]))
-
-
-def form_bounds(f: Form) -> tuple[float, float]:
-    """Interval of a form from its variables' bounds (None bounds read as infinite)."""
-    lo = hi = f[0]
-    for v, a in zip(f[1], f[2], strict=True):
-        vl = -np.inf if v.lb is None else v.lb
-        vu = np.inf if v.ub is None else v.ub
-        if a >= 0:
-            lo, hi = lo + a * vl, hi + a * vu
-        else:
-            lo, hi = lo + a * vu, hi + a * vl
-    return float(lo), float(hi)
-
-
-def form_value(f: Form) -> float:
-    """Value of a form at the variables' current values."""
-    return f[0] + sum(a * (v.value if v.value is not None else 0.0) for v, a in zip(f[1], f[2], strict=True))
-
-
-def new_vars(model: Any, name: str, n: int, lo: np.ndarray, hi: np.ndarray, binary: bool = False) -> Any:
-    """An indexed Var of size n with per-entry bounds (infinite entries become None)."""
-    import pyomo.environ as pyo
-
-    lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), (n,))
-    hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), (n,))
-    if binary:
-        var = pyo.Var(range(n), within=pyo.Binary)
-    else:
-        def rule(_m: Any, i: int) -> tuple:
-            return (None if not np.isfinite(lo[i]) else float(lo[i]),
-                    None if not np.isfinite(hi[i]) else float(hi[i]))
-        var = pyo.Var(range(n), bounds=rule)
-    model.add_component(name, var)
-    return var
-
-
-class Rows:
-    """The constraints of one stage, indexed by neuron (or window) and role: a written model's row
-    ``h2_relu(5,le_ua)`` says which layer, which neuron and which of its big-M rows it is."""
-
-    def __init__(self, model: Any, name: str) -> None:
-        import pyomo.environ as pyo
-
-        self.con = pyo.Constraint(pyo.Any)
-        model.add_component(name, self.con)
-        self._count = 0
-
-    def add(self, expr: Any, *key: Any) -> Any:
-        """Add ``expr`` under ``key`` (rows without a natural key, e.g. cuts, are numbered)."""
-        if not key:
-            self._count += 1
-            key = (self._count,)
-        k = key[0] if len(key) == 1 else key
-        if k in self.con:
-            raise KeyError(f"row {self.con.name}[{k}] written twice")
-        self.con[k] = expr
-        return self.con[k]
-
-
-def constraint_list(model: Any, name: str) -> Rows:
-    return Rows(model, name)
+__all__ = [
+    "ZERO", "BackwardEncoding", "Form", "ForwardEncoding", "Rows", "Switches", "TangentEncoding", "combine",
+    "const_form", "constraint_list", "encode_backward", "encode_forward", "encode_tangent", "form_bounds",
+    "form_value", "is_const", "make_switches", "new_vars", "read_input", "read_pattern", "to_expr",
+    "var_form",
+]
 
 
 def _sub(a: Form, b: Form) -> Form:
     return combine([a, b], np.array([1.0, -1.0]))
 
 
-# ------------------------------------------------------------------------------------------ switches
+def _scaled(f: Form, a: float) -> Form:
+    """a * f (ZERO for a = 0)."""
+    return ZERO if a == 0.0 or f is ZERO else combine([f], np.array([float(a)]))
+
+
+def _rows_of(w: Any) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
+    """Row access (columns, values) of a dense or sparse matrix."""
+    if hasattr(w, "tocsr"):
+        wc = w.tocsr()
+        return lambda i: (wc.indices[wc.indptr[i]:wc.indptr[i + 1]], wc.data[wc.indptr[i]:wc.indptr[i + 1]])
+    wd = np.asarray(w)
+    return lambda i: (np.nonzero(wd[i])[0], wd[i, np.nonzero(wd[i])[0]])
 
 
 @dataclass
-class Switches:
-    """Binaries shared by the forward and backward passes.
+class _Ctx:
+    """What a stage's encoder needs: the model, bounds, switches, name prefix and the row count."""
 
-    relu[s][i]: the binary of ambiguous neuron i of ReLU stage s (absent for stable neurons).
-    masks[s]: (active, inactive, ambiguous) of ReLU stage s.
-    pool[s][j]: list of (flat input index, selector var or None) for the possible winners of window j of
-    max-pool stage s; a single possible winner has selector None (it always wins)."""
-
-    relu: dict[int, dict[int, Any]] = field(default_factory=dict)
-    masks: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
-    pool: dict[int, list[list[tuple[int, Any]]]] = field(default_factory=dict)
-
-    @property
-    def n_relu_binaries(self) -> int:
-        return sum(len(d) for d in self.relu.values())
-
-    @property
-    def n_pool_binaries(self) -> int:
-        return sum(sum(1 for lst in w for _, d in lst if d is not None) for w in self.pool.values())
-
-    def all_binaries(self) -> list[Any]:
-        out = [v for d in self.relu.values() for v in d.values()]
-        out += [d for w in self.pool.values() for lst in w for _, d in lst if d is not None]
-        return out
-
-
-def make_switches(model: Any, fb: ForwardBounds, *, relax: bool = False, prefix: str = "") -> Switches:
-    """Create the ReLU binaries and max-pool selectors (continuous in [0, 1] when ``relax``)."""
-    sw = Switches()
-    for s, stage in enumerate(fb.stages):
-        if isinstance(stage, ReLUStage):
-            act, inact, amb = fb.relu_masks(s)
-            sw.masks[s] = (act, inact, amb)
-            idx = np.nonzero(amb)[0]
-            if idx.size:
-                var = new_vars(model, f"{prefix}a{s}", idx.size, 0.0, 1.0, binary=not relax)
-                sw.relu[s] = {int(i): var[k] for k, i in enumerate(idx)}
-            else:
-                sw.relu[s] = {}
-        elif isinstance(stage, MaxPoolStage):
-            lo, hi = fb.pre_activation(s)
-            can = maxpool_can_win(stage, lo, hi)
-            n_sel = int(sum(int(r.sum()) for r in can if r.sum() > 1))
-            var = new_vars(model, f"{prefix}d{s}", n_sel, 0.0, 1.0, binary=not relax) if n_sel else None
-            windows: list[list[tuple[int, Any]]] = []
-            k = 0
-            cons = constraint_list(model, f"{prefix}d{s}_one") if n_sel else None
-            for j in range(stage.out_size):
-                members = [int(stage.windows[j, q]) for q in np.nonzero(can[j])[0]]
-                if len(members) == 1:
-                    windows.append([(members[0], None)])
-                    continue
-                lst = []
-                for i in members:
-                    lst.append((i, var[k]))
-                    k += 1
-                cons.add(sum(d for _, d in lst) == 1, j)
-                windows.append(lst)
-            sw.pool[s] = windows
-    return sw
+    model: Any
+    fb: ForwardBounds
+    sw: Switches
+    prefix: str
+    rows: int = 0
 
 
 # ------------------------------------------------------------------------------------------ forward
@@ -217,89 +110,99 @@ class ForwardEncoding:
     n_rows: int = 0
 
 
+def _read_by_next(ctx: _Ctx, s: int) -> np.ndarray:
+    """Which outputs of affine stage s a later stage reads (an inactive ReLU's input is never read)."""
+    nxt = ctx.fb.stages[s + 1]
+    lo, hi = ctx.fb.stage_bounds[s]
+    if is_activation(nxt):
+        return ~ctx.sw.masks[s + 1][1] if nxt.alpha == 0.0 else np.ones(lo.size, dtype=bool)
+    can = maxpool_can_win(nxt, lo, hi)
+    need = np.zeros(lo.size, dtype=bool)
+    need[nxt.windows[can]] = True
+    return need
+
+
+def _fwd_affine(ctx: _Ctx, s: int, stage: AffineStage, cur: list[Form]) -> list[Form]:
+    lo, hi = ctx.fb.stage_bounds[s]
+    idx = np.nonzero(_read_by_next(ctx, s))[0]
+    z = new_vars(ctx.model, f"{ctx.prefix}z{s}", idx.size, lo[idx], hi[idx])
+    cons = constraint_list(ctx.model, f"{ctx.prefix}z{s}_def")
+    row = _rows_of(stage.weight)
+    out: list[Form] = [ZERO] * lo.size
+    for k, i in enumerate(idx):
+        cols, vals = row(int(i))
+        f = combine([cur[c] for c in cols], vals, stage.bias[i])
+        cons.add(to_expr(_sub(f, var_form(z[k]))) == 0, int(i))
+        ctx.rows += 1
+        out[i] = var_form(z[k])
+    return out
+
+
+def _fwd_activation(ctx: _Ctx, s: int, stage: ActivationStage, cur: list[Form]) -> list[Form]:
+    lo, hi = ctx.fb.pre_activation(s)
+    act, inact, amb = ctx.sw.masks[s]
+    a = stage.alpha
+    out = [ZERO] * stage.size
+    for i in np.nonzero(act)[0]:
+        out[i] = cur[i]
+    for i in np.nonzero(inact)[0]:
+        out[i] = _scaled(cur[i], a)
+    idx = np.nonzero(amb)[0]
+    if idx.size:
+        h_lo, h_hi = activation_output_bounds(lo[idx], hi[idx], a)
+        h = new_vars(ctx.model, f"{ctx.prefix}h{s}", idx.size, h_lo, h_hi)
+        cons = constraint_list(ctx.model, f"{ctx.prefix}h{s}_relu")
+        for k, i in enumerate(idx):
+            ctx.rows += activation_rows(cons, (int(i),), h[k], to_expr(cur[i]), ctx.sw.relu[s][int(i)],
+                                        float(lo[i]), float(hi[i]), a)
+            out[i] = var_form(h[k])
+    return out
+
+
+def _fwd_maxpool(ctx: _Ctx, s: int, stage: MaxPoolStage, cur: list[Form]) -> list[Form]:
+    lo, hi = ctx.fb.pre_activation(s)
+    plo, phi = ctx.fb.stage_bounds[s]
+    windows = ctx.sw.pool[s]
+    out = [ZERO] * stage.out_size
+    multi = [j for j, lst in enumerate(windows) if lst[0][1] is not None]
+    for j, lst in enumerate(windows):
+        if lst[0][1] is None:
+            out[j] = cur[lst[0][0]]
+    if multi:
+        p = new_vars(ctx.model, f"{ctx.prefix}p{s}", len(multi), plo[multi], phi[multi])
+        cons = constraint_list(ctx.model, f"{ctx.prefix}p{s}_max")
+        for k, j in enumerate(multi):
+            u_max = max(float(hi[i]) for i, _ in windows[j])
+            for i, d in windows[j]:
+                xe = to_expr(cur[i])
+                cons.add(p[k] >= xe, j, int(i), "ge")
+                cons.add(p[k] <= xe + (u_max - float(lo[i])) * (1 - d), j, int(i), "le")
+                ctx.rows += 2
+            out[j] = var_form(p[k])
+    return out
+
+
+#: stage type -> forward encoder (ctx, stage index, stage, input forms) -> output forms
+FORWARD: dict[type, Callable[..., list[Form]]] = {
+    AffineStage: _fwd_affine, ReLUStage: _fwd_activation, LeakyReLUStage: _fwd_activation,
+    MaxPoolStage: _fwd_maxpool,
+}
+
+
 def encode_forward(model: Any, fb: ForwardBounds, sw: Switches, *, prefix: str = "") -> ForwardEncoding:
     """Input variables in [input_lo, input_hi] and the big-M forward pass up to the last hidden stage.
 
     The last affine stage (the network output) is not encoded: the Lipschitz objective needs only the
     pattern. Pre-activation variables are created only where a later stage reads them."""
-    stages = fb.stages
+    ctx = _Ctx(model, fb, sw, prefix)
     n0 = fb.input_lo.size
     x = new_vars(model, f"{prefix}x", n0, fb.input_lo, fb.input_hi)
     cur: list[Form] = [var_form(x[i]) for i in range(n0)]
     values: list[list[Form]] = []
-    rows = 0
-    for s, stage in enumerate(stages[:-1]):
-        if isinstance(stage, AffineStage):
-            nxt = stages[s + 1]
-            lo, hi = fb.stage_bounds[s]
-            if isinstance(nxt, ReLUStage):
-                act, inact, _ = sw.masks[s + 1]
-                need = ~inact
-            else:
-                can = maxpool_can_win(nxt, lo, hi)
-                need = np.zeros(lo.size, dtype=bool)
-                need[nxt.windows[can]] = True
-            idx = np.nonzero(need)[0]
-            z = new_vars(model, f"{prefix}z{s}", idx.size, lo[idx], hi[idx])
-            cons = constraint_list(model, f"{prefix}z{s}_def")
-            w = stage.weight
-            is_sparse = hasattr(w, "tocsr")
-            wc = w.tocsr() if is_sparse else np.asarray(w)
-            out: list[Form] = [ZERO] * lo.size
-            for k, i in enumerate(idx):
-                if is_sparse:
-                    row = wc.getrow(int(i))
-                    cols, vals = row.indices, row.data
-                else:
-                    cols = np.nonzero(wc[i])[0]
-                    vals = wc[i, cols]
-                f = combine([cur[c] for c in cols], vals, stage.bias[i])
-                cons.add(to_expr(_sub(f, var_form(z[k]))) == 0, int(i))
-                rows += 1
-                out[i] = var_form(z[k])
-            cur = out
-        elif isinstance(stage, ReLUStage):
-            lo, hi = fb.pre_activation(s)
-            act, inact, amb = sw.masks[s]
-            out = [ZERO] * stage.size
-            for i in np.nonzero(act)[0]:
-                out[i] = cur[i]
-            idx = np.nonzero(amb)[0]
-            if idx.size:
-                h = new_vars(model, f"{prefix}h{s}", idx.size, 0.0, np.maximum(hi[idx], 0.0))
-                cons = constraint_list(model, f"{prefix}h{s}_relu")
-                for k, i in enumerate(idx):
-                    a, z, hv = sw.relu[s][int(i)], cur[i], h[k]
-                    ze = to_expr(z)
-                    cons.add(hv >= ze, int(i), "ge_z")
-                    cons.add(hv <= float(hi[i]) * a, int(i), "le_ua")
-                    cons.add(hv <= ze - float(lo[i]) * (1 - a), int(i), "le_z_la")
-                    rows += 3
-                    out[i] = var_form(hv)
-            cur = out
-        else:
-            lo, hi = fb.pre_activation(s)
-            plo, phi = fb.stage_bounds[s]
-            windows = sw.pool[s]
-            out = [ZERO] * stage.out_size
-            multi = [j for j, lst in enumerate(windows) if lst[0][1] is not None]
-            for j, lst in enumerate(windows):
-                if lst[0][1] is None:
-                    out[j] = cur[lst[0][0]]
-            if multi:
-                p = new_vars(model, f"{prefix}p{s}", len(multi), plo[multi], phi[multi])
-                cons = constraint_list(model, f"{prefix}p{s}_max")
-                for k, j in enumerate(multi):
-                    u_max = max(float(hi[i]) for i, _ in windows[j])
-                    for i, d in windows[j]:
-                        xe = to_expr(cur[i])
-                        cons.add(p[k] >= xe, j, int(i), "ge")
-                        cons.add(p[k] <= xe + (u_max - float(lo[i])) * (1 - d), j, int(i), "le")
-                        rows += 2
-                    out[j] = var_form(p[k])
-            cur = out
+    for s, stage in enumerate(fb.stages[:-1]):
+        cur = dispatch(FORWARD, stage, "the MIP forward pass")(ctx, s, stage, cur)
         values.append(cur)
-    return ForwardEncoding(x, values, rows)
+    return ForwardEncoding(x, values, ctx.rows)
 
 
 # ------------------------------------------------------------------------------------------ backward
@@ -312,16 +215,108 @@ class BackwardEncoding:
     n_rows: int = 0
 
 
-def _switch(model_cons: Any, y: Form, a: Any, lam: float, mu: float, hat: Any, *key: Any) -> int:
-    """hat = a * y for y in [lam, mu], a in {0, 1}: four big-M rows (formulations.md 2.2), keyed by
-    ``key`` (the neuron, or window and input) and their role."""
-    lb, mb = min(lam, 0.0), max(mu, 0.0)
-    ye = to_expr(y)
-    model_cons.add(hat <= ye - lb * (1 - a), *key, "le_y")
-    model_cons.add(hat >= ye - mb * (1 - a), *key, "ge_y")
-    model_cons.add(hat >= lb * a, *key, "ge_la")
-    model_cons.add(hat <= mb * a, *key, "le_ma")
-    return 4
+def _linear_map(ctx: _Ctx, w: Any, g: list[Form], need: np.ndarray, bounds: Callable[[list], tuple],
+                name: str, keep_last: bool = False) -> list[Form]:
+    """Forms of the rows ``need`` of w @ g; a row of several variables gets its own variable (bounds from
+    ``bounds(list of (i, form))``) and a definition row, unless ``keep_last``."""
+    row = _rows_of(w)
+    new: list[Form] = [ZERO] * w.shape[0]
+    var_rows = []
+    for i in np.nonzero(need)[0]:
+        cols, vals = row(int(i))
+        f = combine([g[j] for j in cols], vals)
+        if keep_last or is_const(f) or len(f[1]) == 1:
+            new[i] = f
+        else:
+            var_rows.append((int(i), f))
+    if var_rows:
+        lo, hi = bounds(var_rows)
+        y = new_vars(ctx.model, f"{ctx.prefix}{name}", len(var_rows), lo, hi)
+        cons = constraint_list(ctx.model, f"{ctx.prefix}{name}_def")
+        for k, (i, f) in enumerate(var_rows):
+            cons.add(to_expr(_sub(f, var_form(y[k]))) == 0, i)
+            ctx.rows += 1
+            new[i] = var_form(y[k])
+    return new
+
+
+def _switched(ctx: _Ctx, s: int, stage: ActivationStage, g: list[Form], bounds: list[tuple[float, float]],
+              name: str) -> list[Form]:
+    """Forms of slope * g through activation stage s (slope 1 active, alpha inactive, alpha + (1 - alpha)
+    a ambiguous); ``bounds[i]`` bounds g_i (used for the ambiguous, non-constant ones)."""
+    act, inact, amb = ctx.sw.masks[s]
+    a = stage.alpha
+    new = [ZERO] * stage.size
+    for i in np.nonzero(act)[0]:
+        new[i] = g[i]
+    for i in np.nonzero(inact)[0]:
+        new[i] = _scaled(g[i], a)
+    for i in np.nonzero(amb)[0]:
+        if is_const(g[i]) and g[i][0] != 0:  # a * k + (1 - a) k d
+            new[i] = (a * g[i][0], (ctx.sw.relu[s][int(i)],), ((1.0 - a) * g[i][0],))
+    need = [int(i) for i in np.nonzero(amb)[0] if not is_const(g[i])]
+    if need:
+        lam = np.array([bounds[i][0] for i in need])
+        mu = np.array([bounds[i][1] for i in need])
+        hat = new_vars(ctx.model, f"{ctx.prefix}{name}{s}", len(need), *switch_bounds(lam, mu))
+        cons = constraint_list(ctx.model, f"{ctx.prefix}{name}{s}_switch")
+        for k, i in enumerate(need):
+            ctx.rows += switch_rows(cons, (i,), hat[k], to_expr(g[i]), ctx.sw.relu[s][i], float(lam[k]),
+                                    float(mu[k]))
+            new[i] = slope_form(g[i], var_form(hat[k]), a)
+    return new
+
+
+def _back_affine(ctx: _Ctx, s: int, stage: AffineStage, g: list[Form], bb: BackwardBounds) -> list[Form]:
+    glo, ghi = bb.grad_out[s - 1] if s > 0 else bb.grad_input
+    wt = stage.weight.T
+
+    def bounds(var_rows: list) -> tuple:
+        ii = [i for i, _ in var_rows]
+        return glo[ii], ghi[ii]
+
+    return _linear_map(ctx, wt, g, np.ones(wt.shape[0], dtype=bool), bounds, f"y{s}")
+
+
+def _back_activation(ctx: _Ctx, s: int, stage: ActivationStage, g: list[Form], bb: BackwardBounds
+                     ) -> list[Form]:
+    ylo, yhi = bb.grad_out[s]
+    # both are sound: the backward interval bounds and the form's own interval
+    bnds = [(max(ylo[i], fb[0]), min(yhi[i], fb[1])) if not is_const(g[i]) else (0.0, 0.0)
+            for i, fb in ((i, form_bounds(g[i])) for i in range(stage.size))]
+    return _switched(ctx, s, stage, g, bnds, "yh")
+
+
+def _back_maxpool(ctx: _Ctx, s: int, stage: MaxPoolStage, g: list[Form], bb: BackwardBounds) -> list[Form]:
+    windows = ctx.sw.pool[s]
+    routed: list[list[Form]] = [[] for _ in range(stage.in_size)]
+    need = []
+    for j, lst in enumerate(windows):
+        for i, d in lst:
+            if d is None:
+                routed[i].append(g[j])
+            elif is_const(g[j]):
+                if g[j][0] != 0:
+                    routed[i].append(var_form(d, g[j][0]))
+            else:
+                need.append((j, i, d))
+    if need:
+        bnds = [form_bounds(g[j]) for j, _, _ in need]
+        lam = np.array([b[0] for b in bnds])
+        mu = np.array([b[1] for b in bnds])
+        hat = new_vars(ctx.model, f"{ctx.prefix}yp{s}", len(need), *switch_bounds(lam, mu))
+        cons = constraint_list(ctx.model, f"{ctx.prefix}yp{s}_route")
+        for k, (j, i, d) in enumerate(need):
+            ctx.rows += switch_rows(cons, (j, int(i)), hat[k], to_expr(g[j]), d, float(lam[k]), float(mu[k]))
+            routed[i].append(var_form(hat[k]))
+    return [combine(lst, np.ones(len(lst))) if lst else ZERO for lst in routed]
+
+
+#: stage type -> backward encoder (ctx, stage index, stage, output covector forms, bounds) -> input forms
+BACKWARD: dict[type, Callable[..., list[Form]]] = {
+    AffineStage: _back_affine, ReLUStage: _back_activation, LeakyReLUStage: _back_activation,
+    MaxPoolStage: _back_maxpool,
+}
 
 
 def encode_backward(model: Any, fb: ForwardBounds, bb: BackwardBounds, sw: Switches, c: list[Form], *,
@@ -330,87 +325,16 @@ def encode_backward(model: Any, fb: ForwardBounds, bb: BackwardBounds, sw: Switc
 
     ``bb`` must bound the gradients for every c the forms allow (``backward_interval`` with the box
     hull of the c set). Gradient variables get these sound bounds."""
+    ctx = _Ctx(model, fb, sw, prefix)
     stages = fb.stages
     g = list(c)
     grads: dict[int, list[Form]] = {len(stages) - 1: g}
-    rows = 0
     for s in range(len(stages) - 1, -1, -1):
         stage = stages[s]
-        glo, ghi = bb.grad_out[s - 1] if s > 0 else bb.grad_input
-        if isinstance(stage, AffineStage):
-            wt = stage.weight.T
-            wt = wt.tocsr() if hasattr(wt, "tocsr") else np.asarray(wt)
-            n_in = wt.shape[0]
-            new: list[Form] = [ZERO] * n_in
-            var_rows = []
-            for i in range(n_in):
-                if hasattr(wt, "getrow"):
-                    row = wt.getrow(i)
-                    cols, vals = row.indices, row.data
-                else:
-                    cols = np.nonzero(wt[i])[0]
-                    vals = wt[i, cols]
-                f = combine([g[j] for j in cols], vals)
-                if is_const(f) or len(f[1]) == 1:
-                    new[i] = f
-                else:
-                    var_rows.append((i, f))
-            if var_rows:
-                y = new_vars(model, f"{prefix}y{s}", len(var_rows), glo[[i for i, _ in var_rows]],
-                             ghi[[i for i, _ in var_rows]])
-                cons = constraint_list(model, f"{prefix}y{s}_def")
-                for k, (i, f) in enumerate(var_rows):
-                    cons.add(to_expr(_sub(f, var_form(y[k]))) == 0, int(i))
-                    rows += 1
-                    new[i] = var_form(y[k])
-            g = new
-        elif isinstance(stage, ReLUStage):
-            act, _, amb = sw.masks[s]
-            ylo, yhi = bb.grad_out[s]
-            new = [ZERO] * stage.size
-            for i in np.nonzero(act)[0]:
-                new[i] = g[i]
-            need = [int(i) for i in np.nonzero(amb)[0] if not is_const(g[i])]
-            for i in np.nonzero(amb)[0]:
-                if is_const(g[i]) and g[i][0] != 0:
-                    new[i] = var_form(sw.relu[s][int(i)], g[i][0])
-            if need:
-                # both are sound: the backward interval bounds and the form's own interval
-                fbs = [form_bounds(g[i]) for i in need]
-                lam = np.array([max(ylo[i], b[0]) for i, b in zip(need, fbs, strict=True)])
-                mu = np.array([min(yhi[i], b[1]) for i, b in zip(need, fbs, strict=True)])
-                hat = new_vars(model, f"{prefix}yh{s}", len(need), np.minimum(lam, 0), np.maximum(mu, 0))
-                cons = constraint_list(model, f"{prefix}yh{s}_switch")
-                for k, i in enumerate(need):
-                    rows += _switch(cons, g[i], sw.relu[s][i], float(lam[k]), float(mu[k]), hat[k], int(i))
-                    new[i] = var_form(hat[k])
-            g = new
-        else:
-            windows = sw.pool[s]
-            routed: list[list[Form]] = [[] for _ in range(stage.in_size)]
-            need = []
-            for j, lst in enumerate(windows):
-                for i, d in lst:
-                    if d is None:
-                        routed[i].append(g[j])
-                    elif is_const(g[j]):
-                        if g[j][0] != 0:
-                            routed[i].append(var_form(d, g[j][0]))
-                    else:
-                        need.append((j, i, d))
-            if need:
-                bnds = [form_bounds(g[j]) for j, _, _ in need]
-                lam = np.array([b[0] for b in bnds])
-                mu = np.array([b[1] for b in bnds])
-                hat = new_vars(model, f"{prefix}yp{s}", len(need), np.minimum(lam, 0), np.maximum(mu, 0))
-                cons = constraint_list(model, f"{prefix}yp{s}_route")
-                for k, (j, i, d) in enumerate(need):
-                    rows += _switch(cons, g[j], d, float(lam[k]), float(mu[k]), hat[k], j, int(i))
-                    routed[i].append(var_form(hat[k]))
-            g = [combine(lst, np.ones(len(lst))) if lst else ZERO for lst in routed]
+        g = dispatch(BACKWARD, stage, "the MIP backward pass")(ctx, s, stage, g, bb)
         if s > 0:
             grads[s - 1] = g
-    return BackwardEncoding(g, grads, rows)
+    return BackwardEncoding(g, grads, ctx.rows)
 
 
 # ------------------------------------------------------------------------------------------ tangent
@@ -430,98 +354,78 @@ class TangentEncoding:
     n_rows: int = 0
 
 
+def _tan_affine(ctx: _Ctx, st: int, stage: AffineStage, t: list[Form]) -> list[Form]:
+    n_out = stage.shape[0]
+    nxt = ctx.fb.stages[st + 1] if st + 1 < len(ctx.fb.stages) else None
+    need = np.ones(n_out, dtype=bool)
+    if nxt is not None and is_activation(nxt) and nxt.alpha == 0.0:
+        need = ~ctx.sw.masks[st + 1][1]
+
+    def bounds(var_rows: list) -> tuple:
+        bnds = [_widened(f) for _, f in var_rows]
+        return np.array([b[0] for b in bnds]), np.array([b[1] for b in bnds])
+
+    return _linear_map(ctx, stage.weight, t, need, bounds, f"tz{st}", keep_last=nxt is None)
+
+
+def _tan_activation(ctx: _Ctx, st: int, stage: ActivationStage, t: list[Form]) -> list[Form]:
+    bnds = [_widened(f) if not is_const(f) else (0.0, 0.0) for f in t]
+    return _switched(ctx, st, stage, t, bnds, "th")
+
+
+def _tan_maxpool(ctx: _Ctx, st: int, stage: MaxPoolStage, t: list[Form]) -> list[Form]:
+    windows = ctx.sw.pool[st]
+    new = [ZERO] * stage.out_size
+    need = []
+    for j, lst in enumerate(windows):
+        if lst[0][1] is None:
+            new[j] = t[lst[0][0]]
+        else:
+            need.extend((j, i, d) for i, d in lst)
+    if need:
+        bnds = [_widened(t[i]) for _, i, _ in need]
+        lam = np.array([b[0] for b in bnds])
+        mu = np.array([b[1] for b in bnds])
+        hat = new_vars(ctx.model, f"{ctx.prefix}tp{st}", len(need), *switch_bounds(lam, mu))
+        cons = constraint_list(ctx.model, f"{ctx.prefix}tp{st}_route")
+        parts: dict[int, list[Form]] = {}
+        for k, (j, i, d) in enumerate(need):
+            ctx.rows += switch_rows(cons, (j, int(i)), hat[k], to_expr(t[i]), d, float(lam[k]), float(mu[k]))
+            parts.setdefault(j, []).append(var_form(hat[k]))
+        for j, lst in parts.items():
+            new[j] = combine(lst, np.ones(len(lst)))
+    return new
+
+
+#: stage type -> forward-mode encoder (ctx, stage index, stage, tangent forms) -> output tangent forms
+TANGENT: dict[type, Callable[..., list[Form]]] = {
+    AffineStage: _tan_affine, ReLUStage: _tan_activation, LeakyReLUStage: _tan_activation,
+    MaxPoolStage: _tan_maxpool,
+}
+
+
 def encode_tangent(model: Any, fb: ForwardBounds, sw: Switches, s: list[Form], *,
                    prefix: str = "") -> TangentEncoding:
     """Forward-mode (directional) derivative J(x) s by switched propagation of the direction ``s``
-    (forms over variables with finite bounds): t = W t' through affine stages (no bias), hat t = a t
-    through ReLUs (the big-M switch of formulations.md 2.2 with the interval of t as big-M), and the
-    winner's entry through a max-pool. For fixed binaries the output is linear in s."""
+    (forms over variables with finite bounds): t = W t' through affine stages (no bias), the switched
+    slope through activations (the big-M switch of formulations.md 2.2 with the interval of t as big-M),
+    and the winner's entry through a max-pool. For fixed binaries the output is linear in s."""
+    ctx = _Ctx(model, fb, sw, prefix)
     t = list(s)
-    rows = 0
     for st, stage in enumerate(fb.stages):
-        if isinstance(stage, AffineStage):
-            w = stage.weight
-            wc = w.tocsr() if hasattr(w, "tocsr") else np.asarray(w)
-            n_out = wc.shape[0]
-            nxt = fb.stages[st + 1] if st + 1 < len(fb.stages) else None
-            need = (~sw.masks[st + 1][1]) if isinstance(nxt, ReLUStage) else np.ones(n_out, dtype=bool)
-            new: list[Form] = [ZERO] * n_out
-            var_rows = []
-            for i in np.nonzero(need)[0]:
-                if hasattr(wc, "getrow"):
-                    row = wc.getrow(int(i))
-                    cols, vals = row.indices, row.data
-                else:
-                    cols = np.nonzero(wc[i])[0]
-                    vals = wc[i, cols]
-                f = combine([t[c] for c in cols], vals)
-                if nxt is None or is_const(f) or len(f[1]) == 1:
-                    new[i] = f
-                else:
-                    var_rows.append((int(i), f))
-            if var_rows:
-                bnds = [_widened(f) for _, f in var_rows]
-                v = new_vars(model, f"{prefix}tz{st}", len(var_rows), np.array([b[0] for b in bnds]),
-                             np.array([b[1] for b in bnds]))
-                cons = constraint_list(model, f"{prefix}tz{st}_def")
-                for k, (i, f) in enumerate(var_rows):
-                    cons.add(to_expr(_sub(f, var_form(v[k]))) == 0, int(i))
-                    rows += 1
-                    new[i] = var_form(v[k])
-            t = new
-        elif isinstance(stage, ReLUStage):
-            act, _, amb = sw.masks[st]
-            new = [ZERO] * stage.size
-            for i in np.nonzero(act)[0]:
-                new[i] = t[i]
-            for i in np.nonzero(amb)[0]:
-                if is_const(t[i]) and t[i][0] != 0:
-                    new[i] = var_form(sw.relu[st][int(i)], t[i][0])
-            idx = [int(i) for i in np.nonzero(amb)[0] if not is_const(t[i])]
-            if idx:
-                bnds = [_widened(t[i]) for i in idx]
-                lam = np.array([b[0] for b in bnds])
-                mu = np.array([b[1] for b in bnds])
-                hat = new_vars(model, f"{prefix}th{st}", len(idx), np.minimum(lam, 0), np.maximum(mu, 0))
-                cons = constraint_list(model, f"{prefix}th{st}_switch")
-                for k, i in enumerate(idx):
-                    rows += _switch(cons, t[i], sw.relu[st][i], float(lam[k]), float(mu[k]), hat[k], int(i))
-                    new[i] = var_form(hat[k])
-            t = new
-        else:
-            windows = sw.pool[st]
-            new = [ZERO] * stage.out_size
-            need = []
-            for j, lst in enumerate(windows):
-                if lst[0][1] is None:
-                    new[j] = t[lst[0][0]]
-                else:
-                    need.extend((j, i, d) for i, d in lst)
-            if need:
-                bnds = [_widened(t[i]) for _, i, _ in need]
-                lam = np.array([b[0] for b in bnds])
-                mu = np.array([b[1] for b in bnds])
-                hat = new_vars(model, f"{prefix}tp{st}", len(need), np.minimum(lam, 0), np.maximum(mu, 0))
-                cons = constraint_list(model, f"{prefix}tp{st}_route")
-                parts: dict[int, list[Form]] = {}
-                for k, (j, i, d) in enumerate(need):
-                    rows += _switch(cons, t[i], d, float(lam[k]), float(mu[k]), hat[k], j, int(i))
-                    parts.setdefault(j, []).append(var_form(hat[k]))
-                for j, lst in parts.items():
-                    new[j] = combine(lst, np.ones(len(lst)))
-            t = new
-    return TangentEncoding(list(s), t, rows)
+        t = dispatch(TANGENT, stage, "the MIP tangent pass")(ctx, st, stage, t)
+    return TangentEncoding(list(s), t, ctx.rows)
 
 
 # ------------------------------------------------------------------------------------------ readout
 
 
 def read_pattern(fb: ForwardBounds, sw: Switches) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """ReLU states (binary > 0.5, stable neurons from the bounds) and max-pool winners (largest selector)
-    at the variables' current values."""
+    """Activation states (binary > 0.5, stable neurons from the bounds) and max-pool winners (largest
+    selector) at the variables' current values."""
     relu, pools = [], []
     for s, stage in enumerate(fb.stages):
-        if isinstance(stage, ReLUStage):
+        if is_activation(stage):
             act, _, _ = sw.masks[s]
             st = act.copy()
             for i, a in sw.relu[s].items():

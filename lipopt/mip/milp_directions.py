@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from lipopt.bounds.interval import maxpool_can_win
+from lipopt.bounds.interval import activation_slope_interval, maxpool_can_win
 from lipopt.bounds.types import ForwardBounds
-from lipopt.network.network import AffineStage, ReLUStage
+from lipopt.network.stages import AffineStage, is_activation
 from lipopt.spec import Norm
 
 _RTOL = 1e-12
@@ -50,7 +50,8 @@ def direction_set(n: int, input_norm: Norm) -> np.ndarray:
 def direction_bounds(fb: ForwardBounds, c: np.ndarray, dirs: np.ndarray) -> np.ndarray:
     """Sound upper bounds U(s) >= max_x c^T J(x) s for each row s of ``dirs`` (k, n): interval arithmetic
     of the forward tangent (an active ReLU passes it, an inactive one gives 0, an ambiguous one gives
-    [min(lo, 0), max(hi, 0)]; a max-pool window with several possible winners the hull of theirs and 0)."""
+    [min(lo, 0), max(hi, 0)]; a LeakyReLU scales by its slope interval, alpha or [alpha, 1]; a max-pool
+    window with several possible winners the hull of theirs and 0)."""
     lo = np.asarray(dirs, dtype=np.float64).T.copy()  # (size, k)
     hi = lo.copy()
     for s, stage in enumerate(fb.stages):
@@ -63,10 +64,9 @@ def direction_bounds(fb: ForwardBounds, c: np.ndarray, dirs: np.ndarray) -> np.n
             m, r = wd @ mid, np.abs(wd) @ rad
             pad = _RTOL * (np.abs(wd) @ np.maximum(np.abs(lo), np.abs(hi))) + 1e-300
             lo, hi = m - r - pad, m + r + pad
-        elif isinstance(stage, ReLUStage):
-            act, inact, _ = fb.relu_masks(s)
-            lo = np.where(act[:, None], lo, np.where(inact[:, None], 0.0, np.minimum(lo, 0.0)))
-            hi = np.where(act[:, None], hi, np.where(inact[:, None], 0.0, np.maximum(hi, 0.0)))
+        elif is_activation(stage):  # slope in [s_lo, s_hi] (1, alpha, or [alpha, 1]) times [lo, hi]
+            s_lo, s_hi = (v[:, None] for v in activation_slope_interval(fb, s))
+            lo, hi = np.minimum(s_lo * lo, s_hi * lo), np.maximum(s_lo * hi, s_hi * hi)
         else:
             plo, phi = fb.pre_activation(s)
             can = maxpool_can_win(stage, plo, phi)

@@ -1,0 +1,122 @@
+"""Affine forms and indexed Pyomo components: the vocabulary of the MIP encodings.
+
+Values are handled as *affine forms* ``Form = (const, vars, coefs)`` (``ZERO`` for an identically zero
+value), so constants (a fixed output vector c) propagate without creating variables. ``to_expr`` turns a
+form into a Pyomo ``LinearExpression``; ``form_bounds`` gives its interval from the variables' bounds.
+``new_vars`` creates an indexed Var with per-entry bounds and :class:`Rows` the constraints of one
+stage indexed by neuron and role. Pyomo is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+Form = tuple[float, tuple, tuple]  # (constant, vars, coefs)
+ZERO: Form = (0.0, (), ())
+
+
+def const_form(v: float) -> Form:
+    return (float(v), (), ())
+
+
+def var_form(v: Any, coef: float = 1.0) -> Form:
+    return (0.0, (v,), (float(coef),))
+
+
+def is_const(f: Form) -> bool:
+    return len(f[1]) == 0
+
+
+def combine(forms: list[Form], weights: np.ndarray, const: float = 0.0) -> Form:
+    """sum_k weights[k] * forms[k] + const, merging repeated variables."""
+    c0 = float(const)
+    acc: dict[int, list] = {}
+    for f, w in zip(forms, weights, strict=True):
+        if w == 0:
+            continue
+        c0 += w * f[0]
+        for v, a in zip(f[1], f[2], strict=True):
+            e = acc.get(id(v))
+            if e is None:
+                acc[id(v)] = [v, w * a]
+            else:
+                e[1] += w * a
+    items = [(v, a) for v, a in acc.values() if a != 0]
+    return (c0, tuple(v for v, _ in items), tuple(float(a) for _, a in items))
+
+
+def to_expr(f: Form) -> Any:
+    """A Pyomo expression (or float) for a form."""
+    from pyomo.core.expr.numeric_expr import LinearExpression
+
+    if is_const(f):
+        return f[0]
+    return LinearExpression(constant=f[0], linear_coefs=list(f[2]), linear_vars=list(f[1]))
+
+
+def form_bounds(f: Form) -> tuple[float, float]:
+    """Interval of a form from its variables' bounds (None bounds read as infinite)."""
+    lo = hi = f[0]
+    for v, a in zip(f[1], f[2], strict=True):
+        vl = -np.inf if v.lb is None else v.lb
+        vu = np.inf if v.ub is None else v.ub
+        if a >= 0:
+            lo, hi = lo + a * vl, hi + a * vu
+        else:
+            lo, hi = lo + a * vu, hi + a * vl
+    return float(lo), float(hi)
+
+
+def form_value(f: Form) -> float:
+    """Value of a form at the variables' current values."""
+    return f[0] + sum(a * (v.value if v.value is not None else 0.0) for v, a in zip(f[1], f[2], strict=True))
+
+
+def new_vars(model: Any, name: str, n: int, lo: np.ndarray, hi: np.ndarray, binary: bool = False) -> Any:
+    """An indexed Var of size n with per-entry bounds (infinite entries become None)."""
+    import pyomo.environ as pyo
+
+    lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), (n,))
+    hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), (n,))
+    if binary:
+        var = pyo.Var(range(n), within=pyo.Binary)
+    else:
+        def rule(_m: Any, i: int) -> tuple:
+            return (None if not np.isfinite(lo[i]) else float(lo[i]),
+                    None if not np.isfinite(hi[i]) else float(hi[i]))
+        var = pyo.Var(range(n), bounds=rule)
+    model.add_component(name, var)
+    return var
+
+
+class Rows:
+    """The constraints of one stage, indexed by neuron (or window) and role: a written model's row
+    ``h2_relu(5,le_ua)`` says which layer, which neuron and which of its big-M rows it is."""
+
+    def __init__(self, model: Any, name: str) -> None:
+        import pyomo.environ as pyo
+
+        self.con = pyo.Constraint(pyo.Any)
+        model.add_component(name, self.con)
+        self._count = 0
+
+    def add(self, expr: Any, *key: Any) -> Any:
+        """Add ``expr`` under ``key`` (rows without a natural key, e.g. cuts, are numbered)."""
+        if not key:
+            self._count += 1
+            key = (self._count,)
+        k = key[0] if len(key) == 1 else key
+        if k in self.con:
+            raise KeyError(f"row {self.con.name}[{k}] written twice")
+        self.con[k] = expr
+        return self.con[k]
+
+
+def constraint_list(model: Any, name: str) -> Rows:
+    return Rows(model, name)
+
+
+def _sub(a: Form, b: Form) -> Form:
+    return combine([a, b], np.array([1.0, -1.0]))
