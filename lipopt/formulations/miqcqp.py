@@ -5,14 +5,17 @@ pre-activations z_k, post-activations h_k, activation indicators g_k (binary onl
 stable neurons are fixed from sound bounds), the direction v in the unit ball of the input norm, and the
 propagated direction w_k = g_k * (W_k w_{k-1}).
 
-* ReLU and activation-region constraints (h = g z, (2g - 1) z >= 0) by the exact big-M encoding of
-  formulations.md 2.2 with the forward bounds [l, u]: h >= 0, h >= z, h <= u g, h <= z - l (1 - g).
-  For g = 1 it forces h = z >= 0, for g = 0 h = 0 >= z: the closed activation region.
+* Activation and region constraints (h = max(z, alpha z), (2g - 1) z >= 0; ReLU: alpha = 0) by the exact
+  big-M encoding of formulations.md 2.2 with the forward bounds [l, u], written once for the MILP and
+  this model in :mod:`lipopt.formulations.encodings`: h >= z, h >= alpha z, h <= alpha z + (1 - alpha) u g,
+  h <= z - (1 - alpha) l (1 - g). For g = 1 it forces h = z >= 0, for g = 0 h = alpha z, z <= 0: the
+  closed activation region.
 * Lower-bound problem: additionally z >= eps g + l (1 - g) and z <= u g - eps (1 - g) (the margin
   (2g - 1) z >= eps); stable neurons get z >= eps / z <= -eps.
-* Direction: w = g * y with y = W_k w_{k-1} linearised with the direction bounds [ylo, yhi] (all products
-  are binary x continuous, so the constraints are linear); |v|_2 <= 1 is a convex quadratic constraint,
-  |v|_inf <= 1 the variable bounds, |v|_1 <= 1 a split v = v+ - v-.
+* Direction: w = (alpha + (1 - alpha) g) y with y = W_k w_{k-1}, the product g y linearised with the
+  direction bounds [ylo, yhi] (all products are binary x continuous, so the constraints are linear);
+  |v|_2 <= 1 is a convex quadratic constraint, |v|_inf <= 1 the variable bounds, |v|_1 <= 1 a split
+  v = v+ - v-.
 * Objective (a variable tau <= the expression, so a known lower bound can be imposed as tau >= cutoff):
   scalar output c^T f: the linear c^T W_L w_{L-1} (its maximum over the ball is ||c^T J||_{p*});
   all outputs, output l2: the convex quadratic ||W_L w_{L-1}||_2^2 (maximised: the nonconvexity);
@@ -35,6 +38,14 @@ from typing import Any
 import numpy as np
 
 from lipopt.errors import NotApplicableError
+from lipopt.formulations.encodings import (
+    activation_output_bounds,
+    activation_rows,
+    margin_rows,
+    switch_bounds,
+    switch_rows,
+)
+from lipopt.formulations.forms import Rows
 from lipopt.formulations.miqcqp_geometry import (
     InputSet,
     LayerBounds,
@@ -155,9 +166,182 @@ def _affine(row: np.ndarray, terms: list[Any]) -> Any:
                             linear_vars=[terms[j] for j in idx])
 
 
+def _vars(m: Any, name: str, lo: np.ndarray, hi: np.ndarray) -> Any:
+    import pyomo.environ as pe
+
+    var = pe.Var(range(len(lo)), bounds=lambda _m, i: (float(lo[i]), float(hi[i])))
+    m.add_component(name, var)
+    return var
+
+
+def _input_rows(m: Any, iset: InputSet) -> int:
+    """The input variables and the rows of the input set (facet selectors of the compactified global
+    set, or the l2 ball); returns the number of facet binaries."""
+    import pyomo.environ as pe
+
+    n_x = iset.n_x
+    m.x = pe.Var(range(n_x), bounds=lambda _m, j: (float(iset.lo[j]), float(iset.hi[j])))
+    if iset.lifted:
+        m.t = pe.Var(bounds=(0.0, 1.0))
+    rows = Rows(m, "input_set")
+    if iset.surface:
+        r = float(iset.radius)
+        facets = [(j, s) for j in range(n_x) for s in (1, -1)]
+        if iset.lifted:
+            facets.append((-1, 0))
+        m.facet = pe.Var(range(len(facets)), domain=pe.Binary)
+        rows.add(sum(m.facet[f] for f in range(len(facets))) == 1, "one_facet")
+        for f, (j, s) in enumerate(facets):
+            if s == 1:
+                rows.add(m.x[j] >= -r + 2 * r * m.facet[f], "facet", j, "pos")
+            elif s == -1:
+                rows.add(m.x[j] <= r - 2 * r * m.facet[f], "facet", j, "neg")
+            else:
+                rows.add(m.t >= m.facet[f], "facet", "t")
+        return len(facets)
+    if iset.kind == "l2ball":
+        c = iset.center
+        rows.add(sum((m.x[j] - float(c[j])) ** 2 for j in range(n_x)) <= float(iset.ball_radius) ** 2, "ball")
+    return 0
+
+
+def _forward_layer(m: Any, k: int, w: np.ndarray, b: np.ndarray, lb: LayerBounds,
+                   eps: list[np.ndarray] | None, prev: list[Any]) -> tuple[list[Any], int]:
+    """Hidden layer k: z = W h + b t (t = 1 off the lifted set), h = max(z, alpha z) with the region
+    binaries g (stable neurons fixed), and the lower-bound problem's margins. Returns (h terms, margin
+    rows)."""
+    lo, hi = lb.z_lo[k], lb.z_hi[k]
+    act, ina, al = lb.active[k], lb.inactive[k], lb.alpha(k)
+    z = _vars(m, f"z{k + 1}", lo, hi)
+    h = _vars(m, f"h{k + 1}", *activation_output_bounds(lo, hi, al))
+    zdef, hrows, mrows = Rows(m, f"z{k + 1}_def"), Rows(m, f"h{k + 1}_act"), Rows(m, f"z{k + 1}_margin")
+    t_var = m.t if hasattr(m, "t") else None
+    cur: list[Any] = []
+    n_margin = 0
+    for i in range(w.shape[0]):
+        bias = float(b[i])
+        zdef.add(z[i] == _affine(w[i], prev) + (bias * t_var if t_var is not None else bias), i)
+        li, ui = float(lo[i]), float(hi[i])
+        e = None if eps is None else float(eps[k][i])
+        if act[i]:
+            hrows.add(h[i] == z[i], i, "on")
+            if e is not None and li < e:
+                mrows.add(z[i] >= e, i, "on")
+                n_margin += 1
+            cur.append(h[i])
+        elif ina[i]:
+            if al == 0.0:
+                h[i].fix(0.0)
+                cur.append(0.0)
+            else:
+                hrows.add(h[i] == al * z[i], i, "off")
+                cur.append(h[i])
+            if e is not None and ui > -e:
+                mrows.add(z[i] <= -e, i, "off")
+                n_margin += 1
+        else:
+            g = m.g[k, i]
+            activation_rows(hrows, (i,), h[i], z[i], g, li, ui, al)
+            if e is not None:
+                n_margin += margin_rows(mrows, (i,), z[i], g, li, ui, e)
+            cur.append(h[i])
+    return cur, n_margin
+
+
+def _direction_input(m: Any, p: Norm, n_x: int, fixed_sign: int | None) -> list[Any]:
+    """The direction v in the unit ball of the input norm (v_j >= 0 for j = ``fixed_sign``)."""
+    import pyomo.environ as pe
+
+    m.v = pe.Var(range(n_x), bounds=lambda _m, j: ((0.0 if j == fixed_sign else -1.0), 1.0))
+    rows = Rows(m, "direction_ball")
+    if p is Norm.L2:
+        rows.add(sum(m.v[j] ** 2 for j in range(n_x)) <= 1.0, "l2")
+    elif p is Norm.L1:
+        m.vp = pe.Var(range(n_x), bounds=(0.0, 1.0))
+        m.vn = pe.Var(range(n_x), bounds=(0.0, 1.0))
+        for j in range(n_x):
+            rows.add(m.v[j] == m.vp[j] - m.vn[j], "split", j)
+        rows.add(sum(m.vp[j] + m.vn[j] for j in range(n_x)) <= 1.0, "l1")
+    return [m.v[j] for j in range(n_x)]
+
+
+def _direction_layer(m: Any, k: int, w: np.ndarray, lb: LayerBounds, dprev: list[Any]) -> list[Any]:
+    """w_k = slope * (W_k w_{k-1}): y = W_k w_{k-1} and the gated direction with the region binaries
+    (slope 1 active, alpha inactive, alpha + (1 - alpha) g ambiguous; the switch rows of
+    :mod:`.encodings` with the direction bounds [ylo, yhi] as big-M)."""
+    act, ina, al = lb.active[k], lb.inactive[k], lb.alpha(k)
+    yl, yh = lb.y_lo[k], lb.y_hi[k]
+    y = _vars(m, f"y{k + 1}", yl, yh)
+    wv = _vars(m, f"w{k + 1}", np.minimum(al * yl, yl), np.maximum(al * yh, yh))
+    ydef, wrows = Rows(m, f"y{k + 1}_def"), Rows(m, f"w{k + 1}_gate")
+    amb = [i for i in range(w.shape[0]) if not (act[i] or ina[i])]
+    hat = None
+    if al != 0.0 and amb:  # w = alpha y + (1 - alpha) hat, hat = g y
+        hv = _vars(m, f"wh{k + 1}", *switch_bounds(yl[amb], yh[amb]))
+        hat = {i: hv[n] for n, i in enumerate(amb)}
+    cur: list[Any] = []
+    for i in range(w.shape[0]):
+        if ina[i] and al == 0.0:
+            y[i].fix(0.0)
+            wv[i].fix(0.0)
+            cur.append(0.0)
+            continue
+        ydef.add(y[i] == _affine(w[i], dprev), i)
+        if act[i]:
+            wrows.add(wv[i] == y[i], i, "on")
+        elif ina[i]:
+            wrows.add(wv[i] == al * y[i], i, "off")
+        elif hat is None:
+            switch_rows(wrows, (i,), wv[i], y[i], m.g[k, i], float(yl[i]), float(yh[i]))
+        else:
+            switch_rows(wrows, (i,), hat[i], y[i], m.g[k, i], float(yl[i]), float(yh[i]))
+            wrows.add(wv[i] == al * y[i] + (1.0 - al) * hat[i], i, "slope")
+        cur.append(wv[i])
+    return cur
+
+
+def _objective(m: Any, obj_kind: str, w_out: np.ndarray, dprev: list[Any], lb: LayerBounds, obj_ub: float,
+               cut: float | None, cfg: MiqcqpConfig) -> None:
+    """out = W_L w_{L-1} and the objective tau (<= c^T out, ||out||_2^2 with the sign split, or max_j
+    out_j by a selector), maximised."""
+    import pyomo.environ as pe
+
+    n_out = w_out.shape[0]
+    m.out = pe.Var(range(n_out), bounds=lambda _m, j: (float(lb.out_lo[j]), float(lb.out_hi[j])))
+    rows = Rows(m, "objective")
+    for j in range(n_out):
+        rows.add(m.out[j] == _affine(w_out[j], dprev), "out", j)
+    m.tau = pe.Var(bounds=(cut, obj_ub * (1 + 1e-9)))  # relative (obj_ub >= 0)
+    if obj_kind == "linear":
+        rows.add(m.tau <= m.out[0], "tau")
+    elif obj_kind == "quadratic" and cfg.sign_split:
+        pos = [max(float(lb.out_hi[j]), 0.0) for j in range(n_out)]
+        neg = [max(-float(lb.out_lo[j]), 0.0) for j in range(n_out)]
+        m.sgn = pe.Var(range(n_out), domain=pe.Binary)
+        m.op = pe.Var(range(n_out), bounds=lambda _m, j: (0.0, pos[j]))
+        m.on = pe.Var(range(n_out), bounds=lambda _m, j: (0.0, neg[j]))
+        for j in range(n_out):
+            rows.add(m.out[j] == m.op[j] - m.on[j], "split", j)
+            rows.add(m.op[j] <= pos[j] * m.sgn[j], "pos", j)
+            rows.add(m.on[j] <= neg[j] * (1 - m.sgn[j]), "neg", j)
+        if cfg.symmetry:  # (v, w, out) -> -(v, w, out) keeps the objective: out_0 >= 0 is WLOG
+            m.sgn[0].fix(1)
+        rows.add(m.tau <= sum(m.op[j] ** 2 + m.on[j] ** 2 for j in range(n_out)), "tau")
+    elif obj_kind == "quadratic":
+        rows.add(m.tau <= sum(m.out[j] ** 2 for j in range(n_out)), "tau")
+    else:
+        m.sel = pe.Var(range(n_out), domain=pe.Binary)
+        rows.add(sum(m.sel[j] for j in range(n_out)) == 1, "one_selector")
+        for j in range(n_out):
+            rows.add(m.tau <= m.out[j] + (obj_ub - float(lb.out_lo[j])) * (1 - m.sel[j]), "tau", j)
+    m.obj = pe.Objective(expr=m.tau, sense=pe.maximize)
+
+
 def build_model(network: Network, question: Question, config: MiqcqpConfig | None = None,
                 bounds: LayerBounds | None = None, iset: InputSet | None = None) -> MiqcqpModel:
-    """Build the upper-bound (``config.problem == "ub"``) or lower-bound ("lb") problem as a Pyomo model.
+    """Build the upper-bound (``config.problem == "ub"``) or lower-bound ("lb") problem as a Pyomo model:
+    one block of variables and rows per stage, indexed by neuron (a written row says which layer and
+    neuron it belongs to).
 
     ``question`` must be bound to ``network``. ``bounds`` / ``iset`` may be passed to reuse them."""
     import time
@@ -179,147 +363,28 @@ def build_model(network: Network, question: Question, config: MiqcqpConfig | Non
     z_scales = None if cfg.z_scales is None else list(cfg.z_scales)
     eps = (margin_epsilons(lb, cfg.epsilon, cfg.epsilon_rel, cfg.epsilon_min, z_scales)
            if cfg.problem == "lb" else None)
-    n_x = iset.n_x
-    p = question.input_norm
 
     m = pe.ConcreteModel(name=f"miqcqp-{cfg.problem}")
-    m.cons = pe.ConstraintList()
-    add = m.cons.add
-
-    # ---------------------------------------------------------------- input set
-    m.x = pe.Var(range(n_x), bounds=lambda _m, j: (float(iset.lo[j]), float(iset.hi[j])))
-    t_var = None
-    if iset.lifted:
-        m.t = pe.Var(bounds=(0.0, 1.0))
-        t_var = m.t
-    n_bin_facets = 0
-    if iset.surface:
-        r = float(iset.radius)
-        facets = [(j, s) for j in range(n_x) for s in (1, -1)]
-        if iset.lifted:
-            facets.append((-1, 0))
-        m.facet = pe.Var(range(len(facets)), domain=pe.Binary)
-        n_bin_facets = len(facets)
-        add(sum(m.facet[f] for f in range(len(facets))) == 1)
-        for f, (j, s) in enumerate(facets):
-            if s == 1:
-                add(m.x[j] >= -r + 2 * r * m.facet[f])
-            elif s == -1:
-                add(m.x[j] <= r - 2 * r * m.facet[f])
-            else:
-                add(m.t >= m.facet[f])
-    elif iset.kind == "l2ball":
-        c = iset.center
-        add(sum((m.x[j] - float(c[j])) ** 2 for j in range(n_x)) <= float(iset.ball_radius) ** 2)
-
-    # ---------------------------------------------------------------- forward pass with regions
+    n_bin_facets = _input_rows(m, iset)
     n_hidden = len(ws) - 1
     g_index = [(k, int(i)) for k in range(n_hidden) for i in np.nonzero(lb.ambiguous[k])[0]]
     m.g = pe.Var(g_index, domain=pe.Binary)
-    prev: list[Any] = [m.x[j] for j in range(n_x)]
+    prev: list[Any] = [m.x[j] for j in range(iset.n_x)]
     n_margin_rows = 0
     for k in range(n_hidden):
-        w, b = ws[k], bs[k]
-        lo, hi = lb.z_lo[k], lb.z_hi[k]
-        act, ina = lb.active[k], lb.inactive[k]
-        nk = w.shape[0]
-        zname, hname = f"z{k + 1}", f"h{k + 1}"
-        z = pe.Var(range(nk), bounds=lambda _m, i, lo=lo, hi=hi: (float(lo[i]), float(hi[i])))
-        m.add_component(zname, z)
-        h = pe.Var(range(nk), bounds=lambda _m, i, lo=lo, hi=hi: (max(float(lo[i]), 0.0),
-                                                                   max(float(hi[i]), 0.0)))
-        m.add_component(hname, h)
-        cur: list[Any] = []
-        for i in range(nk):
-            row = w[i]
-            expr = _affine(row, prev)
-            bias = float(b[i])
-            if t_var is not None:
-                add(z[i] == expr + bias * t_var)
-            else:
-                add(z[i] == expr + bias)
-            li, ui = float(lo[i]), float(hi[i])
-            if act[i]:
-                add(h[i] == z[i])
-                if eps is not None and li < eps[k][i]:
-                    add(z[i] >= float(eps[k][i]))
-                    n_margin_rows += 1
-                cur.append(h[i])
-            elif ina[i]:
-                h[i].fix(0.0)
-                if eps is not None and ui > -eps[k][i]:
-                    add(z[i] <= -float(eps[k][i]))
-                    n_margin_rows += 1
-                cur.append(0.0)
-            else:
-                g = m.g[k, i]
-                add(h[i] >= z[i])
-                add(h[i] <= ui * g)
-                add(h[i] <= z[i] - li * (1 - g))
-                if eps is not None:
-                    e = float(eps[k][i])
-                    add(z[i] >= e * g + li * (1 - g))
-                    add(z[i] <= ui * g - e * (1 - g))
-                    n_margin_rows += 2
-                cur.append(h[i])
-        prev = cur
+        prev, n = _forward_layer(m, k, ws[k], bs[k], lb, eps, prev)
+        n_margin_rows += n
 
-    # ---------------------------------------------------------------- direction
-    j_sym = int(np.argmax(np.linalg.norm(ws[0], axis=0))) if n_x else 0
+    j_sym = int(np.argmax(np.linalg.norm(ws[0], axis=0))) if iset.n_x else 0
     use_sym = cfg.symmetry and obj_kind == "quadratic" and not cfg.sign_split
-    m.v = pe.Var(range(n_x), bounds=lambda _m, j: ((0.0 if (use_sym and j == j_sym) else -1.0), 1.0))
-    if p is Norm.L2:
-        add(sum(m.v[j] ** 2 for j in range(n_x)) <= 1.0)
-    elif p is Norm.L1:
-        m.vp = pe.Var(range(n_x), bounds=(0.0, 1.0))
-        m.vn = pe.Var(range(n_x), bounds=(0.0, 1.0))
-        for j in range(n_x):
-            add(m.v[j] == m.vp[j] - m.vn[j])
-        add(sum(m.vp[j] + m.vn[j] for j in range(n_x)) <= 1.0)
-    dprev: list[Any] = [m.v[j] for j in range(n_x)]
+    dprev = _direction_input(m, question.input_norm, iset.n_x, j_sym if use_sym else None)
     for k in range(n_hidden):
-        w = ws[k]
-        act, ina = lb.active[k], lb.inactive[k]
-        yl, yh = lb.y_lo[k], lb.y_hi[k]
-        nk = w.shape[0]
-        y = pe.Var(range(nk), bounds=lambda _m, i, yl=yl, yh=yh: (float(yl[i]), float(yh[i])))
-        m.add_component(f"y{k + 1}", y)
-        wv = pe.Var(range(nk), bounds=lambda _m, i, yl=yl, yh=yh: (min(float(yl[i]), 0.0),
-                                                                   max(float(yh[i]), 0.0)))
-        m.add_component(f"w{k + 1}", wv)
-        cur = []
-        for i in range(nk):
-            if ina[i]:
-                y[i].fix(0.0)
-                wv[i].fix(0.0)
-                cur.append(0.0)
-                continue
-            row = w[i]
-            expr = _affine(row, dprev)
-            add(y[i] == expr)
-            if act[i]:
-                add(wv[i] == y[i])
-            else:
-                g = m.g[k, i]
-                lam, mu = min(float(yl[i]), 0.0), max(float(yh[i]), 0.0)
-                add(wv[i] <= y[i] - lam * (1 - g))
-                add(wv[i] >= y[i] - mu * (1 - g))
-                add(wv[i] >= lam * g)
-                add(wv[i] <= mu * g)
-            cur.append(wv[i])
-        dprev = cur
+        dprev = _direction_layer(m, k, ws[k], lb, dprev)
 
-    # ---------------------------------------------------------------- objective
     w_out = ws[-1]
     c = question.output_vector(w_out.shape[0])
     if c is not None:
         w_out = (c @ w_out)[None, :]
-    n_out = w_out.shape[0]
-    m.out = pe.Var(range(n_out), bounds=lambda _m, j: (float(lb.out_lo[j]), float(lb.out_hi[j])))
-    for j in range(n_out):
-        row = w_out[j]
-        expr = _affine(row, dprev)
-        add(m.out[j] == expr)
     fb_up = fallback_upper(lb, question)
     obj_ub = fb_up ** 2 if obj_kind == "quadratic" else fb_up
     cut = None
@@ -327,31 +392,7 @@ def build_model(network: Network, question: Question, config: MiqcqpConfig | Non
         cut = cfg.cutoff * (1.0 - cfg.cutoff_rtol)
         if obj_kind == "quadratic":
             cut = cut ** 2
-    m.tau = pe.Var(bounds=(cut if cut is not None else None, obj_ub * (1 + 1e-9)))  # relative (obj_ub >= 0)
-    if obj_kind == "linear":
-        add(m.tau <= m.out[0])
-    elif obj_kind == "quadratic" and cfg.sign_split:
-        pos = [max(float(lb.out_hi[j]), 0.0) for j in range(n_out)]
-        neg = [max(-float(lb.out_lo[j]), 0.0) for j in range(n_out)]
-        m.sgn = pe.Var(range(n_out), domain=pe.Binary)
-        m.op = pe.Var(range(n_out), bounds=lambda _m, j: (0.0, pos[j]))
-        m.on = pe.Var(range(n_out), bounds=lambda _m, j: (0.0, neg[j]))
-        for j in range(n_out):
-            add(m.out[j] == m.op[j] - m.on[j])
-            add(m.op[j] <= pos[j] * m.sgn[j])
-            add(m.on[j] <= neg[j] * (1 - m.sgn[j]))
-        if cfg.symmetry:  # (v, w, out) -> -(v, w, out) keeps the objective: out_0 >= 0 is WLOG
-            m.sgn[0].fix(1)
-        add(m.tau <= sum(m.op[j] ** 2 + m.on[j] ** 2 for j in range(n_out)))
-    elif obj_kind == "quadratic":
-        add(m.tau <= sum(m.out[j] ** 2 for j in range(n_out)))
-    else:
-        m.sel = pe.Var(range(n_out), domain=pe.Binary)
-        add(sum(m.sel[j] for j in range(n_out)) == 1)
-        top = obj_ub
-        for j in range(n_out):
-            add(m.tau <= m.out[j] + (top - float(lb.out_lo[j])) * (1 - m.sel[j]))
-    m.obj = pe.Objective(expr=m.tau, sense=pe.maximize)
+    _objective(m, obj_kind, w_out, dprev, lb, obj_ub, cut, cfg)
 
     res = MiqcqpModel(m, cfg, iset, lb, obj_kind, eps, fb_up, build_time=time.perf_counter() - t0)
     res.stats = {
@@ -359,7 +400,7 @@ def build_model(network: Network, question: Question, config: MiqcqpConfig | Non
         "problem": cfg.problem,
         "input_set": iset.kind,
         "global_radius": iset.radius,
-        "binaries": len(g_index) + n_bin_facets + (n_out if obj_kind == "max-row" else 0),
+        "binaries": len(g_index) + n_bin_facets + (w_out.shape[0] if obj_kind == "max-row" else 0),
         "relu_binaries": len(g_index),
         "facet_binaries": n_bin_facets,
         "objective": obj_kind,

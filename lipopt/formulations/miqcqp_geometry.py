@@ -36,7 +36,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lipopt.errors import NotApplicableError
-from lipopt.network.network import Network, ReLUStage
+from lipopt.network.layers import Dense, LeakyReLU, ReLU
+from lipopt.network.network import Network
+from lipopt.network.stages import AffineStage, is_activation
 from lipopt.spec import Ball, Box, Global, Norm, Question
 
 BOUND_METHODS = ("auto", "interval", "crown", "lp")
@@ -77,7 +79,7 @@ class InputSet:
 
 @dataclass
 class LayerBounds:
-    """Per hidden ReLU layer k (0-based): pre-activation bounds and the direction bounds."""
+    """Per hidden activation layer k (0-based): pre-activation bounds and the direction bounds."""
 
     z_lo: list[np.ndarray]
     z_hi: list[np.ndarray]
@@ -89,6 +91,10 @@ class LayerBounds:
     out_hi: np.ndarray
     method: str = "interval"
     stats: dict = field(default_factory=dict)
+    alphas: list[float] = field(default_factory=list)  # negative slope per hidden layer (0: ReLU)
+
+    def alpha(self, k: int) -> float:
+        return self.alphas[k] if k < len(self.alphas) else 0.0
 
     @property
     def ambiguous(self) -> list[np.ndarray]:
@@ -100,10 +106,28 @@ class LayerBounds:
 
 
 def mlp_weights(network: Network) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Dense (W_k, b_k) of the affine stages of an Affine (activation Affine)* network."""
+    ws, bs, _ = mlp_chain(network)
+    return ws, bs
+
+
+def mlp_chain(network: Network) -> tuple[list[np.ndarray], list[np.ndarray], list[float]]:
+    """(weights, biases, alphas): the affine stages and the negative slope of the activation after each
+    hidden one (0 for ReLU). The lowering puts an affine stage between any two activations."""
     if network.has_maxpool:
         raise NotApplicableError("the MIQCQP formulations support networks without max-pool layers")
-    wb = network.affine_relu_weights()
-    return [np.asarray(w, dtype=np.float64) for w, _ in wb], [np.asarray(b, dtype=np.float64) for _, b in wb]
+    ws: list[np.ndarray] = []
+    bs: list[np.ndarray] = []
+    alphas: list[float] = []
+    for s in network.lower():
+        if isinstance(s, AffineStage):
+            ws.append(np.asarray(s.dense(), dtype=np.float64))
+            bs.append(np.asarray(s.bias, dtype=np.float64))
+        elif is_activation(s):
+            alphas.append(float(s.alpha))
+        else:
+            raise NotApplicableError(f"the MIQCQP formulations do not handle the stage {type(s).__name__}")
+    return ws, bs, alphas
 
 
 #: the automatic radius is at most RADIUS_CAP x the typical hyperplane distance (:func:`radius_scale`)
@@ -177,8 +201,10 @@ def input_set(network: Network, question: Question, global_radius: float | None 
     raise NotApplicableError(f"unsupported domain {dom!r}")
 
 
-def lifted_network(weights: list[np.ndarray], biases: list[np.ndarray]) -> Network:
-    """The bias-free network of (x, t): hidden layers [[W_k, b_k], [0, 1]] carry t along (t >= 0)."""
+def lifted_network(weights: list[np.ndarray], biases: list[np.ndarray],
+                   alphas: list[float] | None = None) -> Network:
+    """The bias-free network of (x, t): hidden layers [[W_k, b_k], [0, 1]] carry t along (t >= 0, which
+    every activation max(z, alpha z) passes unchanged)."""
     ws = []
     n_layers = len(weights)
     for k, (w, b) in enumerate(zip(weights, biases, strict=True)):
@@ -188,7 +214,14 @@ def lifted_network(weights: list[np.ndarray], biases: list[np.ndarray]) -> Netwo
             extra[0, -1] = 1.0
             top = np.vstack([top, extra])
         ws.append(top)
-    return Network.from_weights(ws, None, name="lifted")
+    if not alphas or not any(alphas):
+        return Network.from_weights(ws, None, name="lifted")
+    layers: list = []
+    for k, w in enumerate(ws):
+        layers.append(Dense(w, None, name=f"fc{k + 1}"))
+        if k < len(ws) - 1:
+            layers.append(ReLU() if alphas[k] == 0.0 else LeakyReLU(alphas[k]))
+    return Network(layers, (ws[0].shape[1],), name="lifted")
 
 
 def _forward(net: Network, lo: np.ndarray, hi: np.ndarray, method: str,
@@ -249,14 +282,14 @@ def layer_bounds(network: Network, question: Question, iset: InputSet, *, method
                  time_limit: float | None = None) -> LayerBounds:
     """Forward pre-activation bounds over the input set, stable masks, and direction bounds
     (``time_limit``: seconds for the LP tightening, None = no limit)."""
-    ws, bs = mlp_weights(network)
+    ws, bs, alphas = mlp_chain(network)
     n_hidden = len(ws) - 1
     if iset.lifted:
-        bnet = lifted_network(ws, bs)
+        bnet = lifted_network(ws, bs, alphas)
     else:
         bnet = network
     fb, used = _forward(bnet, iset.lo, iset.hi, method, time_limit)
-    relu_idx = [i for i, s in enumerate(fb.stages) if isinstance(s, ReLUStage)]
+    relu_idx = [i for i, s in enumerate(fb.stages) if is_activation(s)]
     if len(relu_idx) != n_hidden:
         raise NotApplicableError("unexpected lowered structure (expected Dense/ReLU alternation)")
     z_lo, z_hi, act, ina = [], [], [], []
@@ -303,12 +336,13 @@ def layer_bounds(network: Network, question: Question, iset: InputSet, *, method
         yl, yh = yl - pad, yh + pad
         y_lo.append(yl)
         y_hi.append(yh)
-        # gating: active passes, inactive zero, ambiguous hull with 0
-        g_lo = np.where(act[k][:, None], m_lo, np.where(ina[k][:, None], 0.0, np.minimum(m_lo, 0.0)))
-        g_hi = np.where(act[k][:, None], m_hi, np.where(ina[k][:, None], 0.0, np.maximum(m_hi, 0.0)))
-        a_lo, a_hi = g_lo, g_hi
-        w_lo = np.where(act[k], yl, np.where(ina[k], 0.0, np.minimum(yl, 0.0)))
-        w_hi = np.where(act[k], yh, np.where(ina[k], 0.0, np.maximum(yh, 0.0)))
+        # gating by the slope: active 1, inactive alpha, ambiguous any s in [alpha, 1] (the hull of the
+        # two products; ReLU: active passes, inactive zero, ambiguous hull with 0)
+        al = alphas[k]
+        a_lo = _gate(act[k][:, None], ina[k][:, None], m_lo, al, np.minimum)
+        a_hi = _gate(act[k][:, None], ina[k][:, None], m_hi, al, np.maximum)
+        w_lo = _gate(act[k], ina[k], yl, al, np.minimum)
+        w_hi = _gate(act[k], ina[k], yh, al, np.maximum)
     # output map
     w_out = ws[-1]
     c = question.output_vector(w_out.shape[0])
@@ -325,10 +359,16 @@ def layer_bounds(network: Network, question: Question, iset: InputSet, *, method
         b_m = _dual_row_norm(np.maximum(np.abs(m_lo), np.abs(m_hi)), p)
         ol, oh = np.maximum(ol, -b_m), np.minimum(oh, b_m)
     pad = _rounding_pad(mag, ol, oh)
-    lb = LayerBounds(z_lo, z_hi, act, ina, y_lo, y_hi, ol - pad, oh + pad, method=used)
+    lb = LayerBounds(z_lo, z_hi, act, ina, y_lo, y_hi, ol - pad, oh + pad, method=used, alphas=list(alphas))
     lb.stats = {"bound_method": used, "relus": int(sum(len(z) for z in z_lo)),
                 "ambiguous_relus": lb.n_ambiguous, "direction_bounds": direction}
     return lb
+
+
+def _gate(act: np.ndarray, ina: np.ndarray, v: np.ndarray, alpha: float, pick) -> np.ndarray:
+    """One side (``pick`` = np.minimum for the lower, np.maximum for the upper) of slope * [v] for the
+    slope 1 (active), alpha (inactive) or in [alpha, 1] (ambiguous)."""
+    return np.where(act, v, np.where(ina, alpha * v, pick(alpha * v, v)))
 
 
 def fallback_upper(lb: LayerBounds, question: Question) -> float:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from lipopt.network.layers import Conv2d, Dense, ReLU
+from lipopt.network.layers import Conv2d, Dense, LeakyReLU, ReLU
 from lipopt.network.network import Network
 
 
@@ -95,7 +95,7 @@ def normalised(network: Network, enabled: bool = True) -> Normalisation:
             layers.append(dataclasses.replace(layer, weight=w, bias=b))
             exps.append(e)
         else:
-            if isinstance(layer, ReLU):
+            if isinstance(layer, ReLU | LeakyReLU):  # positively homogeneous: commutes with 2**e
                 relu_factors.append(math.ldexp(1.0, cum))
             layers.append(layer)
     factor = math.ldexp(1.0, cum)

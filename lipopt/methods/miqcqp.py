@@ -153,10 +153,14 @@ def warm_start(network: Network, question: Question, n_samples: int, seed: int,
     return WarmStart(best_v, best_x, len(xs), time.perf_counter() - t0, starts)
 
 
-def pattern_jacobian(weights: list[np.ndarray], states: list[np.ndarray]) -> np.ndarray:
+def pattern_jacobian(weights: list[np.ndarray], states: list[np.ndarray],
+                     alphas: list[float] | None = None) -> np.ndarray:
+    """The Jacobian of the region with activation states ``states`` (slope 1 where active, the layer's
+    alpha where not; alpha = 0 for ReLU)."""
     jac = weights[0]
-    for w, s in zip(weights[1:], states, strict=True):
-        jac = w @ (jac * s[:, None])
+    for k, (w, s) in enumerate(zip(weights[1:], states, strict=True)):
+        a = 0.0 if alphas is None else alphas[k]
+        jac = w @ (jac * np.where(s, 1.0, a)[:, None])
     return jac
 
 
@@ -167,11 +171,11 @@ def local_search(network: Network, question: Question, x0: np.ndarray, budget: f
     re-evaluation, :func:`lipopt.certify.regions.certify_pattern`). Returns (certified value, witness x,
     #LPs)."""
     from lipopt.certify.regions import certify_pattern, pattern_at
-    from lipopt.formulations.miqcqp_geometry import mlp_weights
+    from lipopt.formulations.miqcqp_geometry import mlp_chain
     from lipopt.norms import jacobian_norm
 
     t_end = time.perf_counter() + budget
-    ws, _ = mlp_weights(network)
+    ws, _, alphas = mlp_chain(network)
     states = [s.copy() for s in pattern_at(network, x0)[0]]
     rw = certify_pattern(network, question, states)
     if rw is None or not rw.certified:
@@ -183,7 +187,7 @@ def local_search(network: Network, question: Question, x0: np.ndarray, budget: f
         for k, s in enumerate(states):
             for i in range(s.size):
                 s[i] = ~s[i]
-                v = jacobian_norm(pattern_jacobian(ws, states), question)
+                v = jacobian_norm(pattern_jacobian(ws, states, alphas), question)
                 s[i] = ~s[i]
                 if v > best_v * (1 + 1e-9):
                     cands.append((v, k, i))
