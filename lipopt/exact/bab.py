@@ -68,6 +68,11 @@ class BabSettings:
     tau: float = 1e-9  # interior tolerance of the leaf margin LP (unit-domain coordinates)
     max_nodes: int | None = None
     lp_prune: bool = True  # prune infeasible nodes by the relaxed LP
+    lp_min_fixed: int | None = None  # LP only on nodes with at least this many fixed neurons (None: auto)
+    dual_iters: int = 20  # supergradient steps of the first layer's Lagrangian bound tightening (0: off)
+    max_directions: int = 1 << 15  # forward (directional) bound over the input-ball vertices up to this many
+    completion: bool = True  # complete each branched node's pattern by its bound's argmax (lower side)
+    repair: bool = True  # move the parent's point across the new neuron's boundary before any LP
     n_samples: int = 256  # seeded domain samples, the best certified as the first lower bound
     seed: int = 0
     root_bounds: str = "crown"  # "interval" | "crown" (ReLU nets on a bounded domain)
@@ -207,6 +212,9 @@ class _Node:
     eff: list[np.ndarray] | None = None  # effective states (fixed or stable; 0 = free ambiguous)
     zb: list[tuple[np.ndarray, np.ndarray]] | None = None
     scores: list[np.ndarray] | None = None
+    back: list[tuple[np.ndarray, np.ndarray]] | None = None  # backward intervals before each slope
+    fwd: dict[str, Any] | None = None  # the forward bound's maximising direction (see _forward_bound)
+    fcache: tuple[np.ndarray, ...] | None = None  # slopes and per-direction bounds (incremental update)
 
 
 class _Bab:
@@ -236,6 +244,23 @@ class _Bab:
         c = q.output_vector(m)
         self.c_out = self.L.w_out if c is None else (c @ self.L.w_out)[None, :]
         self.root = self._root_bounds()
+        self.dirs = self._directions()
+        self.p_pos = self.p_neg = None
+        if self.dirs is not None and self.L.w:
+            # the first layer's tangents W_0 v are the same in every node; rounding pads are absolute
+            self.u0 = self.L.w[0] @ self.dirs
+            pad0 = 1e-13 * (self.w_abs[0] @ np.abs(self.dirs)) + 1e-300  # float64 rounding of W_0 v
+            self.u0_lo, self.u0_hi = self.u0 - pad0, self.u0 + pad0
+            if len(self.L.w) == 1 and self.c_out.shape[0] == 1:
+                pm = self.c_out[0][:, None] * self.u0
+                self.p_pos, self.p_neg = np.maximum(pm, 0.0), np.minimum(pm, 0.0)
+                self.p_pad = 1e-12 * (1.0 + float(np.max(np.abs(pm).sum(axis=0))))
+        # per-node caches of the one-hidden-layer forward bound (2 vectors per direction), ~256 MB at most
+        self.n_cached = 0
+        self.max_cached = int(2 ** 28 // (16 * self.dirs.shape[1] + 1)) if self.dirs is not None else 0
+        if self.L.w:  # the first layer in unit-domain coordinates: z_1 = a0y y + b0y
+            self.a0y = self.L.w[0] * self.dom.d[None, :]
+            self.b0y = self.L.w[0] @ self.dom.xc + self.L.b[0]
         # mass[k][i]: the dual input norm of row i of |W_k| ... |W_0| (neuron i's reach to the input)
         self.mass: list[np.ndarray] = []
         prod = np.eye(self.n)
@@ -245,7 +270,12 @@ class _Bab:
         self.stats: dict[str, Any] = {"nodes": 0, "leaves": 0, "leaves_full": 0, "leaves_empty": 0,
                                       "lp_prune_calls": 0, "pruned_lp": 0, "pruned_interval": 0,
                                       "pruned_bound": 0, "inherited": 0, "margin_lps": 0,
-                                      "leaf_by_point": 0, "max_depth": 0, "mode": self.mode}
+                                      "leaf_by_point": 0, "repaired": 0, "forward_tighter": 0,
+                                      "completions": 0, "incremental": 0,
+                                      "completions_full": 0, "max_depth": 0, "mode": self.mode}
+        self.lp_min_fixed = (int(st.lp_min_fixed) if st.lp_min_fixed is not None
+                             else max(1, min(self.n, 12)))
+        self.tried: set[bytes] = set()
         self.lower: float | None = None
         self.witness: dict[str, Any] | None = None
         self.leaf_upper = -math.inf  # max value of full-dimensional leaves (exact values)
@@ -275,7 +305,70 @@ class _Bab:
                 self.notes.append(f"CROWN root bounds failed ({exc}); interval bounds used")
         return out
 
-    def _bound(self, node: _Node) -> bool:
+    def _directions(self) -> np.ndarray | None:
+        """The vertices of the input-norm unit ball up to sign (columns), or None (l2 input, or more
+        than ``max_directions`` of them)."""
+        p = self.cq.input_norm
+        if p is Norm.L1:
+            return np.eye(self.n)
+        if p is Norm.LINF and self.n >= 1 and (1 << (self.n - 1)) <= self.st.max_directions:
+            m = 1 << (self.n - 1)
+            bits = (np.arange(m)[None, :] >> np.arange(self.n - 1)[:, None]) & 1
+            return np.vstack([np.ones((1, m)), 1.0 - 2.0 * bits])
+        return None
+
+    def _dual_tighten(self, s: np.ndarray, zl: np.ndarray, zu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of the free first-layer pre-activations over {y in the unit domain : the fixed
+        first-layer neurons have their signs}, by Lagrangian duality: for any lam >= 0,
+        min_y (a - lam G) y + b - lam g (a closed form over the unit box / ball) is a lower bound of
+        a y + b on that set (G y + g >= 0 are the fixed sign rows). lam is improved by projected
+        supergradient ascent; every iterate's value is a valid bound and the best one is kept. At the
+        optimum this is the LP bound (LP duality)."""
+        free = np.flatnonzero((s == 0) & (zl < 0) & (zu > 0))
+        fixed = np.flatnonzero(s != 0)
+        if free.size == 0 or fixed.size == 0:
+            return zl, zu
+        a0, b0 = self.a0y, self.b0y
+        ball = self.dom.kind == "ball"
+        order = 2 if ball else 1
+        sg = s[fixed].astype(np.float64)
+        gm = sg[:, None] * a0[fixed]
+        gv = sg * b0[fixed]
+        rg = np.linalg.norm(gm, ord=order, axis=1)
+        keep = rg > 0
+        gm, gv, rg = gm[keep], gv[keep], rg[keep]
+        if gm.shape[0] == 0:
+            return zl, zu
+        gm, gv = gm / rg[:, None], gv / rg
+        am, bv = a0[free], b0[free]
+        ra = np.linalg.norm(am, ord=order, axis=1)
+        ra = np.where(ra > 0, ra, 1.0)
+        an, bn = am / ra[:, None], bv / ra
+        zl, zu = zl.copy(), zu.copy()
+        for sense in (1.0, -1.0):
+            c0, d0 = sense * an, sense * bn
+            lam = np.zeros((free.size, gm.shape[0]))
+            best = np.full(free.size, -np.inf)
+            for t in range(self.st.dual_iters):
+                cm = c0 - lam @ gm
+                if ball:
+                    cn = np.linalg.norm(cm, axis=1)
+                    val = -cn + d0 - lam @ gv
+                    ystar = -cm / np.where(cn > 0, cn, 1.0)[:, None]
+                else:
+                    val = -np.abs(cm).sum(axis=1) + d0 - lam @ gv
+                    ystar = -np.sign(cm)
+                best = np.maximum(best, val)
+                sub = -(ystar @ gm.T + gv[None, :])
+                lam = np.maximum(0.0, lam + (0.5 / math.sqrt(t + 1.0)) * sub)
+            bound = (best - 1e-9 * (1.0 + np.abs(best))) * ra  # widened against rounding
+            if sense > 0:
+                zl[free] = np.maximum(zl[free], bound)
+            else:
+                zu[free] = np.minimum(zu[free], -bound)
+        return zl, zu
+
+    def _bound(self, node: _Node, parent: _Node | None = None) -> bool:
         """Forward bounds, effective states and the backward upper bound of a node; False when the
         interval bounds prove it empty."""
         lo, hi = self.x_lo, self.x_hi
@@ -287,6 +380,8 @@ class _Bab:
             s = node.states[k]
             zl = np.where(s > 0, np.maximum(zl, 0.0), zl)
             zu = np.where(s < 0, np.minimum(zu, 0.0), zu)
+            if k == 0 and self.st.dual_iters > 0 and self.mode != "global" and np.any(s != 0):
+                zl, zu = self._dual_tighten(s, zl, zu)
             if np.any(zl > zu):
                 return False
             e = s.copy()
@@ -299,12 +394,14 @@ class _Bab:
         node.eff, node.zb = eff, zb
         # backward interval of the Jacobian (rows: outputs or c^T)
         g_lo = g_hi = self.c_out
-        scores = []
+        scores: list[np.ndarray] = []
+        back: list[tuple[np.ndarray, np.ndarray]] = []
         for k in range(len(self.L.w) - 1, -1, -1):
             a = self.L.alpha[k]
             e = eff[k]
             d_lo = np.where(e > 0, 1.0, a)
             d_hi = np.where(e < 0, a, 1.0)
+            back.append((g_lo, g_hi))
             mag = np.maximum(np.abs(g_lo), np.abs(g_hi)).sum(axis=0)
             scores.append(np.where(e == 0, mag * (1.0 - a), -1.0))
             h_lo = np.where(g_lo >= 0, g_lo * d_lo, g_lo * d_hi)
@@ -313,9 +410,82 @@ class _Bab:
             cm, cr = mid @ self.L.w[k], rad @ self.w_abs[k]
             g_lo, g_hi = _widen(cm - cr, cm + cr)
         node.scores = scores[::-1]
+        node.back = back[::-1]
         ub = nonneg_norm(np.maximum(np.abs(g_lo), np.abs(g_hi)), self.cq) * (1 + BOUND_RTOL)
+        if self.dirs is not None:
+            fub, node.fwd = self._forward_bound(eff, node, parent)
+            if fub < ub:
+                self.stats["forward_tighter"] += 1
+                ub = fub
+                # branching influence at the maximising direction: forward tangent x backward interval
+                r = node.fwd["row"]
+                node.scores = [np.where(e == 0, (1.0 - a) * np.maximum(np.abs(tl), np.abs(th))
+                                        * np.maximum(np.abs(bl[r]), np.abs(bh[r])), -1.0)
+                               for e, a, (tl, th), (bl, bh) in zip(eff, self.L.alpha, node.fwd["pre"],
+                                                                   node.back, strict=True)]
+            else:
+                node.fwd = None
         node.upper = min(node.upper, ub)
         return True
+
+    def _forward_bound(self, eff: list[np.ndarray], node: _Node | None = None,
+                       parent: _Node | None = None) -> tuple[float, dict[str, Any]]:
+        """max over the vertices v of the input-norm ball (l-inf: sign vectors up to a global sign; l1:
+        the unit vectors) of the question's norm of the interval of J v, propagated forward with the
+        node's slope intervals: ||J||_{p->q} = max_v ||J v||_q (a convex function of v on the ball), so
+        this bounds every J of the node. For one hidden layer and a scalar output it is exact over the
+        slope box (the geometry of the regions aside)."""
+        assert self.dirs is not None
+        slopes = [(np.where(e > 0, 1.0, a)[:, None], np.where(e < 0, a, 1.0)[:, None])
+                  for e, a in zip(eff, self.L.alpha, strict=True)]
+        if self.p_pos is not None:  # one hidden layer, scalar output: two matrix-vector products
+            dl, dh = slopes[0][0][:, 0], slopes[0][1][:, 0]
+            cache = parent.fcache if parent is not None else None
+            if cache is not None:  # incremental: only the neurons whose slope interval changed
+                pdl, pdh, hi, lo = cache
+                ch = np.flatnonzero((pdl != dl) | (pdh != dh))
+                if ch.size:
+                    ddl, ddh = dl[ch] - pdl[ch], dh[ch] - pdh[ch]
+                    pp, pn = self.p_pos[ch], self.p_neg[ch]
+                    hi = hi + ddh @ pp + ddl @ pn
+                    lo = lo + ddl @ pp + ddh @ pn
+                self.stats["incremental"] += 1
+            else:
+                hi = dh @ self.p_pos + dl @ self.p_neg
+                lo = dl @ self.p_pos + dh @ self.p_neg
+            if node is not None and self.n_cached < self.max_cached:
+                node.fcache = (dl, dh, hi, lo)
+                self.n_cached += 1
+            vals = np.maximum(hi, -lo)
+            j = int(np.argmax(vals))
+            u = self.u0[:, j]
+            info = {"dir": j, "row": 0, "sign": 1.0 if hi[j] >= -lo[j] else -1.0, "pre": [(u, u)]}
+            return (float(vals[j]) + self.p_pad) * (1 + BOUND_RTOL), info
+        best, info = -math.inf, {}
+        nv = self.dirs.shape[1]
+        for start in range(0, nv, 4096):
+            tl, th = self.u0_lo[:, start:start + 4096], self.u0_hi[:, start:start + 4096]
+            pre = [(tl, th)]
+            for k in range(len(self.L.w)):
+                if k > 0:
+                    mid, rad = (tl + th) / 2, (th - tl) / 2
+                    cm, cr = self.L.w[k] @ mid, self.w_abs[k] @ rad
+                    tl, th = _widen(cm - cr, cm + cr)
+                    pre.append((tl, th))
+                dl, dh = slopes[k]
+                tl, th = np.where(tl >= 0, tl * dl, tl * dh), np.where(th >= 0, th * dh, th * dl)
+            mid, rad = (tl + th) / 2, (th - tl) / 2
+            cm, cr = self.c_out @ mid, np.abs(self.c_out) @ rad
+            ol, oh = _widen(cm - cr, cm + cr)
+            mag = np.maximum(np.abs(ol), np.abs(oh))
+            vals = mag[0] if mag.shape[0] == 1 else np.linalg.norm(mag, ord=self.cq.output_norm.p, axis=0)
+            j = int(np.argmax(vals))
+            if vals[j] > best:
+                best = float(vals[j])
+                r = int(np.argmax(mag[:, j]))
+                info = {"dir": start + j, "row": r, "sign": 1.0 if oh[r, j] >= -ol[r, j] else -1.0,
+                        "pre": [(pl[:, j].copy(), ph[:, j].copy()) for pl, ph in pre]}
+        return best * (1 + BOUND_RTOL), info
 
     # -- true forward pass --------------------------------------------------------------------------
     def _pre(self, x: np.ndarray) -> list[np.ndarray]:
@@ -325,6 +495,32 @@ class _Bab:
             zs.append(z)
             h = _act(z, a)
         return zs
+
+    def _repair(self, x: np.ndarray, states: list[np.ndarray], k: int, i: int,
+                zb: tuple[np.ndarray, np.ndarray]) -> np.ndarray | None:
+        """A true point of a child: the parent's point x moved along the gradient of z_{k,i} (the
+        Jacobian row of the pattern at x) across the neuron's boundary, kept in the bounding box; None
+        if the moved point breaks a fixed sign or leaves the domain."""
+        sign = float(states[k][i])
+        a = np.eye(self.n)
+        h = x
+        for j in range(k + 1):
+            z = self.L.w[j] @ h + self.L.b[j]
+            a = self.L.w[j] @ a
+            if j < k:
+                sl = np.where(z > 0, 1.0, self.L.alpha[j])
+                a, h = sl[:, None] * a, _act(z, self.L.alpha[j])
+        grad, zi = a[i], float(z[i])
+        g2 = float(grad @ grad)
+        if g2 == 0.0:
+            return None
+        reach = zb[1][i] if sign > 0 else -zb[0][i]
+        for frac in (0.25, 0.05):
+            target = sign * frac * (reach if np.isfinite(reach) and reach > 0 else max(1.0, abs(zi)))
+            y = np.clip(x + (target - zi) / g2 * grad, self.x_lo, self.x_hi)
+            if self.cq.domain.contains(y) and self._satisfies(states, self._pre(y)):
+                return y
+        return None
 
     def _satisfies(self, states: list[np.ndarray], zs: list[np.ndarray]) -> bool:
         return all(np.all(z[s > 0] > 0) and np.all(z[s < 0] < 0) for s, z in zip(states, zs, strict=True))
@@ -531,6 +727,31 @@ class _Bab:
         if got is not None and abs(got - value) > 1e-9 * max(1.0, value):
             self.notes.append(f"leaf value {value:.12g} and re-evaluated witness {got:.12g} differ")
 
+    def _complete(self, node: _Node) -> None:
+        """Lower side: complete the node's pattern by the slope that maximises its forward bound at the
+        maximising direction (exact for one hidden layer: the bound's own argmax), and test the complete
+        pattern by the margin LP; the LP's point (a true point, in any region) is offered as a witness."""
+        assert node.eff is not None and node.fwd is not None and node.back is not None
+        r, sign = node.fwd["row"], node.fwd["sign"]
+        eff = []
+        for e, (tl, th), (bl, bh) in zip(node.eff, node.fwd["pre"], node.back, strict=True):
+            gain = sign * (bl[r] + bh[r]) * (tl + th)
+            eff.append(np.where(e != 0, e, np.where(gain > 0, 1, -1)).astype(np.int8))
+        key = b"".join(e.tobytes() for e in eff)
+        if key in self.tried:
+            return
+        self.tried.add(key)
+        self.stats["completions"] += 1
+        rows = self._region_rows(eff)
+        if rows is None:
+            return
+        sol = solve_margin(rows[0], rows[1], self.dom)
+        x = self.dom.to_x(sol.y)
+        if sol.margin > self.st.tau:
+            self.stats["completions_full"] += 1
+        if self.cq.domain.contains(x):
+            self._offer(x, "completion")
+
     def _branch_index(self, node: _Node) -> tuple[int, int] | None:
         assert node.eff is not None and node.scores is not None
         best, arg = -1.0, None
@@ -549,6 +770,11 @@ class _Bab:
             if s[j] > best:
                 best, arg = float(s[j]), (k, int(free[j]))
         return arg
+
+    def _drop_cache(self, node: _Node) -> None:
+        if node.fcache is not None:
+            node.fcache = None
+            self.n_cached -= 1
 
     def run(self) -> BabOutcome:
         from lipopt_solvers import interrupts
@@ -579,6 +805,8 @@ class _Bab:
                     stop = "gap" if heap else "completed"
                     break
                 _, _, node = heapq.heappop(heap)
+                if node.fcache is not None:  # used by this node's children only
+                    self.n_cached -= 1
                 self.stats["nodes"] += 1
                 self.stats["max_depth"] = max(self.stats["max_depth"], node.depth)
                 if node.upper <= max(self.leaf_upper, self.lower if self.lower is not None else -math.inf):
@@ -586,6 +814,8 @@ class _Bab:
                     self._record(heap)
                     continue
                 br = self._branch_index(node)
+                if br is not None and node.fwd is not None and self.st.completion:
+                    self._complete(node)
                 if br is None:
                     self._leaf(node)
                     self._record(heap)
@@ -598,13 +828,21 @@ class _Bab:
                     child = _Node(states, node.upper, None, node.depth + 1)
                     if zs_parent is not None and self._satisfies(states, zs_parent):
                         child.point = node.point
-                    if not self._bound(child):
+                    if not self._bound(child, node):
                         self.stats["pruned_interval"] += 1
+                        self._drop_cache(child)
                         continue
-                    if child.point is None and self.st.lp_prune:
+                    if child.point is None and node.point is not None and self.st.repair:
+                        child.point = self._repair(node.point, states, k, i, child.zb[k])
+                        if child.point is not None:
+                            self.stats["repaired"] += 1
+                            self._offer(child.point, "node")
+                    if (child.point is None and self.st.lp_prune
+                            and sum(int(np.count_nonzero(v)) for v in states) >= self.lp_min_fixed):
                         pruned, x = self._node_lp(child)
                         if pruned:
                             self.stats["pruned_lp"] += 1
+                            self._drop_cache(child)
                             continue
                         if x is not None and self._satisfies(states, self._pre(x)):
                             child.point = x
@@ -612,6 +850,7 @@ class _Bab:
                     elif child.point is not None:
                         self.stats["inherited"] += 1
                     heapq.heappush(heap, (-child.upper, next(self._counter), child))
+                node.fcache = None
                 self._record(heap)
         except KeyboardInterrupt:
             stop = "interrupted"
