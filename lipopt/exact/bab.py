@@ -71,9 +71,11 @@ class BabSettings:
     lp_min_fixed: int | None = None  # LP only on nodes with at least this many fixed neurons (None: auto)
     dual_iters: int = 20  # supergradient steps of the first layer's Lagrangian bound tightening (0: off)
     max_directions: int = 1 << 15  # forward (directional) bound over the input-ball vertices up to this many
+    node_crown: bool = True  # CROWN bounds of the deeper layers' pre-activations in every node
+    climb_time: float = 3.0  # hill climbing over regions from the best sample (at most 10 % of the limit)
     completion: bool = True  # complete each branched node's pattern by its bound's argmax (lower side)
     repair: bool = True  # move the parent's point across the new neuron's boundary before any LP
-    n_samples: int = 256  # seeded domain samples, the best certified as the first lower bound
+    n_samples: int = 2000  # seeded domain samples, the best certified as the first lower bound
     seed: int = 0
     root_bounds: str = "crown"  # "interval" | "crown" (ReLU nets on a bounded domain)
     branching: str = "influence"  # "influence" | "layer" (first free neuron, layer by layer)
@@ -217,6 +219,26 @@ class _Node:
     fcache: tuple[np.ndarray, ...] | None = None  # slopes and per-direction bounds (incremental update)
 
 
+class _Throttle:
+    """Runs an optional step (an LP that may prune, a completion that may raise the lower side) always
+    for the first ``warm`` tries, then only while it succeeds at least ``rate`` of the time, and every
+    ``every``-th time otherwise (so the rate keeps being measured). Skipping a step is always sound."""
+
+    def __init__(self, warm: int = 30, rate: float = 0.05, every: int = 16) -> None:
+        self.warm, self.rate, self.every = warm, rate, every
+        self.tries = self.hits = self.asked = 0
+
+    def go(self) -> bool:
+        self.asked += 1
+        if self.tries < self.warm or self.hits >= self.rate * self.tries:
+            return True
+        return self.asked % self.every == 0
+
+    def record(self, hit: bool) -> None:
+        self.tries += 1
+        self.hits += int(bool(hit))
+
+
 class _Bab:
     def __init__(self, network: Network, question: Question, st: BabSettings) -> None:
         self.net = network
@@ -271,11 +293,12 @@ class _Bab:
                                       "lp_prune_calls": 0, "pruned_lp": 0, "pruned_interval": 0,
                                       "pruned_bound": 0, "inherited": 0, "margin_lps": 0,
                                       "leaf_by_point": 0, "repaired": 0, "forward_tighter": 0,
-                                      "completions": 0, "incremental": 0,
+                                      "completions": 0, "incremental": 0, "climb_lps": 0,
                                       "completions_full": 0, "max_depth": 0, "mode": self.mode}
         self.lp_min_fixed = (int(st.lp_min_fixed) if st.lp_min_fixed is not None
                              else max(1, min(self.n, 12)))
         self.tried: set[bytes] = set()
+        self.throttle = {"lp": _Throttle(), "completion": _Throttle()}
         self.lower: float | None = None
         self.witness: dict[str, Any] | None = None
         self.leaf_upper = -math.inf  # max value of full-dimensional leaves (exact values)
@@ -317,56 +340,88 @@ class _Bab:
             return np.vstack([np.ones((1, m)), 1.0 - 2.0 * bits])
         return None
 
-    def _dual_tighten(self, s: np.ndarray, zl: np.ndarray, zu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Bounds of the free first-layer pre-activations over {y in the unit domain : the fixed
-        first-layer neurons have their signs}, by Lagrangian duality: for any lam >= 0,
+    def _dual_lower(self, am: np.ndarray, bv: np.ndarray, s0: np.ndarray) -> np.ndarray:
+        """Lower bounds of the rows of a y + b over {y in the unit domain : the fixed first-layer
+        neurons (states s0) have their signs}, by Lagrangian duality: for any lam >= 0,
         min_y (a - lam G) y + b - lam g (a closed form over the unit box / ball) is a lower bound of
         a y + b on that set (G y + g >= 0 are the fixed sign rows). lam is improved by projected
         supergradient ascent; every iterate's value is a valid bound and the best one is kept. At the
-        optimum this is the LP bound (LP duality)."""
-        free = np.flatnonzero((s == 0) & (zl < 0) & (zu > 0))
-        fixed = np.flatnonzero(s != 0)
-        if free.size == 0 or fixed.size == 0:
-            return zl, zu
-        a0, b0 = self.a0y, self.b0y
+        optimum this is the LP bound (LP duality). Widened against rounding."""
         ball = self.dom.kind == "ball"
         order = 2 if ball else 1
-        sg = s[fixed].astype(np.float64)
-        gm = sg[:, None] * a0[fixed]
-        gv = sg * b0[fixed]
-        rg = np.linalg.norm(gm, ord=order, axis=1)
-        keep = rg > 0
-        gm, gv, rg = gm[keep], gv[keep], rg[keep]
-        if gm.shape[0] == 0:
-            return zl, zu
-        gm, gv = gm / rg[:, None], gv / rg
-        am, bv = a0[free], b0[free]
         ra = np.linalg.norm(am, ord=order, axis=1)
         ra = np.where(ra > 0, ra, 1.0)
         an, bn = am / ra[:, None], bv / ra
-        zl, zu = zl.copy(), zu.copy()
-        for sense in (1.0, -1.0):
-            c0, d0 = sense * an, sense * bn
-            lam = np.zeros((free.size, gm.shape[0]))
-            best = np.full(free.size, -np.inf)
-            for t in range(self.st.dual_iters):
-                cm = c0 - lam @ gm
-                if ball:
-                    cn = np.linalg.norm(cm, axis=1)
-                    val = -cn + d0 - lam @ gv
-                    ystar = -cm / np.where(cn > 0, cn, 1.0)[:, None]
-                else:
-                    val = -np.abs(cm).sum(axis=1) + d0 - lam @ gv
-                    ystar = -np.sign(cm)
-                best = np.maximum(best, val)
-                sub = -(ystar @ gm.T + gv[None, :])
-                lam = np.maximum(0.0, lam + (0.5 / math.sqrt(t + 1.0)) * sub)
-            bound = (best - 1e-9 * (1.0 + np.abs(best))) * ra  # widened against rounding
-            if sense > 0:
-                zl[free] = np.maximum(zl[free], bound)
+        fixed = np.flatnonzero(s0 != 0) if self.st.dual_iters > 0 else np.zeros(0, dtype=int)
+        gm = (s0[fixed].astype(np.float64)[:, None] * self.a0y[fixed])
+        gv = s0[fixed].astype(np.float64) * self.b0y[fixed]
+        rg = np.linalg.norm(gm, ord=order, axis=1)
+        keep = rg > 0
+        gm, gv = gm[keep] / rg[keep, None], gv[keep] / rg[keep]
+        iters = self.st.dual_iters if gm.shape[0] else 1
+        lam = np.zeros((an.shape[0], gm.shape[0]))
+        best = np.full(an.shape[0], -np.inf)
+        for t in range(iters):
+            cm = an - lam @ gm
+            if ball:
+                cn = np.linalg.norm(cm, axis=1)
+                val = -cn + bn - lam @ gv
+                ystar = -cm / np.where(cn > 0, cn, 1.0)[:, None]
             else:
-                zu[free] = np.minimum(zu[free], -bound)
+                val = -np.abs(cm).sum(axis=1) + bn - lam @ gv
+                ystar = -np.sign(cm)
+            best = np.maximum(best, val)
+            if gm.shape[0] == 0:
+                break
+            sub = -(ystar @ gm.T + gv[None, :])
+            lam = np.maximum(0.0, lam + (0.5 / math.sqrt(t + 1.0)) * sub)
+        return (best - 1e-9 * (1.0 + np.abs(best))) * ra
+
+    def _dual_tighten(self, s: np.ndarray, zl: np.ndarray, zu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The free first-layer pre-activations' bounds over the node's first-layer polytope."""
+        free = np.flatnonzero((s == 0) & (zl < 0) & (zu > 0))
+        if free.size == 0 or not np.any(s != 0):
+            return zl, zu
+        am, bv = self.a0y[free], self.b0y[free]
+        zl, zu = zl.copy(), zu.copy()
+        zl[free] = np.maximum(zl[free], self._dual_lower(am, bv, s))
+        zu[free] = np.minimum(zu[free], -self._dual_lower(-am, -bv, s))
         return zl, zu
+
+    def _crown(self, k: int, eff: list[np.ndarray], zb: list[tuple[np.ndarray, np.ndarray]],
+               s0: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Linear (CROWN) bounds of the pre-activations ``rows`` of hidden layer k >= 1 under the node:
+        back-substitution through the earlier layers with the node's bounds (fixed and stable neurons
+        exact, free ones by the chord above and an adaptive slope below), then concretised over the
+        node's first-layer polytope by :meth:`_dual_lower`."""
+        relax = []
+        for j in range(k):
+            zl, zu = zb[j]
+            a = self.L.alpha[j]
+            e = eff[j]
+            free = e == 0
+            width = np.where(free, zu - zl, 1.0)
+            su = np.where(e > 0, 1.0, np.where(e < 0, a, (zu - a * zl) / width))
+            tu = np.where(free, a * zl - su * zl, 0.0)
+            sl = np.where(e > 0, 1.0, np.where(e < 0, a, np.where(zu >= -zl, 1.0, a)))
+            relax.append((su, tu, sl))
+        out = []
+        for sense in (1.0, -1.0):  # 1: lower bound of z; -1: lower bound of -z
+            am = sense * self.L.w[k][rows]
+            cv = sense * self.L.b[k][rows]
+            for j in range(k - 1, -1, -1):
+                su, tu, sl = relax[j]
+                pos, neg = np.maximum(am, 0.0), np.minimum(am, 0.0)
+                cv = cv + neg @ tu  # a lower bound takes the upper relaxation where the weight is < 0
+                am = pos * sl + neg * su
+                cv = cv + am @ self.L.b[j]
+                am = am @ self.L.w[j]
+            ay = am * self.dom.d[None, :]
+            by = am @ self.dom.xc + cv
+            lowv = self._dual_lower(ay, by, s0)
+            pad = 1e-12 * (np.abs(ay).sum(axis=1) + np.abs(by))
+            out.append(lowv - pad)
+        return out[0], -out[1]
 
     def _bound(self, node: _Node, parent: _Node | None = None) -> bool:
         """Forward bounds, effective states and the backward upper bound of a node; False when the
@@ -382,6 +437,12 @@ class _Bab:
             zu = np.where(s < 0, np.minimum(zu, 0.0), zu)
             if k == 0 and self.st.dual_iters > 0 and self.mode != "global" and np.any(s != 0):
                 zl, zu = self._dual_tighten(s, zl, zu)
+            elif k > 0 and self.st.node_crown and self.mode != "global" and np.all(np.isfinite(zl)):
+                rows = np.flatnonzero((zl < 0) & (zu > 0))
+                if rows.size:
+                    cl, cu = self._crown(k, eff, zb, node.states[0], rows)
+                    zl, zu = zl.copy(), zu.copy()
+                    zl[rows], zu[rows] = np.maximum(zl[rows], cl), np.minimum(zu[rows], cu)
             if np.any(zl > zu):
                 return False
             e = s.copy()
@@ -677,6 +738,40 @@ class _Bab:
             if self._offer(xs[i], "sample") is not None:
                 break
 
+    def _climb(self, x0: np.ndarray, budget: float) -> None:
+        """Lower side: hill climbing over neighbouring regions from the region of x0 (one neuron flipped
+        at a time, the flips ranked by their exact ||J_s||, kept when the flipped region has interior:
+        margin LP, then the float64 witness)."""
+        t_end = time.perf_counter() + budget
+        eff = [np.where(z > 0, 1, -1).astype(np.int8) for z in self._pre(x0)]
+        best = jacobian_norm(self._jacobian(eff), self.cq)
+        for _ in range(50):
+            cands = []
+            for k, e in enumerate(eff):
+                for i in np.flatnonzero((self.root[k][0] < 0) & (self.root[k][1] > 0)):
+                    e[i] = -e[i]
+                    v = jacobian_norm(self._jacobian(eff), self.cq)
+                    e[i] = -e[i]
+                    if v > best * (1 + 1e-9):
+                        cands.append((v, k, int(i)))
+            improved = False
+            for v, k, i in sorted(cands, reverse=True)[:16]:
+                if time.perf_counter() > t_end:
+                    return
+                eff[k][i] = -eff[k][i]
+                rows = self._region_rows(eff)
+                self.stats["climb_lps"] += 1
+                if rows is not None:
+                    sol = solve_margin(rows[0], rows[1], self.dom)
+                    if sol.margin > self.st.tau:
+                        got = self._offer(self.dom.to_x(sol.y), "climb")
+                        if got is not None:
+                            best, improved = max(best, v), True
+                            break
+                eff[k][i] = -eff[k][i]
+            if not improved:
+                return
+
     # -- bracket ------------------------------------------------------------------------------------
     def _upper(self, heap: list) -> float:
         top = -heap[0][0] if heap else -math.inf
@@ -747,10 +842,12 @@ class _Bab:
             return
         sol = solve_margin(rows[0], rows[1], self.dom)
         x = self.dom.to_x(sol.y)
+        before = self.lower
         if sol.margin > self.st.tau:
             self.stats["completions_full"] += 1
         if self.cq.domain.contains(x):
             self._offer(x, "completion")
+        self.throttle["completion"].record(sol.margin > self.st.tau or self.lower != before)
 
     def _branch_index(self, node: _Node) -> tuple[int, int] | None:
         assert node.eff is not None and node.scores is not None
@@ -779,11 +876,14 @@ class _Bab:
     def run(self) -> BabOutcome:
         from lipopt_solvers import interrupts
 
+        limit = self.st.time_limit
         self._samples()
+        if self.witness is not None and self.st.climb_time > 0:
+            budget = self.st.climb_time if limit is None else min(self.st.climb_time, 0.1 * limit)
+            self._climb(np.asarray(self.witness["x"]), budget)
         root = _Node([np.zeros(sz, dtype=np.int8) for sz in self.L.sizes], math.inf, None, 0)
         heap: list = []
         stop = "completed"
-        limit = self.st.time_limit
         if self._bound(root):
             heapq.heappush(heap, (-root.upper, next(self._counter), root))
         self._record(heap)
@@ -814,7 +914,8 @@ class _Bab:
                     self._record(heap)
                     continue
                 br = self._branch_index(node)
-                if br is not None and node.fwd is not None and self.st.completion:
+                if (br is not None and node.fwd is not None and self.st.completion
+                        and self.throttle["completion"].go()):
                     self._complete(node)
                 if br is None:
                     self._leaf(node)
@@ -838,8 +939,10 @@ class _Bab:
                             self.stats["repaired"] += 1
                             self._offer(child.point, "node")
                     if (child.point is None and self.st.lp_prune
-                            and sum(int(np.count_nonzero(v)) for v in states) >= self.lp_min_fixed):
+                            and sum(int(np.count_nonzero(v)) for v in states) >= self.lp_min_fixed
+                            and self.throttle["lp"].go()):
                         pruned, x = self._node_lp(child)
+                        self.throttle["lp"].record(pruned)
                         if pruned:
                             self.stats["pruned_lp"] += 1
                             self._drop_cache(child)
