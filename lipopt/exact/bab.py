@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from lipopt.certify.witness import point_witness
-from lipopt.errors import NotApplicableError
+from lipopt.errors import LipoptError, NotApplicableError
 from lipopt.exact.interior import UnitDomain, solve_margin, unit_domain
 from lipopt.network.network import Network
 from lipopt.network.stages import AffineStage, LeakyReLUStage, MaxPoolStage, ReLUStage, dispatch
@@ -596,6 +596,25 @@ class _Bab:
         if not fixed_layers:
             return False, None
         depth = fixed_layers[-1] + 1
+        if depth == 1:  # first-layer signs only: the exact polytope, an LP in (y, t) (unit coordinates)
+            s0 = node.states[0]
+            fx = np.flatnonzero(s0 != 0)
+            sg = s0[fx].astype(np.float64)
+            g = sg[:, None] * self.a0y[fx]
+            h = sg * self.b0y[fx]
+            nrm = np.linalg.norm(g, axis=1)
+            if np.any((nrm == 0) & (h < 0)):
+                return True, None
+            keep = nrm > 0
+            self.stats["lp_prune_calls"] += 1
+            box = self.dom if self.dom.kind != "ball" else UnitDomain("box", self.dom.xc, self.dom.d)
+            try:
+                sol = solve_margin(g[keep] / nrm[keep, None], h[keep] / nrm[keep], box)
+            except LipoptError:
+                return False, None  # unsure: keep the node
+            if sol.t_solver < -PRUNE_TOL and sol.margin < -PRUNE_TOL:
+                return True, None
+            return False, self.dom.to_x(sol.y)
         sizes = self.L.sizes[:depth]
         # variables: x, then (z_k, h_k) per layer, then t
         offs = [self.n]
@@ -762,8 +781,11 @@ class _Bab:
                 rows = self._region_rows(eff)
                 self.stats["climb_lps"] += 1
                 if rows is not None:
-                    sol = solve_margin(rows[0], rows[1], self.dom)
-                    if sol.margin > self.st.tau:
+                    try:
+                        sol = solve_margin(rows[0], rows[1], self.dom)
+                    except LipoptError:
+                        sol = None
+                    if sol is not None and sol.margin > self.st.tau:
                         got = self._offer(self.dom.to_x(sol.y), "climb")
                         if got is not None:
                             best, improved = max(best, v), True
@@ -811,7 +833,14 @@ class _Bab:
                 self.stats["leaves_empty"] += 1
                 return
             self.stats["margin_lps"] += 1
-            sol = solve_margin(rows[0], rows[1], self.dom)
+            try:
+                sol = solve_margin(rows[0], rows[1], self.dom)
+            except LipoptError as exc:  # undecided: the value stays on the upper side only
+                self.leaf_upper = max(self.leaf_upper, value * (1 + 1e-12))
+                self.stats["leaves_undecided"] = self.stats.get("leaves_undecided", 0) + 1
+                self.notes.append(f"a leaf's margin problem failed ({exc}); its value {value:.9g} is kept "
+                                  "on the upper side")
+                return
             if not sol.margin > self.st.tau:
                 self.stats["leaves_empty"] += 1
                 return
@@ -840,7 +869,10 @@ class _Bab:
         rows = self._region_rows(eff)
         if rows is None:
             return
-        sol = solve_margin(rows[0], rows[1], self.dom)
+        try:
+            sol = solve_margin(rows[0], rows[1], self.dom)
+        except LipoptError:
+            return
         x = self.dom.to_x(sol.y)
         before = self.lower
         if sol.margin > self.st.tau:

@@ -16,7 +16,8 @@ max-pooling, the nominal-point constant, and operator norms that need sign enume
 ``lipopt.norms.MAX_ENUM_DIM`` coordinates (the exact value of a leaf is that norm).
 
 Options (``RunOptions.extra``, top level or under "bab"): max_nodes, lp_prune, n_samples, root_bounds
-("crown" | "interval"), branching ("influence" | "layer"), tau (leaf interior tolerance).
+("crown" | "interval"), branching ("influence" | "layer"), tau (leaf interior tolerance), max_directions
+(forward directional bound up to this many input-ball vertices), climb_time, node_crown.
 Stats: nodes, leaves (full-dimensional, empty), LP calls, pruned nodes by reason, root bound,
 ``history``: the anytime bracket as [seconds, lower, upper] rows.
 """
@@ -45,10 +46,13 @@ MAX_HISTORY = 500
 class Options(MethodOptions):
     max_nodes: int | None = None  # stop after this many nodes (the bracket reached is returned)
     lp_prune: bool = True  # prune nodes whose pattern the relaxed LP proves infeasible
-    n_samples: int = 256  # seeded domain samples; the best certified one is the first lower bound
+    n_samples: int = 2000  # seeded domain samples; the best certified one is the first lower bound
     root_bounds: str = "crown"  # "crown" (ReLU nets, bounded domain) or "interval"
     branching: str = "influence"  # "influence" (largest effect on the bound) or "layer" (first free)
     tau: float = 1e-9  # interior tolerance of the leaf margin LP (unit-domain coordinates)
+    max_directions: int = 1 << 15  # forward bound over the input-ball vertices up to this many (l-inf / l1)
+    climb_time: float = 3.0  # hill climbing over regions from the best sample, seconds (<= 10 % of the limit)
+    node_crown: bool = True  # CROWN bounds of the deeper layers' pre-activations in every node
 
     def __post_init__(self) -> None:
         bad = []
@@ -64,6 +68,12 @@ class Options(MethodOptions):
             bad.append(f"branching must be 'influence' or 'layer', got {self.branching!r}")
         if not isinstance(self.tau, int | float) or not (0 <= float(self.tau) < 1):
             bad.append(f"tau must be a number in [0, 1), got {self.tau!r}")
+        if not isinstance(self.max_directions, int) or self.max_directions < 0:
+            bad.append(f"max_directions must be an integer >= 0, got {self.max_directions!r}")
+        if not isinstance(self.climb_time, int | float) or not float(self.climb_time) >= 0:
+            bad.append(f"climb_time must be a number >= 0, got {self.climb_time!r}")
+        if not isinstance(self.node_crown, bool):
+            bad.append(f"node_crown must be True or False, got {self.node_crown!r}")
         if bad:
             raise InvalidOptionsError(f"bad option(s) for method {METHOD!r}: " + "; ".join(bad))
 
@@ -116,7 +126,8 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
 
     st = BabSettings(time_limit=options.time_limit, rel_gap=float(options.rel_gap), tau=float(o.tau),
                      max_nodes=o.max_nodes, lp_prune=o.lp_prune, n_samples=o.n_samples, seed=options.seed,
-                     root_bounds=o.root_bounds, branching=o.branching, solver=options.solver)
+                     root_bounds=o.root_bounds, branching=o.branching, solver=options.solver,
+                     max_directions=o.max_directions, climb_time=float(o.climb_time), node_crown=o.node_crown)
     t0 = time.perf_counter()
     out = run_bab(network, q, st)
     stats = dict(out.stats)
@@ -138,6 +149,7 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
         solver=f"bab + {solver} (LP)", witness=out.witness, stats=stats, notes=notes, message=message,
         options={"max_nodes": o.max_nodes, "lp_prune": o.lp_prune, "n_samples": o.n_samples,
                  "root_bounds": o.root_bounds, "branching": o.branching, "tau": o.tau,
+                 "max_directions": o.max_directions, "climb_time": o.climb_time, "node_crown": o.node_crown,
                  "time_limit": options.time_limit, "rel_gap": options.rel_gap})
     _self_checks(res, network, out)
     res.solve_time = float(out.stats.get("time", 0.0))
