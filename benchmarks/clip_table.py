@@ -68,6 +68,26 @@ def certified_radius(net: Any, x: np.ndarray, y: np.ndarray, upper: float | None
     return float(np.mean(margin / (math.sqrt(2.0) * upper)))
 
 
+def epoch_cost_ratio(data: Any, args: argparse.Namespace, repeats: int = 3,
+                     epochs: int = 3) -> dict[str, Any]:
+    """One CLIP epoch's time over one standard epoch's: the two loops alternated ``repeats`` times in this
+    process, ``epochs`` epochs each (fixed lambda, same net, data and batch size), ratio of the medians."""
+    from lipopt.train.clip import train
+    from lipopt.train.options import TrainOptions
+
+    times: dict[str, list[float]] = {"none": [], "clip": []}
+    for _ in range(repeats):
+        for reg in ("none", "clip"):
+            opts = TrainOptions(hidden=tuple(args.hidden), epochs=epochs, regulariser=reg, lam=0.01,
+                                batch_size=args.batch_size, threads=args.threads, seed=args.seed,
+                                clip={"n_pairs": args.pairs})
+            res = train(data, opts)
+            times[reg] += [h["epoch_time"] for h in res.history]
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    return {"standard_epoch_s": med["none"], "clip_epoch_s": med["clip"], "ratio": med["clip"] / med["none"],
+            "epochs_each": repeats * epochs, "n_pairs": args.pairs, "batch_size": args.batch_size}
+
+
 def run(args: argparse.Namespace) -> None:
     from lipopt.api import compare
     from lipopt.network.load import load
@@ -89,6 +109,9 @@ def run(args: argparse.Namespace) -> None:
     for reg in ("none", "clip"):
         train(data, TrainOptions(hidden=tuple(args.hidden), epochs=1, regulariser=reg, lam=0.01,
                                  threads=args.threads, clip={"n_pairs": args.pairs}))
+    timing = epoch_cost_ratio(data, args)
+    print(f"epoch cost: CLIP {timing['clip_epoch_s']:.4g} s, standard {timing['standard_epoch_s']:.4g} s, "
+          f"ratio {timing['ratio']:.2f}", file=sys.stderr, flush=True)
     for name, kw in rows_to_train(tuple(args.targets)):
         reg = kw["regulariser"]
         opts = TrainOptions(arch="dense", hidden=tuple(args.hidden), epochs=args.epochs, seed=args.seed,
@@ -124,6 +147,7 @@ def run(args: argparse.Namespace) -> None:
                 records.write(json.dumps(d) + "\n")
             summary[f"upper_{norm}"] = rs.best_upper
             summary[f"lower_{norm}"] = rs.best_lower
+            summary[f"consistent_{norm}"] = rs.consistency().passed
             if norm == "l2":
                 summary["cert_radius_l2"] = certified_radius(net, data.x_test, data.y_test, rs.best_upper)
         summaries.append(summary)
@@ -134,7 +158,7 @@ def run(args: argparse.Namespace) -> None:
     meta = {"data": data.describe(), "epochs": args.epochs, "hidden": args.hidden, "seed": args.seed,
             "targets": args.targets, "pgd": {"eps": eval_opts.eps, "step": eval_opts.pgd_step,
                                              "iters": eval_opts.iters}, "noise_sigma": eval_opts.sigma,
-            "time_limit": args.time_limit, "norms": args.norms}
+            "time_limit": args.time_limit, "norms": args.norms, "timing": timing}
     (out / "rows.json").write_text(json.dumps({"meta": meta, "rows": summaries}, indent=1))
 
 
@@ -169,6 +193,10 @@ def _frame(out: Path) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
                      "timed_out": r.stop.value == "time_limit", "time_s": r.wall_time,
                      "method_time_s": r.wall_time, "gap": r.gap, "ratio": None})
     for s in saved["rows"]:
+        for norm in saved["meta"]["norms"]:  # the combined certified bracket of the row (all methods)
+            for side, kind in (("lower", "LOWER"), ("upper", "UPPER")):
+                plain(s["row"], f"best {side} {norm}", s.get(f"{side}_{norm}"))
+                rows[-1]["kind"] = kind
         plain(s["row"], "cert. radius l2", s.get("cert_radius_l2"))
     return pd.DataFrame(rows), saved["rows"], saved["meta"]
 
@@ -207,6 +235,11 @@ def render(out: Path, fmt: str) -> str:
                      f"{'-' if up_ratio is None else f'{up_ratio:.3g}'}x standard's "
                      f"({'-' if std.get('upper_l2') is None else format(std['upper_l2'], '.4g')})"
                      + ("" if gap is None else f"; CLIP pair LOWER {r['clip_lower']:.4g} = {gap:.3g} of it"))
+    timing = meta.get("timing")
+    if timing:
+        lines.insert(0, f"epoch cost (alternated runs, {timing['epochs_each']} epochs each, medians): CLIP "
+                        f"{timing['clip_epoch_s']:.4g} s / standard {timing['standard_epoch_s']:.4g} s = "
+                        f"{timing['ratio']:.2f}x ({timing['n_pairs']} pairs, batch {timing['batch_size']})")
     text.append("\n".join(lines))
     return "\n\n".join(text) + "\n"
 

