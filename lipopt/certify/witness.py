@@ -56,8 +56,8 @@ def region_margin(network: Network, x: np.ndarray) -> float:
     """Smallest distance from a tie over ReLUs and LeakyReLUs (|z|) and max-pools (winner minus
     runner-up), relative to the magnitude of the terms that make up each value: |z_i| / (|W| a + |b|)_i,
     with a the same magnitudes one layer down (|x| at the input). The rounding error of z_i is a small
-    multiple of that magnitude, so the margin is scale-invariant (weights times c leave it unchanged) and a margin above
-    :data:`BOUNDARY_RTOL` means the computed signs and winners are the true ones."""
+    multiple of that magnitude, so the margin is scale-invariant (weights times c leave it unchanged) and
+    a margin above :data:`BOUNDARY_RTOL` means the computed signs and winners are the true ones."""
     h = np.asarray(x, dtype=np.float64).reshape(1, *network.input_shape)
     a = np.abs(h)
     worst = np.inf

@@ -90,7 +90,11 @@ class TorchStages:
 
 
 def jacobian_fn(ts: TorchStages, question: Question, n_out: int):
-    """x (B, n), T -> (B, r, n): the (smoothed) Jacobian, r = 1 (c^T J) for scalar outputs."""
+    """x (B, n), T -> (B, r, n): the (smoothed) Jacobian, r = 1 (c^T J) for scalar outputs.
+
+    vmap(jacrev) where every stage is dense; with sparse stages (large convolutions, which vmap cannot
+    batch) one reverse pass per output row over the whole batch (the samples are independent), with
+    ``create_graph`` so that the Jacobian stays differentiable in x."""
     from torch.func import jacrev, vmap
 
     torch = ts.torch
@@ -104,7 +108,15 @@ def jacobian_fn(ts: TorchStages, question: Question, n_out: int):
 
         return vmap(jacrev(f))(x)
 
-    return jac
+    def jac_rows(x, temperature):
+        if not x.requires_grad:
+            x = x.detach().requires_grad_(True)
+        out = ts.forward(x, temperature)
+        outs = [out @ ct] if ct is not None else [out[:, j] for j in range(out.shape[1])]
+        rows = [torch.autograd.grad(o.sum(), x, create_graph=True)[0] for o in outs]
+        return torch.stack(rows, dim=1)
+
+    return jac_rows if any(kind == "sparse" for kind, _, _ in ts.ops) else jac
 
 
 def torch_norm(jac, question: Question):

@@ -238,6 +238,10 @@ class Network:
         """Jacobian (out, in_flat) at x, with ReLU'(0) = 0 (LeakyReLU'(0) = alpha) and max-pool ties to
         the first index."""
         n = self.input_size
+        if 4 * self.output_size < n:  # reverse mode: one backward pass per output instead of per input
+            from lipopt.lower.batch import reverse_jacobian
+
+            return reverse_jacobian(self, x)
         return self.jvp(x, np.eye(n))[1].T
 
     def activation_pattern(self, x: np.ndarray) -> list[np.ndarray]:
