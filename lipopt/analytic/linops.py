@@ -334,16 +334,20 @@ class ComposedOp(LinOp):
         return m
 
 
+#: linear layer type -> its LinOp (layer, input shape, device)
+LAYER_OPS: dict[type, Any] = {
+    Dense: lambda la, shp, dev: DenseOp(la.weight, la.bias, shp, dev),
+    Conv2d: lambda la, shp, dev: ConvOp(la, shp, dev),
+    AvgPool2d: lambda la, shp, dev: AvgPoolOp(la, shp, dev),
+    Flatten: lambda la, shp, dev: ReshapeOp(tuple(shp), (int(np.prod(shp)),), dev),
+}
+
+
 def layer_op(layer: Any, in_shape: tuple[int, ...], device: torch.device) -> LinOp:
-    if isinstance(layer, Dense):
-        return DenseOp(layer.weight, layer.bias, in_shape, device)
-    if isinstance(layer, Conv2d):
-        return ConvOp(layer, in_shape, device)
-    if isinstance(layer, AvgPool2d):
-        return AvgPoolOp(layer, in_shape, device)
-    if isinstance(layer, Flatten):
-        return ReshapeOp(tuple(in_shape), (int(np.prod(in_shape)),), device)
-    raise TypeError(f"{type(layer).__name__} is not a linear layer")
+    """The torch operator of a linear layer (an error naming the linear layer kinds otherwise)."""
+    from lipopt.network.stages import dispatch
+
+    return dispatch(LAYER_OPS, layer, "the linear operators")(layer, in_shape, device)
 
 
 def compose(ops: list[LinOp], in_shape: tuple[int, ...], device: torch.device) -> LinOp:

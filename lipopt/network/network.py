@@ -403,44 +403,42 @@ def _matmul(a: object, b: object) -> object:
 
 def _lower(net: Network) -> list[Stage]:
     stages: list[Stage] = []
-    cur_w: object | None = None
-    cur_b: np.ndarray | None = None
+    cur: list = [None, None]  # the pending linear map (W, b) being multiplied out
 
     def push_linear(w: object, b: np.ndarray) -> None:
-        nonlocal cur_w, cur_b
-        if cur_w is None:
-            cur_w, cur_b = w, b
+        if cur[0] is None:
+            cur[0], cur[1] = w, b
         else:
-            cur_b = np.asarray(w @ cur_b).reshape(-1) + b  # type: ignore[operator]
-            cur_w = _matmul(w, cur_w)
+            cur[1] = np.asarray(w @ cur[1]).reshape(-1) + b  # type: ignore[operator]
+            cur[0] = _matmul(w, cur[0])
 
     def flush(size: int) -> None:
-        nonlocal cur_w, cur_b
-        if cur_w is None:
-            cur_w, cur_b = np.eye(size), np.zeros(size)
-        stages.append(AffineStage(cur_w, np.asarray(cur_b, dtype=np.float64).reshape(-1)))
-        cur_w, cur_b = None, None
+        w, b = (np.eye(size), np.zeros(size)) if cur[0] is None else cur
+        stages.append(AffineStage(w, np.asarray(b, dtype=np.float64).reshape(-1)))
+        cur[0] = cur[1] = None
 
-    for i, la in enumerate(net.layers):
-        shp = net.shapes[i]
-        n_out = int(np.prod(net.shapes[i + 1]))
-        if isinstance(la, ReLU):
-            flush(int(np.prod(shp)))
-            stages.append(ReLUStage(int(np.prod(shp))))
-        elif isinstance(la, LeakyReLU):
-            flush(int(np.prod(shp)))
-            stages.append(LeakyReLUStage(int(np.prod(shp)), la.negative_slope))
-        elif isinstance(la, MaxPool2d):
-            flush(int(np.prod(shp)))
-            stages.append(MaxPoolStage(la.windows(shp), int(np.prod(shp))))
-        elif isinstance(la, Flatten):
-            continue
+    def nonlinear(stage: Stage, size: int) -> None:
+        flush(size)
+        stages.append(stage)
+
+    def linear(la: Layer, shp: tuple[int, ...], n_out: int) -> None:
+        if isinstance(la, Dense):
+            b = la.bias
+        elif isinstance(la, Conv2d):
+            b = np.repeat(la.bias, n_out // la.out_channels)
         else:
-            w = linear_matrix(la, shp)
-            if isinstance(la, Dense | Conv2d):
-                b = la.bias if isinstance(la, Dense) else np.repeat(la.bias, n_out // la.out_channels)
-            else:
-                b = np.zeros(n_out)
-            push_linear(w, np.asarray(b, dtype=np.float64))
+            b = np.zeros(n_out)
+        push_linear(linear_matrix(la, shp), np.asarray(b, dtype=np.float64))
+
+    n = lambda shp: int(np.prod(shp))  # noqa: E731
+    rules: dict[type, Callable[..., None]] = {
+        ReLU: lambda la, shp, n_out: nonlinear(ReLUStage(n(shp)), n(shp)),
+        LeakyReLU: lambda la, shp, n_out: nonlinear(LeakyReLUStage(n(shp), la.negative_slope), n(shp)),
+        MaxPool2d: lambda la, shp, n_out: nonlinear(MaxPoolStage(la.windows(shp), n(shp)), n(shp)),
+        Flatten: lambda la, shp, n_out: None,
+        Dense: linear, Conv2d: linear, AvgPool2d: linear,
+    }
+    for i, la in enumerate(net.layers):
+        dispatch(rules, la, "lowering")(la, net.shapes[i], n(net.shapes[i + 1]))
     flush(net.output_size)
     return stages

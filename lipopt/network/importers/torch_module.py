@@ -50,6 +50,35 @@ class _Dyn:
         self.shape = shape
 
 
+def _module_rules() -> dict[type, Any]:
+    """torch.nn class -> importer method (built on first use: torch is imported lazily)."""
+    global _RULES
+    if _RULES is None:
+        import torch.nn as nn
+
+        T = _TorchImporter
+        _RULES = {
+            nn.Sequential: T._sequential,
+            nn.Linear: T._linear,
+            nn.Conv2d: T._conv,
+            nn.ReLU: lambda self, m, q: self._do(self.b.relu, q),
+            nn.LeakyReLU: lambda self, m, q: self._do(self.b.leaky_relu, float(m.negative_slope), q),
+            nn.MaxPool2d: lambda self, m, q: self._maxpool(m.kernel_size, m.stride, m.padding, m.dilation,
+                                                           m.ceil_mode, m.return_indices, q),
+            nn.AvgPool2d: lambda self, m, q: self._avgpool(m.kernel_size, m.stride, m.padding, m.ceil_mode,
+                                                           m.count_include_pad, m.divisor_override, q),
+            nn.Flatten: T._flatten,
+            nn.BatchNorm1d: T._batchnorm,
+            nn.BatchNorm2d: T._batchnorm,
+            **{c: (lambda self, m, q: None) for c in (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+                                                      nn.AlphaDropout, nn.Identity)},
+        }
+    return _RULES
+
+
+_RULES: dict[type, Any] | None = None
+
+
 def _np(t: Any) -> np.ndarray:
     import torch
 
@@ -78,48 +107,43 @@ class _TorchImporter:
 
     # -- modules ---------------------------------------------------------------------------------
     def module(self, m: Any, qname: str) -> None:
-        import torch.nn as nn
-
-        label = f"{type(m).__name__} {qname!r}"
-        b = self.b
-        if isinstance(m, nn.Sequential):
-            for child_name, child in m.named_children():
-                self.module(child, f"{qname}.{child_name}" if qname else child_name)
-        elif isinstance(m, nn.Linear):
-            self._do(b.dense, _np(m.weight), None if m.bias is None else _np(m.bias), qname)
-        elif isinstance(m, nn.Conv2d):
-            if m.padding_mode != "zeros":
-                b.unsupported(f"{label}: padding_mode={m.padding_mode!r} (only 'zeros')")
-                return
-            pad = self._conv_padding(m.padding, m.kernel_size, m.dilation, label)
-            if pad is None:
-                return
-            self._do(b.conv, _np(m.weight), None if m.bias is None else _np(m.bias), m.stride, pad,
-                     m.dilation, m.groups, qname)
-        elif isinstance(m, nn.ReLU):
-            self._do(b.relu, qname)
-        elif isinstance(m, nn.LeakyReLU):
-            self._do(b.leaky_relu, float(m.negative_slope), qname)
-        elif isinstance(m, nn.MaxPool2d):
-            self._maxpool(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, m.return_indices,
-                          qname)
-        elif isinstance(m, nn.AvgPool2d):
-            self._avgpool(m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
-                          m.divisor_override, qname)
-        elif isinstance(m, nn.Flatten):
-            if m.start_dim != 1 or m.end_dim != -1:
-                b.unsupported(f"{label}: start_dim={m.start_dim}, end_dim={m.end_dim} (only 1, -1)")
-            else:
-                self._do(b.flatten, qname)
-        elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
-            self._batchnorm(m, qname)
-        elif isinstance(m, nn.Dropout | nn.Dropout1d | nn.Dropout2d | nn.Dropout3d | nn.AlphaDropout
-                        | nn.Identity):
-            pass
+        """Import one module: the rule of its class (or of the nearest base class in the table), else a
+        torch.nn module is unsupported and a user module is traced with torch.fx."""
+        rule = None
+        for cls in type(m).__mro__:
+            rule = _module_rules().get(cls)
+            if rule is not None:
+                break
+        if rule is not None:
+            rule(self, m, qname)
         elif type(m).__module__.startswith("torch.nn"):
-            b.unsupported(label)
+            self.b.unsupported(f"{type(m).__name__} {qname!r}")
         else:
             self.traced(m, qname)
+
+    def _sequential(self, m: Any, qname: str) -> None:
+        for child_name, child in m.named_children():
+            self.module(child, f"{qname}.{child_name}" if qname else child_name)
+
+    def _linear(self, m: Any, qname: str) -> None:
+        self._do(self.b.dense, _np(m.weight), None if m.bias is None else _np(m.bias), qname)
+
+    def _conv(self, m: Any, qname: str) -> None:
+        label = f"{type(m).__name__} {qname!r}"
+        if m.padding_mode != "zeros":
+            self.b.unsupported(f"{label}: padding_mode={m.padding_mode!r} (only 'zeros')")
+            return
+        pad = self._conv_padding(m.padding, m.kernel_size, m.dilation, label)
+        if pad is not None:
+            self._do(self.b.conv, _np(m.weight), None if m.bias is None else _np(m.bias), m.stride, pad,
+                     m.dilation, m.groups, qname)
+
+    def _flatten(self, m: Any, qname: str) -> None:
+        if m.start_dim != 1 or m.end_dim != -1:
+            self.b.unsupported(f"{type(m).__name__} {qname!r}: start_dim={m.start_dim}, end_dim={m.end_dim} "
+                               "(only 1, -1)")
+        else:
+            self._do(self.b.flatten, qname)
 
     def _conv_padding(self, padding: Any, k: tuple, d: tuple, label: str) -> tuple[int, int] | None:
         if isinstance(padding, str):
