@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from lipopt.certify.candidates import Candidate, certify_candidates
@@ -93,102 +94,93 @@ def _piece_upper(outcome: Any, fallback: float | None) -> float | None:
     return min(vals) if vals else None
 
 
-def make_bracket_result(
-    method: str,
-    network: Network,
-    question: Question,
-    outcomes: Sequence[Any],
-    candidates: Sequence[Candidate],
-    *,
-    fallback_uppers: Sequence[float | None] | None = None,
-    upper_valid: bool = True,
-    rel_gap: float = 1e-6,
-    abs_gap: float = 0.0,
-    certify_question: Question | None = None,
-    build_time: float = 0.0,
-    notes: Sequence[str] = (),
-    stats: dict[str, Any] | None = None,
-    options: dict[str, Any] | None = None,
-    seed: int = 0,
-) -> LipschitzResult:
-    """The LipschitzResult of one MIP run (possibly split in pieces), with its certified bracket.
+@dataclass(frozen=True)
+class BracketOptions:
+    """How one MIP run's outcomes become a bracket (see :func:`make_bracket_result`).
 
-    outcomes: one ``lipopt_solvers.SolveOutcome`` per piece (``None`` for a piece skipped because its
-      ``fallback_uppers`` entry is already below the lower bound). Only ``termination``, ``bound``,
-      ``objective``, ``has_incumbent``, ``raw_status``, ``solver``, ``solver_version``, ``solve_time``
-      and ``message`` are read.
-    candidates: incumbents to certify (see :class:`Candidate`).
+    fallback_uppers: one cheap sound upper bound per piece (or None); a skipped piece contributes it.
     upper_valid: the pieces' dual bounds bound the true constant from above (False for lower-side
       problems such as a restricted MIP: then no upper bound is reported from them).
-    certify_question: domain for the witnesses (default ``question``).
     rel_gap / abs_gap: the EXACT tolerance, recorded on the result (``rel_tol`` / ``abs_tol``), in
       ``options`` and in ``stats``. ``abs_gap`` is 0 by default: the rules mean the same at every scale.
+    certify_question: domain for the witnesses (default: the question).
     """
-    stats = dict(stats or {})
-    notes = list(notes)
-    opts = dict(options or {})
-    opts.setdefault("rel_gap", rel_gap)
-    opts.setdefault("abs_gap", abs_gap)
-    fallbacks = list(fallback_uppers) if fallback_uppers is not None else [None] * len(outcomes)
-    if len(fallbacks) != len(outcomes):
-        raise ValueError("fallback_uppers must have one entry per outcome")
 
-    # ---- verdict, stop reason, solver, times
-    verdict, stop = Verdict.OK, StopReason.COMPLETED
-    solver = version = None
-    raws, messages, solve_time = [], [], 0.0
+    fallback_uppers: Sequence[float | None] | None = None
+    upper_valid: bool = True
+    rel_gap: float = 1e-6
+    abs_gap: float = 0.0
+    certify_question: Question | None = None
+    build_time: float = 0.0
+    notes: Sequence[str] = ()
+    stats: dict[str, Any] | None = None
+    options: dict[str, Any] | None = None
+    seed: int = 0
+
+
+@dataclass
+class _Status:
+    verdict: Verdict = Verdict.OK
+    stop: StopReason = StopReason.COMPLETED
+    solver: str | None = None
+    version: str | None = None
+    raws: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    solve_time: float = 0.0
+
+
+def _aggregate(outcomes: Sequence[Any], notes: list[str]) -> _Status:
+    """The worst verdict and stop reason over the pieces, the solver, raw statuses and messages."""
+    st = _Status()
     for out in outcomes:
         if out is None:
             continue
-        solver, version = out.solver, out.solver_version
-        raws.append(str(out.raw_status))
-        solve_time += float(out.solve_time or 0.0)
-        v, st = termination_verdict(out)
-        if _VERDICT_RANK.index(v) > _VERDICT_RANK.index(verdict):
-            verdict = v
-        if _STOP_RANK.index(st) > _STOP_RANK.index(stop):
-            stop = st
+        st.solver, st.version = out.solver, out.solver_version
+        st.raws.append(str(out.raw_status))
+        st.solve_time += float(out.solve_time or 0.0)
+        v, stop = termination_verdict(out)
+        if _VERDICT_RANK.index(v) > _VERDICT_RANK.index(st.verdict):
+            st.verdict = v
+        if _STOP_RANK.index(stop) > _STOP_RANK.index(st.stop):
+            st.stop = stop
         term = getattr(out.termination, "value", out.termination)
         if term not in _CLEAN_STOPS and out.message:
-            messages.append(str(out.message))
+            st.messages.append(str(out.message))
         if v is Verdict.ERROR:
             notes.append(f"solver {out.solver} stopped with {term} (raw status {out.raw_status!r}): its "
                          "dual bound and incumbent are not used")
+    return st
 
-    # ---- upper bound
-    upper: float | None = None
-    if upper_valid:
-        piece_uppers = [_piece_upper(o, f) for o, f in zip(outcomes, fallbacks, strict=True)]
-        if piece_uppers and all(u is not None for u in piece_uppers):
-            upper = max(piece_uppers)  # type: ignore[type-var]
-        stats["piece_uppers"] = piece_uppers
 
-    # ---- certified lower bound
-    cq = certify_question or question
-    rep = certify_candidates(network, cq, candidates, seed=seed)
-    notes.extend(rep.notes)
-    lower = rep.best.value if rep.best is not None else None
-
+def _solver_checks(candidates: Sequence[Candidate], region_values: dict[int, float], outcomes: Sequence[Any],
+                   upper_valid: bool) -> list[Check]:
+    """witness >= MIP objective of the same pattern; dual bound >= incumbent (maximisation)."""
     checks: list[Check] = []
-    for i, v in rep.region_values.items():
+    for i, v in region_values.items():
         obj = candidates[i].objective
         if obj is not None and math.isfinite(obj):
             ok = v >= obj - SOLVER_TOL * abs(obj)
             checks.append(Check(f"witness >= MIP objective ({candidates[i].label or i})", ok,
                                 f"re-evaluated ||J|| {v:.9g}, solver objective {obj:.9g}"))
-    if upper_valid:  # a maximisation's dual bound is never below its own incumbent
-        for k, out in enumerate(outcomes):
-            if out is None or termination_verdict(out)[0] is not Verdict.OK or not out.has_incumbent:
-                continue
-            obj, bnd = out.objective, out.bound
-            if obj is None or bnd is None or not (math.isfinite(obj) and math.isfinite(bnd)):
-                continue
-            ok = bnd >= obj - SOLVER_TOL * abs(obj)
-            checks.append(Check(f"dual bound >= incumbent (piece {k})", ok,
-                                f"dual bound {bnd:.9g}, incumbent objective {obj:.9g}"))
+    if not upper_valid:
+        return checks
+    for k, out in enumerate(outcomes):
+        if out is None or termination_verdict(out)[0] is not Verdict.OK or not out.has_incumbent:
+            continue
+        obj, bnd = out.objective, out.bound
+        if obj is None or bnd is None or not (math.isfinite(obj) and math.isfinite(bnd)):
+            continue
+        ok = bnd >= obj - SOLVER_TOL * abs(obj)
+        checks.append(Check(f"dual bound >= incumbent (piece {k})", ok,
+                            f"dual bound {bnd:.9g}, incumbent objective {obj:.9g}"))
+    return checks
 
-    # ---- an upper bound below the certified lower bound: raised only within the solver's relative
-    #      tolerance (and the EXACT tolerance widened to say so), otherwise a failed check
+
+def _reconcile(lower: float | None, upper: float | None, rel_gap: float, notes: list[str],
+               checks: list[Check]) -> tuple[float | None, float]:
+    """An upper bound below the certified lower bound is raised only within the solver's relative
+    tolerance (and the EXACT tolerance widened to say so), otherwise a failed check. Returns (upper,
+    the EXACT relative tolerance)."""
     rel_tol = rel_gap
     if lower is not None and upper is not None and lower > upper:
         excess = lower - upper
@@ -205,19 +197,57 @@ def make_bracket_result(
                                 f"tolerance {SOLVER_TOL:g})"))
     if upper is not None and upper < 0:
         checks.append(Check("upper >= 0", False, f"dual bound {upper:.9g} < 0: a norm is never negative"))
+    return upper, rel_tol
 
-    stats["exact_tolerance"] = {"rel_gap": rel_tol, "abs_gap": abs_gap}
-    if lower is None and upper is None and verdict is Verdict.OK and stop is StopReason.COMPLETED:
-        verdict = Verdict.ERROR
-        messages.append("no certified bound was obtained")
+
+def make_bracket_result(method: str, network: Network, question: Question, outcomes: Sequence[Any],
+                        candidates: Sequence[Candidate], spec: BracketOptions | None = None,
+                        **options: Any) -> LipschitzResult:
+    """The LipschitzResult of one MIP run (possibly split in pieces), with its certified bracket.
+
+    outcomes: one ``lipopt_solvers.SolveOutcome`` per piece (``None`` for a piece skipped because its
+      ``fallback_uppers`` entry is already below the lower bound). Only ``termination``, ``bound``,
+      ``objective``, ``has_incumbent``, ``raw_status``, ``solver``, ``solver_version``, ``solve_time``
+      and ``message`` are read.
+    candidates: incumbents to certify (see :class:`Candidate`).
+    spec: :class:`BracketOptions`, or its fields as keywords (an unknown keyword is an error).
+    """
+    o = spec if spec is not None else BracketOptions(**options)
+    stats = dict(o.stats or {})
+    notes = list(o.notes)
+    opts = dict(o.options or {})
+    opts.setdefault("rel_gap", o.rel_gap)
+    opts.setdefault("abs_gap", o.abs_gap)
+    fallbacks = list(o.fallback_uppers) if o.fallback_uppers is not None else [None] * len(outcomes)
+    if len(fallbacks) != len(outcomes):
+        raise ValueError("fallback_uppers must have one entry per outcome")
+    st = _aggregate(outcomes, notes)
+
+    upper: float | None = None
+    if o.upper_valid:
+        piece_uppers = [_piece_upper(out, f) for out, f in zip(outcomes, fallbacks, strict=True)]
+        if piece_uppers and all(u is not None for u in piece_uppers):
+            upper = max(piece_uppers)  # type: ignore[type-var]
+        stats["piece_uppers"] = piece_uppers
+
+    rep = certify_candidates(network, o.certify_question or question, candidates, seed=o.seed)
+    notes.extend(rep.notes)
+    lower = rep.best.value if rep.best is not None else None
+    checks = _solver_checks(candidates, rep.region_values, outcomes, o.upper_valid)
+    upper, rel_tol = _reconcile(lower, upper, o.rel_gap, notes, checks)
+
+    stats["exact_tolerance"] = {"rel_gap": rel_tol, "abs_gap": o.abs_gap}
+    if lower is None and upper is None and st.verdict is Verdict.OK and st.stop is StopReason.COMPLETED:
+        st.verdict = Verdict.ERROR
+        st.messages.append("no certified bound was obtained")
     res = LipschitzResult.from_bracket(
-        method, BoundKind.EXACT if upper_valid else BoundKind.LOWER, lower, upper, verdict, stop,
-        rel_tol=rel_tol, abs_tol=abs_gap, raw_status="; ".join(raws), solver=solver, solver_version=version,
-        build_time=build_time, solve_time=solve_time, options=opts, notes=notes, stats=stats,
-        message="; ".join(messages), checks=checks,
+        method, BoundKind.EXACT if o.upper_valid else BoundKind.LOWER, lower, upper, st.verdict, st.stop,
+        rel_tol=rel_tol, abs_tol=o.abs_gap, raw_status="; ".join(st.raws), solver=st.solver,
+        solver_version=st.version, build_time=o.build_time, solve_time=st.solve_time, options=opts,
+        notes=notes, stats=stats, message="; ".join(st.messages), checks=checks,
         witness=rep.best.to_dict() if rep.best is not None else None)
     if res.kind is BoundKind.UPPER and res.lower is not None and res.upper is not None:
-        if stop is StopReason.COMPLETED and rep.degenerate:
+        if st.stop is StopReason.COMPLETED and rep.degenerate:
             res.notes.append(f"the MIP optimum {res.upper:.9g} is attained only on degenerate patterns (the "
                              f"network is not in general position there); the exact constant lies in the "
                              f"bracket [{res.lower:.9g}, {res.upper:.9g}]")
