@@ -45,9 +45,8 @@ import math
 import time
 from typing import Any
 
-import numpy as np
-
 from lipopt.errors import NotApplicableError
+from lipopt.lower.region_search import WarmStart, local_search, pattern_jacobian, warm_start  # noqa: F401
 from lipopt.network.network import Network
 from lipopt.options import MethodOptions, RunOptions
 from lipopt.result import LipschitzResult, Status
@@ -103,108 +102,6 @@ def applicable(network: Network, question: Question) -> str | None:
     except NotApplicableError as exc:
         return str(exc)
     return None
-
-
-# ------------------------------------------------------------------------------------------ warm start
-
-
-@dataclasses.dataclass
-class WarmStart:
-    value: float | None
-    x: np.ndarray | None
-    n_samples: int
-    time: float
-    starts: list[np.ndarray] = dataclasses.field(default_factory=list)  # best samples, distinct patterns
-
-
-def warm_start(network: Network, question: Question, n_samples: int, seed: int,
-               global_radius: float | None = None, deadline: float | None = None) -> WarmStart:
-    """The best certified Jacobian norm over sampled points (a LOWER bound), or None. ``deadline`` (a
-    ``time.perf_counter()`` instant): the samples are evaluated until then (at least one)."""
-    from lipopt.certify.points import sample_domain
-    from lipopt.certify.witness import point_witness
-    from lipopt.deadline import Deadline
-    from lipopt.lower.batch import batch_jacobian_norms, evaluate_until
-
-    t0 = time.perf_counter()
-    if n_samples <= 0:
-        return WarmStart(None, None, 0, 0.0)
-    dl = Deadline(deadline)
-    rng = np.random.default_rng(seed)
-    xs = sample_domain(network, question, n_samples, rng, global_radius)
-    vals = evaluate_until(lambda x: batch_jacobian_norms(network, x, question), xs, dl, "warm start")
-    xs = xs[: len(vals)]
-    best_v, best_x = None, None
-    order = np.argsort(-vals, kind="stable")
-    for i in order[:10]:
-        if best_v is not None and (vals[i] <= best_v or dl.expired()):
-            break
-        pw = point_witness(network, xs[i], question)
-        if pw.certified and (best_v is None or pw.value > best_v):
-            best_v, best_x = pw.value, xs[i]
-    starts, seen = [], set()
-    for i in order[:200]:
-        key = round(float(vals[i]), 9)
-        if key not in seen:
-            seen.add(key)
-            starts.append(xs[i])
-        if len(starts) >= 5:
-            break
-    return WarmStart(best_v, best_x, len(xs), time.perf_counter() - t0, starts)
-
-
-def pattern_jacobian(weights: list[np.ndarray], states: list[np.ndarray],
-                     alphas: list[float] | None = None) -> np.ndarray:
-    """The Jacobian of the region with activation states ``states`` (slope 1 where active, the layer's
-    alpha where not; alpha = 0 for ReLU)."""
-    jac = weights[0]
-    for k, (w, s) in enumerate(zip(weights[1:], states, strict=True)):
-        a = 0.0 if alphas is None else alphas[k]
-        jac = w @ (jac * np.where(s, 1.0, a)[:, None])
-    return jac
-
-
-def local_search(network: Network, question: Question, x0: np.ndarray, budget: float,
-                 max_rounds: int = 50) -> tuple[float | None, np.ndarray | None, int]:
-    """Hill climbing over neighbouring linear regions from the region of x0: flip one neuron at a time,
-    keep a flip when ||J_s|| grows and the new region has interior in the domain (margin LP + float64
-    re-evaluation, :func:`lipopt.certify.regions.certify_pattern`). Returns (certified value, witness x,
-    #LPs)."""
-    from lipopt.certify.regions import certify_pattern, pattern_at
-    from lipopt.formulations.miqcqp_geometry import mlp_chain
-    from lipopt.norms import jacobian_norm
-
-    t_end = time.perf_counter() + budget
-    ws, _, alphas = mlp_chain(network)
-    states = [s.copy() for s in pattern_at(network, x0)[0]]
-    rw = certify_pattern(network, question, states)
-    if rw is None or not rw.certified:
-        return None, None, 1
-    best_v, best_x, n_lp = rw.value, rw.x, 1
-    for _ in range(max_rounds):
-        # candidate flips ranked by their Jacobian norm (cheap), certified in that order
-        cands = []
-        for k, s in enumerate(states):
-            for i in range(s.size):
-                s[i] = ~s[i]
-                v = jacobian_norm(pattern_jacobian(ws, states, alphas), question)
-                s[i] = ~s[i]
-                if v > best_v * (1 + 1e-9):
-                    cands.append((v, k, i))
-        improved = False
-        for _v, k, i in sorted(cands, reverse=True):
-            if time.perf_counter() > t_end:
-                return best_v, best_x, n_lp
-            states[k][i] = ~states[k][i]
-            rw = certify_pattern(network, question, states)
-            n_lp += 1
-            if rw is not None and rw.certified and rw.value > best_v:
-                best_v, best_x, improved = rw.value, rw.x, True
-                break
-            states[k][i] = ~states[k][i]
-        if not improved:
-            break
-    return best_v, best_x, n_lp
 
 
 # ------------------------------------------------------------------------------------------ solving
@@ -317,154 +214,160 @@ def prepare(network: Network, q: Question, cfg: dict[str, Any], deadline: float 
     return Setup(net_m, factor, iset, lb, mcfg, trust_dual, notes, stats)
 
 
-def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
-    from lipopt.exact.affine import affine_result
+@dataclasses.dataclass
+class _Run:
+    """The state one ``miqcqp`` run carries from phase to phase."""
 
-    affine = affine_result(network, question, "miqcqp") if applicable(network, question) is None else None
-    if affine is not None:
-        return affine  # no ReLU: the norm of W, exactly (no layer to encode)
-    from lipopt_solvers import Capability, default_solver
+    network: Network
+    q: Question
+    options: RunOptions
+    cfg: dict[str, Any]
+    setup: Setup
+    solver: str
+    deadline: float | None
+    rel_gap: float
+    candidates: list[Any] = dataclasses.field(default_factory=list)
+    best_lower: float | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)
+    stats: dict[str, Any] = dataclasses.field(default_factory=dict)
+    build_time: float = 0.0
+    ub_out: Any = None
+    lb_out: Any = None
+    closed: bool = False
+    overran: bool = False
 
-    from lipopt.certify.bracket import make_bracket_result
-    from lipopt.certify.candidates import Candidate, certify_candidates
-    from lipopt.formulations.miqcqp import build_model
+    def cut(self) -> float | None:
+        """The objective cut-off tau >= the best certified lower bound, in model units."""
+        return self.best_lower / self.setup.factor if (self.cfg["cutoff"] and self.best_lower) else None
 
-    t_start = time.perf_counter()
-    q = question.bind(network)
-    reason = applicable(network, q)
-    if reason is not None:
-        raise NotApplicableError(reason)
-    cfg = options_from(options)
-    solver = options.solver or default_solver(Capability.MIQCQP)
-    deadline = None if options.time_limit is None else t_start + float(options.time_limit)
-    rel_gap = max(float(options.rel_gap), 1e-6)
-    notes: list[str] = []
-    stats: dict[str, Any] = {"solver": solver}
 
-    # 1. input set and bounds, on the normalised network, and the models' configuration
-    setup = prepare(network, q, cfg, deadline)
-    net_m, factor, iset, lb, mcfg, trust_dual = (setup.net_m, setup.factor, setup.iset, setup.bounds,
-                                                 setup.config, setup.trust_dual)
-    notes.extend(setup.notes)
-    stats.update(setup.stats)
+def _warm_phase(r: _Run) -> None:
+    """Sampling, then hill climbing over regions from the best samples: certified candidates and the
+    best lower bound (the cut-off of the models)."""
+    from lipopt.certify.candidates import Candidate
 
-    # 2. warm start
-    candidates: list[Any] = []
-    ws = WarmStart(None, None, 0, 0.0)
+    cfg, ws = r.cfg, WarmStart(None, None, 0, 0.0)
     if cfg["warm_start"]:
-        rem = _remaining(deadline)  # sampling stops at 10 % of what is left
-        ws = warm_start(network, q, int(cfg["n_samples"]), options.seed,
-                        iset.radius if iset.lifted else None,
+        rem = _remaining(r.deadline)  # sampling stops at 10 % of what is left
+        ws = warm_start(r.network, r.q, int(cfg["n_samples"]), r.options.seed,
+                        r.setup.iset.radius if r.setup.iset.lifted else None,
                         None if rem is None else time.perf_counter() + max(0.0, 0.1 * rem))
         if ws.x is not None:
-            candidates.append(Candidate(x=ws.x, label="warm start (sampling)"))
-    stats["warm_start"] = {"value": ws.value, "samples": ws.n_samples, "time": ws.time}
-    best_lower = ws.value
-    if cfg["warm_start"] and cfg["local_search"] and ws.x is not None:
-        t1 = time.perf_counter()
-        rem = _remaining(deadline)
-        budget = float(cfg["local_search_time"]) if rem is None else min(float(cfg["local_search_time"]),
-                                                                         0.1 * rem)
-        v_ls, x_ls, n_lp = None, None, 0
-        for x_start in ws.starts or [ws.x]:
-            left = budget - (time.perf_counter() - t1)
-            if left <= 0:
-                break
-            v1, x1, n1 = local_search(network, q, x_start, left)
-            n_lp += n1
-            if v1 is not None and (v_ls is None or v1 > v_ls):
-                v_ls, x_ls = v1, x1
-        stats["local_search"] = {"value": v_ls, "lps": n_lp, "starts": len(ws.starts),
-                                 "time": time.perf_counter() - t1}
-        if x_ls is not None and v_ls is not None and v_ls > (best_lower or 0.0):
-            candidates.append(Candidate(x=x_ls, label="warm start (region local search)"))
-            best_lower = v_ls
+            r.candidates.append(Candidate(x=ws.x, label="warm start (sampling)"))
+    r.stats["warm_start"] = {"value": ws.value, "samples": ws.n_samples, "time": ws.time}
+    r.best_lower = ws.value
+    if not (cfg["warm_start"] and cfg["local_search"] and ws.x is not None):
+        return
+    t1 = time.perf_counter()
+    rem = _remaining(r.deadline)
+    budget = float(cfg["local_search_time"])
+    budget = budget if rem is None else min(budget, 0.1 * rem)
+    v_ls, x_ls, n_lp = None, None, 0
+    for x_start in ws.starts or [ws.x]:
+        left = budget - (time.perf_counter() - t1)
+        if left <= 0:
+            break
+        v1, x1, n1 = local_search(r.network, r.q, x_start, left)
+        n_lp += n1
+        if v1 is not None and (v_ls is None or v1 > v_ls):
+            v_ls, x_ls = v1, x1
+    r.stats["local_search"] = {"value": v_ls, "lps": n_lp, "starts": len(ws.starts),
+                               "time": time.perf_counter() - t1}
+    if x_ls is not None and v_ls is not None and v_ls > (r.best_lower or 0.0):
+        r.candidates.append(Candidate(x=x_ls, label="warm start (region local search)"))
+        r.best_lower = v_ls
 
-    ub_out = lb_out = None
-    build_time = 0.0
 
-    # 3. the upper-bound problem (not even built once the set-up has used the whole time limit)
-    closed = False
-    rem = _remaining(deadline)
-    setup_overran = rem is not None and rem <= 0
-    if setup_overran and cfg["problem"] in ("both", "ub"):
-        notes.append("the time limit was used up by the bounds and the warm start before P_UB was built: "
-                     "the bracket is the warm start's certified value and the bound-propagation bound")
-    elif cfg["problem"] in ("both", "ub"):
-        cut = best_lower / factor if (cfg["cutoff"] and best_lower) else None  # model units
-        mm = build_model(net_m, q, dataclasses.replace(mcfg, problem="ub", cutoff=cut), bounds=lb,
-                         iset=iset)
-        build_time += mm.build_time
-        stats["ub_model"] = dict(mm.stats)
-        rem = _remaining(deadline)
-        ub_budget = None if rem is None else (rem * (1 - float(cfg["lb_time_fraction"]))
-                                              if cfg["problem"] == "both" else rem)
-        out = _solve(mm, solver, ub_budget, options, cfg["solver_extra"], factor)
-        if out.termination.value == "infeasible" and cut is not None:
-            notes.append("P_UB with the cut-off tau >= warm-start value was reported infeasible (solver "
-                         "tolerances); re-solved without the cut-off")
-            mm = build_model(net_m, q, dataclasses.replace(mcfg, problem="ub"), bounds=lb, iset=iset)
-            out = _solve(mm, solver, _remaining(deadline), options, cfg["solver_extra"], factor)
-        ub_out = _in_norm_units(out, mm, factor)
-        stats["ub_model"]["fallback_upper"] = factor * float(mm.fallback_upper)
-        stats["ub"] = {"termination": out.termination.value, "objective": ub_out.objective,
-                       "bound": ub_out.bound, "solve_time": out.solve_time}
-        if out.has_incumbent:
-            cand = _candidate(mm, "P_UB incumbent", ub_out.objective)
-            candidates.append(cand)
-            rep = certify_candidates(network, q, [cand], seed=options.seed)
-            if rep.best is not None:
-                best_lower = max(best_lower or 0.0, rep.best.value)
-        ups = [v for v in (ub_out.bound if trust_dual else None, stats["ub_model"]["fallback_upper"])
-               if v is not None and math.isfinite(v)]
-        up = min(ups) if ups else None
-        if up is not None and best_lower is not None and best_lower >= up - rel_gap * abs(up):  # relative
-            closed = True
+def _ub_phase(r: _Run) -> None:
+    """P_UB (closed regions): its dual bound (when trusted) and incumbent; closes the run when the
+    certified lower bound meets the upper bound."""
+    from lipopt.certify.candidates import certify_candidates
+    from lipopt.formulations.miqcqp import build_model
 
-    # 4. the lower-bound problem
-    from lipopt_solvers import interrupts
+    su, cfg = r.setup, r.cfg
+    cut = r.cut()
+    mm = build_model(su.net_m, r.q, dataclasses.replace(su.config, problem="ub", cutoff=cut),
+                     bounds=su.bounds, iset=su.iset)
+    r.build_time += mm.build_time
+    r.stats["ub_model"] = dict(mm.stats)
+    rem = _remaining(r.deadline)
+    budget = None if rem is None else (rem * (1 - float(cfg["lb_time_fraction"])) if cfg["problem"] == "both"
+                                       else rem)
+    out = _solve(mm, r.solver, budget, r.options, cfg["solver_extra"], su.factor)
+    if out.termination.value == "infeasible" and cut is not None:
+        r.notes.append("P_UB with the cut-off tau >= warm-start value was reported infeasible (solver "
+                       "tolerances); re-solved without the cut-off")
+        mm = build_model(su.net_m, r.q, dataclasses.replace(su.config, problem="ub"), bounds=su.bounds,
+                         iset=su.iset)
+        out = _solve(mm, r.solver, _remaining(r.deadline), r.options, cfg["solver_extra"], su.factor)
+    r.ub_out = _in_norm_units(out, mm, su.factor)
+    r.stats["ub_model"]["fallback_upper"] = su.factor * float(mm.fallback_upper)
+    r.stats["ub"] = {"termination": out.termination.value, "objective": r.ub_out.objective,
+                     "bound": r.ub_out.bound, "solve_time": out.solve_time}
+    if out.has_incumbent:
+        cand = _candidate(mm, "P_UB incumbent", r.ub_out.objective)
+        r.candidates.append(cand)
+        rep = certify_candidates(r.network, r.q, [cand], seed=r.options.seed)
+        if rep.best is not None:
+            r.best_lower = max(r.best_lower or 0.0, rep.best.value)
+    ups = [v for v in (r.ub_out.bound if su.trust_dual else None, r.stats["ub_model"]["fallback_upper"])
+           if v is not None and math.isfinite(v)]
+    up = min(ups) if ups else None
+    if up is not None and r.best_lower is not None and r.best_lower >= up - r.rel_gap * abs(up):  # relative
+        r.closed = True
 
-    if interrupts.requested():  # one Ctrl-C stops the whole run, not just the upper-bound problem
-        notes.append("interrupted (Ctrl-C): the lower-bound problem was not started")
-    elif cfg["problem"] == "lb" or (cfg["problem"] == "both" and not closed):
-        rem = _remaining(deadline)
-        if rem is None or rem > max(0.2, build_time):  # building P_LB takes about as long as P_UB did
-            cut = best_lower / factor if (cfg["cutoff"] and best_lower) else None  # model units
-            mm_lb = build_model(net_m, q, dataclasses.replace(mcfg, problem="lb", cutoff=cut), bounds=lb,
-                                iset=iset)
-            build_time += mm_lb.build_time
-            stats["lb_model"] = dict(mm_lb.stats)
-            out = _solve(mm_lb, solver, _remaining(deadline), options, cfg["solver_extra"], factor)
-            lb_out = _in_norm_units(out, mm_lb, factor)
-            stats["lb"] = {"termination": out.termination.value, "objective": lb_out.objective,
-                           "bound": lb_out.bound, "solve_time": out.solve_time}
-            eps_desc = (f"absolute {cfg['epsilon']:g}" if cfg["epsilon"] is not None else
-                        f"{float(cfg['epsilon_rel']):g} x each neuron's pre-activation range, at least "
-                        f"{float(cfg['epsilon_min']):g} (used: {mm_lb.stats.get('epsilon_min_used')!s:.6} .. "
-                        f"{mm_lb.stats.get('epsilon_max_used')!s:.6})")
-            notes.append(f"P_LB,eps margin eps: {eps_desc}")
-            if out.has_incumbent:
-                candidates.append(_candidate(mm_lb, "P_LB incumbent", lb_out.objective))
-            elif out.termination.value == "infeasible":
-                notes.append("P_LB,eps " + ("with the cut-off tau >= the best lower bound " if cut else "")
-                             + "is infeasible: no eps-margin pattern improves the lower bound")
-            if cfg["problem"] == "both" and lb_out.bound is not None:
-                stats["lb"]["note"] = "P_LB's dual bound bounds LB_eps only (not L): not an upper bound"
-        else:
-            notes.append("no time left for P_LB,eps")
-            setup_overran = True
 
-    # 5. the bracket
-    if ub_out is not None and trust_dual:
-        outcomes, fallbacks = [ub_out], [stats["ub_model"]["fallback_upper"]]
+def _lb_phase(r: _Run) -> None:
+    """P_LB,eps (margin eps) with the time left: its incumbent is one more certified candidate (its dual
+    bound bounds LB_eps only, never L)."""
+    from lipopt.formulations.miqcqp import build_model
+
+    su, cfg = r.setup, r.cfg
+    rem = _remaining(r.deadline)
+    if rem is not None and rem <= max(0.2, r.build_time):  # building P_LB takes about as long as P_UB did
+        r.notes.append("no time left for P_LB,eps")
+        r.overran = True
+        return
+    cut = r.cut()
+    mm_lb = build_model(su.net_m, r.q, dataclasses.replace(su.config, problem="lb", cutoff=cut),
+                        bounds=su.bounds, iset=su.iset)
+    r.build_time += mm_lb.build_time
+    r.stats["lb_model"] = dict(mm_lb.stats)
+    out = _solve(mm_lb, r.solver, _remaining(r.deadline), r.options, cfg["solver_extra"], su.factor)
+    r.lb_out = _in_norm_units(out, mm_lb, su.factor)
+    r.stats["lb"] = {"termination": out.termination.value, "objective": r.lb_out.objective,
+                     "bound": r.lb_out.bound, "solve_time": out.solve_time}
+    eps_desc = (f"absolute {cfg['epsilon']:g}" if cfg["epsilon"] is not None else
+                f"{float(cfg['epsilon_rel']):g} x each neuron's pre-activation range, at least "
+                f"{float(cfg['epsilon_min']):g} (used: {mm_lb.stats.get('epsilon_min_used')!s:.6} .. "
+                f"{mm_lb.stats.get('epsilon_max_used')!s:.6})")
+    r.notes.append(f"P_LB,eps margin eps: {eps_desc}")
+    if out.has_incumbent:
+        r.candidates.append(_candidate(mm_lb, "P_LB incumbent", r.lb_out.objective))
+    elif out.termination.value == "infeasible":
+        r.notes.append("P_LB,eps " + ("with the cut-off tau >= the best lower bound " if cut else "")
+                       + "is infeasible: no eps-margin pattern improves the lower bound")
+    if cfg["problem"] == "both" and r.lb_out.bound is not None:
+        r.stats["lb"]["note"] = "P_LB's dual bound bounds LB_eps only (not L): not an upper bound"
+
+
+def _bracket(r: _Run) -> LipschitzResult:
+    """The certified bracket of the run (:func:`lipopt.certify.bracket.make_bracket_result`)."""
+    from lipopt.certify.bracket import make_bracket_result
+
+    su = r.setup
+    if r.ub_out is not None and su.trust_dual:
+        outcomes, fallbacks = [r.ub_out], [r.stats["ub_model"]["fallback_upper"]]
     else:  # no P_UB, or its dual bound is not trusted (ill-conditioned compactification)
-        outcomes, fallbacks = [None], [factor * _fallback(lb, q)]
+        outcomes, fallbacks = [None], [su.factor * _fallback(su.bounds, r.q)]
     res = make_bracket_result(
-        "miqcqp", network, q, outcomes, candidates, fallback_uppers=fallbacks, upper_valid=True,
-        rel_gap=rel_gap, build_time=build_time + stats["bounds_time"], notes=notes, stats=stats,
-        options={**{k: v for k, v in cfg.items() if k != "solver_extra"}, "time_limit": options.time_limit},
-        seed=options.seed,
+        "miqcqp", r.network, r.q, outcomes, r.candidates, fallback_uppers=fallbacks, upper_valid=True,
+        rel_gap=r.rel_gap, build_time=r.build_time + r.stats["bounds_time"], notes=r.notes, stats=r.stats,
+        options={**{k: v for k, v in r.cfg.items() if k != "solver_extra"},
+                 "time_limit": r.options.time_limit},
+        seed=r.options.seed,
     )
+    ub_out, lb_out = r.ub_out, r.lb_out
     if ub_out is None and lb_out is not None:
         res.solver, res.solver_version = lb_out.solver, lb_out.solver_version
         res.raw_status = lb_out.raw_status
@@ -475,10 +378,46 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
         res.solve_time += lb_out.solve_time
         if lb_out.termination.value == "license_limit" and res.status is Status.SOLVED:
             res.status = Status.LICENSE_LIMIT
-    if setup_overran and not closed and res.status is Status.SOLVED:  # stopped by the limit, not done
+    if r.overran and not r.closed and res.status is Status.SOLVED:  # stopped by the limit, not done
         res.status = Status.TIME_LIMIT
     if res.kind.value != "EXACT":
         res.notes.append(WHY_DIFFERENT)
+    return res
+
+
+def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
+    """Set-up, warm start, P_UB, P_LB,eps (when P_UB did not close), bracket: see the module docstring."""
+    from lipopt.exact.affine import affine_result
+
+    affine = affine_result(network, question, "miqcqp") if applicable(network, question) is None else None
+    if affine is not None:
+        return affine  # no ReLU: the norm of W, exactly (no layer to encode)
+    from lipopt_solvers import Capability, default_solver, interrupts
+
+    t_start = time.perf_counter()
+    q = question.bind(network)
+    reason = applicable(network, q)
+    if reason is not None:
+        raise NotApplicableError(reason)
+    cfg = options_from(options)
+    solver = options.solver or default_solver(Capability.MIQCQP)
+    deadline = None if options.time_limit is None else t_start + float(options.time_limit)
+    setup = prepare(network, q, cfg, deadline)  # input set, bounds, the models' configuration
+    r = _Run(network, q, options, cfg, setup, solver, deadline, max(float(options.rel_gap), 1e-6),
+             notes=list(setup.notes), stats={"solver": solver, **setup.stats})
+    _warm_phase(r)
+    rem = _remaining(deadline)
+    r.overran = rem is not None and rem <= 0
+    if r.overran and cfg["problem"] in ("both", "ub"):  # not even built once the set-up used the limit
+        r.notes.append("the time limit was used up by the bounds and the warm start before P_UB was built: "
+                       "the bracket is the warm start's certified value and the bound-propagation bound")
+    elif cfg["problem"] in ("both", "ub"):
+        _ub_phase(r)
+    if interrupts.requested():  # one Ctrl-C stops the whole run, not just the upper-bound problem
+        r.notes.append("interrupted (Ctrl-C): the lower-bound problem was not started")
+    elif cfg["problem"] == "lb" or (cfg["problem"] == "both" and not r.closed):
+        _lb_phase(r)
+    res = _bracket(r)
     res.wall_time = time.perf_counter() - t_start
     return res
 
