@@ -22,6 +22,7 @@ import numpy as np
 
 from lipopt.errors import InvalidNetworkError, UnsupportedLayerError
 from lipopt.network.importers._builder import ChainBuilder, FoldError
+from lipopt.network.importers.torch_calls import Call, _arg, _np, call_rule
 from lipopt.network.network import Network
 
 SUPPORTED_TORCH = (
@@ -36,11 +37,6 @@ SUPPORTED_TORCH = (
 )
 
 _BATCH = "<batch>"
-_ARITH = {
-    "add": "add", "iadd": "add", "add_": "add", "sub": "sub", "isub": "sub", "sub_": "sub", "subtract": "sub",
-    "mul": "mul", "imul": "mul", "mul_": "mul", "multiply": "mul", "truediv": "div", "itruediv": "div",
-    "div": "div", "div_": "div", "divide": "div",
-}
 
 
 class _Dyn:
@@ -77,20 +73,6 @@ def _module_rules() -> dict[type, Any]:
 
 
 _RULES: dict[type, Any] | None = None
-
-
-def _np(t: Any) -> np.ndarray:
-    import torch
-
-    if isinstance(t, torch.Tensor):
-        return t.detach().cpu().to(dtype=torch.float64).numpy()
-    return np.asarray(t, dtype=np.float64)
-
-
-def _arg(args: tuple, kwargs: dict, i: int, name: str, default: Any = None) -> Any:
-    if len(args) > i:
-        return args[i]
-    return kwargs.get(name, default)
 
 
 class _TorchImporter:
@@ -227,24 +209,13 @@ class _TorchImporter:
         return self.cur
 
     def _node(self, gm: Any, node: Any, q: str, args: tuple, kwargs: dict) -> Any:
-        import torch
-        import torch.nn.functional as F
-
         dyn = [a for a in (*args, *kwargs.values()) if isinstance(a, _Dyn)]
         shapeish = any(_is_shape(a) for a in (*args, *kwargs.values()))
         op, target = node.op, node.target
         fname = target if op == "call_method" else getattr(target, "__name__", str(target))
         what = f"{fname} {q!r}" if op != "call_module" else f"{type(gm.get_submodule(target)).__name__} {q!r}"
-        if not dyn and not shapeish:
-            # constant expression: evaluate it with torch (e.g. weight.view(...) or torch.tensor(...))
-            try:
-                if op == "call_method":
-                    return getattr(args[0], target)(*args[1:], **kwargs)
-                if op == "call_function":
-                    return target(*args, **kwargs)
-            except Exception as exc:
-                self.b.unsupported(f"{what}: constant expression failed ({exc})")
-                return None
+        if not dyn and not shapeish and op in ("call_method", "call_function"):
+            return self._constant(op, target, args, kwargs, what)
         # shape queries on the chain value
         if op == "call_method" and target == "size":
             return _size(args[0], _arg(args, kwargs, 1, "dim"))
@@ -254,66 +225,27 @@ class _TorchImporter:
             return args[0][args[1]] if args[0] is not None else None
         if len(dyn) != 1:
             self.b.unsupported(f"{what}: combines {len(dyn)} network tensors (only a single chain supported)")
-            return self._new_dyn()
-        x = dyn[0]
-        if x is not self.cur:
+        elif dyn[0] is not self.cur:
             self.b.unsupported(f"{what}: uses an earlier tensor (branches/residual connections unsupported)")
-            return self._new_dyn()
-        if op == "call_module":
+        elif op == "call_module":
             self.module(gm.get_submodule(target), q)
-            return self._new_dyn()
-        b = self.b
-        if fname in ("contiguous", "clone", "detach", "float", "double", "to") or target in (
-            F.dropout, F.dropout1d, F.dropout2d, F.alpha_dropout, torch.dropout
-        ) or fname in ("dropout",):
-            return self._new_dyn()
-        if target in (F.relu, torch.relu, torch.relu_, F.relu_) or fname in ("relu", "relu_"):
-            self._do(b.relu, q)
-        elif target in (F.leaky_relu, F.leaky_relu_) or fname in ("leaky_relu", "leaky_relu_"):
-            self._do(b.leaky_relu, float(_arg(args, kwargs, 1, "negative_slope", 0.01)), q)
-        elif target is torch.flatten or fname == "flatten":
-            start = _arg(args, kwargs, 1, "start_dim", 0)
-            end = _arg(args, kwargs, 2, "end_dim", -1)
-            if start != 1 or end != -1:
-                b.unsupported(f"{what}: flatten(start_dim={start}, end_dim={end}) (only start_dim=1)")
-            else:
-                self._do(b.flatten, q)
-        elif fname in ("view", "reshape") or target is torch.reshape:
-            sizes = list(args[1:]) if op == "call_method" else [args[1]]
-            if len(sizes) == 1 and isinstance(sizes[0], tuple | list | torch.Size):
-                sizes = list(sizes[0])
-            self._reshape(sizes, what, q)
-        elif target is F.linear:
-            w, bias = _arg(args, kwargs, 1, "weight"), _arg(args, kwargs, 2, "bias")
-            self._do(b.dense, _np(w), None if bias is None else _np(bias), q)
-        elif target is F.conv2d:
-            w, bias = _arg(args, kwargs, 1, "weight"), _arg(args, kwargs, 2, "bias")
-            from lipopt.network.layers import _pair
-
-            k = tuple(w.shape[2:])
-            dil = _pair(_arg(args, kwargs, 5, "dilation", 1), "dilation")
-            pad = self._conv_padding(_arg(args, kwargs, 4, "padding", 0), k, dil, what)
-            if pad is not None:
-                self._do(b.conv, _np(w), None if bias is None else _np(bias),
-                         _arg(args, kwargs, 3, "stride", 1), pad, dil,
-                         int(_arg(args, kwargs, 6, "groups", 1)), q)
-        elif target is F.max_pool2d or fname in ("max_pool2d", "_max_pool2d"):
-            self._maxpool(_arg(args, kwargs, 1, "kernel_size"), _arg(args, kwargs, 2, "stride"),
-                          _arg(args, kwargs, 3, "padding", 0), _arg(args, kwargs, 4, "dilation", 1),
-                          _arg(args, kwargs, 5, "ceil_mode", False),
-                          _arg(args, kwargs, 6, "return_indices", False), q)
-        elif target is F.avg_pool2d:
-            self._avgpool(_arg(args, kwargs, 1, "kernel_size"), _arg(args, kwargs, 2, "stride"),
-                          _arg(args, kwargs, 3, "padding", 0), _arg(args, kwargs, 4, "ceil_mode", False),
-                          _arg(args, kwargs, 5, "count_include_pad", True),
-                          _arg(args, kwargs, 6, "divisor_override"), q)
-        elif fname in _ARITH:
-            self._arith(_ARITH[fname], args, kwargs, x, what)
-        elif fname in ("neg", "__neg__") or target is operator.neg:
-            self._do(b.affine, -1.0, 0.0, what)
         else:
-            b.unsupported(what)
+            rule = call_rule(target, fname)
+            if rule is None:
+                self.b.unsupported(what)
+            else:
+                rule(self, Call(op, fname, args, kwargs, dyn[0], what, q))
         return self._new_dyn()
+
+    def _constant(self, op: str, target: Any, args: tuple, kwargs: dict, what: str) -> Any:
+        """A constant expression, evaluated with torch (e.g. weight.view(...) or torch.tensor(...))."""
+        try:
+            if op == "call_method":
+                return getattr(args[0], target)(*args[1:], **kwargs)
+            return target(*args, **kwargs)
+        except Exception as exc:
+            self.b.unsupported(f"{what}: constant expression failed ({exc})")
+            return None
 
     def _reshape(self, sizes: list, what: str, q: str) -> None:
         shape = self.b.shape
