@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -201,139 +201,168 @@ def prepare(network: Network, q: Question, o: Options, solver: str) -> MilpSetup
     return MilpSetup(lo, hi, mode, norm, cert_q, fb, notes, stats)
 
 
-def solve_mip(network: Network, question: Question, options: RunOptions, *, relax: bool = False,
-              method: str = METHOD) -> LipschitzResult:
-    """The shared driver of "milp" and "lp-relax" (``relax=True``)."""
-    from lipopt_solvers import interrupts, solve_pyomo
+@dataclass
+class _MilpRun:
+    """The state of one ``milp`` / ``lp-relax`` run across its pieces."""
 
-    from lipopt.certify.bracket import make_bracket_result
-    from lipopt.formulations.milp import build_milp, cheap_upper, output_pieces
+    network: Network
+    q: Question
+    options: RunOptions
+    o: Any  # Options
+    setup: MilpSetup
+    solver: str
+    method: str
+    relax: bool
+    t_start: float
+    candidates: list[Any] = field(default_factory=list)
+    best_lower: float = -math.inf
+    notes: list[str] = field(default_factory=list)
+    build_time: float = 0.0
+    extra_outcomes: list[Any] = field(default_factory=list)
+    extra_uppers: list[float] = field(default_factory=list)
+
+    def certify(self, cand: Any) -> Any:
+        from lipopt.certify.candidates import certify_candidates
+
+        rep = certify_candidates(self.network, self.setup.cert_q, [cand], seed=self.options.seed)
+        if rep.best is not None:
+            self.best_lower = max(self.best_lower, rep.best.value)
+        return rep
+
+
+def _skip(r: _MilpRun, pstat: dict[str, Any], upper: float) -> bool:
+    """Whether a piece is not solved (Ctrl-C earlier, no time left, or its interval bound is below the
+    certified lower bound); its interval bound then stands in, with a note."""
+    from lipopt_solvers import interrupts
+
+    if interrupts.requested():
+        pstat["skipped"] = "interrupted"
+        r.notes.append(f"piece {pstat['piece']} not solved (interrupted); its interval bound is used")
+        return True
+    if r.options.time_limit is not None and r.options.time_limit - (time.perf_counter() - r.t_start) <= 0.05:
+        pstat["skipped"] = "time limit reached before this piece"
+        r.notes.append(f"piece {pstat['piece']} not solved (time limit); its interval bound is used")
+        return True
+    if upper <= r.best_lower:
+        pstat["skipped"] = "interval bound below the certified lower bound"
+        return True
+    return False
+
+
+def _solve_piece(r: _MilpRun, piece: Any, pstat: dict[str, Any]) -> Any:
+    """Build and solve one piece's MIP; an incumbent on a degenerate pattern (no interior in the domain)
+    is excluded by a no-good cut and the MIP re-solved, up to ``degenerate_cuts`` rounds. Returns the
+    last outcome."""
+    from lipopt_solvers import solve_pyomo
+
+    from lipopt.formulations.milp import build_milp
+    from lipopt.formulations.scaling import scaled_outcome
     from lipopt.progress import solve_reporter
 
-    t_start = time.perf_counter()
-    q = question
+    su, options = r.setup, r.options
+    rounds_max = 0 if r.relax else int(r.o.degenerate_cuts)
+    mm = build_milp(su.bounds, r.q.input_norm, piece, relax=r.relax, forward=(su.mode != "all-patterns"))
+    r.build_time += mm.stats["build_time"]
+    pstat.update({key: mm.stats[key] for key in ("binaries", "relu_binaries", "objective_binaries",
+                                                 "variables", "constraints", "build_time")})
+    pstat["solves"] = []
+    rounds = 0
+    while True:
+        remaining = None
+        if options.time_limit is not None:
+            remaining = max(0.05, options.time_limit - (time.perf_counter() - r.t_start))
+        report = solve_reporter(f"{r.method} {pstat['piece']}", su.norm.up) if options.progress else None
+        out = scaled_outcome(solve_pyomo(mm.model, r.solver, options.solver_options(remaining), sense="max",
+                                         progress=report), su.norm)
+        pstat["solves"].append({"termination": out.termination.value, "objective": out.objective,
+                                "bound": out.bound, "solve_time": out.solve_time,
+                                "translate_time": out.translate_time, "nodes": out.nodes,
+                                "isolated": out.isolated})
+        if not out.has_incumbent:
+            break
+        cand = mm.candidate(out.objective, f"{pstat['piece']}#{rounds}")
+        if r.relax:
+            cand.relu_states = None  # fractional switches are no pattern; only the point x is offered
+            cand.objective = None
+        r.candidates.append(cand)
+        rep = r.certify(cand)
+        # relative only (the values may be 1e-12 or 1e12)
+        closed = out.bound is not None and r.best_lower >= out.bound - options.rel_gap * abs(out.bound)
+        if (closed or r.relax or out.termination.value != "optimal" or rounds >= rounds_max
+                or not rep.degenerate or not _degenerate(r.network, su.cert_q, cand)):
+            break
+        if not mm.add_no_good_cut():
+            break
+        rounds += 1
+        r.notes.append(f"piece {pstat['piece']}: incumbent pattern (MIP value {out.objective:.9g}) has no "
+                       "interior in the domain (degenerate); excluded by a no-good cut and re-solved")
+    pstat["degenerate_cuts"] = rounds
+    return out
+
+
+def solve_mip(network: Network, question: Question, options: RunOptions, *, relax: bool = False,
+              method: str = METHOD) -> LipschitzResult:
+    """The shared driver of "milp" and "lp-relax" (``relax=True``): one MIP per output piece (largest
+    interval bound first), direction splitting for constant pieces where it pays, then the bracket."""
+    from lipopt.certify.bracket import make_bracket_result
+    from lipopt.certify.candidates import Candidate, certify_candidates
+    from lipopt.formulations.milp import cheap_upper, output_pieces
+
     solver = options.solver or DEFAULT_SOLVER
     o = Options.from_run(options, method)
-    encoding = o.vector_encoding
-    rounds_max = 0 if relax else int(o.degenerate_cuts)
-    max_dirs = int(o.max_directions)
-    split_dirs = _use_direction_split(o.direction_split, network, question, relax,
-                                      max_dirs)
-    extra_outcomes: list[Any] = []
-    extra_uppers: list[float] = []
-    notes: list[str] = []
-
-    from lipopt.formulations.scaling import scaled_outcome
-
-    setup = prepare(network, q, o, solver)
-    mode, norm, cert_q, fb = setup.mode, setup.norm, setup.cert_q, setup.bounds
-    notes.extend(setup.notes)
-    stats = setup.stats
-
-    # certified points independent of the solver: the domain centre and a few seeded samples (a
-    # lower bound even when the solver finds no incumbent in its time)
-    from lipopt.certify.candidates import Candidate
-
-    samples = _sample_points(network, cert_q, o.n_samples, o.sample_pool,
-                             options.seed)
-    candidates = [Candidate(x=x, label=f"sample {i}") for i, x in enumerate(samples)]
-    from lipopt.certify.candidates import certify_candidates
-
-    best_lower = -math.inf
+    split_dirs = _use_direction_split(o.direction_split, network, question, relax, int(o.max_directions))
+    r = _MilpRun(network, question, options, o, prepare(network, question, o, solver), solver, method, relax,
+                 time.perf_counter())
+    su = r.setup
+    r.notes.extend(su.notes)
+    stats = su.stats
+    # certified points independent of the solver: the domain centre and a few seeded samples (a lower
+    # bound even when the solver finds no incumbent in its time)
+    samples = _sample_points(network, su.cert_q, o.n_samples, o.sample_pool, options.seed)
+    r.candidates = [Candidate(x=x, label=f"sample {i}") for i, x in enumerate(samples)]
     if split_dirs:  # the samples' certified value prunes directions from the start
-        rep0 = certify_candidates(network, cert_q, candidates, seed=options.seed)
+        rep0 = certify_candidates(network, su.cert_q, r.candidates, seed=options.seed)
         if rep0.best is not None:
-            best_lower = rep0.best.value
-    pieces = output_pieces(q, network.output_size, encoding)
-    ups = [float(norm.up(cheap_upper(fb, p, q.input_norm))) for p in pieces]
-    order = sorted(range(len(pieces)), key=lambda k: -ups[k])
+            r.best_lower = rep0.best.value
+    pieces = output_pieces(question, network.output_size, o.vector_encoding)
+    ups = [float(su.norm.up(cheap_upper(su.bounds, p, question.input_norm))) for p in pieces]
     outcomes: list[Any] = [None] * len(pieces)
-    build_time = 0.0
-
-    for k in order:
+    for k in sorted(range(len(pieces)), key=lambda k: -ups[k]):
         piece = pieces[k]
         pstat: dict[str, Any] = {"piece": piece.label or piece.kind, "interval_upper": ups[k]}
         stats["pieces"].append(pstat)
-        remaining = None
-        if interrupts.requested():  # Ctrl-C in an earlier solve: the interval bound stands in
-            pstat["skipped"] = "interrupted"
-            notes.append(f"piece {pstat['piece']} not solved (interrupted); its interval bound is used")
+        if _skip(r, pstat, ups[k]):
             continue
-        if options.time_limit is not None:
-            remaining = options.time_limit - (time.perf_counter() - t_start)
-            if remaining <= 0.05:
-                pstat["skipped"] = "time limit reached before this piece"
-                notes.append(f"piece {pstat['piece']} not solved (time limit); its interval bound is used")
-                continue
-        if ups[k] <= best_lower:
-            pstat["skipped"] = "interval bound below the certified lower bound"
-            continue
-        if split_dirs and piece.kind == "const" and mode != "all-patterns":
+        if split_dirs and piece.kind == "const" and su.mode != "all-patterns":
             from lipopt.mip.milp_directions import solve_directions
 
-            d_out, d_up, best_lower, dstat = solve_directions(
-                network, q, cert_q, fb, piece, options, t_start=t_start, best_lower=best_lower,
-                candidates=candidates, max_directions=max_dirs, scale=norm.factor)
+            d_out, d_up, r.best_lower, dstat = solve_directions(
+                network, question, su.cert_q, su.bounds, piece, options, t_start=r.t_start,
+                best_lower=r.best_lower, candidates=r.candidates, max_directions=int(o.max_directions),
+                scale=su.norm.factor)
             pstat["direction_split"] = dstat
-            build_time += dstat["direction_build_time"]
-            extra_outcomes += d_out
-            extra_uppers += d_up
+            r.build_time += dstat["direction_build_time"]
+            r.extra_outcomes += d_out
+            r.extra_uppers += d_up
             outcomes[k] = "split"
             continue
-        mm = build_milp(fb, q.input_norm, piece, relax=relax, forward=(mode != "all-patterns"))
-        build_time += mm.stats["build_time"]
-        pstat.update({key: mm.stats[key] for key in ("binaries", "relu_binaries", "objective_binaries",
-                                                     "variables", "constraints", "build_time")})
-        pstat["solves"] = []
-        rounds = 0
-        while True:
-            if options.time_limit is not None:
-                remaining = max(0.05, options.time_limit - (time.perf_counter() - t_start))
-            sopts = options.solver_options(remaining)
-            report = (solve_reporter(f"{method} {pstat['piece']}", norm.up) if options.progress else None)
-            out = scaled_outcome(solve_pyomo(mm.model, solver, sopts, sense="max", progress=report), norm)
-            outcomes[k] = out
-            pstat["solves"].append({"termination": out.termination.value, "objective": out.objective,
-                                    "bound": out.bound, "solve_time": out.solve_time,
-                                    "translate_time": out.translate_time, "nodes": out.nodes,
-                                    "isolated": out.isolated})
-            if not out.has_incumbent:
-                break
-            cand = mm.candidate(out.objective, f"{pstat['piece']}#{rounds}")
-            if relax:
-                cand.relu_states = None  # fractional switches are no pattern; only the point x is offered
-                cand.objective = None
-            candidates.append(cand)
-            rep = certify_candidates(network, cert_q, [cand], seed=options.seed)
-            if rep.best is not None:
-                best_lower = max(best_lower, rep.best.value)
-            # relative only (the values may be 1e-12 or 1e12)
-            closed = out.bound is not None and best_lower >= out.bound - options.rel_gap * abs(out.bound)
-            if (closed or relax or out.termination.value != "optimal" or rounds >= rounds_max
-                    or not rep.degenerate or not _degenerate(network, cert_q, cand)):
-                break
-            if not mm.add_no_good_cut():
-                break
-            rounds += 1
-            notes.append(f"piece {pstat['piece']}: incumbent pattern (MIP value {out.objective:.9g}) has no "
-                         "interior in the domain (degenerate); excluded by a no-good cut and re-solved")
-        pstat["degenerate_cuts"] = rounds
+        outcomes[k] = _solve_piece(r, piece, pstat)
 
-    stats["build_time"] = build_time
+    stats["build_time"] = r.build_time
     stats["direction_split"] = split_dirs
-    keep = [i for i, o in enumerate(outcomes) if not (isinstance(o, str) and o == "split")]
-    outcomes = [outcomes[i] for i in keep] + extra_outcomes
-    ups = [ups[i] for i in keep] + extra_uppers
-    res = make_bracket_result(method, network, q, outcomes, candidates, fallback_uppers=ups,
-                              rel_gap=options.rel_gap, certify_question=cert_q, build_time=build_time,
-                              notes=notes, stats=stats, seed=options.seed,
-                              options={"bound_method": o.bound_method, "vector_encoding": encoding,
-                                       "degenerate_cuts": rounds_max, "solver": solver,
-                                       "direction_split": split_dirs,
+    keep = [i for i, out in enumerate(outcomes) if not (isinstance(out, str) and out == "split")]
+    outcomes = [outcomes[i] for i in keep] + r.extra_outcomes
+    ups = [ups[i] for i in keep] + r.extra_uppers
+    res = make_bracket_result(method, network, question, outcomes, r.candidates, fallback_uppers=ups,
+                              rel_gap=options.rel_gap, certify_question=su.cert_q, build_time=r.build_time,
+                              notes=r.notes, stats=stats, seed=options.seed,
+                              options={"bound_method": o.bound_method, "vector_encoding": o.vector_encoding,
+                                       "degenerate_cuts": 0 if relax else int(o.degenerate_cuts),
+                                       "solver": solver, "direction_split": split_dirs,
                                        "time_limit": options.time_limit, "threads": options.threads})
-    if mode == "all-patterns" and res.kind.value == "EXACT":
+    if su.mode == "all-patterns" and res.kind.value == "EXACT":
         res.notes.append("the certified lower bound meets the relaxation's bound: the value is exact")
-    if all(o is None for o in outcomes) and res.value is not None and res.status is Status.ERROR:
+    if all(out is None for out in outcomes) and res.value is not None and res.status is Status.ERROR:
         res.status = Status.SOLVED
     res.solver = res.solver or solver
     return res
