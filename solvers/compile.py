@@ -14,7 +14,7 @@ Fixed variables are constants. Columns are the unfixed variables that appear, in
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -105,12 +105,10 @@ def _bound(v: Any) -> float | None:
     return None if v is None else float(value(v))
 
 
-def compile_pyomo(model: Any, sense: str) -> CompiledModel:
-    """The arrays of ``model`` (one active objective of the given ``sense``)."""
-    import scipy.sparse as sp
-    from pyomo.environ import Constraint, Objective, maximize
+def _objective(model: Any, sense: str) -> Any:
+    """The one active objective of ``model``; its sense must be ``sense``."""
+    from pyomo.environ import Objective, maximize
 
-    t0 = time.perf_counter()
     objs = list(model.component_data_objects(Objective, active=True, descend_into=True))
     if len(objs) != 1:
         raise ValueError(f"the model must have exactly one active objective, found {len(objs)}")
@@ -118,56 +116,79 @@ def compile_pyomo(model: Any, sense: str) -> CompiledModel:
     actual = "max" if obj.sense == maximize else "min"
     if actual != sense:
         raise ValueError(f"sense={sense!r} was given but the model's objective is a {actual}imisation")
+    return obj
 
-    rd = _Reader()
-    o_const, o_idx, o_val, o_quad = rd.read(obj.expr, f"objective {obj.name}")
-    rows_r: list[int] = []
-    rows_c: list[int] = []
-    rows_v: list[float] = []
-    lo: list[float] = []
-    hi: list[float] = []
-    quad_rows: list[QuadTerms] = []
-    qlo: list[float] = []
-    qhi: list[float] = []
-    row_names: list[str] = []
-    quad_names: list[str] = []
+
+@dataclass
+class _Rows:
+    """The constraint rows read so far: linear rows as COO triplets, quadratic rows apart."""
+
+    rows_r: list[int] = field(default_factory=list)
+    rows_c: list[int] = field(default_factory=list)
+    rows_v: list[float] = field(default_factory=list)
+    lo: list[float] = field(default_factory=list)
+    hi: list[float] = field(default_factory=list)
+    quad_rows: list[QuadTerms] = field(default_factory=list)
+    qlo: list[float] = field(default_factory=list)
+    qhi: list[float] = field(default_factory=list)
+    row_names: list[str] = field(default_factory=list)
+    quad_names: list[str] = field(default_factory=list)
+
+    def add(self, name: str, read: tuple, row_lo: float, row_hi: float) -> None:
+        """Add one row ``row_lo <= body - const <= row_hi`` from ``read = (const, idx, val, quad)``."""
+        _, idx, val, quad = read
+        if quad is not None:
+            qi, qj, qv = quad
+            self.quad_rows.append(QuadTerms(np.array(idx, dtype=np.int64), np.array(val, dtype=np.float64),
+                                            np.array(qi, dtype=np.int64), np.array(qj, dtype=np.int64),
+                                            np.array(qv, dtype=np.float64)))
+            self.qlo.append(row_lo)
+            self.qhi.append(row_hi)
+            self.quad_names.append(name)
+            return
+        if not idx:  # a constant row: check it, do not send it
+            tol = 1e-9 * max(1.0, abs(row_lo) if np.isfinite(row_lo) else 0.0,
+                             abs(row_hi) if np.isfinite(row_hi) else 0.0)
+            if row_lo > tol or row_hi < -tol:
+                raise ValueError(f"constraint {name} is a constant that is infeasible "
+                                 f"({row_lo:.6g} <= 0 <= {row_hi:.6g} fails)")
+            return
+        r = len(self.lo)
+        self.rows_r.extend([r] * len(idx))
+        self.rows_c.extend(idx)
+        self.rows_v.extend(val)
+        self.lo.append(row_lo)
+        self.hi.append(row_hi)
+        self.row_names.append(name)
+
+
+def _read_constraints(model: Any, rd: _Reader) -> _Rows:
+    """Every active constraint with at least one finite bound, in order."""
+    from pyomo.environ import Constraint
+
+    rows = _Rows()
     for con in model.component_data_objects(Constraint, active=True, descend_into=True):
         lb, body, ub = con.to_bounded_expression()
         lb, ub = _bound(lb), _bound(ub)
         if lb is None and ub is None:
             continue
-        const, idx, val, quad = rd.read(body, f"constraint {con.name}")
+        read = rd.read(body, f"constraint {con.name}")
+        const = read[0]
         row_lo = -np.inf if lb is None else lb - const
         row_hi = np.inf if ub is None else ub - const
-        if quad is not None:
-            qi, qj, qv = quad
-            quad_rows.append(QuadTerms(np.array(idx, dtype=np.int64), np.array(val, dtype=np.float64),
-                                       np.array(qi, dtype=np.int64), np.array(qj, dtype=np.int64),
-                                       np.array(qv, dtype=np.float64)))
-            qlo.append(row_lo)
-            qhi.append(row_hi)
-            quad_names.append(con.name)
-            continue
-        if not idx:  # a constant row: check it, do not send it
-            tol = 1e-9 * max(1.0, abs(row_lo) if np.isfinite(row_lo) else 0.0,
-                             abs(row_hi) if np.isfinite(row_hi) else 0.0)
-            if row_lo > tol or row_hi < -tol:
-                raise ValueError(f"constraint {con.name} is a constant that is infeasible "
-                                 f"({row_lo:.6g} <= 0 <= {row_hi:.6g} fails)")
-            continue
-        r = len(lo)
-        rows_r.extend([r] * len(idx))
-        rows_c.extend(idx)
-        rows_v.extend(val)
-        lo.append(row_lo)
-        hi.append(row_hi)
-        row_names.append(con.name)
+        rows.add(con.name, read, row_lo, row_hi)
+    return rows
 
-    columns = rd.columns
+
+def _assemble(sense: str, objective: tuple, rows: _Rows, columns: list[Any]) -> ArrayModel:
+    """The ArrayModel of a read objective ``(const, idx, val, quad)``, rows and columns."""
+    import scipy.sparse as sp
+
+    o_const, o_idx, o_val, o_quad = objective
     n = len(columns)
-    coo = (np.array(rows_v, dtype=np.float64),
-           (np.array(rows_r, dtype=np.int64), np.array(rows_c, dtype=np.int64)))
-    A = sp.csr_array(coo, shape=(len(lo), n))
+    coo = (np.array(rows.rows_v, dtype=np.float64),
+           (np.array(rows.rows_r, dtype=np.int64), np.array(rows.rows_c, dtype=np.int64)))
+    A = sp.csr_array(coo, shape=(len(rows.lo), n))
     A.sum_duplicates()
     c = np.zeros(n)
     np.add.at(c, np.array(o_idx, dtype=np.int64), np.array(o_val, dtype=np.float64))
@@ -179,13 +200,25 @@ def compile_pyomo(model: Any, sense: str) -> CompiledModel:
     col_lo = np.array([-np.inf if v.lb is None else float(v.lb) for v in columns], dtype=np.float64)
     col_hi = np.array([np.inf if v.ub is None else float(v.ub) for v in columns], dtype=np.float64)
     integ = np.array([v.is_integer() or v.is_binary() for v in columns], dtype=bool)
-    arrays = ArrayModel(sense, c, float(o_const), A, np.array(lo, dtype=np.float64),
-                        np.array(hi, dtype=np.float64), col_lo, col_hi, integ, quad_rows,
-                        np.array(qlo, dtype=np.float64), np.array(qhi, dtype=np.float64), objective_quad)
+    arrays = ArrayModel(sense, c, float(o_const), A, np.array(rows.lo, dtype=np.float64),
+                        np.array(rows.hi, dtype=np.float64), col_lo, col_hi, integ, rows.quad_rows,
+                        np.array(rows.qlo, dtype=np.float64), np.array(rows.qhi, dtype=np.float64),
+                        objective_quad)
     arrays.col_names = [v.name for v in columns]
-    arrays.row_names, arrays.quad_names = row_names, quad_names
+    arrays.row_names, arrays.quad_names = rows.row_names, rows.quad_names
+    return arrays
+
+
+def compile_pyomo(model: Any, sense: str) -> CompiledModel:
+    """The arrays of ``model`` (one active objective of the given ``sense``)."""
+    t0 = time.perf_counter()
+    obj = _objective(model, sense)
+    rd = _Reader()
+    objective = rd.read(obj.expr, f"objective {obj.name}")
+    rows = _read_constraints(model, rd)
+    arrays = _assemble(sense, objective, rows, rd.columns)
     arrays.translate_time = time.perf_counter() - t0
-    return CompiledModel(arrays, columns)
+    return CompiledModel(arrays, rd.columns)
 
 
 def load_solution(compiled: CompiledModel, x: np.ndarray) -> None:
