@@ -217,6 +217,7 @@ class _Node:
     back: list[tuple[np.ndarray, np.ndarray]] | None = None  # backward intervals before each slope
     fwd: dict[str, Any] | None = None  # the forward bound's maximising direction (see _forward_bound)
     fcache: tuple[np.ndarray, ...] | None = None  # slopes and per-direction bounds (incremental update)
+    live: np.ndarray | None = None  # the directions still above the lower bound (None: all)
 
 
 class _Throttle:
@@ -277,9 +278,9 @@ class _Bab:
                 pm = self.c_out[0][:, None] * self.u0
                 self.p_pos, self.p_neg = np.maximum(pm, 0.0), np.minimum(pm, 0.0)
                 self.p_pad = 1e-12 * (1.0 + float(np.max(np.abs(pm).sum(axis=0))))
-        # per-node caches of the one-hidden-layer forward bound (2 vectors per direction), ~256 MB at most
+        # per-node caches of the one-hidden-layer forward bound (2 vectors per direction), ~512 MB at most
         self.n_cached = 0
-        self.max_cached = int(2 ** 28 // (16 * self.dirs.shape[1] + 1)) if self.dirs is not None else 0
+        self.max_cached = int(2 ** 29 // (16 * self.dirs.shape[1] + 1)) if self.dirs is not None else 0
         if self.L.w:  # the first layer in unit-domain coordinates: z_1 = a0y y + b0y
             self.a0y = self.L.w[0] * self.dom.d[None, :]
             self.b0y = self.L.w[0] @ self.dom.xc + self.L.b[0]
@@ -294,11 +295,12 @@ class _Bab:
                                       "pruned_bound": 0, "inherited": 0, "margin_lps": 0,
                                       "leaf_by_point": 0, "repaired": 0, "forward_tighter": 0,
                                       "completions": 0, "incremental": 0, "climb_lps": 0,
+                                      "directions_dropped": 0,
                                       "completions_full": 0, "max_depth": 0, "mode": self.mode}
         self.lp_min_fixed = (int(st.lp_min_fixed) if st.lp_min_fixed is not None
                              else max(1, min(self.n, 12)))
         self.tried: set[bytes] = set()
-        self.throttle = {"lp": _Throttle(), "completion": _Throttle()}
+        self.throttle = {"lp": _Throttle(), "completion": _Throttle(), "dual": _Throttle(rate=0.2)}
         self.lower: float | None = None
         self.witness: dict[str, Any] | None = None
         self.leaf_upper = -math.inf  # max value of full-dimensional leaves (exact values)
@@ -435,8 +437,11 @@ class _Bab:
             s = node.states[k]
             zl = np.where(s > 0, np.maximum(zl, 0.0), zl)
             zu = np.where(s < 0, np.minimum(zu, 0.0), zu)
-            if k == 0 and self.st.dual_iters > 0 and self.mode != "global" and np.any(s != 0):
+            if (k == 0 and self.st.dual_iters > 0 and self.mode != "global" and np.any(s != 0)
+                    and self.throttle["dual"].go()):
+                amb_before = int(np.sum((zl < 0) & (zu > 0)))
                 zl, zu = self._dual_tighten(s, zl, zu)
+                self.throttle["dual"].record(int(np.sum((zl < 0) & (zu > 0))) < amb_before)
             elif k > 0 and self.st.node_crown and self.mode != "global" and np.all(np.isfinite(zl)):
                 rows = np.flatnonzero((zl < 0) & (zu > 0))
                 if rows.size:
@@ -499,29 +504,50 @@ class _Bab:
         assert self.dirs is not None
         slopes = [(np.where(e > 0, 1.0, a)[:, None], np.where(e < 0, a, 1.0)[:, None])
                   for e, a in zip(eff, self.L.alpha, strict=True)]
-        if self.p_pos is not None:  # one hidden layer, scalar output: two matrix-vector products
+        if self.p_pos is not None:  # one hidden layer, scalar output: matrix-vector products
             dl, dh = slopes[0][0][:, 0], slopes[0][1][:, 0]
             cache = parent.fcache if parent is not None else None
+            live = parent.live if parent is not None else None
             if cache is not None:  # incremental: only the neurons whose slope interval changed
                 pdl, pdh, hi, lo = cache
                 ch = np.flatnonzero((pdl != dl) | (pdh != dh))
                 if ch.size:
                     ddl, ddh = dl[ch] - pdl[ch], dh[ch] - pdh[ch]
-                    pp, pn = self.p_pos[ch], self.p_neg[ch]
+                    if live is None:
+                        pp, pn = self.p_pos[ch], self.p_neg[ch]
+                    else:
+                        pp, pn = self.p_pos[np.ix_(ch, live)], self.p_neg[np.ix_(ch, live)]
                     hi = hi + ddh @ pp + ddl @ pn
                     lo = lo + ddl @ pp + ddh @ pn
                 self.stats["incremental"] += 1
             else:
-                hi = dh @ self.p_pos + dl @ self.p_neg
-                lo = dl @ self.p_pos + dh @ self.p_neg
-            if node is not None and self.n_cached < self.max_cached:
-                node.fcache = (dl, dh, hi, lo)
-                self.n_cached += 1
+                pp = self.p_pos if live is None else self.p_pos[:, live]
+                pn = self.p_neg if live is None else self.p_neg[:, live]
+                d2 = np.vstack([dh, dl])
+                a, b = d2 @ pp, d2[::-1] @ pn
+                hi, lo = a[0] + b[0], a[1] + b[1]
             vals = np.maximum(hi, -lo)
             j = int(np.argmax(vals))
-            u = self.u0[:, j]
-            info = {"dir": j, "row": 0, "sign": 1.0 if hi[j] >= -lo[j] else -1.0, "pre": [(u, u)]}
-            return (float(vals[j]) + self.p_pad) * (1 + BOUND_RTOL), info
+            top = (float(vals[j]) + self.p_pad) * (1 + BOUND_RTOL)
+            jj = j if live is None else int(live[j])
+            u = self.u0[:, jj]
+            info = {"dir": jj, "row": 0, "sign": 1.0 if hi[j] >= -lo[j] else -1.0, "pre": [(u, u)]}
+            if node is not None:
+                # directions whose bound is at most the certified lower bound cannot raise the maximum
+                # in this subtree (their bounds only shrink): they are dropped for the node's children
+                floor = self.lower if self.lower is not None else -math.inf
+                keep = (vals + self.p_pad) * (1 + BOUND_RTOL) > floor
+                if not np.all(keep):
+                    idx = np.flatnonzero(keep)
+                    node.live = idx.astype(np.int64) if live is None else live[idx]
+                    hi, lo = hi[idx], lo[idx]
+                    self.stats["directions_dropped"] += int(keep.size - idx.size)
+                else:
+                    node.live = live
+                if self.n_cached < self.max_cached:
+                    node.fcache = (dl, dh, hi, lo)
+                    self.n_cached += 1
+            return top, info
         best, info = -math.inf, {}
         nv = self.dirs.shape[1]
         for start in range(0, nv, 4096):
