@@ -57,6 +57,8 @@ __all__ = ["BabOutcome", "BabSettings", "Layers", "bab_layers", "nonneg_norm", "
 BOUND_RTOL = 1e-10
 #: an LP margin below -PRUNE_TOL proves a node infeasible
 PRUNE_TOL = 1e-7
+#: the forward directional bound keeps (first width x directions) matrices; beyond this many entries it is off
+MAX_TANGENT_ENTRIES = 1 << 23
 #: a pre-activation row counts as zero below this fraction of the terms that built it (as enumeration)
 ZERO_RTOL = 1e-12
 
@@ -336,7 +338,9 @@ class _Bab:
         p = self.cq.input_norm
         if p is Norm.L1:
             return np.eye(self.n)
-        if p is Norm.LINF and self.n >= 1 and (1 << (self.n - 1)) <= self.st.max_directions:
+        width = self.L.sizes[0] if self.L.w else 0
+        if p is Norm.LINF and self.n >= 1 and (1 << (self.n - 1)) <= self.st.max_directions \
+                and (1 << (self.n - 1)) * max(width, 1) <= MAX_TANGENT_ENTRIES:
             m = 1 << (self.n - 1)
             bits = (np.arange(m)[None, :] >> np.arange(self.n - 1)[:, None]) & 1
             return np.vstack([np.ones((1, m)), 1.0 - 2.0 * bits])
