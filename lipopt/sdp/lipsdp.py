@@ -34,9 +34,7 @@ reported). If R is not negative definite, no rho certifies these multipliers: no
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -359,319 +357,6 @@ def domain_box(question: Question, n: int) -> tuple[np.ndarray, np.ndarray]:
     raise NotApplicableError(f"no box for the domain {dom.describe()}")
 
 
-# ------------------------------------------------------------------------------ the LMI in float64
-
-
-def lmi_matrix(chain: Chain, rho: float, lam: np.ndarray, absolute: bool = False) -> np.ndarray:
-    """M(rho, lam) in float64: sum_i lam_i (e_i v_i^T + v_i e_i^T - 2 e_i e_i^T) + out^T out - rho E_0.
-    ``absolute``: the same sums of absolute values (with the rounding bounds of V and out), for the
-    margin."""
-    lam = np.asarray(lam, dtype=np.float64).reshape(-1)
-    if lam.size != chain.n_hidden:
-        raise ValueError(f"{lam.size} multipliers for {chain.n_hidden} unstable neurons")
-    n = chain.size
-    m = np.zeros((n, n))
-    m[:chain.n0, :chain.n0] += (abs(rho) if absolute else -rho) * np.eye(chain.n0)
-    off = 0
-    for la in chain.layers:
-        lk = lam[off:off + la.idx.size]
-        off += la.idx.size
-        if absolute:
-            blk = la.V_abs * np.abs(lk)[:, None]
-        else:
-            blk = la.V * lk[:, None]
-        m[la.idx, :] += blk
-        m[:, la.idx] += blk.T
-        m[la.idx, la.idx] += (2.0 * np.abs(lk)) if absolute else (-2.0 * lk)
-    out = chain.out_abs if absolute else chain.out
-    m += out.T @ out
-    return m
-
-
-@dataclass
-class EigenCheck:
-    lam_max: float
-    margin: float
-    passed: bool
-    size: int
-
-
-def eigen_check(chain: Chain, rho: float, lam: np.ndarray) -> EigenCheck:
-    """Largest eigenvalue of the float64 LMI against the rounding margin (exactly zero rows and columns,
-    decoupled coordinates, are dropped: they add a zero eigenvalue whatever rho)."""
-    m = lmi_matrix(chain, rho, lam)
-    mabs = lmi_matrix(chain, rho, lam, absolute=True)
-    keep = np.flatnonzero(np.any(mabs != 0, axis=1))
-    # rounding of the products in V and out (depth-accumulated inner dimensions) and of forming M
-    kmax = chain.n0 + sum(chain.widths_all) + int(chain.out.shape[0])
-    margin = 2.0 * (chain.size + kmax + 4) * EPS * float(np.linalg.norm(mabs))
-    if keep.size == 0:
-        return EigenCheck(0.0, 0.0, True, 0)
-    sub = m[np.ix_(keep, keep)]
-    lmax = float(np.linalg.eigvalsh(sub)[-1])
-    return EigenCheck(lmax, margin, bool(lmax <= -margin), int(keep.size))
-
-
-def closed_form_rho(chain: Chain, lam: np.ndarray) -> tuple[float | None, str]:
-    """The smallest rho with M(rho, lam) <= 0 for these multipliers (Schur complement of the x_0 block),
-    or None with the reason when no rho works (the rest of the LMI is not negative definite)."""
-    import scipy.linalg as sla
-
-    m0 = lmi_matrix(chain, 0.0, lam)
-    n0 = chain.n0
-    p, q, r = m0[:n0, :n0], m0[:n0, n0:], m0[n0:, n0:]
-    if r.shape[0] == 0:
-        return max(float(np.linalg.eigvalsh(p)[-1]), 0.0), "closed form (no hidden layer)"
-    coupled = np.flatnonzero(np.any(r != 0, axis=1) | np.any(q != 0, axis=0))
-    r, q = r[np.ix_(coupled, coupled)], q[:, coupled]
-    if coupled.size == 0:
-        return max(float(np.linalg.eigvalsh(p)[-1]), 0.0), "closed form"
-    try:
-        low = np.linalg.cholesky(-r)
-    except np.linalg.LinAlgError:
-        top = float(np.linalg.eigvalsh(r)[-1])
-        return None, (f"the hidden-neuron block of the LMI is not negative definite at these multipliers "
-                      f"(largest eigenvalue {top:.3e}): no rho certifies them")
-    x = sla.solve_triangular(low, q.T, lower=True)
-    s = p + x.T @ x
-    return max(float(np.linalg.eigvalsh(0.5 * (s + s.T))[-1]), 0.0), "closed form"
-
-
-def balanced(chain: Chain, rho: float, lam: np.ndarray) -> tuple[Chain, float, np.ndarray] | None:
-    """A diagonally rescaled chain (xi = D xi', d per block, output times s, powers of two) in which the
-    multipliers (rho, lam) of a first solve become about 1: M'(rho s^2, lam') = s^2 D M(rho, lam) D with
-    lam'_i = lam_i d_i^2 s^2. Returns (chain', s^2, d^2 per unstable neuron) to map a solution back
-    (rho = rho' / s^2, lam = lam' / (s^2 d^2)); None when the first solve gives nothing to balance with."""
-    lam = np.maximum(np.asarray(lam, dtype=np.float64), 0.0)
-    if not (rho > 0 and math.isfinite(rho)) or chain.n_hidden == 0:
-        return None
-    e_s = -round(0.5 * math.log2(rho))
-    dexp = [0]
-    off = 0
-    for la in chain.layers:
-        lk = lam[off:off + la.idx.size]
-        off += la.idx.size
-        pos = lk[lk > 0]
-        if pos.size == 0:
-            return None
-        dexp.append(round(0.5 * (math.log2(rho) - float(np.mean(np.log2(pos))))))
-    dcol = np.zeros(chain.size)
-    for b, e in zip(_blocks(chain), dexp, strict=True):
-        dcol[b] = e
-    dvec = np.ldexp(1.0, dcol.astype(int))
-    layers = []
-    for la, e in zip(chain.layers, dexp[1:], strict=True):
-        f = math.ldexp(1.0, -e)
-        layers.append(ChainLayer(la.idx, la.V * dvec[None, :] * f, la.V_abs * dvec[None, :] * f))
-    sc = math.ldexp(1.0, e_s)
-    out = chain.out * dvec[None, :] * sc
-    new = Chain(chain.n0, layers, out, np.abs(out), chain.widths_all, chain.log2_scale)
-    d2 = np.concatenate([np.full(la.idx.size, math.ldexp(1.0, 2 * e)) for la, e in
-                         zip(chain.layers, dexp[1:], strict=True)])
-    return new, sc * sc, d2
-
-
-def hidden_block_max(chain: Chain, lam: np.ndarray) -> float:
-    """Largest eigenvalue of the hidden-neuron block R of M (rho plays no role there); R must be negative
-    definite for any rho to certify these multipliers."""
-    m0 = lmi_matrix(chain, 0.0, lam)
-    r = m0[chain.n0:, chain.n0:]
-    return float(np.linalg.eigvalsh(r)[-1]) if r.shape[0] else -math.inf
-
-
-@dataclass
-class Certificate:
-    """The outcome of :func:`certify`: ``rho`` is certified (None: nothing certified)."""
-
-    rho_solver: float
-    rho: float | None
-    check_solver: EigenCheck
-    check: EigenCheck | None
-    action: str  # "none" | "tightened" | "repaired" | "failed"
-    steps: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.rho is not None and self.check is not None and self.check.passed
-
-    def detail(self) -> str:
-        s = (f"lambda_max at the solver's rho {self.rho_solver:.12g}: {self.check_solver.lam_max:.3e} "
-             f"(margin {self.check_solver.margin:.1e})")
-        if self.ok:
-            assert self.check is not None and self.rho is not None
-            s += f"; certified rho {self.rho:.12g}, lambda_max {self.check.lam_max:.3e} ({self.action})"
-        else:
-            s += "; no rho certified: " + "; ".join(self.steps[-2:])
-        return s
-
-
-def certify(chain: Chain, rho: float, lam: np.ndarray, tighten: bool = True, steps: int = 60) -> Certificate:
-    """Certify (rho, lam) in float64; repair rho (multipliers fixed) when the check fails."""
-    lam = np.maximum(np.nan_to_num(np.asarray(lam, dtype=np.float64).reshape(-1), nan=0.0), 0.0)
-    rho = max(float(rho), 0.0) if math.isfinite(float(rho)) else 0.0
-    c0 = eigen_check(chain, rho, lam)
-    best: tuple[float, EigenCheck] | None = (rho, c0) if c0.passed else None
-    log = [f"solver rho {rho:.12g}: lambda_max {c0.lam_max:.3e} vs margin -{c0.margin:.1e} "
-           f"({'certified' if c0.passed else 'NOT certified'})"]
-    if c0.passed and not tighten:
-        return Certificate(rho, rho, c0, c0, "none", log)
-    rc, why = closed_form_rho(chain, lam)
-    if rc is None:
-        log.append(why)
-    else:
-        bump = max(c0.margin, 4 * EPS * max(rc, 1.0) * chain.size)
-        for j in range(max(1, steps)):
-            r = rc + bump * (4.0 ** j)
-            if best is not None and r >= best[0]:
-                break
-            cj = eigen_check(chain, r, lam)
-            if cj.passed:
-                log.append(f"{why} rho_c {rc:.12g}: certified at rho {r:.12g} (bump {r - rc:.1e}, "
-                           f"lambda_max {cj.lam_max:.3e})")
-                best = (r, cj)
-                break
-        else:
-            log.append(f"{why} rho_c {rc:.12g}: not certified after {steps} growing bumps")
-    if best is None:
-        return Certificate(rho, None, c0, None, "failed", log)
-    action = "none" if best[0] == rho else ("tightened" if c0.passed else "repaired")
-    return Certificate(rho, best[0], c0, best[1], action, log)
-
-
-# ------------------------------------------------------------------------------------------ the solve
-
-
-@dataclass
-class SDPSolve:
-    rho: float | None
-    lam: np.ndarray | None  # per neuron
-    outcome: Any
-    build_time: float
-    solve_size: int
-
-
-def _coefficients(chain: Chain) -> Any:
-    """Sparse (n*n, N) matrix F with vec(M - out^T out + rho E_0) = F @ lam (column-major vec)."""
-    import scipy.sparse as sp
-
-    n = chain.size
-    rows, cols, vals = [], [], []
-    col = 0
-    for la in chain.layers:
-        for r, u in enumerate(la.idx):
-            nz = np.flatnonzero(la.V[r])
-            v = la.V[r, nz]
-            rows += [u + nz * n, nz + u * n, np.array([u + u * n])]
-            vals += [v, v, np.array([-2.0])]
-            cols += [np.full(nz.size, col), np.full(nz.size, col), np.array([col])]
-            col += 1
-    if not rows:
-        return sp.csr_matrix((n * n, 0))
-    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                         shape=(n * n, col))
-
-
-def _blocks(chain: Chain) -> list[np.ndarray]:
-    """Index ranges of xi's blocks: x_0, then the unstable neurons of each hidden layer."""
-    return [np.arange(chain.n0)] + [la.idx for la in chain.layers]
-
-
-def is_block_tridiagonal(chain: Chain) -> bool:
-    """Whether M is block tri-diagonal over (x_0, x_1, ..., x_{L-1}) (every pre-activation reads only the
-    previous block, the output only the last): always on the global question; stable-on neurons of a
-    local question can couple blocks further apart."""
-    blocks = _blocks(chain)
-    if len(chain.layers) < 2 or any(b.size == 0 for b in blocks):
-        return False
-    for k, la in enumerate(chain.layers):
-        cols = np.flatnonzero(np.any(la.V != 0, axis=0))
-        if cols.size and not np.all(np.isin(cols, blocks[k])):
-            return False
-    cols = np.flatnonzero(np.any(chain.out != 0, axis=0))
-    return bool(not cols.size or np.all(np.isin(cols, blocks[-1])))
-
-
-def chordal_size(chain: Chain) -> int:
-    """Largest clique (two consecutive blocks) of the chordal form."""
-    w = [b.size for b in _blocks(chain)]
-    return max(w[k] + w[k + 1] for k in range(len(w) - 1))
-
-
-def solve_lmi(chain: Chain, form: str, solver: str, solver_options: Any = None, reduce_input: bool = True,
-              chordal: bool = False, hidden_margin: float = 0.0) -> SDPSolve:
-    """min rho s.t. M(rho, lam) <= 0 with cvxpy through the solver layer (Neuron: lam per unstable
-    neuron; Layer: one per hidden layer).
-
-    ``chordal`` (block tri-diagonal M only, :func:`is_block_tridiagonal`): M <= 0 written as
-    -M = sum_k E_k^T Y_k E_k with Y_k >= 0 on the cliques (x_{k-1}, x_k) (exact for this chordal
-    pattern); the diagonal block x_k shared by cliques k and k+1 is split by a free symmetric S_k. The
-    cone sizes are n_{k-1} + n_k instead of n_0 + N: depth costs linearly.
-
-    ``hidden_margin`` > 0 asks for M + margin * blkdiag(0, I_N) <= 0 (a strictly negative hidden block, so
-    that an inexact solver's multipliers still leave rho repairable); the certification is of M itself."""
-    import cvxpy as cp
-    import scipy.sparse as sp
-    from lipopt_solvers import solve_cvxpy
-
-    if form not in FORMS:
-        raise ValueError(f"unknown LipSDP form {form!r}; offered: {', '.join(FORMS)} (the Network form is "
-                         "unsound for ReLU and is not offered as a bound)")
-    t0 = time.perf_counter()
-    ch = chain.reduced() if reduce_input else chain
-    n, widths = ch.size, ch.widths
-    f = _coefficients(ch)
-    if form == "layer":
-        layer_of = np.repeat(np.arange(len(widths)), widths)
-        f = f @ sp.csr_matrix((np.ones(layer_of.size), (np.arange(layer_of.size), layer_of)),
-                              shape=(layer_of.size, len(widths)))
-    rho = cp.Variable(nonneg=True, name="rho")
-    e0 = np.zeros((n, n))
-    e0[:ch.n0, :ch.n0] = np.eye(ch.n0)
-    const = ch.out.T @ ch.out
-    if hidden_margin > 0:
-        const = const + hidden_margin * np.diag(np.r_[np.zeros(ch.n0), np.ones(ch.n_hidden)])
-    lam = None
-    if f.shape[1] > 0:
-        lam = cp.Variable(f.shape[1], nonneg=True, name="lam" if form == "neuron" else "lam_layer")
-    if chordal and is_block_tridiagonal(ch):
-        f = f.tocsr()
-        blocks = _blocks(ch)
-
-        def blk(i: int, j: int) -> Any:
-            rs, cs = blocks[i], blocks[j]
-            e = const[np.ix_(rs, cs)] - rho * e0[np.ix_(rs, cs)]
-            if lam is not None:
-                rows = (rs[:, None] + cs[None, :] * n).ravel(order="F")
-                e = e + cp.reshape(f[rows] @ lam, (rs.size, cs.size), order="F")
-            return e
-
-        nk = len(blocks) - 1
-        splits = [cp.Variable((blocks[k].size, blocks[k].size), symmetric=True) for k in range(1, nk)]
-        cons = []
-        for k in range(1, nk + 1):
-            tl = -blk(0, 0) if k == 1 else -blk(k - 1, k - 1) - splits[k - 2]
-            br = -blk(nk, nk) if k == nk else splits[k - 1]
-            off = -blk(k - 1, k)
-            y = cp.bmat([[tl, off], [off.T, br]])
-            cons.append(0.5 * (y + y.T) >> 0)
-        prob = cp.Problem(cp.Minimize(rho), cons)
-    else:
-        m = const - rho * e0
-        if lam is not None:
-            m = m + cp.reshape(f @ lam, (n, n), order="F")
-        prob = cp.Problem(cp.Minimize(rho), [0.5 * (m + m.T) << 0])
-    build = time.perf_counter() - t0
-    out = solve_cvxpy(prob, solver, solver_options)
-    rv = None if rho.value is None else float(rho.value)
-    lv = None
-    if lam is None:
-        lv = np.zeros(0) if rv is not None else None
-    elif lam.value is not None:
-        vals = np.asarray(lam.value, dtype=np.float64).reshape(-1)
-        lv = vals if form == "neuron" else np.repeat(vals, widths)
-    return SDPSolve(rv, lv, out, build, n)
-
-
 def network_form_estimate(network: Network, question: Question, solver: str = "clarabel") -> float:
     """LipSDP-Network (diagonal plus all pairwise couplings lam_ij (e_i - e_j)(e_i - e_j)^T over all hidden
     neurons): an ESTIMATE ONLY. It is unsound for ReLU (formulations.md 3.1: on T8 it gives about 0 where
@@ -716,3 +401,21 @@ def network_form_estimate(network: Network, question: Question, solver: str = "c
     if rho.value is None:
         raise RuntimeError(f"the Network-form SDP did not solve: {out.message}")
     return math.sqrt(max(float(rho.value), 0.0))
+
+
+# the solve and the float64 certification have their own modules; their names stay importable from here
+from lipopt.sdp.certification import (  # noqa: E402
+    Certificate,
+    EigenCheck,
+    balanced,
+    certify,
+    closed_form_rho,
+    eigen_check,
+    hidden_block_max,
+    lmi_matrix,
+)
+from lipopt.sdp.solve import SDPSolve, _blocks, chordal_size, is_block_tridiagonal, solve_lmi  # noqa: E402
+
+__all__ = ["Certificate", "Chain", "ChainLayer", "EigenCheck", "LipSDPOptions", "SDPSolve", "_blocks",
+           "balanced", "build_chain", "certify", "chordal_size", "closed_form_rho", "eigen_check",
+           "hidden_block_max", "is_block_tridiagonal", "lmi_matrix", "solve_lmi"]

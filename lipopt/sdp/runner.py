@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -130,21 +132,14 @@ def _run(method: str, network: Network, question: Question, options: RunOptions,
     return dl.mark(res)
 
 
-def _piece(method: str, chain, form: str, options: RunOptions, sopts: LipSDPOptions, dl, notes: list[str]
-           ) -> dict:
-    """Solve and certify one chain: {"value", "stop", "stats", "common"} or {"failed": record, ...}."""
-    from lipopt_solvers import Capability, Termination, default_solver
+def _pick_solver(chain, options: RunOptions, sopts: LipSDPOptions, notes: list[str], stats: dict
+                 ) -> tuple[str | None, bool]:
+    """The SDP solver (Clarabel by default, SCS where Clarabel's dense steps would be slow) and whether
+    the chordal form is used."""
+    from lipopt_solvers import Capability, default_solver
 
-    from lipopt.sdp.lipsdp import (
-        _blocks,
-        balanced,
-        certify,
-        hidden_block_max,
-        is_block_tridiagonal,
-        solve_lmi,
-    )
+    from lipopt.sdp.lipsdp import _blocks, is_block_tridiagonal
 
-    stats: dict = {"lmi_size": chain.size, "hidden_neurons": chain.n_hidden, "log2_scale": chain.log2_scale}
     solver = options.solver or default_solver(Capability.SDP)
     red = chain.reduced() if sopts.sdp_reduce_input else chain
     solve_size = red.size
@@ -167,57 +162,111 @@ def _piece(method: str, chain, form: str, options: RunOptions, sopts: LipSDPOpti
             notes.append(f"solver scs: the LMI (size {solve_size}, cones up to {max(cones)}) is above "
                          f"sdp_clarabel_max_size {sopts.sdp_clarabel_max_size}, where Clarabel's dense steps "
                          "are slow; choose one with --solver")
+    return solver, chordal
+
+
+@dataclass
+class _Solve:
+    """One chain's solve: the solution in the chain's scale, and the (rebalanced) chain it was solved on
+    with the factors that map it back (rho = rho' / s2, lam = lam' / (s2 d2))."""
+
+    chain: Any
+    form: str
+    solver: str
+    chordal: bool
+    sol: Any
+    solved_chain: Any = None
+    s2: float = 1.0
+    d2: Any = None
+
+    def resolve(self, options: RunOptions, sopts: LipSDPOptions, dl, chain=None, **kw) -> Any:
+        from lipopt.sdp.lipsdp import solve_lmi
+
+        left = dl.remaining()
+        so = options.solver_options(None if math.isinf(left) else max(left, 0.1))
+        return solve_lmi(chain if chain is not None else self.solved_chain, self.form, self.solver, so,
+                         reduce_input=sopts.sdp_reduce_input, chordal=self.chordal, **kw)
+
+
+def _rebalance(sv: _Solve, options: RunOptions, sopts: LipSDPOptions, dl, notes: list[str],
+               stats: dict) -> None:
+    """SCS on a deep net: re-solve once on the rebalanced LMI (the first multipliers about 1), where SCS's
+    absolute accuracy becomes relative; keep whichever certifies better."""
+    from lipopt.sdp.lipsdp import balanced, certify
+
+    chain, sol = sv.chain, sv.sol
+    if not (sv.solver == "scs" and 0 < sopts.sdp_balance_depth <= len(chain.layers) and sol.rho is not None
+            and sol.lam is not None and dl.remaining() > 0):
+        return
+    bal = balanced(chain, sol.rho, sol.lam)
+    if bal is None:
+        return
+    first = certify(chain, sol.rho, sol.lam, tighten=sopts.sdp_tighten, steps=sopts.sdp_repair_steps)
+    bch, bs2, bd2 = bal
+    sol2 = sv.resolve(options, sopts, dl, chain=bch)
+    if sol2.rho is None or sol2.lam is None:
+        return
+    rho2, lam2 = sol2.rho / bs2, np.maximum(sol2.lam, 0.0) / (bs2 * bd2)
+    second = certify(chain, rho2, lam2, tighten=sopts.sdp_tighten, steps=sopts.sdp_repair_steps)
+    better = (second.ok and (not first.ok or second.rho < first.rho)) or not first.ok
+    notes.append(f"re-solved on the rebalanced LMI: certified value {chain.value(second.rho):.9g}"
+                 if second.ok else "re-solved on the rebalanced LMI: not certified")
+    stats["balanced"] = bool(better)
+    if better:
+        sol2.rho, sol2.lam = rho2, lam2
+        sv.sol, sv.solved_chain, sv.s2, sv.d2 = sol2, bch, bs2, bd2
+
+
+def _margin_retries(sv: _Solve, options: RunOptions, sopts: LipSDPOptions, dl, notes: list[str]) -> float:
+    """An inexact solver (SCS) may leave the hidden block slightly indefinite: no rho repairs that.
+    Re-solve asking for a strictly negative hidden block (2x the violation). Returns the margin used."""
+    from lipopt.sdp.lipsdp import hidden_block_max
+
+    margin = 0.0
+    for _ in range(sopts.sdp_margin_retries):
+        sol = sv.sol
+        if sol.rho is None or sol.lam is None or dl.remaining() <= 0:
+            break
+        if hidden_block_max(sv.chain, np.maximum(sol.lam, 0.0)) < 0:
+            break
+        top = hidden_block_max(sv.solved_chain, np.maximum(sol.lam, 0.0) * sv.s2 * sv.d2)  # solved scale
+        margin = max(2.0 * top, 2.0 * margin, 1e-12)
+        notes.append(f"hidden block of the LMI at {sol.outcome.solver}'s multipliers not negative definite "
+                     f"(largest eigenvalue {top:.2e}): re-solved with the hidden block <= -{margin:.1e} I")
+        new = sv.resolve(options, sopts, dl, hidden_margin=margin)
+        if new.rho is not None and new.lam is not None:
+            new.rho, new.lam = new.rho / sv.s2, np.maximum(new.lam, 0.0) / (sv.s2 * sv.d2)
+        sv.sol = new
+    return margin
+
+
+def _stop_of(term: Any) -> StopReason:
+    from lipopt_solvers import Termination
+
+    return {Termination.OPTIMAL: StopReason.COMPLETED, Termination.TIME_LIMIT: StopReason.TIME_LIMIT,
+            Termination.INTERRUPTED: StopReason.INTERRUPTED}.get(term, StopReason.SOLVER_FAILED)
+
+
+def _piece(method: str, chain, form: str, options: RunOptions, sopts: LipSDPOptions, dl, notes: list[str]
+           ) -> dict:
+    """Solve and certify one chain: {"value", "stop", "stats", "common"} or {"failed": record, ...}."""
+    from lipopt_solvers import Termination
+
+    from lipopt.sdp.lipsdp import certify, solve_lmi
+
+    stats: dict = {"lmi_size": chain.size, "hidden_neurons": chain.n_hidden, "log2_scale": chain.log2_scale}
+    solver, chordal = _pick_solver(chain, options, sopts, notes, stats)
     if solver is None:
         return {"common": {}, "stats": stats, "failed": _fail(
             method, Verdict.SOLVER_MISSING, StopReason.NOT_RUN,
             "no SDP solver is installed (clarabel, scs or mosek via cvxpy)")}
     left = dl.remaining()
     so = options.solver_options(None if math.isinf(left) else max(left, 0.1))
-    sol = solve_lmi(chain, form, solver, so, reduce_input=sopts.sdp_reduce_input, chordal=chordal)
-    out = sol.outcome
-    # SCS on a deep net: re-solve once on the rebalanced LMI (the first multipliers about 1), where SCS's
-    # absolute accuracy becomes relative; the margin retries below then work on that LMI
-    sch, s2, d2 = chain, 1.0, np.ones(chain.n_hidden)
-    if (solver == "scs" and 0 < sopts.sdp_balance_depth <= len(chain.layers) and sol.rho is not None
-            and sol.lam is not None and dl.remaining() > 0):
-        bal = balanced(chain, sol.rho, sol.lam)
-        if bal is not None:
-            first = certify(chain, sol.rho, sol.lam, tighten=sopts.sdp_tighten, steps=sopts.sdp_repair_steps)
-            bch, bs2, bd2 = bal
-            left = dl.remaining()
-            so = options.solver_options(None if math.isinf(left) else max(left, 0.1))
-            sol2 = solve_lmi(bch, form, solver, so, reduce_input=sopts.sdp_reduce_input, chordal=chordal)
-            if sol2.rho is not None and sol2.lam is not None:
-                rho2, lam2 = sol2.rho / bs2, np.maximum(sol2.lam, 0.0) / (bs2 * bd2)
-                second = certify(chain, rho2, lam2, tighten=sopts.sdp_tighten, steps=sopts.sdp_repair_steps)
-                better = (second.ok and (not first.ok or second.rho < first.rho)) or not first.ok
-                notes.append(f"re-solved on the rebalanced LMI: certified value {chain.value(second.rho):.9g}"
-                             if second.ok else "re-solved on the rebalanced LMI: not certified")
-                stats["balanced"] = bool(better)
-                if better:
-                    sol2.rho, sol2.lam = rho2, lam2
-                    sol, out = sol2, sol2.outcome
-                    sch, s2, d2 = bch, bs2, bd2
-    margin = 0.0
-    for _ in range(sopts.sdp_margin_retries):
-        # an inexact solver (SCS) may leave the hidden block slightly indefinite: no rho repairs that.
-        # Re-solve asking for a strictly negative hidden block (2x the violation), then certify again.
-        if sol.rho is None or sol.lam is None or dl.remaining() <= 0:
-            break
-        if hidden_block_max(chain, np.maximum(sol.lam, 0.0)) < 0:
-            break
-        top = hidden_block_max(sch, np.maximum(sol.lam, 0.0) * s2 * d2)  # in the solved LMI's scale
-        margin = max(2.0 * top, 2.0 * margin, 1e-12)
-        notes.append(f"hidden block of the LMI at {out.solver}'s multipliers not negative definite (largest "
-                     f"eigenvalue {top:.2e}): re-solved with the hidden block <= -{margin:.1e} I")
-        left = dl.remaining()
-        so = options.solver_options(None if math.isinf(left) else max(left, 0.1))
-        sol = solve_lmi(sch, form, solver, so, reduce_input=sopts.sdp_reduce_input, chordal=chordal,
-                        hidden_margin=margin)
-        if sol.rho is not None and sol.lam is not None:
-            sol.rho, sol.lam = sol.rho / s2, np.maximum(sol.lam, 0.0) / (s2 * d2)
-        out = sol.outcome
-    stats["hidden_margin"] = margin
+    first = solve_lmi(chain, form, solver, so, reduce_input=sopts.sdp_reduce_input, chordal=chordal)
+    sv = _Solve(chain, form, solver, chordal, first, solved_chain=chain, d2=np.ones(chain.n_hidden))
+    _rebalance(sv, options, sopts, dl, notes, stats)
+    stats["hidden_margin"] = _margin_retries(sv, options, sopts, dl, notes)
+    sol, out = sv.sol, sv.sol.outcome
     stats.update({"solve_size": sol.solve_size, "solver_termination": out.termination.value})
     common = {"solver": out.solver, "solver_version": out.solver_version, "raw_status": out.raw_status,
               "build_time": sol.build_time, "solve_time": out.solve_time}
@@ -241,14 +290,8 @@ def _piece(method: str, chain, form: str, options: RunOptions, sopts: LipSDPOpti
                   "lambda_max_solver": cert.check_solver.lam_max, "eigen_margin": cert.check_solver.margin,
                   "certification": cert.action, "value_solver": chain.value(cert.rho_solver)})
     notes.extend(cert.steps)
-    if term is Termination.OPTIMAL:
-        stop = StopReason.COMPLETED
-    elif term is Termination.TIME_LIMIT:
-        stop = StopReason.TIME_LIMIT
-    elif term is Termination.INTERRUPTED:
-        stop = StopReason.INTERRUPTED
-    else:
-        stop = StopReason.SOLVER_FAILED
+    stop = _stop_of(term)
+    if stop is StopReason.SOLVER_FAILED:
         notes.append(f"the solver stopped with {out.raw_status}; the multipliers it returned are certified "
                      "in float64 (the bound is valid, possibly loose)")
     if not cert.ok:

@@ -1,0 +1,190 @@
+"""The float64 certification of a LipSDP solution (formulations.md 3; docs/methods.md#lipsdp-certify):
+the LMI rebuilt at the solver's multipliers, its largest eigenvalue checked against a rounding margin,
+and rho repaired in closed form (Schur complement of the x_0 block) with the multipliers fixed. Also the
+diagonal rebalancing of a chain for a second solve."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lipopt.sdp.lipsdp import EPS, Chain, ChainLayer
+from lipopt.sdp.solve import _blocks
+
+
+def lmi_matrix(chain: Chain, rho: float, lam: np.ndarray, absolute: bool = False) -> np.ndarray:
+    """M(rho, lam) in float64: sum_i lam_i (e_i v_i^T + v_i e_i^T - 2 e_i e_i^T) + out^T out - rho E_0.
+    ``absolute``: the same sums of absolute values (with the rounding bounds of V and out), for the
+    margin."""
+    lam = np.asarray(lam, dtype=np.float64).reshape(-1)
+    if lam.size != chain.n_hidden:
+        raise ValueError(f"{lam.size} multipliers for {chain.n_hidden} unstable neurons")
+    n = chain.size
+    m = np.zeros((n, n))
+    m[:chain.n0, :chain.n0] += (abs(rho) if absolute else -rho) * np.eye(chain.n0)
+    off = 0
+    for la in chain.layers:
+        lk = lam[off:off + la.idx.size]
+        off += la.idx.size
+        if absolute:
+            blk = la.V_abs * np.abs(lk)[:, None]
+        else:
+            blk = la.V * lk[:, None]
+        m[la.idx, :] += blk
+        m[:, la.idx] += blk.T
+        m[la.idx, la.idx] += (2.0 * np.abs(lk)) if absolute else (-2.0 * lk)
+    out = chain.out_abs if absolute else chain.out
+    m += out.T @ out
+    return m
+
+
+@dataclass
+class EigenCheck:
+    lam_max: float
+    margin: float
+    passed: bool
+    size: int
+
+
+def eigen_check(chain: Chain, rho: float, lam: np.ndarray) -> EigenCheck:
+    """Largest eigenvalue of the float64 LMI against the rounding margin (exactly zero rows and columns,
+    decoupled coordinates, are dropped: they add a zero eigenvalue whatever rho)."""
+    m = lmi_matrix(chain, rho, lam)
+    mabs = lmi_matrix(chain, rho, lam, absolute=True)
+    keep = np.flatnonzero(np.any(mabs != 0, axis=1))
+    # rounding of the products in V and out (depth-accumulated inner dimensions) and of forming M
+    kmax = chain.n0 + sum(chain.widths_all) + int(chain.out.shape[0])
+    margin = 2.0 * (chain.size + kmax + 4) * EPS * float(np.linalg.norm(mabs))
+    if keep.size == 0:
+        return EigenCheck(0.0, 0.0, True, 0)
+    sub = m[np.ix_(keep, keep)]
+    lmax = float(np.linalg.eigvalsh(sub)[-1])
+    return EigenCheck(lmax, margin, bool(lmax <= -margin), int(keep.size))
+
+
+def closed_form_rho(chain: Chain, lam: np.ndarray) -> tuple[float | None, str]:
+    """The smallest rho with M(rho, lam) <= 0 for these multipliers (Schur complement of the x_0 block),
+    or None with the reason when no rho works (the rest of the LMI is not negative definite)."""
+    import scipy.linalg as sla
+
+    m0 = lmi_matrix(chain, 0.0, lam)
+    n0 = chain.n0
+    p, q, r = m0[:n0, :n0], m0[:n0, n0:], m0[n0:, n0:]
+    if r.shape[0] == 0:
+        return max(float(np.linalg.eigvalsh(p)[-1]), 0.0), "closed form (no hidden layer)"
+    coupled = np.flatnonzero(np.any(r != 0, axis=1) | np.any(q != 0, axis=0))
+    r, q = r[np.ix_(coupled, coupled)], q[:, coupled]
+    if coupled.size == 0:
+        return max(float(np.linalg.eigvalsh(p)[-1]), 0.0), "closed form"
+    try:
+        low = np.linalg.cholesky(-r)
+    except np.linalg.LinAlgError:
+        top = float(np.linalg.eigvalsh(r)[-1])
+        return None, (f"the hidden-neuron block of the LMI is not negative definite at these multipliers "
+                      f"(largest eigenvalue {top:.3e}): no rho certifies them")
+    x = sla.solve_triangular(low, q.T, lower=True)
+    s = p + x.T @ x
+    return max(float(np.linalg.eigvalsh(0.5 * (s + s.T))[-1]), 0.0), "closed form"
+
+
+def balanced(chain: Chain, rho: float, lam: np.ndarray) -> tuple[Chain, float, np.ndarray] | None:
+    """A diagonally rescaled chain (xi = D xi', d per block, output times s, powers of two) in which the
+    multipliers (rho, lam) of a first solve become about 1: M'(rho s^2, lam') = s^2 D M(rho, lam) D with
+    lam'_i = lam_i d_i^2 s^2. Returns (chain', s^2, d^2 per unstable neuron) to map a solution back
+    (rho = rho' / s^2, lam = lam' / (s^2 d^2)); None when the first solve gives nothing to balance with."""
+    lam = np.maximum(np.asarray(lam, dtype=np.float64), 0.0)
+    if not (rho > 0 and math.isfinite(rho)) or chain.n_hidden == 0:
+        return None
+    e_s = -round(0.5 * math.log2(rho))
+    dexp = [0]
+    off = 0
+    for la in chain.layers:
+        lk = lam[off:off + la.idx.size]
+        off += la.idx.size
+        pos = lk[lk > 0]
+        if pos.size == 0:
+            return None
+        dexp.append(round(0.5 * (math.log2(rho) - float(np.mean(np.log2(pos))))))
+    dcol = np.zeros(chain.size)
+    for b, e in zip(_blocks(chain), dexp, strict=True):
+        dcol[b] = e
+    dvec = np.ldexp(1.0, dcol.astype(int))
+    layers = []
+    for la, e in zip(chain.layers, dexp[1:], strict=True):
+        f = math.ldexp(1.0, -e)
+        layers.append(ChainLayer(la.idx, la.V * dvec[None, :] * f, la.V_abs * dvec[None, :] * f))
+    sc = math.ldexp(1.0, e_s)
+    out = chain.out * dvec[None, :] * sc
+    new = Chain(chain.n0, layers, out, np.abs(out), chain.widths_all, chain.log2_scale)
+    d2 = np.concatenate([np.full(la.idx.size, math.ldexp(1.0, 2 * e)) for la, e in
+                         zip(chain.layers, dexp[1:], strict=True)])
+    return new, sc * sc, d2
+
+
+def hidden_block_max(chain: Chain, lam: np.ndarray) -> float:
+    """Largest eigenvalue of the hidden-neuron block R of M (rho plays no role there); R must be negative
+    definite for any rho to certify these multipliers."""
+    m0 = lmi_matrix(chain, 0.0, lam)
+    r = m0[chain.n0:, chain.n0:]
+    return float(np.linalg.eigvalsh(r)[-1]) if r.shape[0] else -math.inf
+
+
+@dataclass
+class Certificate:
+    """The outcome of :func:`certify`: ``rho`` is certified (None: nothing certified)."""
+
+    rho_solver: float
+    rho: float | None
+    check_solver: EigenCheck
+    check: EigenCheck | None
+    action: str  # "none" | "tightened" | "repaired" | "failed"
+    steps: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.rho is not None and self.check is not None and self.check.passed
+
+    def detail(self) -> str:
+        s = (f"lambda_max at the solver's rho {self.rho_solver:.12g}: {self.check_solver.lam_max:.3e} "
+             f"(margin {self.check_solver.margin:.1e})")
+        if self.ok:
+            assert self.check is not None and self.rho is not None
+            s += f"; certified rho {self.rho:.12g}, lambda_max {self.check.lam_max:.3e} ({self.action})"
+        else:
+            s += "; no rho certified: " + "; ".join(self.steps[-2:])
+        return s
+
+
+def certify(chain: Chain, rho: float, lam: np.ndarray, tighten: bool = True, steps: int = 60) -> Certificate:
+    """Certify (rho, lam) in float64; repair rho (multipliers fixed) when the check fails."""
+    lam = np.maximum(np.nan_to_num(np.asarray(lam, dtype=np.float64).reshape(-1), nan=0.0), 0.0)
+    rho = max(float(rho), 0.0) if math.isfinite(float(rho)) else 0.0
+    c0 = eigen_check(chain, rho, lam)
+    best: tuple[float, EigenCheck] | None = (rho, c0) if c0.passed else None
+    log = [f"solver rho {rho:.12g}: lambda_max {c0.lam_max:.3e} vs margin -{c0.margin:.1e} "
+           f"({'certified' if c0.passed else 'NOT certified'})"]
+    if c0.passed and not tighten:
+        return Certificate(rho, rho, c0, c0, "none", log)
+    rc, why = closed_form_rho(chain, lam)
+    if rc is None:
+        log.append(why)
+    else:
+        bump = max(c0.margin, 4 * EPS * max(rc, 1.0) * chain.size)
+        for j in range(max(1, steps)):
+            r = rc + bump * (4.0 ** j)
+            if best is not None and r >= best[0]:
+                break
+            cj = eigen_check(chain, r, lam)
+            if cj.passed:
+                log.append(f"{why} rho_c {rc:.12g}: certified at rho {r:.12g} (bump {r - rc:.1e}, "
+                           f"lambda_max {cj.lam_max:.3e})")
+                best = (r, cj)
+                break
+        else:
+            log.append(f"{why} rho_c {rc:.12g}: not certified after {steps} growing bumps")
+    if best is None:
+        return Certificate(rho, None, c0, None, "failed", log)
+    action = "none" if best[0] == rho else ("tightened" if c0.passed else "repaired")
+    return Certificate(rho, best[0], c0, best[1], action, log)
