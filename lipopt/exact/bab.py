@@ -825,12 +825,12 @@ class _Bab:
                 return
 
     # -- bracket ------------------------------------------------------------------------------------
-    def _upper(self, heap: list) -> float:
+    def _upper(self, heap: list) -> float | None:
         top = -heap[0][0] if heap else -math.inf
         up = max(top, self.leaf_upper)
         if self.lower is not None:
             up = max(up, self.lower)
-        return up if up > -math.inf else (self.lower if self.lower is not None else 0.0)
+        return up if up > -math.inf else None  # nothing known yet
 
     def _record(self, heap: list | None = None) -> None:
         up = self._upper(heap) if heap is not None else (self.history[-1][2] if self.history else None)
@@ -1021,7 +1021,10 @@ class _Bab:
             stop = "interrupted"
         upper = self._upper(heap) if (heap or self.leaf_upper > -math.inf or self.lower is not None) else None
         if not heap and stop == "completed" and self.leaf_upper == -math.inf:
-            upper = 0.0 if self.lower is None else self.lower
+            # every node was pruned: by bound (then the lower bound is the maximum) or as infeasible
+            upper = self.lower
+            if upper is None:
+                self.notes.append("no complete pattern with interior was found (numerical trouble?)")
         self._record(heap)
         self.stats["time"] = time.perf_counter() - self.t0
         self.stats["open_nodes"] = len(heap)
