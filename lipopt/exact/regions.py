@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -111,6 +112,16 @@ def _interval(network: Network, question: Question):
     return interval_bounds(network, lo, hi), network.lower()
 
 
+class _Map(NamedTuple):
+    """The affine map x -> A x + c of a node's region (and |A|, |c|: the magnitudes of the terms summed,
+    for the scale-relative zero tests)."""
+
+    A: np.ndarray
+    c: np.ndarray
+    A_abs: np.ndarray
+    c_abs: np.ndarray
+
+
 class _Search:
     def __init__(self, network: Network, question: Question, opts: EnumerationOptions) -> None:
         self.net = network
@@ -165,12 +176,13 @@ class _Search:
         first = self.stages[0]
         assert isinstance(first, AffineStage)
         a = first.dense()
-        self._after_affine(0, a, first.bias.copy(), np.abs(a), np.abs(first.bias), [], np.zeros(self.n), 1.0)
+        f = _Map(a, first.bias.copy(), np.abs(a), np.abs(first.bias))
+        self._after_affine(0, f, [], np.zeros(self.n), 1.0)
 
-    def _after_affine(self, k: int, A, c, A_abs, c_abs, pattern, y, margin) -> None:
-        """Stage k (affine) produced z = A x + c; continue with stage k+1 or record a leaf."""
+    def _after_affine(self, k: int, f: _Map, pattern, y, margin) -> None:
+        """Stage k (affine) produced z = A x + c (``f``); continue with stage k+1 or record a leaf."""
         if k == len(self.stages) - 1:
-            self._leaf(A, pattern, y, margin)
+            self._leaf(f.A, pattern, y, margin)
             return
         nxt = self.stages[k + 1]
         lo, hi = self.fwd.pre_activation(k + 1)
@@ -191,26 +203,27 @@ class _Search:
                     if hi[i] < 0:
                         continue
                 amb.append(i)
-            self._relu_unit(k + 1, 0, amb, s, A, c, A_abs, c_abs, pattern, y, margin)
+            self._relu_unit(k + 1, 0, amb, s, f, pattern, y, margin)
         else:
             assert isinstance(nxt, MaxPoolStage)
             from lipopt.bounds.interval import maxpool_can_win
 
             can = maxpool_can_win(nxt, lo, hi)
             win = np.full(nxt.out_size, -1, dtype=np.int64)
-            self._pool_unit(k + 1, 0, can, win, A, c, A_abs, c_abs, pattern, y, margin)
+            self._pool_unit(k + 1, 0, can, win, f, pattern, y, margin)
 
-    def _relu_unit(self, k, j, amb, s, A, c, A_abs, c_abs, pattern, y, margin) -> None:
+    def _relu_unit(self, k, j, amb, s, f: _Map, pattern, y, margin) -> None:
         self.stats.n_nodes += 1
+        A, c, A_abs, c_abs = f
         if j == len(amb):
-            self._next_affine(k, activation_slopes(self.stages[k], s), None, A, c, A_abs, c_abs,
+            self._next_affine(k, activation_slopes(self.stages[k], s), None, f,
                               [*pattern, s.copy()], y, margin)
             return
         i = amb[j]
         kind, g, h = self._row(A[i], c[i], A_abs[i], c_abs[i])
         if kind != "row":  # constant pre-activation on the region: one branch, no constraint
             s[i] = kind == "pos"
-            self._relu_unit(k, j + 1, amb, s, A, c, A_abs, c_abs, pattern, y, margin)
+            self._relu_unit(k, j + 1, amb, s, f, pattern, y, margin)
             s[i] = False
             return
         val = float(g @ y + h)
@@ -227,23 +240,24 @@ class _Search:
                 child = self._lp()
             if child is not None:
                 s[i] = state
-                self._relu_unit(k, j + 1, amb, s, A, c, A_abs, c_abs, pattern, child[0], child[1])
+                self._relu_unit(k, j + 1, amb, s, f, pattern, child[0], child[1])
                 s[i] = False
             else:
                 self.stats.n_pruned += 1
             self.cons.g.pop()
             self.cons.h.pop()
 
-    def _pool_unit(self, k, j, can, win, A, c, A_abs, c_abs, pattern, y, margin) -> None:
+    def _pool_unit(self, k, j, can, win, f: _Map, pattern, y, margin) -> None:
         self.stats.n_nodes += 1
+        A, c, A_abs, c_abs = f
         stage = self.stages[k]
         if j == stage.out_size:
-            self._next_affine(k, None, win, A, c, A_abs, c_abs, [*pattern, win.copy()], y, margin)
+            self._next_affine(k, None, win, f, [*pattern, win.copy()], y, margin)
             return
         cand = [int(v) for v in stage.windows[j][can[j]]]
         if len(cand) == 1:
             win[j] = cand[0]
-            self._pool_unit(k, j + 1, can, win, A, c, A_abs, c_abs, pattern, y, margin)
+            self._pool_unit(k, j + 1, can, win, f, pattern, y, margin)
             return
         x_now = self.dom.to_x(y)
         vals = A[cand] @ x_now + c[cand]
@@ -274,16 +288,17 @@ class _Search:
                 child = self._lp()
             if child is not None:
                 win[j] = p
-                self._pool_unit(k, j + 1, can, win, A, c, A_abs, c_abs, pattern, child[0], child[1])
+                self._pool_unit(k, j + 1, can, win, f, pattern, child[0], child[1])
             else:
                 self.stats.n_pruned += 1
             for _ in rows:
                 self.cons.g.pop()
                 self.cons.h.pop()
 
-    def _next_affine(self, k, s, win, A, c, A_abs, c_abs, pattern, y, margin) -> None:
+    def _next_affine(self, k, s, win, f: _Map, pattern, y, margin) -> None:
         """Apply the nonlinear stage k (activation slopes s, or max-pool winners win), then affine stage
         k+1."""
+        A, c, A_abs, c_abs = f
         if s is not None:
             A2, c2, A2_abs, c2_abs = A * s[:, None], c * s, A_abs * s[:, None], c_abs * s
         else:
@@ -296,7 +311,7 @@ class _Search:
         c3 = np.asarray(w @ c2).reshape(-1) + st.bias  # type: ignore[operator]
         A3_abs = np.asarray(w_abs @ A2_abs)  # type: ignore[operator]
         c3_abs = np.asarray(w_abs @ c2_abs).reshape(-1) + np.abs(st.bias)  # type: ignore[operator]
-        self._after_affine(k + 1, A3, c3, A3_abs, c3_abs, pattern, y, margin)
+        self._after_affine(k + 1, _Map(A3, c3, A3_abs, c3_abs), pattern, y, margin)
 
     def _leaf(self, J: np.ndarray, pattern: list[np.ndarray], y: np.ndarray, margin: float) -> None:
         value = jacobian_norm(J, self.q)

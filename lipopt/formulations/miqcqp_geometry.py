@@ -283,6 +283,18 @@ def layer_bounds(network: Network, question: Question, iset: InputSet, *, method
     """Forward pre-activation bounds over the input set, stable masks, and direction bounds
     (``time_limit``: seconds for the LP tightening, None = no limit)."""
     ws, bs, alphas = mlp_chain(network)
+    z_lo, z_hi, act, ina, used = _pre_activation_bounds(network, ws, bs, alphas, iset, method, fix_stable,
+                                                        time_limit)
+    y_lo, y_hi, ol, oh = _direction_bounds(ws, alphas, act, ina, question, direction)
+    lb = LayerBounds(z_lo, z_hi, act, ina, y_lo, y_hi, ol, oh, method=used, alphas=list(alphas))
+    lb.stats = {"bound_method": used, "relus": int(sum(len(z) for z in z_lo)),
+                "ambiguous_relus": lb.n_ambiguous, "direction_bounds": direction}
+    return lb
+
+
+def _pre_activation_bounds(network: Network, ws: list[np.ndarray], bs: list[np.ndarray], alphas: list[float],
+                           iset: InputSet, method: str, fix_stable: bool, time_limit: float | None) -> tuple:
+    """Per hidden layer: pre-activation bounds over the (lifted) input set and the stable masks."""
     n_hidden = len(ws) - 1
     if iset.lifted:
         bnet = lifted_network(ws, bs, alphas)
@@ -306,8 +318,15 @@ def layer_bounds(network: Network, question: Question, iset: InputSet, *, method
         else:
             act.append(np.zeros(nk, bool))
             ina.append(np.zeros(nk, bool))
+    return z_lo, z_hi, act, ina, used
 
-    # ---- direction bounds
+
+def _direction_bounds(ws: list[np.ndarray], alphas: list[float], act: list[np.ndarray], ina: list[np.ndarray],
+                      question: Question, direction: str) -> tuple:
+    """Bounds of y_k = W_k w_{k-1} per hidden layer and of the output map, by interval matrices of the
+    gated direction maps (``direction == "matrix"``) intersected with interval propagation, padded
+    against rounding."""
+    n_hidden = len(ws) - 1
     p = question.input_norm
     y_lo, y_hi = [], []
     a_lo = a_hi = None  # interval matrix of the gated direction map G_k W_k ... G_1 W_1 (n_k x n_x)
@@ -359,10 +378,7 @@ def layer_bounds(network: Network, question: Question, iset: InputSet, *, method
         b_m = _dual_row_norm(np.maximum(np.abs(m_lo), np.abs(m_hi)), p)
         ol, oh = np.maximum(ol, -b_m), np.minimum(oh, b_m)
     pad = _rounding_pad(mag, ol, oh)
-    lb = LayerBounds(z_lo, z_hi, act, ina, y_lo, y_hi, ol - pad, oh + pad, method=used, alphas=list(alphas))
-    lb.stats = {"bound_method": used, "relus": int(sum(len(z) for z in z_lo)),
-                "ambiguous_relus": lb.n_ambiguous, "direction_bounds": direction}
-    return lb
+    return y_lo, y_hi, ol - pad, oh + pad
 
 
 def _gate(act: np.ndarray, ina: np.ndarray, v: np.ndarray, alpha: float, pick) -> np.ndarray:
