@@ -331,6 +331,11 @@ def test_cli_train(tmp_path, capsys):
     assert rec["regulariser"] == "clip" and len(rec["lambda_history"]) == 2
     assert set(rec["evaluation"]) >= {"train_accuracy", "test_accuracy", "noise_accuracy", "pgd_accuracy"}
     assert str(out) in capsys.readouterr().out
+    rc = main(["train", "digits", "--hidden", "8", "--epochs", "2", "--lam", "0.01", "--threads", "1",
+               "--no-eval", "--out", str(tmp_path / "p.onnx")])  # with the progress bar
+    err = capsys.readouterr().err
+    assert rc == 0
+    assert all(k in err for k in ("2/2", "loss=", "acc=", "lip~=", "lam=", "(ESTIMATE)", "(LOWER)"))
     rc = main(["train", "digits", "--arch", "cnn", "--epochs", "1", "--out", str(tmp_path / "c.npz"), "-q"])
     assert rc == 2 and ".npz holds dense nets only" in capsys.readouterr().err
 
