@@ -41,10 +41,12 @@ from lipopt.formulations.encodings import (
 from lipopt.formulations.forms import (  # re-exported: the MILP module reads them from here
     ZERO,
     Form,
+    FormVector,
     Rows,
     combine,
     const_form,
     constraint_list,
+    definition,
     form_bounds,
     form_value,
     is_const,
@@ -128,11 +130,11 @@ def _fwd_affine(ctx: _Ctx, s: int, stage: AffineStage, cur: list[Form]) -> list[
     z = new_vars(ctx.model, f"{ctx.prefix}z{s}", idx.size, lo[idx], hi[idx])
     cons = constraint_list(ctx.model, f"{ctx.prefix}z{s}_def")
     row = _rows_of(stage.weight)
+    src = FormVector(cur)
     out: list[Form] = [ZERO] * lo.size
     for k, i in enumerate(idx):
         cols, vals = row(int(i))
-        f = combine([cur[c] for c in cols], vals, stage.bias[i])
-        cons.add(to_expr(_sub(f, var_form(z[k]))) == 0, int(i))
+        cons.add(definition(src.combine(cols, vals, stage.bias[i]), z[k]), int(i))
         ctx.rows += 1
         out[i] = var_form(z[k])
     return out
@@ -220,11 +222,12 @@ def _linear_map(ctx: _Ctx, w: Any, g: list[Form], need: np.ndarray, bounds: Call
     """Forms of the rows ``need`` of w @ g; a row of several variables gets its own variable (bounds from
     ``bounds(list of (i, form))``) and a definition row, unless ``keep_last``."""
     row = _rows_of(w)
+    src = FormVector(g)
     new: list[Form] = [ZERO] * w.shape[0]
     var_rows = []
     for i in np.nonzero(need)[0]:
         cols, vals = row(int(i))
-        f = combine([g[j] for j in cols], vals)
+        f = src.combine(cols, vals)
         if keep_last or is_const(f) or len(f[1]) == 1:
             new[i] = f
         else:
@@ -234,7 +237,7 @@ def _linear_map(ctx: _Ctx, w: Any, g: list[Form], need: np.ndarray, bounds: Call
         y = new_vars(ctx.model, f"{ctx.prefix}{name}", len(var_rows), lo, hi)
         cons = constraint_list(ctx.model, f"{ctx.prefix}{name}_def")
         for k, (i, f) in enumerate(var_rows):
-            cons.add(to_expr(_sub(f, var_form(y[k]))) == 0, i)
+            cons.add(definition(f, y[k]), i)
             ctx.rows += 1
             new[i] = var_form(y[k])
     return new

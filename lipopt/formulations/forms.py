@@ -47,6 +47,39 @@ def combine(forms: list[Form], weights: np.ndarray, const: float = 0.0) -> Form:
     return (c0, tuple(v for v, _ in items), tuple(float(a) for _, a in items))
 
 
+class FormVector:
+    """A list of forms prepared for many weighted sums ``sum_k w_k forms[cols[k]] + const`` (the rows of an
+    affine stage), built in bulk with numpy when every form has at most one variable and no variable
+    appears twice (the usual case: the previous stage's variables); otherwise by :func:`combine`."""
+
+    def __init__(self, forms: list[Form]) -> None:
+        self.forms = forms
+        with_var = [f for f in forms if f[1]]
+        self.simple = all(len(f[1]) == 1 for f in with_var) and len({id(f[1][0]) for f in with_var}) == len(
+            with_var)
+        if self.simple:
+            self.const = np.array([f[0] for f in forms], dtype=np.float64)
+            self.coef = np.array([f[2][0] if f[1] else 0.0 for f in forms], dtype=np.float64)
+            self.var = [f[1][0] if f[1] else None for f in forms]
+
+    def combine(self, cols: np.ndarray, vals: np.ndarray, const: float = 0.0) -> Form:
+        if not self.simple:
+            return combine([self.forms[c] for c in cols], vals, const)
+        cols = np.asarray(cols)
+        vals = np.asarray(vals, dtype=np.float64)
+        c0 = float(const) + float(vals @ self.const[cols])
+        coefs = vals * self.coef[cols]
+        keep = np.flatnonzero(coefs != 0)
+        return (c0, tuple(self.var[c] for c in cols[keep]), tuple(coefs[keep].tolist()))
+
+
+def definition(f: Form, v: Any) -> Any:
+    """The row ``f - v == 0`` defining a fresh variable ``v`` (not in f) as the form f."""
+    from pyomo.core.expr.numeric_expr import LinearExpression
+
+    return LinearExpression(constant=f[0], linear_coefs=[*f[2], -1.0], linear_vars=[*f[1], v]) == 0
+
+
 def to_expr(f: Form) -> Any:
     """A Pyomo expression (or float) for a form."""
     from pyomo.core.expr.numeric_expr import LinearExpression
