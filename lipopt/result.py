@@ -28,6 +28,8 @@ Build a record with the usual constructor (``LipschitzResult(method, kind, value
 verdict=..., stop=...)``: the value is read as a bound of the given kind), or from a bracket with
 :meth:`LipschitzResult.from_bracket`. The old ``Status`` enum is still accepted as the fourth argument
 and readable as ``record.status`` (derived), for backward compatibility.
+
+The mathematics as implemented: ``docs/methods.md#results``.
 """
 
 from __future__ import annotations

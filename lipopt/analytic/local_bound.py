@@ -20,6 +20,8 @@ Then eps_{k+1} = L_k eps_k and L = prod L_k. A scalar output c^T f is folded int
 
 ybar is inflated by a relative 1e-12 (and an absolute 1e-300) so that float64 rounding of y0 and of the
 row norms cannot make a slope too small (the slope is non-decreasing in ybar).
+
+The mathematics as implemented: ``docs/methods.md#local-affine``.
 """
 
 from __future__ import annotations

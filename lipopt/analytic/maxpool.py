@@ -12,6 +12,8 @@ Other norms: l-inf -> l-inf constant 1 (each output is a max of inputs), l1 -> l
 Restricted count: when some inputs are known not to move (d_j = 0), only windows' varying members
 matter: |max(u) - max(u0)| <= max_{j in w, d_j = 1} |u_j - u0_j|, so sqrt(max_{j: d_j=1} count_j) is
 still a valid constant, never larger than sqrt(n_max).
+
+The mathematics as implemented: ``docs/methods.md#maxpool``.
 """
 
 from __future__ import annotations

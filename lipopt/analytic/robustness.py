@@ -8,6 +8,8 @@ bound (so the certificate holds regardless of the bisection). The global-bound r
 Delta / (sqrt(2) L_global) is reported beside it. :func:`certify` evaluates the local bound on a list of
 radii, with lower bounds (PGD on the nominal ratio) and an adversarial example (upper bound on the
 minimal adversarial distance), and :func:`plot_report` draws bound vs eps (matplotlib, Agg).
+
+The mathematics as implemented: ``docs/methods.md#robustness``.
 """
 
 from __future__ import annotations

@@ -32,6 +32,8 @@ unmasked operator whose certified computation (1.-3.) would not fit in what is l
 estimate for 1.-2.; the Fourier bound checks the clock between frequency chunks) gets a cheaper sound bound
 instead, not cached: min(||A||_F, sqrt(||A||_1 ||A||_inf)) for dense layers, 4. otherwise; its method ends
 in ``TIME_LIMIT_TAG``, so a caller can say that the time limit was reached.
+
+The mathematics as implemented: ``docs/methods.md#spectral``.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ bound; the other way round for the lower bound). The final linear function of x 
 input box. The bound is widened by 1e-10 times the magnitude of the terms summed (float64 rounding) and
 intersected with the interval bounds, so it is never looser than interval arithmetic.
 Unbounded inputs (the global domain): the interval bounds are returned unchanged.
+
+The mathematics as implemented: ``docs/methods.md#bounds-crown``.
 """
 
 from __future__ import annotations

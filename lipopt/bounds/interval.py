@@ -12,6 +12,8 @@ so it passes [lam, mu], [alpha lam, alpha mu] or the hull [min(lam, alpha lam), 
 (ReLU: {0} when inactive and [min(lam, 0), max(mu, 0)] when ambiguous);
 a max-pool routes each window's gradient to one of its inputs, so an input receives a sum over the
 windows that contain it of [min(lam, 0), max(mu, 0)] (or exactly 0 where it can never win).
+
+The mathematics as implemented: ``docs/methods.md#bounds-interval``.
 """
 
 from __future__ import annotations

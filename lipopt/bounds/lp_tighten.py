@@ -13,6 +13,8 @@ Only ambiguous neurons are tightened (a stable neuron needs no binary), and the 
 skipped (interval bounds of an affine map of a box are exact). LPs are solved with HiGHS through scipy.
 The cost is two LPs per ambiguous neuron; ``max_neurons`` caps it (the remaining neurons keep their
 CROWN bounds), which is what "applied where it pays" means here.
+
+The mathematics as implemented: ``docs/methods.md#bounds-lp``.
 """
 
 from __future__ import annotations

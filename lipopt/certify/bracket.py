@@ -36,6 +36,8 @@ Use::
 
     res = make_bracket_result("milp", net, q, outcomes=[out], candidates=[cand], rel_gap=opts.rel_gap,
                               build_time=tb, stats={...}, notes=[...])
+
+The mathematics as implemented: ``docs/methods.md#bracket``.
 """
 
 from __future__ import annotations

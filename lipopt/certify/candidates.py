@@ -7,6 +7,8 @@ certified lower bound. If the region has no interior (a degenerate pattern: T4, 
 lives only at x = 0), the incumbent x itself and a few points around it are re-evaluated
 (:func:`lipopt.certify.witness.point_witness`); any of them strictly inside a linear region of the domain
 certifies its own Jacobian norm. :func:`certify_candidates` returns the best certificate and the notes.
+
+The mathematics as implemented: ``docs/methods.md#candidates``.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ A candidate x certifies L >= ||J(x)|| when ``point_witness`` says x is in the do
 a linear region. Otherwise (a tie, an identically-zero unit, a max-pool tie) the point is nudged, and as a
 last resort the pair (x, x + h v) along the maximising direction v of J(x) is used: a pair ratio is a
 certified lower bound of every pairwise constant by definition.
+
+The mathematics as implemented: ``docs/methods.md#certify-points``.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ intersected with the domain has an interior point x*, the real Jacobian of the n
 finds such a point by the margin LP of formulations.md section 6 (rows normalised, so t is a geometric
 margin) and re-evaluates the Jacobian there in float64. It is how a MIP incumbent, which usually sits on
 region boundaries, becomes a certified LOWER bound.
+
+The mathematics as implemented: ``docs/methods.md#regions``.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@
   float64 rounding of f(x) - f(y) is allowed for (:func:`certified_pair_ratio`; it dominates for close
   pairs). :func:`pair_ratio` is the raw quotient, not a certificate.
 * For the nominal-point constant only pairs (x, x0) count: L(x0) >= |f(x) - f(x0)| / |x - x0|.
+
+The mathematics as implemented: ``docs/methods.md#witness``.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ The exact methods call :func:`affine_result` first: a MIP or region enumeration 
 switches is at best a detour (HiGHS reports an "Empty" model, the MIQCQP has no layer to encode). The
 record is EXACT with ``lower = upper = value`` and a witness: the domain centre, where the float64
 Jacobian of the network is re-evaluated and must equal W and have the reported norm.
+
+The mathematics as implemented: ``docs/methods.md#affine``.
 """
 
 from __future__ import annotations

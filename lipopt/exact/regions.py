@@ -9,6 +9,8 @@ Stable units (interval bounds over the domain) are fixed without a constraint; d
 of the pre-activation map) are dropped, make the pattern infeasible, or (identically zero unit) keep only
 s = 0, which has the same Jacobian. Max-pool windows branch over the entries that may win; two entries that
 are the same affine function on the region keep only the lower index (as ``Network.jacobian`` does).
+
+The mathematics as implemented: ``docs/methods.md#enumeration``.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ Main entry points:
 * :func:`encode_tangent` - the directional derivative J(x) s by the same switches, forward.
 * :func:`read_pattern` - the activation states and max-pool winners of the incumbent (for certification).
 Pyomo is imported inside the functions.
+
+The mathematics as implemented: ``docs/methods.md#milp-encoding``.
 """
 
 from __future__ import annotations

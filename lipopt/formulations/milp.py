@@ -21,6 +21,8 @@ MILP is exact for the closed-region convention (formulations.md 2.3).
 ``forward=False`` drops the forward pass (all patterns allowed by the bounds: the "naive MIP", an UPPER
 bound for the global constant with biases). ``relax=True`` makes every binary continuous in [0, 1]
 (the LP relaxation, an UPPER bound).
+
+The mathematics as implemented: ``docs/methods.md#milp``.
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ propagated direction w_k = g_k * (W_k w_{k-1}).
 * Symmetry (quadratic objective only): (x, g, v, w) -> (x, g, -v, -w) maps solutions to solutions with the
   same objective, so out_0 >= 0 (with the sign split: s_0 = 1) or else v_j >= 0 for one coordinate j (the
   largest column of W_1) is imposed.
+
+The mathematics as implemented: ``docs/methods.md#miqcqp-model``.
 """
 
 from __future__ import annotations

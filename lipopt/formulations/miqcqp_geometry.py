@@ -27,6 +27,8 @@ exists, else interval arithmetic, on the (lifted) network over the bounding box 
 **Direction bounds** on W_k w_{k-1}: interval matrices [A_lo, A_hi] containing every G_k W_k ... G_1 W_1
 (stable neurons fixed), then |a^T v| <= || max(|a_lo|, |a_hi|) ||_{p*} over the unit p-ball; this is
 never looser than plain interval propagation of v in [-1, 1]^n and uses the l2 ball itself for p = 2.
+
+The mathematics as implemented: ``docs/methods.md#miqcqp-input-set``.
 """
 
 from __future__ import annotations

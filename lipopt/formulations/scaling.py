@@ -13,6 +13,8 @@ bit-identical activation patterns. A MIP model built on it has weights of unit s
 network's scale (1e-6 or 1e6 per layer), so the solvers' absolute tolerances (feasibility 1e-6, integrality
 1e-6 x big-M, absolute gaps) act at a fixed relative size. The solver's bounds are multiplied back by P;
 witnesses are certified on the original network.
+
+The mathematics as implemented: ``docs/methods.md#scaling``.
 """
 
 from __future__ import annotations

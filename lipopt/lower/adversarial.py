@@ -8,6 +8,8 @@
   ascent from the top singular direction of J(x0) and random starts, several radii). Every reported
   value is the float64 IR ratio of a real point of the ball: a LOWER bound on the nominal-point constant.
 torch is imported inside the functions.
+
+The mathematics as implemented: ``docs/methods.md#adversarial``.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ the weak (closed-region) maximum for comparison.
 
 Self-checks: the witness (the margin-problem centre of the maximising region) is in the domain and in the
 region's interior, and the float64 Jacobian of the network there equals J_s and has the reported norm.
+
+The mathematics as implemented: ``docs/methods.md#enumeration``.
 """
 
 from __future__ import annotations

@@ -28,6 +28,8 @@ about one ascent step and one certification.
 
 Limitation: a local search. A maximising region that is a thin sliver, or far away in the global domain
 (Fact C), is found only if a start lands near it.
+
+The mathematics as implemented: ``docs/methods.md#grad-ascent``.
 """
 
 from __future__ import annotations

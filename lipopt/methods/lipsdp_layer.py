@@ -1,5 +1,7 @@
 """Method "lipsdp-layer": LipSDP-Layer, a certified GLOBAL l2 upper bound (one multiplier per hidden
 layer: cheaper, never tighter than lipsdp-neuron). Same scope and certification as lipsdp-neuron.
+
+The mathematics as implemented: ``docs/methods.md#lipsdp-layer``.
 """
 
 from __future__ import annotations

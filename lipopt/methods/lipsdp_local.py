@@ -2,6 +2,8 @@
 domain (Local-LipSDP, Hashemi, Ruths and Fazlyab, L4DC 2021): a certified LOCAL l2 upper bound on a box or
 ball (the ball through its bounding box). Stable-off neurons get slope [0, 0], stable-on [1, 1],
 unstable [0, 1]; the neuron bounds come from ``lipopt.bounds.compute_bounds`` (CROWN by default).
+
+The mathematics as implemented: ``docs/methods.md#lipsdp-local``.
 """
 
 from __future__ import annotations

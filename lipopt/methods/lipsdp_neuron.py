@@ -2,6 +2,8 @@
 
 Dense nets, conv nets as their lowered matrices; any output selection (all outputs in l2, or c^T f).
 Max-pooling is refused. The value is certified by the float64 eigen-check (:mod:`lipopt.sdp.lipsdp`).
+
+The mathematics as implemented: ``docs/methods.md#lipsdp-neuron``.
 """
 
 from __future__ import annotations

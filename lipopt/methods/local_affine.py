@@ -4,6 +4,8 @@ Question: ``Question(L2, L2, domain=Ball(x0, eps, L2), nominal=True)`` (any scal
 fine). The value bounds sup_{0 < |x-x0|_2 <= eps} |f(x)-f(x0)| / |x-x0|_2 — the nominal-point constant,
 NOT the pairwise local constant. The global product bound of the same blocks is reported in the stats.
 Options (``RunOptions.extra``): ``spectral`` (a SpectralOptions), ``restrict_maxpool`` (bool).
+
+The mathematics as implemented: ``docs/methods.md#local-affine``.
 """
 
 from __future__ import annotations

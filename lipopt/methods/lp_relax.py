@@ -5,6 +5,8 @@ objective) relaxed to [0, 1]; its optimum is a certified upper bound on the MILP
 constant. Uses the same neuron bounds (default "lp") and output pieces. The LP's input point x is
 re-evaluated on the network; if it lies inside a linear region its Jacobian norm is reported as the lower
 side of the bracket. Options as for "milp" (``RunOptions.extra``).
+
+The mathematics as implemented: ``docs/methods.md#lp-relax``.
 """
 
 from __future__ import annotations

@@ -40,6 +40,8 @@ network in float64, so the result is the same for a net and for c * net up to th
 (``extra={"normalise": False}`` turns it off).
 Stats: ambiguous neurons, bound method and time, binaries, rows, build and solve time per piece, "scale"
 (factor and the per-layer power-of-two exponents).
+
+The mathematics as implemented: ``docs/methods.md#milp``.
 """
 
 from __future__ import annotations

@@ -36,6 +36,8 @@ biases: the compactification radius is capped (:func:`lipopt.formulations.miqcqp
 default_global_radius`); with a radius above RADIUS_SAFE x the typical hyperplane distance (only possible
 through ``global_radius``) the solver's dual bound is not trusted, and the upper bound is the
 bound-propagation bound (an honest bracket, never EXACT from that dual bound).
+
+The mathematics as implemented: ``docs/methods.md#miqcqp``.
 """
 
 from __future__ import annotations

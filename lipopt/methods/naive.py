@@ -29,6 +29,8 @@ min(||A||_F, sqrt(||A||_1 ||A||_inf)) (dense) or sqrt(||A||_1 ||A||_inf) (convol
 
 Applicable to every network and question: the bound is global, hence also valid (but not local) for
 local and nominal-point questions; the result says so in its notes.
+
+The mathematics as implemented: ``docs/methods.md#naive``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ Time limit (``RunOptions.time_limit``, every phase counts): the points are evalu
 the budget is used, then the best of those evaluated so far are certified (at least one point is evaluated
 and one certified, so a tiny limit can be overrun by that much). The value is still a certified LOWER bound,
 of the points evaluated; the record stops with ``StopReason.TIME_LIMIT`` and says how many were evaluated.
+
+The mathematics as implemented: ``docs/methods.md#sampling``.
 """
 
 from __future__ import annotations

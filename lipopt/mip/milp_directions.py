@@ -18,6 +18,8 @@ MILP (its pattern's region interior: the full norm ||J_s^T c||, never the MIP va
 the max over directions of min(dual bound, U(s)); it is sound for every s, solved or not.
 
 Used when 2^n (l-inf) is at most ``max_directions`` (default 2^16).
+
+The mathematics as implemented: ``docs/methods.md#milp-directions``.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ LeakyReLU stage instead of treating it as a ReLU.
 
 Algorithms that handle several stage kinds look the kind up in a table with :func:`dispatch`, which
 names the kinds the table does handle when one is missing.
+
+The mathematics as implemented: ``docs/methods.md#activation``.
 """
 
 from __future__ import annotations

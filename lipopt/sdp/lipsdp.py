@@ -29,6 +29,8 @@ for them is rho_c = lambda_max(P + X^T X), X = L^{-1} Q^T, -R = L L^T (Schur com
 M(0) = [[P, Q], [Q^T, R]], M(rho) = M(0) - rho E_0); rho_c + a growing bump is eigen-checked until it
 certifies. The same closed form also tightens a solver rho that certified (the smaller certified value is
 reported). If R is not negative definite, no rho certifies these multipliers: no bound.
+
+The mathematics as implemented: ``docs/methods.md#lipsdp``.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ Per piece (the whole network, or the pieces of :func:`lipopt.sdp.lipsdp.plan_pie
 deep net a re-solve on the rebalanced LMI; while the hidden block of the LMI at the multipliers is not
 negative definite, re-solves with a margin on it; then :func:`lipopt.sdp.lipsdp.certify`. Whatever was
 solved, the certificate is always of the original LMI at the multipliers mapped back.
+
+The mathematics as implemented: ``docs/methods.md#lipsdp``.
 """
 
 from __future__ import annotations
