@@ -568,6 +568,20 @@ class _Bab:
             mid, rad = (tl + th) / 2, (th - tl) / 2
             cm, cr = self.c_out @ mid, np.abs(self.c_out) @ rad
             ol, oh = _widen(cm - cr, cm + cr)
+            if self.c_out.shape[0] == 1 and node is not None and node.back is not None and len(pre) > 1:
+                # cuts at the earlier hidden layers: c^T J v = sum_i g_i d_i t_i with g the backward
+                # interval (layers above k) and t the forward tangent (layers below), each term bounded
+                # over its corners; every cut contains c^T J v, so their intersection does
+                for k in range(len(pre) - 1):
+                    bl, bh = node.back[k][0][0][:, None], node.back[k][1][0][:, None]
+                    dl, dh = slopes[k]
+                    gl, gh = np.minimum(bl * dl, bl * dh), np.maximum(bh * dl, bh * dh)
+                    ptl, pth = pre[k]
+                    c1, c2, c3, c4 = gl * ptl, gl * pth, gh * ptl, gh * pth
+                    kh = np.maximum(np.maximum(c1, c2), np.maximum(c3, c4)).sum(axis=0)
+                    kl = np.minimum(np.minimum(c1, c2), np.minimum(c3, c4)).sum(axis=0)
+                    kl, kh = _widen(kl, kh)
+                    ol, oh = np.maximum(ol, kl[None, :]), np.minimum(oh, kh[None, :])
             mag = np.maximum(np.abs(ol), np.abs(oh))
             vals = mag[0] if mag.shape[0] == 1 else np.linalg.norm(mag, ord=self.cq.output_norm.p, axis=0)
             j = int(np.argmax(vals))
