@@ -164,3 +164,16 @@ def test_nonneg_norm_bounds_every_matrix_below_it(p, q) -> None:
     for _ in range(20):
         j = m * rng.uniform(-1, 1, size=m.shape)
         assert operator_norm(j, p, q) <= bound * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("widths,seed", [([4, 12, 1], 0), ([3, 8, 8, 1], 1)])
+def test_agrees_with_milp_beyond_enumeration_sizes(widths, seed) -> None:
+    rng = np.random.default_rng(seed)  # the benchmark's nets: N(0, 1/fan_in) weights, small biases
+    ws = [rng.normal(size=(widths[i + 1], widths[i])) / np.sqrt(widths[i]) for i in range(len(widths) - 1)]
+    bs = [rng.normal(size=widths[i + 1]) * 0.1 for i in range(len(widths) - 1)]
+    net = Network.from_weights(ws, bs)
+    q = Question(LINF, LINF, Box(-1.0, 1.0), Logit(0))
+    m = run_method("milp", net, q, RunOptions(time_limit=60))
+    r = run_method("bab", net, q, RunOptions(time_limit=60))
+    assert m.kind is BoundKind.EXACT and r.kind is BoundKind.EXACT and r.ok
+    assert math.isclose(r.value, m.value, rel_tol=1e-6)
