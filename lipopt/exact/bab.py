@@ -12,7 +12,9 @@ inactive (-1), the others free (0). For a node:
   slope (1 or alpha), the free ambiguous ones with a slope in [alpha, 1]; the result is an interval
   matrix [G_lo, G_hi] containing every J_s of the node, and ||J|| <= ||max(|G_lo|, |G_hi|)|| for every
   J in it (entrywise-monotone norms; all the operator norms here are monotone on non-negative
-  matrices, and have closed forms there);
+  matrices, and have closed forms there). For l-inf and l1 inputs, the smaller forward directional
+  bound: max over the vertices v of the input ball of the interval of J v (propagated forward, and for
+  a scalar output intersected with the cuts sum_i g_i d_i t_i at every hidden layer);
 * feasibility: an LP through the solver layer (``lipopt_solvers.solve_lp``) over the node's relaxed set
   (exact affine maps, the fixed and stable neurons exact, the free ones relaxed by the triangle / chord
   of their interval); maximise the margin t of the fixed neurons' sign constraints; t* < 0 proves the
@@ -25,8 +27,11 @@ inactive (-1), the others free (0). For a node:
   enumeration) and, with the point re-evaluated in float64, a certified LOWER bound.
 
 Search: best-first on the node upper bound; branching on the free ambiguous neuron with the largest
-influence on the bound (its backward interval magnitude times the absolute weight mass from it to the
-input, times 1 - alpha). The bracket [best certified leaf / sample, max(open nodes' bounds, best leaf)]
+influence on the bound (at the forward bound's maximising direction: tangent times backward interval;
+else its backward interval magnitude times the absolute weight mass from it to the input; times
+1 - alpha). The lower side: seeded samples, hill climbing over regions, node points, bound-argmax
+completions and leaves, each certified in float64. docs/bab.md has the mathematics. The bracket
+[best certified leaf / sample, max(open nodes' bounds, best leaf)]
 is valid at any time and recorded with its history.
 
 Everything is numpy float64; bounds are widened by a relative 1e-10 against rounding.
