@@ -136,7 +136,10 @@ def _options(args: argparse.Namespace):
 
 
 def _emit(rs, args: argparse.Namespace, opts: object = None) -> None:
-    print(rs.table(args.format))
+    cols = getattr(args, "columns", None)
+    print(rs.table(args.format, caption=getattr(args, "caption", None), label=getattr(args, "label", None),
+                   columns=[c.strip() for c in cols.split(",")] if cols else None,
+                   show_not_applicable=True if getattr(args, "show_not_applicable", False) else None))
     if args.json:
         from lipopt.provenance import provenance
 
@@ -241,6 +244,14 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                         "them back); rows and columns carry the formulation's names (layer and neuron)")
     p.add_argument("--device", default="cpu", help="torch device for the analytic bounds (cpu or cuda)")
     p.add_argument("--format", default="text", choices=FORMATS, help="table format")
+    p.add_argument("--caption", default=None,
+                   help="LaTeX: a table float with this caption (the network and question are added)")
+    p.add_argument("--label", default=None, help="LaTeX: the \\label of the table float")
+    p.add_argument("--columns", default=None,
+                   help="comma-separated table columns (method, declared, certified, bracket, ratio, "
+                        "verdict, stop, solver, time), e.g. to fit a LaTeX column")
+    p.add_argument("--show-not-applicable", action="store_true",
+                   help="LaTeX: keep the rows of methods that do not apply (shown in the other formats)")
     p.add_argument("--json", default=None, help="also write the results as JSON to this file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
