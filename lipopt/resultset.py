@@ -74,6 +74,20 @@ class ResultSet:
         vals = [r.upper for r in self._trusted() if r.upper is not None and r.kind is not BoundKind.ESTIMATE]
         return min(vals) if vals else None
 
+    @property
+    def best_lower_source(self) -> str | None:
+        """The method whose certified lower bound is :attr:`best_lower` (the footer names it)."""
+        best = self.best_lower
+        return next((r.method for r in self._trusted() if r.lower == best and best is not None
+                     and r.kind is not BoundKind.ESTIMATE), None)
+
+    @property
+    def best_upper_source(self) -> str | None:
+        """The method whose certified upper bound is :attr:`best_upper`."""
+        best = self.best_upper
+        return next((r.method for r in self._trusted() if r.upper == best and best is not None
+                     and r.kind is not BoundKind.ESTIMATE), None)
+
     def consistency(self, rtol: float = 1e-6) -> Check:
         """Every certified lower bound <= every certified upper bound, within the relative tolerance
         ``rtol`` (no absolute floor: the check means the same at every scale)."""
@@ -116,8 +130,10 @@ class ResultSet:
                 kind = "FAILED"
             else:
                 kind = r.kind.value if r.value is not None else "-"
+            declared = r.declared_kind.value if r.declared_kind is not None else ""
             rows.append({
                 "method": r.method,
+                "declared_kind": declared,
                 "kind": kind,
                 "value": r.value,
                 "ratio_to_best_lower": ratio,
@@ -145,11 +161,12 @@ class ResultSet:
 
         return pd.DataFrame(self.to_records())
 
-    def table(self, fmt: str = "text") -> str:
-        """Render as 'text', 'markdown', 'latex' or 'csv'."""
+    def table(self, fmt: str = "text", **options: Any) -> str:
+        """Render as 'text', 'markdown', 'latex' or 'csv'; ``options``: caption, label, columns,
+        show_not_applicable (see :func:`lipopt.tables.render`)."""
         from lipopt.tables import render
 
-        return render(self, fmt)
+        return render(self, fmt, **options)
 
     def __str__(self) -> str:
         return self.table("text")

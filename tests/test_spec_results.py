@@ -195,3 +195,37 @@ def test_domains_own_contains_clip_sample_and_bounding_box() -> None:
     assert g.contains(np.array([1e300])) and g.bounding_box() is None
     pts = g.sample(rng, 100, 3, scale=2.0)
     assert pts.shape == (100, 3) and np.max(np.abs(pts[:50])) <= 2.0
+
+
+# -- what a user sees in a table (issue 16) ----------------------------------------------------------
+
+
+def test_rows_show_their_own_bracket_and_the_footer_names_its_sources() -> None:
+    """A time-limited exact method shows its bracket on its own row; the footer names each side's record."""
+    from lipopt.result import BoundKind, LipschitzResult, ResultSet, StopReason, Verdict
+
+    mip = LipschitzResult.from_bracket("milp", BoundKind.EXACT, 2.5, 4.0, Verdict.OK, StopReason.TIME_LIMIT)
+    done = StopReason.COMPLETED
+    low = LipschitzResult.from_bracket("sampling", BoundKind.LOWER, 3.0, None, Verdict.OK, done)
+    up = LipschitzResult.from_bracket("naive", BoundKind.UPPER, None, 5.0, Verdict.OK, done)
+    na = LipschitzResult("enumeration", BoundKind.EXACT, None, verdict=Verdict.NOT_APPLICABLE, message="no")
+    rs = ResultSet([mip, low, up, na])
+    text = rs.table("text")
+    milp_line = next(ln for ln in text.splitlines() if ln.startswith("milp"))
+    assert "[2.5, 4]" in milp_line and "EXACT" in milp_line and "UPPER 4" in milp_line  # declared vs got
+    assert "bracket: 3 (sampling) <= L <= 4 (milp)" in text
+    latex = rs.table("latex", caption="Bounds", label="tab:b", columns=["method", "certified", "bracket"])
+    assert "enumeration" not in latex  # not-applicable rows are left out of a paper table ...
+    assert "enumeration" in rs.table("latex", show_not_applicable=True)  # ... unless asked
+    assert r"\caption{Bounds" in latex and r"\label{tab:b}" in latex and r"\toprule" in latex
+    assert r"$\le$~4" in latex and "ratio" not in latex
+    with pytest.raises(ValueError, match="available"):
+        rs.table("text", columns=["method", "nonsense"])
+
+
+@pytest.mark.parametrize("t,text", [(3e-4, "0.3 ms"), (0.0251, "25.1 ms"), (3.07, "3.07 s"),
+                                    (283.0, "4 min 43 s"), (3900.0, "1 h 05 min"), (None, "-")])
+def test_times_in_sensible_units(t, text) -> None:
+    from lipopt.tables import format_time
+
+    assert format_time(t) == text
