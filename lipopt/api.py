@@ -7,6 +7,7 @@ from typing import Any
 
 from lipopt.methods import RunOptions, get_method, run_method
 from lipopt.network.network import Network
+from lipopt.network.normalization import in_input_space
 from lipopt.result import LipschitzResult, ResultSet
 from lipopt.spec import Question, make_question
 
@@ -75,17 +76,20 @@ def lipschitz(
 
     ``net``: a Network, a torch module, a file path or a list of (W, b).
     ``question`` or keywords of :func:`lipopt.spec.make_question` (norm, domain, output, nominal,
-    center, input_norm, output_norm). ``method="auto"`` runs the applicable methods in the preference
-    order of :mod:`lipopt.auto` (enumeration for tiny nets, milp / miqcqp, then the upper bounds) until one
-    answers, and says in the record's notes which it chose and why. Bad options raise
-    :class:`lipopt.errors.InvalidOptionsError` (see :func:`compare`).
+    center, input_norm, output_norm, input_space). ``input_space="normalized"`` answers the question in the
+    network's normalised input space u = (x - mean) / std (the network must record its normalisation, see
+    :mod:`lipopt.network.normalization`); the default is raw inputs. ``method="auto"`` runs the applicable
+    methods in the preference order of :mod:`lipopt.auto` (enumeration for tiny nets, milp / miqcqp, then
+    the upper bounds) until one answers, and says in the record's notes which it chose and why. Bad options
+    raise :class:`lipopt.errors.InvalidOptionsError` (see :func:`compare`).
     """
     from lipopt.errors import NoApplicableMethodError
     from lipopt.validation import validate_options, validate_request
 
     opts = validate_options(_options(options, time_limit, solver, seed, device, None))
-    network = _network(net)
-    q = _question(question, question_kw).bind(network)
+    q = _question(question, question_kw)
+    network = in_input_space(_network(net), q.input_space)
+    q = q.bind(network)
     if method == "auto":  # the preference order and the fall-through are in lipopt.auto
         from lipopt.auto import preference, run_auto
 
@@ -150,8 +154,9 @@ def compare(
     from lipopt.validation import validate_options, validate_request
 
     opts = validate_options(_options(options, time_limit, solver, seed, device, bool(progress)))
-    network = _network(net)
-    q = _question(question, question_kw).bind(network)
+    q = _question(question, question_kw)
+    network = in_input_space(_network(net), q.input_space)
+    q = q.bind(network)
     plan = validate_request(network, q, list(methods) if methods else None, opts)
     names, opts = plan.names, plan.options
     from lipopt_solvers import interrupts

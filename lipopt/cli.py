@@ -111,7 +111,8 @@ def _build_question(args: argparse.Namespace):
 
     center = _read_vector(args.center) if args.center else None
     return make_question(args.norm, input_norm=args.input_norm, output_norm=args.output_norm,
-                         domain=args.domain, output=args.output, nominal=args.nominal, center=center)
+                         domain=args.domain, output=args.output, nominal=args.nominal, center=center,
+                         input_space=getattr(args, "input_space", "raw"))
 
 
 def _options(args: argparse.Namespace):
@@ -192,8 +193,10 @@ def cmd_compute(args: argparse.Namespace) -> int:
 
     opts = _prepare_run(args)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
-    net = load(args.net)
+    from lipopt.network.normalization import in_input_space
+
     q = _build_question(args)
+    net = in_input_space(load(args.net), q.input_space)
     if methods:  # an explicit list none of which applies is refused too (the default set: by compare)
         validate_request(net, q, methods, opts, require_applicable=True)
     rs = compare(net, methods=methods, question=q, options=opts, progress=not args.quiet)
@@ -224,6 +227,9 @@ def _add_question_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nominal", action="store_true",
                    help="ask for the nominal-point constant sup |f(x)-f(x0)|/|x-x0| over the ball")
     p.add_argument("--output", default="all", help="all | logit:I | margin:I,J | vector:c1,c2,...")
+    p.add_argument("--input-space", default="raw", choices=("raw", "normalized"),
+                   help="measure the domain, eps and the constant in raw inputs (default) or in the "
+                        "network's normalised inputs (x - mean) / std (networks that record one)")
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:

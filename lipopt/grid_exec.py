@@ -222,11 +222,15 @@ def run_cell(payload: dict[str, Any]) -> dict[str, Any]:
 
     method = payload["method"]
     try:
+        from lipopt.network.normalization import in_input_space
+
         net = build_network(NetworkEntry(**payload["network"]))
-        q = make_question(**payload["question"]).bind(net)
+        q = make_question(**payload["question"])
+        run_net = in_input_space(net, q.input_space)  # the network of the question's input space
+        q = q.bind(run_net)
         opts = RunOptions(**payload["options"])
-        plan = validate_request(net, q, [method], opts)
-        res = run_method(method, net, q, plan.options)
+        plan = validate_request(run_net, q, [method], opts)
+        res = run_method(method, run_net, q, plan.options)
         rec = res.to_dict()
         rec["fingerprint"] = fingerprint(net)
     except Exception as exc:  # becomes a failed record: never a value

@@ -54,8 +54,10 @@ class QuestionSpec:
     nominal: bool = False
     center: tuple[float, ...] | str | None = None  # numbers, or a file (absolute path)
     methods: tuple[str, ...] | None = None
+    input_space: str = "raw"  # or "normalized" (lipopt.network.normalization)
 
-    KEYS = ("norm", "input_norm", "output_norm", "domain", "output", "nominal", "center", "methods")
+    KEYS = ("norm", "input_norm", "output_norm", "domain", "output", "nominal", "center", "methods",
+            "input_space")
 
     def question_kw(self) -> dict[str, Any]:
         """Keywords of :func:`lipopt.spec.make_question` (the centre read from its file if it is one)."""
@@ -66,12 +68,17 @@ class QuestionSpec:
             center = _read_vector(center)
         elif center is not None:
             center = list(center)
-        return {"norm": self.norm, "input_norm": self.input_norm, "output_norm": self.output_norm,
-                "domain": self.domain, "output": self.output, "nominal": self.nominal, "center": center}
+        kw = {"norm": self.norm, "input_norm": self.input_norm, "output_norm": self.output_norm,
+              "domain": self.domain, "output": self.output, "nominal": self.nominal, "center": center}
+        if self.input_space != "raw":
+            kw["input_space"] = self.input_space
+        return kw
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d.pop("methods")
+        if d["input_space"] == "raw":  # raw questions keep the keys (and cell keys) they had
+            d.pop("input_space")
         if isinstance(d["center"], tuple):
             d["center"] = list(d["center"])
         return d
@@ -227,6 +234,13 @@ def _question(where: str, q: Any, base: Path, methods: tuple[str, ...]) -> Quest
             raise GridError(f"{where}.center must be a list of numbers or a file")
     if "methods" in q:
         kw["methods"] = _str_list(f"{where}.methods", q["methods"])
+    if "input_space" in q:
+        from lipopt.network.normalization import INPUT_SPACES
+
+        if q["input_space"] not in INPUT_SPACES:
+            raise GridError(f"{where}.input_space must be one of {', '.join(INPUT_SPACES)}, "
+                            f"got {q['input_space']!r}")
+        kw["input_space"] = q["input_space"]
     qs = QuestionSpec(**kw)
     if not (qs.methods if qs.methods is not None else methods):
         raise GridError(f"{where}: no methods (give 'methods' globally or in the question)")

@@ -107,8 +107,13 @@ class Question:
     domain: Domain = field(default_factory=Global)
     output: Output = field(default_factory=AllOutputs)
     nominal: bool = False  # nominal-point constant around the ball centre (Avant & Morgansen)
+    # "raw" or "normalized": the input space of the domain, eps and constant (lipopt.network.normalization)
+    input_space: str = "raw"
 
     def __post_init__(self) -> None:
+        from lipopt.network.normalization import check_input_space
+
+        object.__setattr__(self, "input_space", check_input_space(self.input_space))
         object.__setattr__(self, "input_norm", Norm.parse(self.input_norm))
         object.__setattr__(self, "output_norm", Norm.parse(self.output_norm))
         if self.nominal and not isinstance(self.domain, Ball):
@@ -148,7 +153,8 @@ class Question:
         return f"{self.input_norm.label}->{self.output_norm.label}"
 
     def describe(self) -> str:
-        return f"{self.norm_label()}, {self.domain.describe()}, {self.output.describe()}, {self.constant}"
+        text = f"{self.norm_label()}, {self.domain.describe()}, {self.output.describe()}, {self.constant}"
+        return text + (", normalized input" if self.input_space == "normalized" else "")
 
     def with_(self, **changes: Any) -> Question:
         return replace(self, **changes)
@@ -189,6 +195,7 @@ class Question:
             "output": self.output.to_dict(),
             "nominal": self.nominal,
             "constant": self.constant,
+            "input_space": self.input_space,
             "description": self.describe(),
         }
 
@@ -211,7 +218,8 @@ class Question:
             out = Margin(int(od["i"]), int(od["j"]))
         else:
             out = Direction(od["c"])
-        return cls(Norm.parse(d["input_norm"]), Norm.parse(d["output_norm"]), dom, out, bool(d["nominal"]))
+        return cls(Norm.parse(d["input_norm"]), Norm.parse(d["output_norm"]), dom, out, bool(d["nominal"]),
+                   d.get("input_space", "raw"))
 
 
 def make_question(
@@ -223,6 +231,7 @@ def make_question(
     output: object = "all",
     nominal: bool = False,
     center: Any = None,
+    input_space: str = "raw",
 ) -> Question:
     """Build a Question from friendly values.
 
@@ -230,10 +239,12 @@ def make_question(
     domain: "global", a Domain, "box:LO,HI", (lo, hi), or "ball:EPS" / "ball2:EPS" (needs ``center``).
     output: "all", an int (one logit), (i, j) (margin), a vector c, an Output, or
     "logit:I" / "margin:I,J" / "vector:c1,c2,...".
+    input_space: "raw" (default) or "normalized" (the network's normalised input (x - mean) / std; the
+    domain, its centre and eps are then in that space).
     """
     p_in = Norm.parse(input_norm if input_norm is not None else norm)
     p_out = Norm.parse(output_norm if output_norm is not None else norm)
-    return Question(p_in, p_out, parse_domain(domain, center), parse_output(output), nominal)
+    return Question(p_in, p_out, parse_domain(domain, center), parse_output(output), nominal, input_space)
 
 
 def parse_output(output: object) -> Output:

@@ -112,6 +112,10 @@ def run_method(
 
     info = get_method(name)
     options = options or RunOptions()
+    if question.input_space != "raw":  # the question's input space (no-op for an already normalized view)
+        from lipopt.network.normalization import in_input_space
+
+        network = in_input_space(network, question.input_space)
     q = question.bind(network)
     warmup = _warm_up(info)
     t0 = time.perf_counter()

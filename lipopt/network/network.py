@@ -126,6 +126,9 @@ class Network:
             raise InvalidNetworkError(f"input shape must be non-empty and positive, got {self.input_shape}")
         self.layers: tuple[Layer, ...] = tuple(layers)
         self.name = name
+        # x_norm = (x - mean) / std folded into the first layer by the importer (lipopt.network.normalization)
+        self.input_normalization = None
+        self.input_space = "raw"
         if not self.layers:
             raise InvalidNetworkError("a network needs at least one layer")
         bad = [

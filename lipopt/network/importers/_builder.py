@@ -42,6 +42,9 @@ class ChainBuilder:
     _pending: tuple[np.ndarray, np.ndarray, str] | None = None  # (scale, shift, description)
     _fresh: bool = False  # the last layer is Dense/Conv2d and nothing happened after it
     _broken: bool = False  # an unsupported op happened: stop building, keep collecting problems
+    # element-wise maps applied to the input itself (before any layer but Flatten): (scale, shift, shape,
+    # description); composed into ``Network.input_normalization`` by build()
+    _input_maps: list[tuple[np.ndarray, np.ndarray, Shape | None, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.input_shape is not None:
@@ -232,6 +235,8 @@ class ChainBuilder:
                     raise InvalidNetworkError(
                         f"{desc}: constant of shape {arr.shape} would change the shape {self.shape}"
                     )
+        if all(isinstance(la, Flatten) for la in self.layers):
+            self._input_maps.append((a, c, self.shape, desc))
         if self._fresh and self._pending is None and self.layers:
             last = self.layers[-1]
             if isinstance(last, Dense):
@@ -290,4 +295,23 @@ class ChainBuilder:
             raise InvalidNetworkError("cannot infer the input shape: pass input_shape=... (per sample)")
         if self.shape is not None and len(self.shape) != 1:
             self._append(Flatten(name="output_flatten"), "output flatten")
-        return Network(self.layers, self.input_shape, name=name)
+        net = Network(self.layers, self.input_shape, name=name)
+        net.input_normalization = self._input_normalization(net)
+        return net
+
+    def _input_normalization(self, net: Network) -> object:
+        """The composed element-wise input map as an InputNormalization (None if none or not invertible)."""
+        from lipopt.network.normalization import from_affine
+
+        if not self._input_maps:
+            return None
+        n = net.input_size
+        a_tot, c_tot = np.ones(n), np.zeros(n)
+        for a, c, shape, _ in self._input_maps:
+            shp = shape if shape is not None else net.input_shape
+            a_f = np.broadcast_to(a, shp).reshape(-1)
+            c_f = np.broadcast_to(c, shp).reshape(-1)
+            if a_f.size != n:
+                return None
+            a_tot, c_tot = a_f * a_tot, a_f * c_tot + c_f
+        return from_affine(a_tot, c_tot, n, " + ".join(d for *_, d in self._input_maps))

@@ -223,6 +223,10 @@ def _glipsdp(d: dict, keys: list[str], path: Path, normalize: bool, name: str) -
         raise InvalidNetworkError(f"{where}: input_mean has {mean.size} entries for {net.input_size} inputs")
     if normalize and has_norm:
         net = _fold_input_affine(net, 1.0 / scale, -mean / scale)  # type: ignore[operator]
+        from lipopt.network.normalization import InputNormalization
+
+        if np.all(scale != 0):  # type: ignore[operator]
+            net.input_normalization = InputNormalization(mean, scale, "GLipSDP input_mean / input_scale")
     ref = _glipsdp_reference(kconv, bconv, wfc, bfc, in_shape, mean if normalize else None,
                              scale if normalize else None)
     return Imported(net, ref, where)
