@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["solve_reporter"]
+__all__ = ["History", "anytime", "chain", "solve_reporter"]
 
 
 def solve_reporter(label: str, to_units: Callable[[float], float] = float, every: float = 5.0,
@@ -42,3 +42,57 @@ def solve_reporter(label: str, to_units: Callable[[float], float] = float, every
         state["last"], state["printed"] = now, state["printed"] + 1
 
     return report
+
+
+class History:
+    """The anytime record of one solve: ``rows`` of [seconds since ``t0``, incumbent, dual bound] in the
+    Lipschitz units of the original network (``to_units``), at most one row every ``every`` seconds
+    (and every change of the bound). The incumbent is the solver's, not yet certified: an ESTIMATE; the
+    bound is an UPPER bound when the model relaxes the exact problem (the caller says which)."""
+
+    def __init__(self, to_units: Callable[[float], float] = float, t0: float | None = None,
+                 every: float = 0.2) -> None:
+        self.to_units = to_units
+        self.t0 = time.perf_counter() if t0 is None else t0
+        self.every = every
+        self.rows: list[list[float | None]] = []
+
+    def __call__(self, objective: float | None, bound: float | None, _x: Any = None) -> None:
+        t = time.perf_counter() - self.t0
+        row = [t, None if objective is None else float(self.to_units(objective)),
+               None if bound is None else float(self.to_units(bound))]
+        if self.rows and row[1:] == self.rows[-1][1:]:
+            return
+        if self.rows and t - self.rows[-1][0] < self.every and row[2] == self.rows[-1][2]:
+            self.rows[-1] = row  # a newer incumbent at the same bound within the spacing
+            return
+        self.rows.append(row)
+
+
+def chain(*callbacks: Callable[..., None] | None) -> Callable[..., None] | None:
+    """One progress callback calling each of ``callbacks`` (None entries skipped; None if all are)."""
+    cbs = [c for c in callbacks if c is not None]
+    if not cbs:
+        return None
+
+    def call(objective: float | None, bound: float | None, x: Any = None) -> None:
+        for c in cbs:
+            c(objective, bound, x)
+
+    return call
+
+
+def anytime(solver_rows: list[list[float | None]], result: Any, fallback: float | None = None
+            ) -> list[list[float | None]]:
+    """The certified anytime bracket of a run as [seconds, lower, upper] rows: the solver's dual bounds
+    (``solver_rows`` from :class:`History`, valid UPPER bounds of the constant; ``fallback`` a sound
+    bound they are intersected with), no lower bound while the incumbents are uncertified, and the
+    record's final certified bracket at its wall time."""
+    rows: list[list[float | None]] = []
+    for t, _inc, bound in solver_rows:
+        if bound is None:
+            continue
+        up = bound if fallback is None else min(bound, fallback)
+        rows.append([t, None, up])
+    rows.append([result.wall_time, result.lower, result.upper])
+    return rows

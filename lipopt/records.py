@@ -23,7 +23,7 @@ __all__ = ["MARKS", "PLOTS", "VALUES", "load", "plot", "table"]
 
 VALUES = ("value", "ratio", "time", "gap")
 FORMATS = ("text", "markdown", "latex", "csv")
-PLOTS = ("bracket", "ratio-vs-size", "time-vs-size")
+PLOTS = ("bracket", "ratio-vs-size", "time-vs-size", "anytime")
 MARKS = {"EXACT": "=", "UPPER": "<=", "LOWER": ">=", "ESTIMATE": "~"}
 _LATEX_MARKS = {"=": "$=$", "<=": r"$\le$", ">=": r"$\ge$", "~": r"$\approx$"}
 _FAILED = ("error", "check_failed")
@@ -260,7 +260,10 @@ def plot(source: Any, kind: str = "bracket", out: str | Path | None = None) -> l
       [best lower, best upper] as a bar;
     * ``"ratio-vs-size"``: value over the best certified lower bound of its network and question against
       the network's number of ReLUs, one series per method (and question);
-    * ``"time-vs-size"``: the method's wall time against the number of ReLUs.
+    * ``"time-vs-size"``: the method's wall time against the number of ReLUs;
+    * ``"anytime"``: the certified lower and upper bound against time of every record that kept its
+      history (``stats["history"]``: bab, milp with one MIP, miqcqp), one colour per method, the upper
+      bound solid and the lower bound dashed (steps), for the first network and question that has one.
 
     An axis is logarithmic when its values span more than two decades."""
     from lipopt.errors import LipoptError
@@ -281,6 +284,8 @@ def plot(source: Any, kind: str = "bracket", out: str | Path | None = None) -> l
     n_failed = int(df["failed"].sum()) if not df.empty else 0
     if kind == "bracket":
         fig, ax, title = _plot_bracket(df, plt)
+    elif kind == "anytime":
+        fig, ax, title = _plot_anytime(df, plt)
     else:
         fig, ax, title = _plot_vs_size(df, plt, kind)
     if n_failed:
@@ -335,6 +340,47 @@ def _plot_bracket(df: Any, plt: Any) -> tuple[Any, Any, str]:
     handles.append(plt.Line2D([], [], color="0.7", linewidth=6, label="certified bracket"))
     ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig, ax, "Certified bounds per network and question"
+
+
+def _steps(rows: list, col: int, better: Any) -> tuple[list[float], list[float]]:
+    """Best-so-far step points of column ``col`` (1 lower, 2 upper) of [t, lower, upper] rows."""
+    ts: list[float] = []
+    vs: list[float] = []
+    best = None
+    for row in rows:
+        v = row[col]
+        if v is None or not math.isfinite(float(v)):
+            continue
+        best = float(v) if best is None else better(best, float(v))
+        ts.append(float(row[0]))
+        vs.append(best)
+    return ts, vs
+
+
+def _plot_anytime(df: Any, plt: Any) -> tuple[Any, Any, str]:
+    ok = df[~df["failed"]] if not df.empty else df
+    with_hist = [r for _, r in ok.iterrows() if (r["record"].get("stats") or {}).get("history")]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if not with_hist:
+        ax.text(0.5, 0.5, "no record kept an anytime history", ha="center", transform=ax.transAxes)
+        return fig, ax, "Anytime bounds"
+    net, q = with_hist[0]["network"], with_hist[0]["question"]
+    sel = [r for r in with_hist if r["network"] == net and r["question"] == q]
+    values = []
+    for i, r in enumerate(sel):
+        colour = plt.get_cmap("tab10")(i % 10)
+        rows = r["record"]["stats"]["history"]
+        for col, better, style, side in ((2, min, "-", "upper"), (1, max, "--", "lower")):
+            ts, vs = _steps(rows, col, better)
+            if ts:
+                ax.step(ts, vs, where="post", linestyle=style, color=colour, label=f"{r['method']} ({side})")
+                values += vs
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("certified bound on the Lipschitz constant")
+    if values:
+        _log_if_wide(ax, "y", values)
+    ax.legend(fontsize=7)
+    return fig, ax, f"Anytime certified bracket: {net} | {q}"
 
 
 def _plot_vs_size(df: Any, plt: Any, kind: str) -> tuple[Any, Any, str]:

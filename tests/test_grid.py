@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lipopt import grid, records
@@ -408,7 +409,35 @@ def test_bracket_plot_writes_png_and_pdf(small_grid, tmp_path):
         png, pdf = records.plot(out, kind=kind, out=tmp_path / kind)
         assert png.stat().st_size > 1000 and pdf.read_bytes().startswith(b"%PDF")
     with pytest.raises(LipoptError, match="supported: bracket"):
-        records.plot(out, kind="anytime", out=tmp_path / "x")
+        records.plot(out, kind="nonsense", out=tmp_path / "x")
+
+
+def test_anytime_histories_and_plot(tmp_path):
+    """bab and a one-MIP milp keep their certified bracket over time; the last row is the record's
+    bracket, the uppers are valid (never below the exact value) and the plot is written."""
+    from lipopt.methods import run_method
+    from lipopt.network.network import Network
+    from lipopt.options import RunOptions
+    from lipopt.spec import make_question
+
+    rng = np.random.default_rng(4)
+    net = Network.from_weights([rng.standard_normal((8, 3)), rng.standard_normal((6, 8)),
+                                rng.standard_normal((1, 6))], [rng.standard_normal(8), None, None])
+    q = make_question("inf", domain="box:-1,1")
+    exact = run_method("enumeration", net, q).value
+    lines = []
+    for m in ("bab", "milp"):
+        r = run_method(m, net, q, RunOptions(time_limit=20))
+        hist = r.stats["history"]
+        assert hist[-1][1:] == [r.lower, r.upper]
+        assert all(row[2] is None or row[2] >= exact * (1 - 1e-6) for row in hist)
+        assert all(row[1] is None or row[1] <= exact * (1 + 1e-6) for row in hist)
+        lines.append(json.dumps({**r.to_dict(), "network_name": "n", "cell_key": m}))
+    (tmp_path / "records.jsonl").write_text("\n".join(lines) + "\n")
+    png, pdf = records.plot(tmp_path, kind="anytime", out=tmp_path / "anytime")
+    assert png.stat().st_size > 1000 and pdf.read_bytes().startswith(b"%PDF")
+    ts, ups = records._steps([[0.0, None, 5.0], [1.0, None, 4.0], [2.0, 1.0, 4.5]], 2, min)
+    assert ts == [0.0, 1.0, 2.0] and ups == [5.0, 4.0, 4.0]  # best so far
 
 
 def test_time_beside_values_and_python_entry_points(small_grid):

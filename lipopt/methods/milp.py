@@ -259,7 +259,7 @@ def _solve_piece(r: _MilpRun, piece: Any, pstat: dict[str, Any]) -> Any:
 
     from lipopt.formulations.milp import build_milp
     from lipopt.formulations.scaling import scaled_outcome
-    from lipopt.progress import solve_reporter
+    from lipopt.progress import History, chain, solve_reporter
 
     su, options = r.setup, r.options
     rounds_max = 0 if r.relax else int(r.o.degenerate_cuts)
@@ -274,8 +274,10 @@ def _solve_piece(r: _MilpRun, piece: Any, pstat: dict[str, Any]) -> Any:
         if options.time_limit is not None:
             remaining = max(0.05, options.time_limit - (time.perf_counter() - r.t_start))
         report = solve_reporter(f"{r.method} {pstat['piece']}", su.norm.up) if options.progress else None
+        hist = History(su.norm.up, r.t_start)
         out = scaled_outcome(solve_pyomo(mm.model, r.solver, options.solver_options(remaining), sense="max",
-                                         progress=report), su.norm)
+                                         progress=chain(hist, report)), su.norm)
+        pstat.setdefault("history", []).extend(hist.rows)
         pstat["solves"].append({"termination": out.termination.value, "objective": out.objective,
                                 "bound": out.bound, "solve_time": out.solve_time,
                                 "translate_time": out.translate_time, "nodes": out.nodes,
@@ -362,6 +364,12 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
                                        "degenerate_cuts": 0 if relax else int(o.degenerate_cuts),
                                        "solver": solver, "direction_split": split_dirs,
                                        "time_limit": options.time_limit, "threads": options.threads})
+    solved = [p for p in stats["pieces"] if p.get("history")]
+    if len(pieces) == 1 and len(solved) == 1 and not split_dirs:  # one MIP: its dual bound bounds L
+        from lipopt.progress import anytime
+
+        res.wall_time = time.perf_counter() - r.t_start
+        res.stats["history"] = anytime(solved[0]["history"], res, ups[0] if ups else None)
     if su.mode == "all-patterns" and res.kind.value == "EXACT":
         res.notes.append("the certified lower bound meets the relaxation's bound: the value is exact")
     if all(out is None for out in outcomes) and res.value is not None and res.status is Status.ERROR:

@@ -110,10 +110,13 @@ def applicable(network: Network, question: Question) -> str | None:
 
 
 def _solve(mm: Any, solver: str, time_limit: float | None, options: RunOptions, extra: dict,
-           factor: float = 1.0) -> Any:
+           factor: float = 1.0, t0: float | None = None) -> Any:
     """One MIQCQP solve; with ``options.progress`` its incumbent and bound are reported as they move, in
-    the original network's units (``factor`` times the model's)."""
+    the original network's units (``factor`` times the model's); they are recorded as the outcome's
+    ``history`` ([seconds since ``t0``, incumbent, bound] rows, :class:`lipopt.progress.History`)."""
     from lipopt_solvers import solve_pyomo
+
+    from lipopt.progress import History, chain
 
     so = options.solver_options(None if time_limit is None else max(time_limit, 0.05),
                                 rel_gap=min(options.rel_gap, 1e-6), extra=extra)
@@ -124,8 +127,10 @@ def _solve(mm: Any, solver: str, time_limit: float | None, options: RunOptions, 
         kind = "UPPER" if mm.model.name.endswith("-ub") else "bound of P_LB only, not of L"
         report = solve_reporter(f"miqcqp {mm.model.name}", lambda v: factor * (mm.to_norm(v) or 0.0),
                                 bound_kind=kind)
-    out = solve_pyomo(mm.model, solver, so, sense="max", progress=report)
+    hist = History(lambda v: factor * (mm.to_norm(v) or 0.0), t0)
+    out = solve_pyomo(mm.model, solver, so, sense="max", progress=chain(hist, report))
     out.build_time = mm.build_time
+    out.history = hist.rows
     return out
 
 
@@ -235,6 +240,8 @@ class _Run:
     build_time: float = 0.0
     ub_out: Any = None
     lb_out: Any = None
+    ub_history: list = dataclasses.field(default_factory=list)
+    t_start: float = 0.0
     closed: bool = False
     overran: bool = False
 
@@ -295,13 +302,15 @@ def _ub_phase(r: _Run) -> None:
     rem = _remaining(r.deadline)
     budget = None if rem is None else (rem * (1 - float(cfg["lb_time_fraction"])) if cfg["problem"] == "both"
                                        else rem)
-    out = _solve(mm, r.solver, budget, r.options, cfg["solver_extra"], su.factor)
+    out = _solve(mm, r.solver, budget, r.options, cfg["solver_extra"], su.factor, r.t_start)
     if out.termination.value == "infeasible" and cut is not None:
         r.notes.append("P_UB with the cut-off tau >= warm-start value was reported infeasible (solver "
                        "tolerances); re-solved without the cut-off")
         mm = build_model(su.net_m, r.q, dataclasses.replace(su.config, problem="ub"), bounds=su.bounds,
                          iset=su.iset)
-        out = _solve(mm, r.solver, _remaining(r.deadline), r.options, cfg["solver_extra"], su.factor)
+        out = _solve(mm, r.solver, _remaining(r.deadline), r.options, cfg["solver_extra"], su.factor,
+                     r.t_start)
+    r.ub_history = out.history if su.trust_dual else []
     r.ub_out = _in_norm_units(out, mm, su.factor)
     r.stats["ub_model"]["fallback_upper"] = su.factor * float(mm.fallback_upper)
     r.stats["ub"] = {"termination": out.termination.value, "objective": r.ub_out.objective,
@@ -406,7 +415,7 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
     deadline = None if options.time_limit is None else t_start + float(options.time_limit)
     setup = prepare(network, q, cfg, deadline)  # input set, bounds, the models' configuration
     r = _Run(network, q, options, cfg, setup, solver, deadline, max(float(options.rel_gap), 1e-6),
-             notes=list(setup.notes), stats={"solver": solver, **setup.stats})
+             notes=list(setup.notes), stats={"solver": solver, **setup.stats}, t_start=t_start)
     _warm_phase(r)
     rem = _remaining(deadline)
     r.overran = rem is not None and rem <= 0
@@ -421,6 +430,9 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
         _lb_phase(r)
     res = _bracket(r)
     res.wall_time = time.perf_counter() - t_start
+    from lipopt.progress import anytime
+
+    res.stats["history"] = anytime(r.ub_history, res, r.stats.get("ub_model", {}).get("fallback_upper"))
     return res
 
 
