@@ -54,3 +54,25 @@ def test_identically_zero_neuron_row_dropped() -> None:
     assert region_constraints(net, [np.array([True, True])]) is not None
     q = make_question(2).bind(net)
     assert certify_pattern(net, q, [np.array([True, False])]).value == pytest.approx(1.0)
+
+
+def test_point_witness_allows_for_float64_rounding() -> None:
+    """The witness value is the float64 Jacobian norm lowered by a rounding allowance: below the raw
+    value, by a relative amount that is tiny and the same at every weight scale."""
+    from lipopt.certify.witness import jacobian_rounding, point_witness
+    from lipopt.norms import jacobian_norm
+    from lipopt.spec import Box, Norm, Question
+
+    rng = np.random.default_rng(0)
+    ws = [rng.standard_normal((16, 5)), rng.standard_normal((16, 16)), rng.standard_normal((3, 16))]
+    q = Question(Norm.L2, Norm.L2, Box(-1.0, 1.0))
+    x = rng.uniform(-1, 1, 5)
+    rel = []
+    for scale in (1.0, 1e8):
+        net = Network.from_weights([w * scale for w in ws])
+        raw = jacobian_norm(net.jacobian(x), q)
+        pw = point_witness(net, x, q)
+        assert 0 < jacobian_rounding(net, x, q) and pw.value < raw
+        rel.append((raw - pw.value) / raw)
+    assert all(r < 1e-10 for r in rel)
+    assert rel[0] == pytest.approx(rel[1], rel=1e-3)  # scale invariant

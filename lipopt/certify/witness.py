@@ -88,10 +88,39 @@ def in_domain(x: np.ndarray, question: Question, tol: float = 0.0) -> bool:
     return question.domain.contains(x, tol)
 
 
+def jacobian_rounding(network: Network, x: np.ndarray, question: Question) -> float:
+    """An upper bound on how far the float64 ``||J(x)||`` can lie above the exact norm of the region's
+    Jacobian: the computed J differs from the exact product by at most gamma_k |W_L| |D| ... |W_1|
+    entrywise (k the number of terms summed along the chain, gamma_k = k u / (1 - k u)), and every
+    p -> q operator norm of a matrix E is at most the sum of |E_ij|; so the allowance is gamma_k times
+    the sum of the entries of |c^T| |W_L| |D_L| ... |W_1| (one reverse pass with absolute values), plus a
+    relative allowance for the norm's own evaluation."""
+    from lipopt.lower.batch import _backward, _forward_states
+
+    stages = network.lower()
+    xb = np.asarray(x, dtype=np.float64).reshape(1, network.input_size)
+    states = _forward_states(stages, xb)
+    abs_stages = [dataclasses.replace(s, weight=abs(s.weight) if hasattr(s.weight, "toarray") else
+                                      np.abs(s.weight)) if isinstance(s, AffineStage) else s for s in stages]
+    c = question.output_vector(network.output_size)
+    seed = np.ones((1, 1, network.output_size)) if c is None else np.abs(c).reshape(1, 1, -1)
+    total = float(np.sum(_backward(abs_stages, states, seed)))
+    u = np.finfo(np.float64).eps / 2
+    k = 2 * sum(int(np.prod(shp)) for shp in network.shapes) + 2 * len(network.layers)
+    gamma = k * u / (1 - k * u)
+    return gamma * total * (1 + 1e-6)
+
+
 def point_witness(network: Network, x: np.ndarray, question: Question) -> PointWitness:
+    """||J(x)|| at x, lowered by the float64 rounding allowance of :func:`jacobian_rounding` (so that it
+    is at most the exact norm of the region's Jacobian), with the region margin and domain membership."""
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     jac = network.jacobian(x)
-    return PointWitness(x, jacobian_norm(jac, question), region_margin(network, x), in_domain(x, question))
+    raw = jacobian_norm(jac, question)
+    u = np.finfo(np.float64).eps / 2
+    rel = 16 * (jac.shape[0] + jac.shape[1]) * u  # the norm's own evaluation (SVD, sums)
+    value = max(0.0, raw * (1 - rel) - jacobian_rounding(network, x, question)) if raw > 0 else 0.0
+    return PointWitness(x, value, region_margin(network, x), in_domain(x, question))
 
 
 def pair_ratio(network: Network, x: np.ndarray, y: np.ndarray, question: Question) -> float:
