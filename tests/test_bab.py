@@ -177,3 +177,16 @@ def test_agrees_with_milp_beyond_enumeration_sizes(widths, seed) -> None:
     r = run_method("bab", net, q, RunOptions(time_limit=60))
     assert m.kind is BoundKind.EXACT and r.kind is BoundKind.EXACT and r.ok
     assert math.isclose(r.value, m.value, rel_tol=1e-6)
+
+
+def test_one_search_per_output_row_agrees_with_enumeration() -> None:
+    net = nets.random_mlp([3, 5, 4, 3], seed=8, bias=True)
+    q = Question(LINF, LINF, Box(-1.0, 1.0)).bind(net)
+    ref = run_method("enumeration", net, q).value
+    out = run_bab(net, q, BabSettings(split_rows=True))
+    assert out.stop == "completed" and len(out.stats["rows"]) == 3
+    assert math.isclose(out.lower, ref, rel_tol=1e-9) and math.isclose(out.upper, ref, rel_tol=1e-6)
+    pw = point_witness(net, np.asarray(out.witness["x"]), q)
+    assert pw.certified and math.isclose(pw.value, out.lower, rel_tol=1e-12)
+    ups = [h[2] for h in out.history if h[2] is not None]
+    assert ups == sorted(ups, reverse=True)

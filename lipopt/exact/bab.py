@@ -54,7 +54,7 @@ from lipopt.exact.interior import UnitDomain, solve_margin, unit_domain
 from lipopt.network.network import Network
 from lipopt.network.stages import AffineStage, LeakyReLUStage, MaxPoolStage, ReLUStage, dispatch
 from lipopt.norms import jacobian_norm
-from lipopt.spec import Ball, Box, Global, Norm, Question
+from lipopt.spec import AllOutputs, Ball, Box, Direction, Global, Norm, Question
 
 __all__ = ["BabOutcome", "BabSettings", "Layers", "bab_layers", "nonneg_norm", "run_bab"]
 
@@ -80,6 +80,7 @@ class BabSettings:
     max_directions: int = 1 << 15  # forward (directional) bound over the input-ball vertices up to this many
     node_crown: bool = True  # CROWN bounds of the deeper layers' pre-activations in every node
     climb_time: float = 3.0  # hill climbing over regions from the best sample (at most 10 % of the limit)
+    split_rows: bool = False  # all outputs, output norm l-inf: one search per output row, in turn
     completion: bool = True  # complete each branched node's pattern by its bound's argmax (lower side)
     repair: bool = True  # move the parent's point across the new neuron's boundary before any LP
     n_samples: int = 2000  # seeded domain samples, the best certified as the first lower bound
@@ -1058,4 +1059,76 @@ def run_bab(network: Network, question: Question, settings: BabSettings | None =
         raise NotApplicableError("bab handles affine and (leaky) ReLU stages; the network has max-pooling")
     if isinstance(question.domain, Ball) and question.domain.norm not in (Norm.L2, Norm.LINF):
         raise NotApplicableError("bab handles l2 and l-inf balls")
-    return _Bab(network, question, st).run()
+    q = question.bind(network)
+    if (st.split_rows and isinstance(q.output, AllOutputs) and q.output_norm is Norm.LINF
+            and network.output_size > 1):
+        return _run_rows(network, q, st)
+    return _Bab(network, q, st).run()
+
+
+def _run_rows(network: Network, q: Question, st: BabSettings) -> BabOutcome:
+    """All outputs with output norm l-inf: ||J||_{p->inf} = max_r ||e_r^T J||_{p*}, one search per output
+    row (a scalar output: the forward bound gets its cuts), in decreasing order of the rows' root
+    bounds, each seeded with the certified lower bound so far (nodes at or below it are pruned) and given
+    the time left. A row whose root bound is at most the lower bound is skipped; a row not searched in
+    time keeps its root bound. Every witness is re-evaluated on the all-outputs question."""
+    import dataclasses
+
+    t0 = time.perf_counter()
+    m = network.output_size
+    main = _Bab(network, q, st)  # the all-outputs question as searched (bias-free global: the box)
+    cq = main.cq
+    row_q = [q.with_(output=Direction(np.eye(m)[r])).bind(network) for r in range(m)]
+    roots = []
+    for qr in row_q:
+        b = _Bab(network, qr, dataclasses.replace(st, n_samples=0, climb_time=0.0))
+        node = _Node([np.zeros(sz, dtype=np.int8) for sz in b.L.sizes], math.inf, None, 0)
+        roots.append(node.upper if b._bound(node) else 0.0)
+    uppers = list(roots)
+    lower, witness = None, None
+    history: list[tuple[float, float | None, float | None]] = []
+    stats: dict[str, Any] = {"rows": [], "mode": main.mode, "root_upper": max(roots)}
+    notes = list(main.notes)
+    stop = "completed"
+    for r in sorted(range(m), key=lambda i: -roots[i]):
+        elapsed = time.perf_counter() - t0
+        row = {"row": r, "root_upper": roots[r]}
+        stats["rows"].append(row)
+        if lower is not None and roots[r] <= lower:
+            row["skipped"] = "root bound below the certified lower bound"
+            continue
+        if st.time_limit is not None and elapsed >= st.time_limit:
+            row["skipped"] = "time limit"
+            stop = "time_limit"
+            continue
+        left = None if st.time_limit is None else st.time_limit - elapsed
+        b = _Bab(network, row_q[r], dataclasses.replace(st, time_limit=left))
+        b.lower, b.witness = lower, witness
+        others = max((uppers[i] for i in range(m) if i != r), default=-math.inf)
+        out = b.run()
+        for t, lo, up in out.history:
+            history.append((elapsed + t, lo, None if up is None else max(up, others)))
+        uppers[r] = out.upper if out.upper is not None else roots[r]
+        row.update({"lower": out.lower, "upper": out.upper, "stop": out.stop, "nodes": out.stats["nodes"]})
+        for key, v in out.stats.items():
+            if isinstance(v, int) and not isinstance(v, bool) and key not in ("max_depth",):
+                stats[key] = stats.get(key, 0) + v
+        if out.witness is not None:
+            x = np.asarray(out.witness["x"], dtype=np.float64)
+            pw = point_witness(network, x, cq)
+            value = max(pw.value, out.lower if out.lower is not None else -math.inf)  # same up to rounding
+            if pw.certified and (lower is None or value > lower):
+                lower = value
+                witness = {**out.witness, "value": value, "margin": pw.margin, "row": r}
+        if out.stop not in ("completed", "gap"):
+            stop = out.stop
+            if out.stop == "interrupted":
+                break
+    upper = max(uppers)
+    if lower is not None:
+        upper = max(upper, lower)
+    history.append((time.perf_counter() - t0, lower, upper))
+    stats["time"] = time.perf_counter() - t0
+    notes.append(f"all outputs with output norm l-inf: one search per output row ({m} rows), "
+                 "||J||_{p->inf} = max_r ||e_r^T J||_{p*}")
+    return BabOutcome(lower, upper, witness, stop, history, stats, notes, cq)
