@@ -19,6 +19,7 @@ import pytest
 
 from lipopt import grid, records
 from lipopt.errors import LipoptError
+from tests.paths import ROOT
 
 NETS = ["random:2-6-1:seed=0", "random:2-4-4-1:seed=1"]
 METHODS = ["naive", "sampling", "enumeration"]
@@ -378,7 +379,7 @@ def test_readme_example_spec_parses():
     from lipopt.methods import check_method_options
     from lipopt.options import RunOptions
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = (ROOT / "README.md").read_text()
     block = text.split("### Experiment grids", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
     spec = grid.parse_spec(tomllib.loads(block), "/nonexistent")
     assert len(spec.cells()) == 2 * (3 + 3) * 2 and spec.solver == "highs"
@@ -387,7 +388,7 @@ def test_readme_example_spec_parses():
 
 @pytest.mark.parametrize("name", ["exact", "tightness"])
 def test_shipped_grids_parse_and_name_existing_files(name):
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     spec = grid.load_spec(root / "benchmarks" / "grids" / f"{name}.toml")
     files = [n for n in spec.networks if not n.is_random]
     if not Path(files[0].source).parent.parent.is_dir():

@@ -16,9 +16,10 @@ from lipopt.network import Dense, LeakyReLU, LeakyReLUStage, Network, ReLU
 from lipopt.options import RunOptions
 from lipopt.result import BoundKind
 from lipopt.spec import Ball, Box, Global, Norm, Question
+from tests.paths import EXTERNAL
 
 OPTS = RunOptions(time_limit=60, threads=1)
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "external-nets"
+SHARED = EXTERNAL
 
 
 def leaky_net(sizes: list[int], alpha: float, seed: int, bias: bool = True) -> Network:

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import ROOT
+
+ROOT = ROOT
 README = (ROOT / "README.md").read_text()
 SHARED = ROOT.parent / "shared" / "external-nets"
 OUTPUTS = ("out.json", "models/", "bound_vs_eps.png")

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import math
 
-import nets
 import numpy as np
 import pytest
 
 from lipopt.methods import RunOptions, run_method
 from lipopt.methods.enumeration import enumeration_value
 from lipopt.result import BoundKind, Status
+from tests import nets
 
 EXACT = nets.exact_keys()
 WEAK = nets.weak_keys()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import math
 
-import nets
 import numpy as np
 import pytest
 
@@ -24,6 +23,7 @@ from lipopt.methods import RunOptions, run_method
 from lipopt.network.network import Network
 from lipopt.result import BoundKind
 from lipopt.spec import Box, Global, Norm, Question
+from tests import nets
 
 pytest.importorskip("pyscipopt")
 

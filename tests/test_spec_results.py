@@ -13,6 +13,7 @@ from lipopt.errors import InvalidQuestionError
 from lipopt.network import Network
 from lipopt.result import BoundKind, LipschitzResult, ResultSet, Status, StopReason, Verdict
 from lipopt.spec import Ball, Box, Direction, Global, Logit, Margin, Norm, Question, make_question
+from tests.paths import ROOT
 
 
 def _net() -> Network:
@@ -164,9 +165,8 @@ def test_every_package_on_disk_is_installed() -> None:
     """pyproject.toml lists the packages (the solver layer lives in solvers/ as lipopt_solvers): a new
     package folder that is not listed would be missing from a wheel."""
     import tomllib
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     on_disk = {".".join(p.parent.relative_to(root).parts) for p in (root / "lipopt").rglob("__init__.py")}
     assert on_disk <= listed, sorted(on_disk - listed)

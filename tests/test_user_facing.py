@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import itertools
 import tomllib
-from pathlib import Path
 
 import pytest
 
 import lipopt
 import lipopt.cli
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = ROOT
 
 
 def _pyproject_version() -> str:

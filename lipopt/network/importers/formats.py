@@ -11,7 +11,7 @@ the raw arrays, and an input sampler for the equivalence check).
   torch's ``nn.Flatten`` of (C, H, W), i.e. channel-major order; then the fc layers with ReLU between.
   The 64 inputs are the 8x8 scikit-learn digits pixels, row-major, standardised by
   ``(x - input_mean) / input_scale`` (a StandardScaler). The flatten order and the normalisation are
-  also confirmed by the test accuracy on scikit-learn's digits (tests/test_import_formats.py).
+  also confirmed by the test accuracy on scikit-learn's digits (tests/network/test_import_formats.py).
 * LipBaB / ExLipBaB ``<stem>_weights.npy`` + ``<stem>_biases.npy``: object arrays of (in, out) weights
   and bias vectors (scikit-learn ``coefs_`` layout). They are read with a restricted unpickler that only
   accepts numpy arrays (no arbitrary objects are unpickled).

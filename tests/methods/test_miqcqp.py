@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 
-import nets
 import numpy as np
 import pytest
 
 from lipopt.methods import RunOptions, run_method
 from lipopt.result import BoundKind
 from lipopt.spec import Ball, Box, Direction, Global, Logit, Norm, Question
+from tests import nets
 
 pytest.importorskip("pyscipopt")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import nets
 import numpy as np
 import pytest
 
@@ -18,6 +17,7 @@ from lipopt.network.network import Network
 from lipopt.norms import jacobian_norm
 from lipopt.result import BoundKind
 from lipopt.spec import AllOutputs, Ball, Box, Global, Logit, Margin, Norm, Question
+from tests import nets
 
 FAST = RunOptions(seed=0, extra={"steps": 60, "n_init": 300, "n_samples": 300})
 

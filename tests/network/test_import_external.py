@@ -9,8 +9,9 @@ import pytest
 
 import lipopt
 from lipopt.errors import InvalidNetworkError
+from tests.paths import SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = SHARED
 EXT = SHARED / "external-nets"
 
 # file -> (input shape, hidden ReLU widths, outputs), from the README's architecture column

@@ -4,9 +4,7 @@ region enumeration, the float64 eigen-check and its repair, and the unsound Netw
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-import nets
 import numpy as np
 import pytest
 
@@ -15,6 +13,8 @@ from lipopt.network.layers import Conv2d, Dense, Flatten, ReLU
 from lipopt.network.network import Network
 from lipopt.result import BoundKind, Verdict
 from lipopt.spec import Ball, Box, Direction, Logit, Margin, Norm, Question
+from tests import nets
+from tests.paths import EXTERNAL
 
 L2 = Question(Norm.L2, Norm.L2)
 CHECK = "LMI eigenvalue check (float64)"
@@ -251,7 +251,7 @@ def test_split_is_the_product_of_the_pieces() -> None:
     assert tiny.verdict is Verdict.NOT_APPLICABLE and "sdp_max_size" in tiny.message
 
 
-LIPSDP_NETS = Path(__file__).resolve().parents[2] / "shared" / "external-nets" / "lipsdp"
+LIPSDP_NETS = EXTERNAL / "lipsdp"
 
 
 @pytest.mark.skipif(not (LIPSDP_NETS / "random_weights.mat").exists(), reason="no LipSDP example net")

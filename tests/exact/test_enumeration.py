@@ -8,7 +8,6 @@ import math
 import subprocess
 import sys
 
-import nets
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,6 +22,7 @@ from lipopt.network.network import Network
 from lipopt.norms import jacobian_norm
 from lipopt.result import BoundKind, Status
 from lipopt.spec import Ball, Box, Global, Logit, Margin, Norm, Question
+from tests import nets
 
 SHAPES = [[2, 4, 3, 1], [3, 5, 1], [2, 3, 3, 2]]
 
