@@ -196,7 +196,7 @@ def cmd_compute(args: argparse.Namespace) -> int:
     from lipopt.network.normalization import in_input_space
 
     q = _build_question(args)
-    net = in_input_space(load(args.net), q.input_space)
+    net = in_input_space(load(args.net, **({"arch": args.arch} if args.arch else {})), q.input_space)
     if methods:  # an explicit list none of which applies is refused too (the default set: by compare)
         validate_request(net, q, methods, opts, require_applicable=True)
     rs = compare(net, methods=methods, question=q, options=opts, progress=not args.quiet)
@@ -283,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compute", help="run methods on a network and print the comparison table",
                        epilog=COMPUTE_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("net", help="network file: .onnx, .pt/.ckpt, .mat, .npy (weights/biases), .npz")
+    p.add_argument("--arch", default=None,
+                   help="architecture of a state_dict checkpoint: a lipopt.zoo name, 'package.module:Class', "
+                        "or 'mlp:784,32,32,10' (Linear + ReLU; 'mlp-leaky0.01:...' for LeakyReLU)")
     _add_question_args(p)
     p.add_argument("--methods", default=None, help="comma-separated method names (default: all applicable)")
     _add_run_args(p)

@@ -277,3 +277,26 @@ def test_batchnorm_at_the_input_of_a_padded_conv_is_refused():
                         nn.Linear(27, 2))
     with pytest.raises(UnsupportedLayerError, match=r"BatchNorm2d '0' before Conv2d '1' cannot be folded"):
         lipopt.load(seq, input_shape=(2, 3, 3))
+
+
+def test_state_dict_with_an_architecture_from_the_command_line(tmp_path, capsys):
+    """A user's own state_dict: --arch as a layer spec or a module:Class path; a mismatch names both."""
+    import torch
+
+    from lipopt.cli import main
+    from lipopt.errors import InvalidNetworkError
+
+    torch.manual_seed(0)
+    seq = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2))
+    path = tmp_path / "mine.pt"
+    torch.save(seq.state_dict(), path)
+    net = lipopt.load(path, arch="mlp:3,5,2")
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    np.testing.assert_allclose(net.forward(x), seq(torch.tensor(x, dtype=torch.float32)).detach().numpy(),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(InvalidNetworkError, match=r"expects tensors"):
+        lipopt.load(path, arch="mlp:3,4,2")
+    with pytest.raises(InvalidNetworkError, match="cannot import"):
+        lipopt.load(path, arch="no_such_module:Net")
+    assert main(["compute", str(path), "--arch", "mlp:3,5,2", "--methods", "naive", "-q"]) == 0
+    assert "naive" in capsys.readouterr().out

@@ -78,6 +78,8 @@ def load_checkpoint(path: Path, arch: Any = None, normalize: bool = True,
     from lipopt.network.importers.equivalence import uniform_sampler
 
     sd = read_checkpoint(path)
+    if isinstance(arch, str) and arch not in zoo.ARCHITECTURES:
+        arch = arch_module(arch, sd)
     if isinstance(arch, nn.Module):
         try:
             arch.load_state_dict(sd, strict=True)
@@ -95,8 +97,60 @@ def load_checkpoint(path: Path, arch: Any = None, normalize: bool = True,
     if not isinstance(arch, str):
         raise InvalidNetworkError(f"arch must be a name ({sorted(zoo.ARCHITECTURES)}) or an nn.Module")
     if arch not in zoo.ARCHITECTURES:
-        raise InvalidNetworkError(f"unknown arch={arch!r}; known: {sorted(zoo.ARCHITECTURES)}")
+        raise InvalidNetworkError(f"unknown arch={arch!r}; known: {ARCH_FORMS}")
     spec = zoo.ARCHITECTURES[arch]
     module = zoo.build(arch, sd, normalize=normalize)
     sampler = uniform_sampler(0.0, 1.0) if normalize else None
     return module, input_shape or spec.input_shape, sampler
+
+
+ARCH_FORMS = ("a lipopt.zoo name (mnist_lenet, cifar10_net, ...), a Python path 'package.module:Class' "
+              "(constructed without arguments), or a layer spec 'mlp:784,32,32,10' (Linear + ReLU, the "
+              "state_dict's tensors taken in order) / 'mlp-leaky0.01:...' (LeakyReLU)")
+
+
+def arch_module(arch: str, sd: dict) -> Any:
+    """The torch module an ``arch`` string names (see :data:`ARCH_FORMS`), weights not yet loaded unless
+    the spec form (which takes the state_dict's tensors in order)."""
+    import importlib
+
+    import torch.nn as nn
+
+    if arch.startswith("mlp"):
+        kind, _, widths = arch.partition(":")
+        bad = f"arch {arch!r}: expected e.g. 'mlp:784,32,32,10'; forms: {ARCH_FORMS}"
+        try:
+            sizes = [int(w) for w in widths.replace("-", ",").split(",") if w.strip()]
+            slope = float(kind[len("mlp-leaky"):]) if kind.startswith("mlp-leaky") else None
+        except ValueError:
+            raise InvalidNetworkError(bad) from None
+        if (kind != "mlp" and slope is None) or len(sizes) < 2:
+            raise InvalidNetworkError(bad)
+        layers: list[Any] = []
+        for k in range(len(sizes) - 1):
+            layers.append(nn.Linear(sizes[k], sizes[k + 1]))
+            if k < len(sizes) - 2:
+                layers.append(nn.ReLU() if slope is None else nn.LeakyReLU(slope))
+        module = nn.Sequential(*layers)
+        own = list(module.state_dict().items())
+        given = [v for v in sd.values() if hasattr(v, "shape")]
+        if [tuple(v.shape) for _, v in own] != [tuple(v.shape) for v in given]:
+            raise InvalidNetworkError(
+                f"arch {arch!r} expects tensors {[tuple(v.shape) for _, v in own]}, the checkpoint holds "
+                f"{[tuple(v.shape) for v in given]} (weights (out, in) and biases, in layer order)")
+        module.load_state_dict({k: v for (k, _), v in zip(own, given, strict=True)})
+        return module
+    if ":" in arch:
+        mod_name, _, cls_name = arch.partition(":")
+        try:
+            cls = getattr(importlib.import_module(mod_name), cls_name)
+        except (ImportError, AttributeError) as exc:
+            raise InvalidNetworkError(f"arch {arch!r}: cannot import {cls_name} from {mod_name} ({exc})") \
+                from None
+        try:
+            return cls()
+        except TypeError as exc:
+            raise InvalidNetworkError(f"arch {arch!r}: {cls_name}() needs arguments ({exc}); construct it "
+                                      "yourself and pass the module to lipopt.load(path, arch=module)") \
+                from None
+    raise InvalidNetworkError(f"unknown arch={arch!r}; forms: {ARCH_FORMS}")
