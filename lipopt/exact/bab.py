@@ -80,6 +80,7 @@ class BabSettings:
     max_directions: int = 1 << 15  # forward (directional) bound over the input-ball vertices up to this many
     node_crown: bool = True  # CROWN bounds of the deeper layers' pre-activations in every node
     climb_time: float = 3.0  # hill climbing over regions from the best sample (at most 10 % of the limit)
+    joint_rows: bool = True  # all outputs, output norm l-inf: one heap over (output row, pattern) nodes
     split_rows: bool = False  # all outputs, output norm l-inf: one search per output row, in turn
     completion: bool = True  # complete each branched node's pattern by its bound's argmax (lower side)
     repair: bool = True  # move the parent's point across the new neuron's boundary before any LP
@@ -226,6 +227,7 @@ class _Node:
     fwd: dict[str, Any] | None = None  # the forward bound's maximising direction (see _forward_bound)
     fcache: tuple[np.ndarray, ...] | None = None  # slopes and per-direction bounds (incremental update)
     live: np.ndarray | None = None  # the directions still above the lower bound (None: all)
+    row: int | None = None  # the output row the node bounds (joint row search), else None
 
 
 class _Throttle:
@@ -276,16 +278,26 @@ class _Bab:
         self.c_out = self.L.w_out if c is None else (c @ self.L.w_out)[None, :]
         self.root = self._root_bounds()
         self.dirs = self._directions()
-        self.p_pos = self.p_neg = None
+        # joint search over output rows (all outputs, output norm l-inf): every node carries its row
+        self.c_rows = ([self.L.w_out[r:r + 1] for r in range(m)]
+                       if st.joint_rows and c is None and q.output_norm is Norm.LINF and m > 1 else None)
+        self.p_list: dict[int | None, tuple[np.ndarray, np.ndarray, float]] = {}
         if self.dirs is not None and self.L.w:
             # the first layer's tangents W_0 v are the same in every node; rounding pads are absolute
             self.u0 = self.L.w[0] @ self.dirs
             pad0 = 1e-13 * (self.w_abs[0] @ np.abs(self.dirs)) + 1e-300  # float64 rounding of W_0 v
             self.u0_lo, self.u0_hi = self.u0 - pad0, self.u0 + pad0
+            keys: list[int | None] = []
             if len(self.L.w) == 1 and self.c_out.shape[0] == 1:
-                pm = self.c_out[0][:, None] * self.u0
-                self.p_pos, self.p_neg = np.maximum(pm, 0.0), np.minimum(pm, 0.0)
-                self.p_pad = 1e-12 * (1.0 + float(np.max(np.abs(pm).sum(axis=0))))
+                keys = [None]
+            elif (len(self.L.w) == 1 and self.c_rows is not None
+                  and m * self.u0.size <= 4 * MAX_TANGENT_ENTRIES):
+                keys = list(range(m))
+            for key in keys:
+                cv = self.c_out[0] if key is None else self.c_rows[key][0]
+                pm = cv[:, None] * self.u0
+                self.p_list[key] = (np.maximum(pm, 0.0), np.minimum(pm, 0.0),
+                                    1e-12 * (1.0 + float(np.max(np.abs(pm).sum(axis=0)))))
         # per-node caches of the one-hidden-layer forward bound (2 vectors per direction), ~512 MB at most
         self.n_cached = 0
         self.max_cached = int(2 ** 29 // (16 * self.dirs.shape[1] + 1)) if self.dirs is not None else 0
@@ -469,7 +481,7 @@ class _Bab:
             lo, hi = _act(zl, a), _act(zu, a)
         node.eff, node.zb = eff, zb
         # backward interval of the Jacobian (rows: outputs or c^T)
-        g_lo = g_hi = self.c_out
+        g_lo = g_hi = self._c(node)
         scores: list[np.ndarray] = []
         back: list[tuple[np.ndarray, np.ndarray]] = []
         for k in range(len(self.L.w) - 1, -1, -1):
@@ -504,6 +516,12 @@ class _Bab:
         node.upper = min(node.upper, ub)
         return True
 
+    def _c(self, node: _Node | None) -> np.ndarray:
+        """The output rows a node bounds: its own row in a joint row search, else c^T W_out or W_out."""
+        if node is not None and node.row is not None and self.c_rows is not None:
+            return self.c_rows[node.row]
+        return self.c_out
+
     def _forward_bound(self, eff: list[np.ndarray], node: _Node | None = None,
                        parent: _Node | None = None) -> tuple[float, dict[str, Any]]:
         """max over the vertices v of the input-norm ball (l-inf: sign vectors up to a global sign; l1:
@@ -514,7 +532,9 @@ class _Bab:
         assert self.dirs is not None
         slopes = [(np.where(e > 0, 1.0, a)[:, None], np.where(e < 0, a, 1.0)[:, None])
                   for e, a in zip(eff, self.L.alpha, strict=True)]
-        if self.p_pos is not None:  # one hidden layer, scalar output: matrix-vector products
+        pl = self.p_list.get(node.row if node is not None else None)
+        if pl is not None:  # one hidden layer, scalar output: matrix-vector products
+            p_pos, p_neg, p_pad = pl
             dl, dh = slopes[0][0][:, 0], slopes[0][1][:, 0]
             cache = parent.fcache if parent is not None else None
             live = parent.live if parent is not None else None
@@ -524,21 +544,21 @@ class _Bab:
                 if ch.size:
                     ddl, ddh = dl[ch] - pdl[ch], dh[ch] - pdh[ch]
                     if live is None:
-                        pp, pn = self.p_pos[ch], self.p_neg[ch]
+                        pp, pn = p_pos[ch], p_neg[ch]
                     else:
-                        pp, pn = self.p_pos[np.ix_(ch, live)], self.p_neg[np.ix_(ch, live)]
+                        pp, pn = p_pos[np.ix_(ch, live)], p_neg[np.ix_(ch, live)]
                     hi = hi + ddh @ pp + ddl @ pn
                     lo = lo + ddl @ pp + ddh @ pn
                 self.stats["incremental"] += 1
             else:
-                pp = self.p_pos if live is None else self.p_pos[:, live]
-                pn = self.p_neg if live is None else self.p_neg[:, live]
+                pp = p_pos if live is None else p_pos[:, live]
+                pn = p_neg if live is None else p_neg[:, live]
                 d2 = np.vstack([dh, dl])
                 a, b = d2 @ pp, d2[::-1] @ pn
                 hi, lo = a[0] + b[0], a[1] + b[1]
             vals = np.maximum(hi, -lo)
             j = int(np.argmax(vals))
-            top = (float(vals[j]) + self.p_pad) * (1 + BOUND_RTOL)
+            top = (float(vals[j]) + p_pad) * (1 + BOUND_RTOL)
             jj = j if live is None else int(live[j])
             u = self.u0[:, jj]
             info = {"dir": jj, "row": 0, "sign": 1.0 if hi[j] >= -lo[j] else -1.0, "pre": [(u, u)]}
@@ -546,7 +566,7 @@ class _Bab:
                 # directions whose bound is at most the certified lower bound cannot raise the maximum
                 # in this subtree (their bounds only shrink): they are dropped for the node's children
                 floor = self.lower if self.lower is not None else -math.inf
-                keep = (vals + self.p_pad) * (1 + BOUND_RTOL) > floor
+                keep = (vals + p_pad) * (1 + BOUND_RTOL) > floor
                 if not np.all(keep):
                     idx = np.flatnonzero(keep)
                     node.live = idx.astype(np.int64) if live is None else live[idx]
@@ -572,9 +592,10 @@ class _Bab:
                 dl, dh = slopes[k]
                 tl, th = np.where(tl >= 0, tl * dl, tl * dh), np.where(th >= 0, th * dh, th * dl)
             mid, rad = (tl + th) / 2, (th - tl) / 2
-            cm, cr = self.c_out @ mid, np.abs(self.c_out) @ rad
+            c_out = self._c(node)
+            cm, cr = c_out @ mid, np.abs(c_out) @ rad
             ol, oh = _widen(cm - cr, cm + cr)
-            if self.c_out.shape[0] == 1 and node is not None and node.back is not None and len(pre) > 1:
+            if c_out.shape[0] == 1 and node is not None and node.back is not None and len(pre) > 1:
                 # cuts at the earlier hidden layers: c^T J v = sum_i g_i d_i t_i with g the backward
                 # interval (layers above k) and t the forward tangent (layers below), each term bounded
                 # over its corners; every cut contains c^T J v, so their intersection does
@@ -963,14 +984,21 @@ class _Bab:
         if self.witness is not None and self.st.climb_time > 0:
             budget = self.st.climb_time if limit is None else min(self.st.climb_time, 0.1 * limit)
             self._climb(np.asarray(self.witness["x"]), budget)
-        root = _Node([np.zeros(sz, dtype=np.int8) for sz in self.L.sizes], math.inf, None, 0)
+        rows = list(range(len(self.c_rows))) if self.c_rows is not None else [None]
         heap: list = []
         stop = "completed"
-        if self._bound(root):
-            heapq.heappush(heap, (-root.upper, next(self._counter), root))
+        root_uppers, amb = [], 0
+        for r in rows:
+            root = _Node([np.zeros(sz, dtype=np.int8) for sz in self.L.sizes], math.inf, None, 0, row=r)
+            if self._bound(root):
+                heapq.heappush(heap, (-root.upper, next(self._counter), root))
+                root_uppers.append(root.upper)
+                amb = max(amb, int(sum(int(np.sum(e == 0)) for e in (root.eff or []))))
         self._record(heap)
-        self.stats["root_upper"] = root.upper
-        self.stats["ambiguous_root"] = int(sum(int(np.sum(e == 0)) for e in (root.eff or [])))
+        self.stats["root_upper"] = max(root_uppers) if root_uppers else None
+        self.stats["ambiguous_root"] = amb
+        if self.c_rows is not None:
+            self.stats["joint_rows"] = len(rows)
         try:
             while heap:
                 if interrupts.requested():
@@ -1008,7 +1036,7 @@ class _Bab:
                 for sign in (1, -1):
                     states = [s.copy() for s in node.states]
                     states[k][i] = sign
-                    child = _Node(states, node.upper, None, node.depth + 1)
+                    child = _Node(states, node.upper, None, node.depth + 1, row=node.row)
                     if zs_parent is not None and self._satisfies(states, zs_parent):
                         child.point = node.point
                     if not self._bound(child, node):
