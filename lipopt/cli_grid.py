@@ -37,8 +37,10 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from lipopt.records import table
+    from lipopt.records import table, to_parquet
 
+    if args.parquet:
+        print(f"records written to {to_parquet(args.dir, args.parquet)}", file=sys.stderr)
     print(table(args.dir, rows=args.rows, cols=args.cols, value=args.value, fmt=args.format, time=args.time),
           end="")
     return 0
@@ -72,6 +74,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--value", default="value", choices=VALUES)
     p.add_argument("--format", default="text", choices=FORMATS)
     p.add_argument("--time", action="store_true", help="the method's wall time beside each value")
+    p.add_argument("--parquet", default=None, metavar="FILE",
+                   help="also write the records as Parquet (one row per cell; needs pyarrow)")
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("plot", help="a figure (PNG and PDF) of the records of a grid folder")

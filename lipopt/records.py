@@ -108,6 +108,26 @@ def load(directory: str | Path) -> Any:
     return df
 
 
+def to_parquet(source: Any, path: str | Path) -> Path:
+    """The records (a folder or the DataFrame of :func:`load`) as a Parquet file, one row per cell with
+    the columns of :func:`load` (the record itself as its JSON text). Needs pyarrow (``pip install
+    lipopt[parquet]``)."""
+    from lipopt.errors import LipoptError
+
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise LipoptError("Parquet output needs pyarrow: pip install 'lipopt[parquet]'") from None
+    df = source if not isinstance(source, str | Path) else load(source)
+    out = df.copy()
+    if "record" in out.columns:
+        out["record"] = [json.dumps(r, default=str) for r in out["record"]]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.to_parquet(path, index=False)
+    return path
+
+
 def _as_list(v: str | list[str] | tuple[str, ...]) -> list[str]:
     return [s.strip() for s in v.split(",")] if isinstance(v, str) else list(v)
 

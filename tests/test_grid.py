@@ -460,3 +460,19 @@ def test_forkserver_preload_modules_exist():
 
     for name in grid.FORKSERVER_PRELOAD + [m.module for m in REGISTRY.values()]:
         assert importlib.util.find_spec(name) is not None, name  # a moved module would be skipped silently
+
+
+def test_records_as_parquet(small_grid, tmp_path):
+    pytest.importorskip("pyarrow")
+    import pandas as pd
+
+    from lipopt.cli import main
+
+    _, out, _, _ = small_grid
+    assert main(["table", str(out), "--parquet", str(tmp_path / "r.parquet")]) == 0
+    back = pd.read_parquet(tmp_path / "r.parquet")
+    df = records.load(out)
+    assert len(back) == len(df) and list(back["method"]) == list(df["method"])
+    assert back["value"].equals(df["value"].astype(float)) or np.allclose(
+        back["value"].astype(float), df["value"].astype(float), equal_nan=True)
+    assert json.loads(back["record"][0])["method"] == df["record"][0]["method"]
