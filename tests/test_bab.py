@@ -190,3 +190,18 @@ def test_one_search_per_output_row_agrees_with_enumeration() -> None:
     assert pw.certified and math.isclose(pw.value, out.lower, rel_tol=1e-12)
     ups = [h[2] for h in out.history if h[2] is not None]
     assert ups == sorted(ups, reverse=True)
+
+
+@pytest.mark.parametrize("p,dom", [(LINF, "box"), (L2, "global")])
+def test_leaky_relu_network_agrees_with_enumeration(p, dom) -> None:
+    from lipopt.network import Dense, LeakyReLU
+
+    rng = np.random.default_rng(4)
+    net = Network([Dense(rng.normal(size=(5, 3)), rng.normal(size=5) * 0.5), LeakyReLU(0.2),
+                   Dense(rng.normal(size=(4, 5)), rng.normal(size=4) * 0.5), LeakyReLU(0.2),
+                   Dense(rng.normal(size=(2, 4)), None)], (3,))
+    q = Question(p, p, _domain(dom, 3))
+    ref = run_method("enumeration", net, q)
+    r = run_method("bab", net, q)
+    assert ref.kind is BoundKind.EXACT and r.ok and r.kind is BoundKind.EXACT
+    assert math.isclose(r.value, ref.value, rel_tol=1e-6)
