@@ -185,6 +185,30 @@ def _objective_l1(model: Any, g: list[Form], relax: bool) -> tuple[Any, float, i
     return mvar[0], m_ub, len(pairs)
 
 
+@dataclass
+class _Parts:
+    """What every MILP of a piece shares: the model, bounds, switches, the forward encoding."""
+
+    model: Any
+    fb: ForwardBounds
+    bb: BackwardBounds
+    sw: Switches
+    fwd: ForwardEncoding | None
+    relax: bool
+    forward: bool
+    t0: float
+
+    def stats(self, piece: Piece, objective_binaries: int, output_binaries: int, **extra: Any) -> dict:
+        st = {"piece": piece.label or piece.kind, **extra, "relu_binaries": self.sw.n_relu_binaries,
+              "pool_binaries": self.sw.n_pool_binaries, "objective_binaries": objective_binaries,
+              "output_binaries": output_binaries, "variables": self.model.nvariables(),
+              "constraints": self.model.nconstraints(), "build_time": time.perf_counter() - self.t0,
+              "relaxed": self.relax, "forward": self.forward}
+        st["binaries"] = 0 if self.relax else (st["relu_binaries"] + st["pool_binaries"] + objective_binaries
+                                               + output_binaries)
+        return st
+
+
 def build_milp(fb: ForwardBounds, input_norm: Norm, piece: Piece, *, relax: bool = False,
                forward: bool = True, gradient: str = "backward",
                direction: np.ndarray | None = None) -> MilpModel:
@@ -199,9 +223,10 @@ def build_milp(fb: ForwardBounds, input_norm: Norm, piece: Piece, *, relax: bool
     bb = backward_bounds_for(fb, piece)
     sw = make_switches(model, fb, relax=relax)
     fwd = encode_forward(model, fb, sw) if forward else None
+    parts = _Parts(model, fb, bb, sw, fwd, relax, forward, t0)
     m = fb.stages[-1].shape[0]
     if gradient == "tangent":
-        return _build_tangent(model, fb, bb, sw, fwd, input_norm, piece, relax, forward, t0, direction)
+        return _build_tangent(parts, input_norm, piece, direction)
     if gradient != "backward":
         raise ValueError(f"gradient must be 'backward' or 'tangent', not {gradient!r}")
     c_vars = None
@@ -222,26 +247,11 @@ def build_milp(fb: ForwardBounds, input_norm: Norm, piece: Piece, *, relax: bool
     else:
         obj, upper, n_obj_bin = _objective_l1(model, bwd.grad_input, relax)
     model.obj = pyo.Objective(expr=obj, sense=pyo.maximize)
-    stats = {
-        "piece": piece.label or piece.kind,
-        "relu_binaries": sw.n_relu_binaries,
-        "pool_binaries": sw.n_pool_binaries,
-        "objective_binaries": n_obj_bin,
-        "output_binaries": m if (piece.kind == "selector") else 0,
-        "variables": model.nvariables(),
-        "constraints": model.nconstraints(),
-        "build_time": time.perf_counter() - t0,
-        "relaxed": relax,
-        "forward": forward,
-    }
-    stats["binaries"] = 0 if relax else (stats["relu_binaries"] + stats["pool_binaries"]
-                                         + stats["objective_binaries"] + stats["output_binaries"])
+    stats = parts.stats(piece, n_obj_bin, m if piece.kind == "selector" else 0)
     return MilpModel(model, fb, bb, sw, fwd, bwd, c_vars, upper, piece, stats)
 
 
-def _build_tangent(model: Any, fb: ForwardBounds, bb: BackwardBounds, sw: Switches,
-                   fwd: ForwardEncoding | None, input_norm: Norm, piece: Piece, relax: bool, forward: bool,
-                   t0: float, direction: np.ndarray | None) -> MilpModel:
+def _build_tangent(parts: _Parts, input_norm: Norm, piece: Piece, direction: np.ndarray | None) -> MilpModel:
     """maximise the directional derivative c^T J(x) s for a fixed c and a fixed direction s (forward-mode
     switches, no sign or selector binaries). The constant is the max of this over the vertices s of the
     unit ball of the input norm (lipopt.mip.milp_directions)."""
@@ -252,25 +262,12 @@ def _build_tangent(model: Any, fb: ForwardBounds, bb: BackwardBounds, sw: Switch
     if direction is None:
         raise ValueError("the tangent encoding needs a fixed direction s")
     s_forms = [const_form(v) for v in np.ravel(direction)]
-    tan = encode_tangent(model, fb, sw, s_forms)
+    tan = encode_tangent(parts.model, parts.fb, parts.sw, s_forms)
     obj = combine(tan.output, np.asarray(piece.c, dtype=np.float64))
-    lo, hi = backward_bounds_for(fb, piece).grad_input
+    lo, hi = backward_bounds_for(parts.fb, piece).grad_input
     mag = np.maximum(np.abs(lo), np.abs(hi))
     upper = float(mag.sum() if input_norm is Norm.LINF else mag.max())
-    model.obj = pyo.Objective(expr=to_expr(obj), sense=pyo.maximize)
-    stats = {
-        "piece": piece.label or piece.kind,
-        "gradient": "tangent",
-        "relu_binaries": sw.n_relu_binaries,
-        "pool_binaries": sw.n_pool_binaries,
-        "objective_binaries": 0,
-        "output_binaries": 0,
-        "variables": model.nvariables(),
-        "constraints": model.nconstraints(),
-        "build_time": time.perf_counter() - t0,
-        "relaxed": relax,
-        "forward": forward,
-    }
-    stats["binaries"] = 0 if relax else stats["relu_binaries"] + stats["pool_binaries"]
+    parts.model.obj = pyo.Objective(expr=to_expr(obj), sense=pyo.maximize)
+    stats = parts.stats(piece, 0, 0, gradient="tangent")
     bwd = BackwardEncoding([], {}, 0)
-    return MilpModel(model, fb, bb, sw, fwd, bwd, None, upper, piece, stats)
+    return MilpModel(parts.model, parts.fb, parts.bb, parts.sw, parts.fwd, bwd, None, upper, piece, stats)
