@@ -20,6 +20,8 @@ Options (``RunOptions.extra``, top level or under "bab"): max_nodes, lp_prune, n
 (forward directional bound up to this many input-ball vertices), climb_time, node_crown.
 Stats: nodes, leaves (full-dimensional, empty), LP calls, pruned nodes by reason, root bound,
 ``history``: the anytime bracket as [seconds, lower, upper] rows.
+
+The mathematics as implemented: ``docs/methods.md#bab``.
 """
 
 from __future__ import annotations
