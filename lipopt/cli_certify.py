@@ -1,8 +1,10 @@
-"""``lipopt certify NET --input IMAGE_OR_NPY --eps E1,E2,... [--plot FILE] [--device cuda]``.
+"""``lipopt certify NET --input IMAGE_OR_NPY_OR_FOLDER --eps E1,E2,... [--plot FILE] [--device cuda]``.
 
 Local affine-ReLU bound (certified UPPER on the l2 nominal-point constant) at each radius, the global
 bound, lower bounds from real pairs, the certified l2 radius (Avant & Morgansen, Prop. 6) and a PGD
-adversarial example. ``add_parser(subparsers)`` registers the sub-command.
+adversarial example. A folder or an .npy batch certifies every input (lipopt.analytic.batch_certify:
+one row each, a summary, ``--out DIR`` grid records). ``--input-space normalized`` measures everything in
+the network's normalised inputs. ``add_parser(subparsers)`` registers the sub-command.
 """
 
 from __future__ import annotations
@@ -73,24 +75,47 @@ def load_network(path: str) -> Any:
 
 
 def cmd_certify(args: argparse.Namespace) -> int:
-    from lipopt.analytic.local_bound import LocalOptions
-    from lipopt.analytic.robustness import certify, plot_report
-    from lipopt.cli import write_json_atomic
+    from lipopt.analytic.batch_certify import read_inputs
     from lipopt.validation import check_json_path
 
     check_json_path(args.json)
     if args.json:  # a failed run must not leave an earlier run's report in place
         Path(args.json).unlink(missing_ok=True)
     net = load_network(args.net)
-    x0 = read_input(args.input, net.input_shape)
+    space = args.input_space
+    if space == "normalized":
+        from lipopt.network.normalization import in_input_space
+
+        in_input_space(net, space)  # a network without a recorded normalisation: the error, before work
     eps = _eps_list(args.eps)
     clip = None
     if args.clip:
         lo, hi = (float(v) for v in args.clip.split(","))
         clip = (lo, hi)
+    items = read_inputs(args.input, net.input_shape)
+    if Path(args.input).is_dir() or len(items) > 1 or args.out or args.radii or args.labels:
+        return _certify_many(args, net, items, eps, clip)
+    return _certify_one(args, net, items[0].x, eps, clip)
+
+
+def _certify_one(args: argparse.Namespace, net: Any, x0: Any, eps: list[float], clip: Any) -> int:
+    from lipopt.analytic.batch_certify import _clip_in_space
+    from lipopt.analytic.local_bound import LocalOptions
+    from lipopt.analytic.robustness import certify, plot_report
+    from lipopt.cli import write_json_atomic
+    from lipopt.network.normalization import in_input_space
+
+    norm = net.input_normalization if args.input_space == "normalized" else None
+    if norm is not None:
+        x0 = norm.to_normalized(x0)
+        clip = None if clip is None else _clip_in_space(clip, norm, args.device)
+        net = in_input_space(net, args.input_space)
     rep = certify(net, x0, eps, device=args.device, options=LocalOptions(device=args.device),
                   lower=not args.no_lower, radius=not args.no_radius, adversarial=not args.no_adversarial,
                   seed=args.seed, clip=clip)
+    if norm is not None:
+        rep.notes.append("input space: normalized ((x - mean) / std): eps, the radius, the bounds and the "
+                         "adversarial distance are in normalized units")
     print(rep.table())
     if args.plot:
         plot_report(rep, args.plot)
@@ -99,9 +124,53 @@ def cmd_certify(args: argparse.Namespace) -> int:
         from lipopt.provenance import provenance
 
         run = {k: v for k, v in vars(args).items() if k != "func"}
-        doc = {"schema": "lipopt.robustness/1", "provenance": provenance("certify", run), **rep.to_dict()}
+        doc = {"schema": "lipopt.robustness/1", "provenance": provenance("certify", run),
+               "input_space": args.input_space, **rep.to_dict()}
         write_json_atomic(Path(args.json), json.dumps(doc, indent=2, default=float))
     return 0
+
+
+def _certify_many(args: argparse.Namespace, net: Any, items: list, eps: list[float], clip: Any) -> int:
+    from lipopt.analytic.batch_certify import certify_batch, read_labels
+    from lipopt.analytic.local_bound import LocalOptions
+    from lipopt.cli import write_json_atomic
+
+    if args.plot:
+        raise InvalidQuestionError("--plot draws one input's bound vs eps; give a single --input for it")
+    radii = _eps_list(args.radii) if args.radii else []
+    labels = read_labels(args.labels, len(items))
+    rep = certify_batch(net, items, eps, radii=radii, labels=labels, input_space=args.input_space,
+                        device=args.device, options=LocalOptions(device=args.device), lower=not args.no_lower,
+                        radius=not args.no_radius, adversarial=not args.no_adversarial, seed=args.seed,
+                        clip=clip)
+    print(rep.table())
+    from lipopt.provenance import provenance
+
+    run = {k: v for k, v in vars(args).items() if k != "func"}
+    if args.out:
+        from lipopt.grid import RECORDS_FILE
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        lines = [json.dumps(r, default=_json_default) for r in rep.records(source=args.input)]
+        write_json_atomic(out / RECORDS_FILE, "\n".join(lines) + "\n")
+        write_json_atomic(out / "summary.json", json.dumps(
+            {"schema": "lipopt.certify-batch/1", "provenance": provenance("certify", run), **rep.to_dict()},
+            indent=2, default=_json_default))
+        print(f"records written to {out / RECORDS_FILE} (render with `lipopt table {out}`), summary to "
+              f"{out / 'summary.json'}")
+    if args.json:
+        doc = {"schema": "lipopt.certify-batch/1", "provenance": provenance("certify", run), **rep.to_dict()}
+        write_json_atomic(Path(args.json), json.dumps(doc, indent=2, default=_json_default))
+    return 0
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    return float(v)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -109,7 +178,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "certify",
         help="local Lipschitz bound vs eps, certified l2 radius and adversarial search at one input")
     p.add_argument("net", help="network file (see `lipopt compute --help`)")
-    p.add_argument("--input", required=True, help="nominal input x0: .npy or image (PNG, scaled to [0, 1])")
+    p.add_argument("--input", required=True,
+                   help="nominal input x0: .npy or image (PNG, scaled to [0, 1]); or many: a folder of "
+                        "images / .npy files, or an .npy batch (N x C x H x W or N x n), one row per input")
     p.add_argument("--eps", default="0.001,0.01,0.1,1", help="comma-separated l2 radii")
     p.add_argument("--plot", default=None, help="write a plot of bound vs eps to this file (PNG)")
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
@@ -119,5 +190,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-lower", action="store_true", help="skip the lower bounds (PGD on the ratio)")
     p.add_argument("--no-radius", action="store_true", help="skip the certified radius")
     p.add_argument("--no-adversarial", action="store_true", help="skip the adversarial example search")
+    p.add_argument("--input-space", default="raw", choices=("raw", "normalized"),
+                   help="eps, radii and bounds in raw inputs (default) or in the network's normalised inputs "
+                        "(x - mean) / std (inputs are read raw and mapped)")
+    p.add_argument("--radii", default=None,
+                   help="many inputs: comma-separated l2 radii for the certified accuracy (or fraction)")
+    p.add_argument("--labels", default=None,
+                   help="many inputs: true classes (comma-separated, .txt or .npy), one per input, for the "
+                        "certified accuracy")
+    p.add_argument("--out", default=None,
+                   help="many inputs: write grid-format records (records.jsonl, see `lipopt table DIR`) and "
+                        "summary.json to this folder")
     p.set_defaults(func=cmd_certify)
     return p

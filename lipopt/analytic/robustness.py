@@ -142,14 +142,18 @@ class RobustnessReport:
 def certify(network: Network, x0: np.ndarray, eps_list: list[float], *, device: str = "cpu",
             options: LocalOptions | None = None, lower: bool = True, radius: bool = True,
             adversarial: bool = True, seed: int = 0,
-            clip: tuple[float, float] | None = None) -> RobustnessReport:
+            clip: tuple[float, float] | None = None,
+            global_bound: float | None = None) -> RobustnessReport:
     """Local bound at each eps (certified UPPER on the nominal-point constant), global bound, lower bounds
-    from real pairs, the certified radius and a PGD adversarial example."""
+    from real pairs, the certified radius and a PGD adversarial example. ``global_bound``: the global
+    product of an earlier call on the same network and options (it does not depend on x0), reused."""
     from lipopt.lower.adversarial import minimal_adversarial, nominal_ratio_lower, torch_model
 
     x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
     opts = options or LocalOptions(device=device)
     comp = LocalBoundComputer(network, x0, None, opts)
+    if global_bound is not None:
+        comp._global = float(global_bound)
     delta, label = logit_margin(network, x0)
     glob = comp.global_bound()
     model = torch_model(network, opts.device) if lower else None

@@ -1,0 +1,168 @@
+"""``lipopt certify`` over many inputs (lipopt.analytic.batch_certify, issue 14): the batched rows equal
+the per-input certify() results, an unreadable image is reported and the others go on, the summary
+numbers are recomputed here from the per-input results, the records render with ``lipopt table``."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import numpy as np
+import pytest
+
+from lipopt.analytic.batch_certify import certify_batch, read_inputs
+from lipopt.analytic.robustness import certify
+from lipopt.cli_certify import read_input
+
+torch = pytest.importorskip("torch")
+plt = pytest.importorskip("matplotlib.pyplot")
+
+EPS = [0.01, 0.1]
+SHAPE = (1, 4, 4)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    from lipopt.analytic._threads import limit_threads
+
+    with limit_threads(1):
+        yield
+
+
+class _Normalize(torch.nn.Module):
+    def forward(self, x):
+        return (x - 0.5) / 0.25
+
+
+@pytest.fixture(scope="module")
+def net():
+    import lipopt
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(_Normalize(), torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.ReLU(),
+                            torch.nn.Linear(8, 3)).double().eval()
+    return lipopt.load(m, input_shape=SHAPE, name="tiny")
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    rng = np.random.default_rng(1)
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(3):
+        plt.imsave(d / f"img{i}.png", rng.random(SHAPE[1:]), cmap="gray", vmin=0, vmax=1)
+    (d / "broken.png").write_bytes(b"this is not a png")
+    (d / "notes.txt").write_text("ignored: not an input suffix")
+    return d
+
+
+def _same(a, b, rel=1e-12):
+    return a == pytest.approx(b, rel=rel, abs=1e-300) if a is not None else b is None
+
+
+def test_folder_rows_equal_per_input_certify_and_broken_image_reported(net, folder):
+    items = read_inputs(folder, net.input_shape)
+    assert [it.name for it in items] == ["broken.png", "img0.png", "img1.png", "img2.png"]
+    assert items[0].x is None and items[0].error
+    rep = certify_batch(net, items, EPS, radii=[0.01, 0.05], seed=0)
+    assert rep.rows[0].error and rep.rows[0].label is None
+    for row in rep.rows[1:]:
+        single = certify(net, read_input(str(folder / row.name), net.input_shape), EPS, seed=0)
+        assert row.label == single.label and _same(row.margin, single.margin)
+        assert row.local_upper == pytest.approx([r.local_upper for r in single.rows], rel=1e-12)
+        assert row.lower == pytest.approx([r.lower for r in single.rows], rel=1e-12)
+        assert row.certified == [r.certified for r in single.rows]
+        assert _same(row.radius, single.radius.radius)
+        assert _same(row.radius_global, single.radius.radius_global)
+        assert _same(row.pgd_distance, single.adversarial_distance)
+    text = rep.table()
+    assert "broken.png" in text and "UNREADABLE" in text and "unreadable inputs (1): broken.png" in text
+
+
+def test_summary_numbers_recomputed(net, folder):
+    items = read_inputs(folder, net.input_shape)
+    readable = [it for it in items if it.x is not None]
+    singles = [certify(net, it.x, EPS, seed=0, adversarial=False, lower=False) for it in readable]
+    radii_here = [s.radius.radius for s in singles]
+    labels = np.array([0, singles[0].label, (singles[1].label + 1) % 3, singles[2].label])  # one wrong
+    rs = [0.0, float(np.median(radii_here)), 10.0]
+    rep = certify_batch(net, items, EPS, radii=rs, labels=labels, seed=0, adversarial=False, lower=False)
+    s = rep.summary()
+    assert s["inputs"] == 4 and s["read"] == 3 and s["failed"] == ["broken.png"]
+    assert s["mean_radius"] == pytest.approx(statistics.fmean(radii_here), rel=1e-12)
+    assert s["median_radius"] == pytest.approx(statistics.median(radii_here), rel=1e-12)
+    true = labels[1:]
+    for r0 in rs:
+        want = sum(1 for sg, t in zip(singles, true, strict=True)
+                   if sg.label == t and sg.radius.radius >= r0) / 3
+        assert s["certified_accuracy"][f"{r0:g}"] == pytest.approx(want)
+    assert s["clean_accuracy"] == pytest.approx(2 / 3)
+    unl = certify_batch(net, items, EPS, radii=rs, seed=0, adversarial=False, lower=False).summary()
+    assert "certified_accuracy" not in unl
+    assert unl["certified_fraction"]["0"] == 1.0 and unl["certified_fraction"]["10"] == 0.0
+
+
+def test_npy_batch_cli_records_render_as_a_table(net, tmp_path, monkeypatch):
+    import lipopt.cli_certify as cc
+    from lipopt.cli import main
+    from lipopt.records import load, table
+
+    monkeypatch.setattr(cc, "load_network", lambda path: net)
+    xs = np.random.default_rng(2).random((3, *SHAPE))
+    np.save(tmp_path / "batch.npy", xs)
+    items = read_inputs(tmp_path / "batch.npy", net.input_shape)
+    assert [it.name for it in items] == ["batch[0]", "batch[1]", "batch[2]"]
+    np.save(tmp_path / "flat.npy", xs.reshape(3, -1))
+    assert all(np.array_equal(a.x, b.x) for a, b in zip(items, read_inputs(tmp_path / "flat.npy", SHAPE),
+                                                        strict=True))
+    out = tmp_path / "out"
+    rc = main(["certify", "net.ckpt", "--input", str(tmp_path / "batch.npy"), "--eps", "0.01,0.1",
+               "--radii", "0.001,0.1", "--out", str(out), "--no-adversarial"])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["schema"] == "lipopt.certify-batch/1" and len(summary["rows"]) == 3
+    for i, row in enumerate(summary["rows"]):
+        single = certify(net, xs[i].reshape(-1), EPS, seed=0, adversarial=False)
+        assert row["local_upper"] == pytest.approx([r.local_upper for r in single.rows], rel=1e-12)
+        assert row["radius"] == pytest.approx(single.radius.radius, rel=1e-12)
+    df = load(out)
+    assert len(df) == 3 * 2 * 2 and set(df["method"]) == {"local-affine", "pgd-ratio"}
+    assert set(df["kind"]) == {"UPPER", "LOWER"} and not df["failed"].any()
+    ub = df[(df["method"] == "local-affine") & (df["network"] == "tiny[batch[1]]")]["value"].tolist()
+    assert ub == pytest.approx(summary["rows"][1]["local_upper"], rel=1e-12)
+    text = table(out)
+    assert "tiny[batch[2]]" in text and "local-affine" in text and "pgd-ratio" in text
+
+
+def test_normalized_input_space_scales_bounds_and_radius(net, folder):
+    """u = (x - 0.5) / 0.25: eps_u = eps_x / 0.25, L_u = 0.25 L_x, radius_u = radius_x / 0.25."""
+    items = [it for it in read_inputs(folder, net.input_shape) if it.x is not None]
+    s = 0.25
+    raw = certify_batch(net, items, [e * s for e in EPS], seed=0, adversarial=False, lower=False)
+    nrm = certify_batch(net, items, EPS, input_space="normalized", seed=0, adversarial=False, lower=False)
+    for a, b in zip(raw.rows, nrm.rows, strict=True):
+        assert b.local_upper == pytest.approx([s * v for v in a.local_upper], rel=1e-9)
+        assert b.radius == pytest.approx(a.radius / s, rel=1e-6)  # two bisections, 30 halvings each
+        assert b.margin == pytest.approx(a.margin, rel=1e-12)
+    recs = nrm.records()
+    assert all(r["question"]["input_space"] == "normalized" for r in recs)
+    assert "normalized input" in recs[0]["question"]["description"]
+
+
+def test_cli_unreadable_image_goes_on(net, folder, tmp_path, monkeypatch, capsys):
+    import lipopt.cli_certify as cc
+    from lipopt.cli import main
+    from lipopt.records import load
+
+    monkeypatch.setattr(cc, "load_network", lambda path: net)
+    rc = main(["certify", "net.ckpt", "--input", str(folder), "--eps", "0.1", "--no-adversarial",
+               "--no-lower", "--input-space", "normalized", "--clip", "0,1", "--out", str(tmp_path / "o")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "broken.png" in out and "UNREADABLE" in out and "img2.png" in out and "normalized inputs" in out
+    df = load(tmp_path / "o")
+    bad = df[df["network"] == "tiny[broken.png]"]
+    assert len(bad) == 1 and bool(bad["failed"].iloc[0]) and bad["record"].iloc[0]["value"] is None
+    assert "unreadable input" in bad["message"].iloc[0]
+    good = df[~df["failed"]]
+    assert len(good) == 3 and set(good["method"]) == {"local-affine"}  # --no-lower: no LOWER records
