@@ -166,3 +166,21 @@ def test_cli_unreadable_image_goes_on(net, folder, tmp_path, monkeypatch, capsys
     assert "unreadable input" in bad["message"].iloc[0]
     good = df[~df["failed"]]
     assert len(good) == 3 and set(good["method"]) == {"local-affine"}  # --no-lower: no LOWER records
+
+
+def test_cli_single_input_in_normalized_space(net, tmp_path, monkeypatch):
+    import lipopt.cli_certify as cc
+    from lipopt.cli import main
+
+    monkeypatch.setattr(cc, "load_network", lambda path: net)
+    x = np.random.default_rng(6).random(SHAPE)
+    np.save(tmp_path / "x.npy", x)
+    docs = {}
+    for space, eps in (("raw", "0.0025,0.025"), ("normalized", "0.01,0.1")):
+        js = tmp_path / f"{space}.json"
+        assert main(["certify", "net.ckpt", "--input", str(tmp_path / "x.npy"), "--eps", eps, "--json",
+                     str(js), "--no-adversarial", "--no-radius", "--input-space", space]) == 0
+        docs[space] = json.loads(js.read_text())
+    assert docs["normalized"]["input_space"] == "normalized" and docs["raw"]["input_space"] == "raw"
+    for a, b in zip(docs["raw"]["rows"], docs["normalized"]["rows"], strict=True):
+        assert b["local_upper"] == pytest.approx(0.25 * a["local_upper"], rel=1e-9)

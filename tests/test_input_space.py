@@ -222,3 +222,25 @@ def test_grid_question_in_normalized_space(tmp_path):
     with pytest.raises(LipoptError, match="input_space"):
         grid.parse_spec({"networks": ["tiny_weights.mat"], "methods": ["naive"],
                          "questions": [{"input_space": "pixels"}]}, tmp_path)
+
+
+@pytest.mark.slow
+def test_avant_lenet_local_bound_in_the_seed_units():
+    """The MNIST LeNet checkpoint records (x - 0.1307) / 0.3081; its local bound in normalised units at
+    eps_u is 0.3081 times the raw bound at eps_x = 0.3081 eps_u."""
+    from tests.paths import EXTERNAL
+
+    ckpt, img = EXTERNAL / "avant" / "mnist_lenet_ckpt_99.ckpt", EXTERNAL / "avant" / "mnist_8.png"
+    if not ckpt.exists():
+        pytest.skip("../shared/external-nets is not there")
+    from lipopt.cli_certify import read_input
+
+    net = lipopt.load(ckpt)
+    norm = net.input_normalization
+    assert np.allclose(norm.mean, 0.1307) and np.allclose(norm.std, 0.3081)
+    x = read_input(str(img), net.input_shape)
+    s, eps_u = 0.3081, 0.01
+    raw = lipopt.lipschitz(net, "local-affine", domain=f"ball2:{s * eps_u}", center=x, nominal=True)
+    nrm = lipopt.lipschitz(net, "local-affine", domain=f"ball2:{eps_u}", center=norm.to_normalized(x),
+                           nominal=True, input_space="normalized")
+    assert nrm.value == pytest.approx(s * raw.value, rel=1e-7)
