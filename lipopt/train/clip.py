@@ -180,6 +180,24 @@ def _regulariser(q: Any, opts: ClipOptions) -> Any:
     return r.max() if opts.reduce == "max" else r.mean()
 
 
+@dataclass
+class _Run:
+    """The state of one training run, shared by :func:`train`'s helpers."""
+
+    opts: TrainOptions
+    model: Any
+    x: Any
+    y: Any
+    gen: Any
+    classify: bool
+    loss_fn: Any
+    sgd: Any
+    result: TrainResult
+    pairs: PairSet | None
+    lam: float
+    batches: int = 0
+
+
 def train(data: Any, options: TrainOptions | None = None,
           callback: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Algorithm 2 on ``data`` (a :class:`lipopt.train.data.Dataset`). ``callback`` gets each epoch's
@@ -191,9 +209,7 @@ def train(data: Any, options: TrainOptions | None = None,
     import torch
 
     from lipopt.errors import InvalidOptionsError
-    from lipopt.train.evaluate import accuracy, mse, sampled_estimate
-    from lipopt.train.models import arch_spec, build_module
-    from lipopt.train.regularisers import update_lambda, weight_penalty
+    from lipopt.train.regularisers import update_lambda
 
     opts = options or TrainOptions()
     if data.task == "regression" and opts.target_accuracy is not None:
@@ -204,80 +220,110 @@ def train(data: Any, options: TrainOptions | None = None,
         torch.set_num_threads(opts.threads)
     try:
         torch.manual_seed(opts.seed)
-        gen = torch.Generator().manual_seed(opts.seed)
-        spec = arch_spec(opts.arch, data.image_shape, data.n_outputs, opts.hidden, opts.channels)
-        model = build_module(spec)
-        x = torch.from_numpy(np.ascontiguousarray(data.x_train))
-        y = torch.from_numpy(np.ascontiguousarray(data.y_train))
-        classify = data.task == "classification"
-        loss_fn = torch.nn.functional.cross_entropy if classify else torch.nn.functional.mse_loss
-        sgd = torch.optim.SGD(model.parameters(), lr=opts.lr, momentum=opts.momentum)
-        copts = opts.clip
-        clip = opts.regulariser == "clip"
-        pairs = init_pairs(x, copts, gen) if clip else None
-        lam = float(opts.lam) if opts.regulariser != "none" else 0.0
-        result = TrainResult(model, spec, opts, pairs=pairs)
-        batches = 0
+        run = _setup(data, opts)
         for epoch in range(opts.epochs):
-            model.train()
-            t0 = time.perf_counter()
-            perm = torch.randperm(len(x), generator=gen)
-            loss_sum = reg_sum = 0.0
-            n_batches = skipped = accepted = tried = 0
-            for i in range(0, len(x), opts.batch_size):
-                idx = perm[i:i + opts.batch_size]
-                if clip and copts.reinit_every and batches and batches % copts.reinit_every == 0:
-                    pairs = init_pairs(x, copts, gen, tau=pairs.tau)  # type: ignore[union-attr]
-                    result.pairs = pairs
-                loss = loss_fn(model(x[idx]), y[idx])
-                total = loss
-                if clip:
-                    info = adversarial_update(model, pairs, copts, opts.input_norm, opts.output_norm,  # type: ignore[arg-type]
-                                              keep_graph=lam > 0)
-                    accepted += info.accepted
-                    tried += info.tried
-                    if lam > 0:
-                        r = _regulariser(info.quotient, copts)
-                        if float(r.detach()) > copts.reg_max:
-                            skipped += 1
-                        else:
-                            total = loss + lam * r
-                            reg_sum += float(r.detach())
-                elif opts.regulariser == "weight" and lam > 0:
-                    r = weight_penalty(model)
-                    total = loss + lam * r
-                    reg_sum += float(r.detach())
-                sgd.zero_grad(set_to_none=True)
-                total.backward()
-                sgd.step()
-                loss_sum += float(loss.detach())
-                n_batches += 1
-                batches += 1
-            epoch_time = time.perf_counter() - t0
-            model.eval()
-            rec: dict[str, Any] = {"epoch": epoch, "loss": loss_sum / n_batches, "reg": reg_sum / n_batches,
-                                   "lam": lam, "epoch_time": epoch_time, "skipped": skipped,
-                                   "accepted": accepted / tried if tried else None}
-            if classify:
-                acc = accuracy(model, x, y)
-                rec["train_accuracy"] = acc
-            else:
-                rec["train_mse"] = mse(model, x, y)
-            if pairs is not None:
-                pairs.refresh(model, copts, opts.input_norm, opts.output_norm)
-            rec["lip_estimate"] = pairs.best()[0] if pairs is not None else None
-            rec["sampled_estimate"] = sampled_estimate(model, x, opts.input_norm, opts.output_norm, 64,
-                                                       opts.seed)
+            rec = _epoch(run, epoch)
             since = epoch - opts.warmup_epochs
             if opts.adaptive and since >= 0 and since % opts.lam_every == 0:
-                lam = update_lambda(lam, rec["train_accuracy"], float(opts.target_accuracy),  # type: ignore[arg-type]
-                                    opts.lam_increment)
-            rec["lam_next"] = lam
-            result.history.append(rec)
+                run.lam = update_lambda(run.lam, rec["train_accuracy"], float(opts.target_accuracy),  # type: ignore[arg-type]
+                                        opts.lam_increment)
+            rec["lam_next"] = run.lam
+            run.result.history.append(rec)
             if callback is not None:
                 callback(rec)
-        result.lam = lam
-        model.eval()
-        return result
+        run.result.lam = run.lam
+        run.model.eval()
+        return run.result
     finally:
         torch.set_num_threads(old_threads)
+
+
+def _setup(data: Any, opts: TrainOptions) -> _Run:
+    """The model, the data as tensors, the optimiser and CLIP's pair set (after torch.manual_seed)."""
+    import torch
+
+    from lipopt.train.models import arch_spec, build_module
+
+    gen = torch.Generator().manual_seed(opts.seed)
+    spec = arch_spec(opts.arch, data.image_shape, data.n_outputs, opts.hidden, opts.channels)
+    model = build_module(spec)
+    x = torch.from_numpy(np.ascontiguousarray(data.x_train))
+    y = torch.from_numpy(np.ascontiguousarray(data.y_train))
+    classify = data.task == "classification"
+    loss_fn = torch.nn.functional.cross_entropy if classify else torch.nn.functional.mse_loss
+    sgd = torch.optim.SGD(model.parameters(), lr=opts.lr, momentum=opts.momentum)
+    pairs = init_pairs(x, opts.clip, gen) if opts.regulariser == "clip" else None
+    lam = float(opts.lam) if opts.regulariser != "none" else 0.0
+    result = TrainResult(model, spec, opts, pairs=pairs)
+    return _Run(opts, model, x, y, gen, classify, loss_fn, sgd, result, pairs, lam)
+
+
+def _epoch(run: _Run, epoch: int) -> dict[str, Any]:
+    """One epoch: the minibatch loop, then the epoch's record (without lam_next)."""
+    import torch
+
+    run.model.train()
+    t0 = time.perf_counter()
+    perm = torch.randperm(len(run.x), generator=run.gen)
+    sums: dict[str, Any] = {"loss": 0.0, "reg": 0.0, "n": 0, "skipped": 0, "accepted": 0, "tried": 0}
+    for i in range(0, len(run.x), run.opts.batch_size):
+        _minibatch(run, perm[i:i + run.opts.batch_size], sums)
+    epoch_time = time.perf_counter() - t0
+    return _epoch_record(run, epoch, epoch_time, sums)
+
+
+def _minibatch(run: _Run, idx: Any, sums: dict[str, Any]) -> None:
+    """One SGD step on mean loss + lam * R over the minibatch ``idx`` (CLIP: Algorithm 1 first)."""
+    from lipopt.train.regularisers import weight_penalty
+
+    opts, copts, lam = run.opts, run.opts.clip, run.lam
+    clip = opts.regulariser == "clip"
+    if clip and copts.reinit_every and run.batches and run.batches % copts.reinit_every == 0:
+        run.pairs = init_pairs(run.x, copts, run.gen, tau=run.pairs.tau)  # type: ignore[union-attr]
+        run.result.pairs = run.pairs
+    loss = run.loss_fn(run.model(run.x[idx]), run.y[idx])
+    total = loss
+    if clip:
+        info = adversarial_update(run.model, run.pairs, copts, opts.input_norm, opts.output_norm,  # type: ignore[arg-type]
+                                  keep_graph=lam > 0)
+        sums["accepted"] += info.accepted
+        sums["tried"] += info.tried
+        if lam > 0:
+            r = _regulariser(info.quotient, copts)
+            if float(r.detach()) > copts.reg_max:
+                sums["skipped"] += 1
+            else:
+                total = loss + lam * r
+                sums["reg"] += float(r.detach())
+    elif opts.regulariser == "weight" and lam > 0:
+        r = weight_penalty(run.model)
+        total = loss + lam * r
+        sums["reg"] += float(r.detach())
+    run.sgd.zero_grad(set_to_none=True)
+    total.backward()
+    run.sgd.step()
+    sums["loss"] += float(loss.detach())
+    sums["n"] += 1
+    run.batches += 1
+
+
+def _epoch_record(run: _Run, epoch: int, epoch_time: float, sums: dict[str, Any]) -> dict[str, Any]:
+    """The epoch's record on the network in eval mode (accuracy or mse, the pair and sampled estimates)."""
+    from lipopt.train.evaluate import accuracy, mse, sampled_estimate
+
+    opts, model, x, y = run.opts, run.model, run.x, run.y
+    model.eval()
+    n_batches, tried = sums["n"], sums["tried"]
+    rec: dict[str, Any] = {"epoch": epoch, "loss": sums["loss"] / n_batches, "reg": sums["reg"] / n_batches,
+                           "lam": run.lam, "epoch_time": epoch_time, "skipped": sums["skipped"],
+                           "accepted": sums["accepted"] / tried if tried else None}
+    if run.classify:
+        rec["train_accuracy"] = accuracy(model, x, y)
+    else:
+        rec["train_mse"] = mse(model, x, y)
+    pairs = run.pairs
+    if pairs is not None:
+        pairs.refresh(model, opts.clip, opts.input_norm, opts.output_norm)
+    rec["lip_estimate"] = pairs.best()[0] if pairs is not None else None
+    rec["sampled_estimate"] = sampled_estimate(model, x, opts.input_norm, opts.output_norm, 64, opts.seed)
+    return rec
