@@ -99,23 +99,13 @@ def cmd_certify(args: argparse.Namespace) -> int:
 
 
 def _certify_one(args: argparse.Namespace, net: Any, x0: Any, eps: list[float], clip: Any) -> int:
-    from lipopt.analytic.batch_certify import _clip_in_space
     from lipopt.analytic.local_bound import LocalOptions
     from lipopt.analytic.robustness import certify, plot_report
     from lipopt.cli import write_json_atomic
-    from lipopt.network.normalization import in_input_space
 
-    norm = net.input_normalization if args.input_space == "normalized" else None
-    if norm is not None:
-        x0 = norm.to_normalized(x0)
-        clip = None if clip is None else _clip_in_space(clip, norm, args.device)
-        net = in_input_space(net, args.input_space)
     rep = certify(net, x0, eps, device=args.device, options=LocalOptions(device=args.device),
                   lower=not args.no_lower, radius=not args.no_radius, adversarial=not args.no_adversarial,
-                  seed=args.seed, clip=clip)
-    if norm is not None:
-        rep.notes.append("input space: normalized ((x - mean) / std): eps, the radius, the bounds and the "
-                         "adversarial distance are in normalized units")
+                  seed=args.seed, clip=clip, input_space=args.input_space)
     print(rep.table())
     if args.plot:
         plot_report(rep, args.plot)
@@ -124,8 +114,7 @@ def _certify_one(args: argparse.Namespace, net: Any, x0: Any, eps: list[float], 
         from lipopt.provenance import provenance
 
         run = {k: v for k, v in vars(args).items() if k != "func"}
-        doc = {"schema": "lipopt.robustness/1", "provenance": provenance("certify", run),
-               "input_space": args.input_space, **rep.to_dict()}
+        doc = {"schema": "lipopt.robustness/1", "provenance": provenance("certify", run), **rep.to_dict()}
         write_json_atomic(Path(args.json), json.dumps(doc, indent=2, default=float))
     return 0
 

@@ -184,3 +184,20 @@ def test_cli_single_input_in_normalized_space(net, tmp_path, monkeypatch):
     assert docs["normalized"]["input_space"] == "normalized" and docs["raw"]["input_space"] == "raw"
     for a, b in zip(docs["raw"]["rows"], docs["normalized"]["rows"], strict=True):
         assert b["local_upper"] == pytest.approx(0.25 * a["local_upper"], rel=1e-9)
+
+
+def test_certify_api_input_space(net):
+    from lipopt.errors import InvalidQuestionError
+    from lipopt.network.layers import Dense
+    from lipopt.network.network import Network
+
+    x = np.random.default_rng(7).random(16)
+    raw = certify(net, x, [0.0025, 0.025], adversarial=False, lower=False)
+    nrm = certify(net, x, [0.01, 0.1], adversarial=False, lower=False, input_space="normalized")
+    assert raw.input_space == "raw" and nrm.to_dict()["input_space"] == "normalized"
+    assert [r.local_upper for r in nrm.rows] == pytest.approx([0.25 * r.local_upper for r in raw.rows],
+                                                               rel=1e-9)
+    assert nrm.radius.radius == pytest.approx(raw.radius.radius / 0.25, rel=1e-6)
+    plain = Network([Dense(np.ones((2, 3)), None)], (3,))
+    with pytest.raises(InvalidQuestionError, match="records its input normalisation"):
+        certify(plain, np.zeros(3), [0.1], input_space="normalized")

@@ -238,7 +238,7 @@ def certify_batch(network: Any, items: list[InputItem], eps_list: list[float], *
     """Certify every readable input of ``items`` (raw inputs; mapped to the question's input space)."""
     from lipopt.analytic.local_bound import LocalOptions
     from lipopt.analytic.robustness import certify
-    from lipopt.network.normalization import in_input_space
+    from lipopt.network.normalization import clip_in_space, in_input_space
 
     net = in_input_space(network, input_space)
     norm = network.input_normalization if input_space == "normalized" else None
@@ -251,7 +251,7 @@ def certify_batch(network: Any, items: list[InputItem], eps_list: list[float], *
         top = np.sort(out, axis=1)
         batch_label = dict(zip(ok, np.argmax(out, axis=1).tolist(), strict=True))
         batch_margin = dict(zip(ok, (top[:, -1] - top[:, -2]).tolist(), strict=True))
-    clip_q = _clip_in_space(clip, norm, device) if clip is not None else None
+    clip_q = clip_in_space(clip, norm, device) if clip is not None else None
     rows: list[InputRow] = []
     glob: float | None = None
     notes: list[str] = []
@@ -282,21 +282,3 @@ def certify_batch(network: Any, items: list[InputItem], eps_list: list[float], *
                  + ("; eps and radii in normalized input units (x - mean) / std" if norm is not None else ""))
     return BatchReport(network.name or "network", input_space, eps, rows, sorted(float(r) for r in radii),
                        glob, notes, lower)
-
-
-def _clip_in_space(clip: tuple[Any, Any], norm: Any, device: str) -> tuple[Any, Any]:
-    """The raw clip box (lo, hi) in the question's input space (per coordinate when the map varies)."""
-    if norm is None:
-        return clip
-    lo = norm.to_normalized(np.full(norm.mean.size, float(clip[0])))
-    hi = norm.to_normalized(np.full(norm.mean.size, float(clip[1])))
-    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
-    if np.all(lo == lo[0]) and np.all(hi == hi[0]):
-        return float(lo[0]), float(hi[0])
-    import torch
-
-    from lipopt.analytic.linops import resolve_device
-
-    dev = resolve_device(device)[0]
-    return (torch.as_tensor(lo, dtype=torch.float64, device=dev),
-            torch.as_tensor(hi, dtype=torch.float64, device=dev))

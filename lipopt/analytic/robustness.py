@@ -110,9 +110,11 @@ class RobustnessReport:
     adversarial_distance: float | None  # PGD: upper bound on the minimal adversarial l2 distance
     adversarial_label: int | None
     notes: list[str] = field(default_factory=list)
+    input_space: str = "raw"  # the units of eps, the bounds, the radius and the distances
 
     def to_dict(self) -> dict[str, Any]:
-        return {"network": self.network, "label": self.label, "margin": self.margin,
+        return {"network": self.network, "input_space": self.input_space, "label": self.label,
+                "margin": self.margin,
                 "rows": [dict(r.__dict__) for r in self.rows],
                 "radius": None if self.radius is None else self.radius.to_dict(),
                 "adversarial_distance": self.adversarial_distance,
@@ -143,13 +145,23 @@ def certify(network: Network, x0: np.ndarray, eps_list: list[float], *, device: 
             options: LocalOptions | None = None, lower: bool = True, radius: bool = True,
             adversarial: bool = True, seed: int = 0,
             clip: tuple[float, float] | None = None,
-            global_bound: float | None = None) -> RobustnessReport:
+            global_bound: float | None = None, input_space: str = "raw") -> RobustnessReport:
     """Local bound at each eps (certified UPPER on the nominal-point constant), global bound, lower bounds
     from real pairs, the certified radius and a PGD adversarial example. ``global_bound``: the global
-    product of an earlier call on the same network and options (it does not depend on x0), reused."""
+    product of an earlier call on the same network and options (it does not depend on x0), reused.
+    ``input_space="normalized"``: ``x0`` and ``clip`` are raw inputs, mapped to u = (x - mean) / std of the
+    network's recorded normalisation; eps, the bounds, the radius and the distances are in u."""
     from lipopt.lower.adversarial import minimal_adversarial, nominal_ratio_lower, torch_model
+    from lipopt.network.normalization import check_input_space, clip_in_space, in_input_space
 
     x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
+    space = check_input_space(input_space)
+    if space == "normalized" and getattr(network, "input_space", "raw") != "normalized":
+        view = in_input_space(network, space)  # the clear error when no normalisation is recorded
+        norm = network.input_normalization
+        x0 = norm.to_normalized(x0)
+        clip = None if clip is None else clip_in_space(clip, norm, device)
+        network = view
     opts = options or LocalOptions(device=device)
     comp = LocalBoundComputer(network, x0, None, opts)
     if global_bound is not None:
@@ -179,7 +191,10 @@ def certify(network: Network, x0: np.ndarray, eps_list: list[float], *, device: 
         notes.append(comp.device_warning)
     if rad is not None and adv_d is not None and adv_d < rad.radius:
         notes.append("INCONSISTENT: adversarial example inside the certified radius")
-    return RobustnessReport(network.name or "network", label, delta, rows, rad, adv_d, adv_l, notes)
+    if space == "normalized":
+        notes.append("input space: normalized ((x - mean) / std): eps, the radius, the bounds and the "
+                     "adversarial distance are in normalized units")
+    return RobustnessReport(network.name or "network", label, delta, rows, rad, adv_d, adv_l, notes, space)
 
 
 def plot_report(report: RobustnessReport, path: str) -> str:

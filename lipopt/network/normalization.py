@@ -152,3 +152,22 @@ def _check_view(net, g, norm: InputNormalization) -> None:
     if not np.allclose(a, b, rtol=1e-8, atol=tol):
         raise InvalidNetworkError(f"normalized-input network differs from f(std u + mean) by "
                                   f"{np.abs(a - b).max():.3g}")
+
+
+def clip_in_space(clip: tuple, norm: InputNormalization | None, device: str = "cpu") -> tuple:
+    """A raw clip box (lo, hi) in the normalised space: scalars when the map is uniform, else per
+    coordinate torch tensors on ``device`` (for the PGD projections of lipopt.lower.adversarial)."""
+    if norm is None:
+        return clip
+    lo = norm.to_normalized(np.full(norm.mean.size, float(clip[0])))
+    hi = norm.to_normalized(np.full(norm.mean.size, float(clip[1])))
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    if np.all(lo == lo[0]) and np.all(hi == hi[0]):
+        return float(lo[0]), float(hi[0])
+    import torch
+
+    from lipopt.analytic.linops import resolve_device
+
+    dev = resolve_device(device)[0]
+    return (torch.as_tensor(lo, dtype=torch.float64, device=dev),
+            torch.as_tensor(hi, dtype=torch.float64, device=dev))
