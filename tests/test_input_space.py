@@ -244,3 +244,25 @@ def test_avant_lenet_local_bound_in_the_seed_units():
     nrm = lipopt.lipschitz(net, "local-affine", domain=f"ball2:{eps_u}", center=norm.to_normalized(x),
                            nominal=True, input_space="normalized")
     assert nrm.value == pytest.approx(s * raw.value, rel=1e-7)
+
+
+def test_batchnorm_at_the_input_is_recorded():
+    torch.manual_seed(8)
+    bn = nn.BatchNorm1d(3).double()
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.tensor([0.2, -0.1, 0.4], dtype=torch.float64))
+        bn.running_var.copy_(torch.tensor([0.5, 2.0, 0.1], dtype=torch.float64))
+        bn.weight.copy_(torch.tensor([1.5, 0.7, -2.0], dtype=torch.float64))
+        bn.bias.copy_(torch.tensor([0.3, 0.0, -0.2], dtype=torch.float64))
+    m = nn.Sequential(bn, nn.Linear(3, 4).double(), nn.ReLU(), nn.Linear(4, 2).double()).eval()
+    net = lipopt.load(m)
+    # y = gamma (x - mu) / sqrt(var + eps) + beta = (x - mean) / std
+    a = bn.weight.detach().numpy() / np.sqrt(bn.running_var.numpy() + bn.eps)
+    c = bn.bias.detach().numpy() - bn.running_mean.numpy() * a
+    assert np.allclose(net.input_normalization.std, 1 / a, rtol=1e-12)
+    assert np.allclose(net.input_normalization.mean, -c / a, rtol=1e-12)
+    g = in_input_space(net, "normalized")
+    u = torch.randn(5, 3, dtype=torch.float64)
+    with torch.no_grad():
+        expected = m[1:](u).numpy()  # the module after its BatchNorm
+    assert np.allclose(g.forward(u.numpy()), expected, rtol=1e-10, atol=1e-10)
