@@ -24,14 +24,15 @@ _KIND_MARK = {BoundKind.EXACT: "=", BoundKind.UPPER: "<=", BoundKind.LOWER: ">="
 def _question_columns(question: dict[str, Any]) -> dict[str, Any]:
     """The parts of a record's question (``Question.to_dict``) as table columns (empty when unknown)."""
     cols: dict[str, Any] = {"input_norm": "", "output_norm": "", "domain": "", "radius": None, "scope": "",
-                            "output": ""}
+                            "output": "", "input_space": ""}
     if not question.get("domain"):
         return cols
     from lipopt.spec import Question
 
     q = Question.from_dict(question)
     cols.update(input_norm=q.input_norm.label, output_norm=q.output_norm.label, domain=q.domain.describe(),
-                radius=question["domain"].get("radius"), scope=q.constant, output=q.output.describe())
+                radius=question["domain"].get("radius"), scope=q.constant, output=q.output.describe(),
+                input_space=q.input_space)
     return cols
 
 

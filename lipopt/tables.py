@@ -26,8 +26,8 @@ COLUMNS = ("method", "declared", "certified", "bracket", "ratio", "verdict", "st
 FORMATS = ("text", "markdown", "latex", "csv")
 CSV_COLUMNS = ("method", "declared_kind", "kind", "value", "lower", "upper", "ratio_to_best_lower", "verdict",
                "stop", "raw_status", "solver", "time_s", "checks",
-               "question", "input_norm", "output_norm", "domain", "radius", "scope", "output", "time_limit",
-               "seed", "network")
+               "question", "input_norm", "output_norm", "domain", "radius", "scope", "output", "input_space",
+               "time_limit", "seed", "network")
 _MARK = {"EXACT": "=", "UPPER": "<=", "LOWER": ">=", "ESTIMATE": "~"}
 _LATEX_MARK = {"=": "$=$", "<=": r"$\le$", ">=": r"$\ge$", "~": r"$\approx$"}
 

@@ -129,6 +129,8 @@ def test_compare_records_the_input_space(uniform_net):
     rs = lipopt.compare(uniform_net, ["naive", "enumeration"], input_space="normalized")
     assert all(r.question["input_space"] == "normalized" for r in rs)
     assert "normalized input" in rs.table()
+    assert all(row["input_space"] == "normalized" for row in rs.to_records())
+    assert "input_space" in rs.table("csv").splitlines()[0]
 
 
 def test_run_method_transforms_a_raw_network(uniform_net):
