@@ -153,4 +153,7 @@ def arch_module(arch: str, sd: dict) -> Any:
             raise InvalidNetworkError(f"arch {arch!r}: {cls_name}() needs arguments ({exc}); construct it "
                                       "yourself and pass the module to lipopt.load(path, arch=module)") \
                 from None
-    raise InvalidNetworkError(f"unknown arch={arch!r}; forms: {ARCH_FORMS}")
+    from lipopt import zoo
+
+    raise InvalidNetworkError(f"unknown arch={arch!r}; known: {sorted(zoo.ARCHITECTURES)}; other forms: "
+                              f"{ARCH_FORMS}")
