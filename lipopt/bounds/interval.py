@@ -38,27 +38,32 @@ _RTOL = 1e-12
 _ATOL = 1e-300
 
 
-def _widen(lo: np.ndarray, hi: np.ndarray) -> Interval:
-    pad = _RTOL * np.maximum(np.abs(lo), np.abs(hi)) + _ATOL
+def widen(lo: np.ndarray, hi: np.ndarray, rtol: float = _RTOL) -> Interval:
+    """[lo, hi] padded by ``rtol`` times the magnitude (plus a tiny absolute term) against rounding."""
+    pad = rtol * np.maximum(np.abs(lo), np.abs(hi)) + _ATOL
     return lo - pad, hi + pad
+
+
+_widen = widen
 
 
 def _abs(w: object) -> object:
     return abs(w) if hasattr(w, "toarray") else np.abs(w)  # type: ignore[arg-type]
 
 
-def affine_interval(stage: AffineStage, lo: np.ndarray, hi: np.ndarray) -> Interval:
-    w = stage.weight
+def affine_interval_arrays(w: object, w_abs: object, b: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                           rtol: float = _RTOL, dense: np.ndarray | None = None) -> Interval:
+    """Bounds of W x + b for x in [lo, hi] (``w_abs`` = |W|; entries of lo / hi may be infinite: then
+    positive and negative parts separately, inf * 0 read as 0), widened by ``rtol``."""
     with np.errstate(invalid="ignore"):
         mid = (lo + hi) / 2
         rad = (hi - lo) / 2
         finite = np.isfinite(mid)
     if np.all(finite):
-        c = np.asarray(w @ mid).reshape(-1) + stage.bias  # type: ignore[operator]
-        r = np.asarray(_abs(w) @ rad).reshape(-1)  # type: ignore[operator]
-        return _widen(c - r, c + r)
-    # unbounded inputs: positive and negative parts separately, inf * 0 treated as 0
-    wd = stage.dense()
+        c = np.asarray(w @ mid).reshape(-1) + b  # type: ignore[operator]
+        r = np.asarray(w_abs @ rad).reshape(-1)  # type: ignore[operator]
+        return widen(c - r, c + r, rtol)
+    wd = np.asarray(w) if dense is None else dense
     wp, wn = np.maximum(wd, 0), np.minimum(wd, 0)
 
     def prod(m: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -67,9 +72,13 @@ def affine_interval(stage: AffineStage, lo: np.ndarray, hi: np.ndarray) -> Inter
         t[m == 0] = 0.0
         return t.sum(axis=1)
 
-    new_lo = prod(wp, lo) + prod(wn, hi) + stage.bias
-    new_hi = prod(wp, hi) + prod(wn, lo) + stage.bias
-    return _widen(new_lo, new_hi)
+    return widen(prod(wp, lo) + prod(wn, hi) + b, prod(wp, hi) + prod(wn, lo) + b, rtol)
+
+
+def affine_interval(stage: AffineStage, lo: np.ndarray, hi: np.ndarray) -> Interval:
+    bounded = bool(np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)))
+    return affine_interval_arrays(stage.weight, _abs(stage.weight), stage.bias, lo, hi,
+                                  dense=None if bounded else stage.dense())
 
 
 def maxpool_interval(stage: MaxPoolStage, lo: np.ndarray, hi: np.ndarray) -> Interval:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from lipopt.bounds.interval import affine_interval_arrays, widen
 from lipopt.network.network import Network
 from lipopt.network.stages import AffineStage, LeakyReLUStage, MaxPoolStage, ReLUStage, dispatch
 from lipopt.spec import Norm, Question
@@ -106,26 +107,12 @@ def _act(z: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def _widen(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    pad = BOUND_RTOL * np.maximum(np.abs(lo), np.abs(hi)) + 1e-300
-    return lo - pad, hi + pad
+    return widen(lo, hi, BOUND_RTOL)
 
 
 def _affine_interval(w: np.ndarray, w_abs: np.ndarray, b: np.ndarray, lo: np.ndarray,
                      hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)):
-        mid, rad = (lo + hi) / 2, (hi - lo) / 2
-        c = w @ mid + b
-        r = w_abs @ rad
-        return _widen(c - r, c + r)
-    wp, wn = np.maximum(w, 0.0), np.minimum(w, 0.0)
-
-    def prod(m: np.ndarray, v: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore"):
-            t = m * v[None, :]
-        t[m == 0] = 0.0
-        return t.sum(axis=1)
-
-    return _widen(prod(wp, lo) + prod(wn, hi) + b, prod(wp, hi) + prod(wn, lo) + b)
+    return affine_interval_arrays(w, w_abs, b, lo, hi, BOUND_RTOL)
 
 
 # ------------------------------------------------------------------------------------------------ search
