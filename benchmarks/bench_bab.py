@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_milp import LIPBAB, load_lipbab, random_net
+from benchmarks.bench_milp import LIPBAB, load_lipbab, random_net, table
 from lipopt.methods import RunOptions, run_method
 from lipopt.spec import AllOutputs, Box, Logit, Norm, Question
 
@@ -32,16 +32,6 @@ def _row(name: str, method: str, r) -> dict:
             if method == "bab" else None}
 
 
-def fmt(v: object) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
-    return "-" if v is None else str(v)
-
-
-def table(rows: list[dict], cols: list[str]) -> str:
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    out += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
-    return "\n".join(out)
 
 
 def compare(name: str, net, q: Question, limit: float, threads: int) -> list[dict]:

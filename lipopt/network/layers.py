@@ -178,12 +178,9 @@ class LeakyReLU:
     name: str = ""
 
     def __post_init__(self) -> None:
-        a = float(self.negative_slope)
-        if not (np.isfinite(a) and 0.0 <= a < 1.0):
-            raise InvalidNetworkError(
-                f"LeakyReLU negative_slope must satisfy 0 <= alpha < 1, got {self.negative_slope!r}; "
-                "lipopt handles the piecewise-linear activations max(x, alpha x) with those slopes"
-            )
+        from lipopt.network.stages import check_negative_slope
+
+        a = check_negative_slope(self.negative_slope, "LeakyReLU negative_slope")
         object.__setattr__(self, "negative_slope", a)
 
     @property

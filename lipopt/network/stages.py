@@ -29,6 +29,20 @@ from lipopt.errors import InvalidNetworkError, UnsupportedLayerError
 T = TypeVar("T")
 
 
+def check_negative_slope(alpha: object, what: str) -> float:
+    """``alpha`` as a float, or an error unless ``0 <= alpha < 1`` (the activations max(x, alpha x))."""
+    try:
+        a = float(alpha)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        a = float("nan")
+    if not (np.isfinite(a) and 0.0 <= a < 1.0):
+        raise InvalidNetworkError(
+            f"{what} must satisfy 0 <= alpha < 1, got {alpha!r}: lipopt handles the piecewise-linear "
+            "activations max(x, alpha x) with those slopes (a slope of 1 or more is not ReLU-like, a "
+            "negative one is not monotone)")
+    return a
+
+
 @dataclass(frozen=True, eq=False)
 class AffineStage:
     """y = W x + b on flat vectors. ``weight`` is a numpy array or a scipy.sparse CSR matrix."""
@@ -65,12 +79,7 @@ class LeakyReLUStage:
     alpha: float
 
     def __post_init__(self) -> None:
-        a = float(self.alpha)
-        if not (np.isfinite(a) and 0.0 <= a < 1.0):
-            raise InvalidNetworkError(
-                f"LeakyReLU negative slope must satisfy 0 <= alpha < 1, got {self.alpha!r} "
-                "(a slope of 1 or more is not a ReLU-like activation; a negative one is not monotone)"
-            )
+        a = check_negative_slope(self.alpha, "LeakyReLU negative slope")
         object.__setattr__(self, "alpha", a)
 
 
