@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 __all__ = ["MethodOptions", "RunOptions", "check_extra"]
 
-T = TypeVar("T", bound="MethodOptions")
+T = TypeVar("T", bound="StrictOptions")
 
 
 @dataclass(frozen=True)
@@ -54,12 +54,33 @@ class RunOptions:
 
 
 @dataclass(frozen=True)
-class MethodOptions:
-    """Base of a method's options: subclass it as a frozen dataclass with defaults."""
+class StrictOptions:
+    """Base of options dataclasses that refuse unknown names (subclass as a frozen dataclass with
+    defaults): :meth:`from_dict` lists the valid names when a key is not one of them."""
 
     @classmethod
     def option_names(cls) -> list[str]:
         return sorted(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(cls: type[T], values: Mapping[str, Any] | None = None, **more: Any) -> T:
+        """Build from a mapping (and keywords); unknown names raise InvalidOptionsError."""
+        from lipopt.errors import InvalidOptionsError
+
+        d = {**dict(values or {}), **more}
+        unknown = sorted(set(d) - set(cls.option_names()))
+        if unknown:
+            raise InvalidOptionsError(f"unknown {cls.__name__} option(s) {', '.join(map(repr, unknown))}; "
+                                      f"valid: {', '.join(cls.option_names())}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class MethodOptions(StrictOptions):
+    """Base of a method's options: subclass it as a frozen dataclass with defaults."""
 
     @classmethod
     def from_run(cls: type[T], options: RunOptions, method: str) -> T:

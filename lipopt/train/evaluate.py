@@ -19,13 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from lipopt.train.options import _positive, _Strict
+from lipopt.options import StrictOptions
+from lipopt.train.options import _positive
 
 __all__ = ["EvalOptions", "accuracy", "evaluate_model", "noise_accuracy", "pgd_accuracy", "sampled_estimate"]
 
 
 @dataclass(frozen=True)
-class EvalOptions(_Strict):
+class EvalOptions(StrictOptions):
     """``sigma``: the Gaussian noise level; ``eps``, ``step`` (None: eps / 4), ``iters``: the l-inf PGD
     attack; ``box``: the input range the attack stays in (None: not clipped); ``seed``: noise and random
     starts; ``batch_size``: evaluation batches."""

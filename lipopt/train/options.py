@@ -7,13 +7,13 @@ options are built.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from lipopt.errors import InvalidOptionsError
+from lipopt.options import StrictOptions
 
 __all__ = ["ARCHS", "NORMS", "PAIR_INITS", "REGULARISERS", "ClipOptions", "TrainOptions"]
 
@@ -22,29 +22,6 @@ ARCHS = ("dense", "cnn")
 NORMS = ("l1", "l2", "linf")
 PAIR_INITS = ("partial_random", "plain", "noise")
 REDUCTIONS = ("max", "mean")
-
-T = TypeVar("T", bound="_Strict")
-
-
-@dataclass(frozen=True)
-class _Strict:
-    @classmethod
-    def option_names(cls) -> list[str]:
-        return sorted(f.name for f in dataclasses.fields(cls))
-
-    @classmethod
-    def from_dict(cls: type[T], values: Mapping[str, Any] | None = None, **more: Any) -> T:
-        """Build from a mapping (and keywords); unknown names raise InvalidOptionsError."""
-        d = {**dict(values or {}), **more}
-        unknown = sorted(set(d) - set(cls.option_names()))
-        if unknown:
-            raise InvalidOptionsError(f"unknown {cls.__name__} option(s) {', '.join(map(repr, unknown))}; "
-                                      f"valid: {', '.join(cls.option_names())}")
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def _choice(what: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
@@ -63,7 +40,7 @@ def _positive(what: str, value: Any, strict: bool = True, integer: bool = False)
 
 
 @dataclass(frozen=True)
-class ClipOptions(_Strict):
+class ClipOptions(StrictOptions):
     """CLIP's pair set and its adversarial update (Algorithm 1), defaults of the authors' code.
 
     * ``n_pairs`` pairs (u, v), drawn from the training inputs by ``init``: ``partial_random`` (v = u plus
@@ -111,7 +88,7 @@ class ClipOptions(_Strict):
 
 
 @dataclass(frozen=True)
-class TrainOptions(_Strict):
+class TrainOptions(StrictOptions):
     """Algorithm 2: minibatch SGD with momentum on loss + lam * R, for R one of
 
     * ``regulariser="clip"``: CLIP's pair estimate of the Lipschitz constant (the max quotient by default);
