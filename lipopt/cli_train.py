@@ -36,7 +36,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                         target_accuracy=args.target_accuracy, lam_step=args.lam_step,
                         warmup_epochs=args.warmup_epochs, epochs=args.epochs, batch_size=args.batch_size,
                         lr=args.lr, momentum=args.momentum, seed=args.seed, input_norm=args.input_norm,
-                        output_norm=args.output_norm, threads=args.threads, clip=clip)
+                        output_norm=args.output_norm, threads=args.threads, clip=clip,
+                        select={"rule": args.select, "eps": args.pgd_eps})
     eval_opts = EvalOptions(eps=args.pgd_eps, seed=args.seed)
     out = Path(args.out or f"{args.data}_{args.regulariser}.onnx")
     data = load_data(args.data, seed=args.seed, limit=args.limit)
@@ -73,7 +74,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             est = rec["clip_estimate"]["value"]
             print(f"CLIP pair estimate ~ {est:.6g} (ESTIMATE); re-evaluated in float64 on the written net: "
                   + (f">= {low:.6g} (LOWER)" if low else "0 (no lower bound)"), file=sys.stderr)
-        print(f"lambda: {rec['final_lambda']:.6g}", file=sys.stderr)
+        sel = rec["selection"]
+        print(f"lambda: {rec['final_lambda']:.6g} (final); written: epoch {sel['epoch']} ({sel['what']}), "
+              f"trained with lambda {rec['selected_lambda']:.6g}", file=sys.stderr)
     print(out)
     print(out.with_suffix(".json"))
     if out.suffix.lower() == ".pt":
@@ -84,7 +87,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from lipopt.train.data import DATASETS
-    from lipopt.train.options import ARCHS, NORMS, REGULARISERS
+    from lipopt.train.options import ARCHS, NORMS, REGULARISERS, SELECT_RULES
 
     p = sub.add_parser("train", help="train a ReLU net with CLIP, weight regularisation or none",
                        epilog=TRAIN_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,6 +111,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pair-box", action="store_true", help="keep CLIP's pairs in the pixel box [0, 1]")
     p.add_argument("--input-norm", default="l2", choices=NORMS)
     p.add_argument("--output-norm", default="l2", choices=NORMS)
+    p.add_argument("--select", default="last", choices=SELECT_RULES,
+                   help="the checkpoint written: the last epoch, the epoch closest to the target accuracy "
+                        "at or above it, or the paper's: highest PGD accuracy (--pgd-eps) on training images")
     p.add_argument("--pgd-eps", type=float, default=0.1, help="l-inf radius of the PGD evaluation")
     p.add_argument("--limit", type=int, default=None, help="fashion: keep this many training images")
     p.add_argument("--threads", type=int, default=None, help="torch threads")

@@ -159,12 +159,19 @@ class TrainResult:
     spec: dict[str, Any]  # its architecture (lipopt.train.models.arch_spec)
     options: TrainOptions
     history: list[dict[str, Any]] = field(default_factory=list)
-    lam: float = 0.0  # the final lambda
-    pairs: PairSet | None = None  # CLIP's final pair set
+    lam: float = 0.0  # the final lambda (after the last epoch's update)
+    pairs: PairSet | None = None  # CLIP's pair set of the selected epoch
+    #: the selected checkpoint (``TrainOptions.select``): rule, epoch, the lambda used in that epoch, ...
+    selection: dict[str, Any] | None = None
+
+    @property
+    def selected_lam(self) -> float:
+        """The lambda the selected epoch was trained with (the final lambda without a selection)."""
+        return self.lam if self.selection is None else float(self.selection["lam"])
 
     @property
     def clip_estimate(self) -> float | None:
-        """CLIP's own pair estimate of the final network, max_p q_p (float32): an ESTIMATE."""
+        """CLIP's own pair estimate of the returned network, max_p q_p (float32): an ESTIMATE."""
         return None if self.pairs is None else self.pairs.best()[0]
 
     def best_pair(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -205,24 +212,30 @@ def train(data: Any, options: TrainOptions | None = None,
     train_accuracy (or train_mse), lip_estimate (CLIP's pair estimate at the end of the epoch, or None),
     sampled_estimate (largest Jacobian norm at 64 training points; both ESTIMATEs), epoch_time (the
     minibatch loop only, seconds), accepted (fraction of accepted pair steps), skipped (minibatches whose
-    regulariser exceeded ``reg_max``)."""
+    regulariser exceeded ``reg_max``), and under ``select.rule="pgd"`` select_pgd_accuracy. The returned
+    network is the checkpoint ``options.select`` chooses (:mod:`lipopt.train.select`; ``result.selection``
+    says which epoch and why)."""
     import torch
 
     from lipopt.errors import InvalidOptionsError
     from lipopt.train.regularisers import update_lambda
+    from lipopt.train.select import Checkpoints
 
     opts = options or TrainOptions()
-    if data.task == "regression" and opts.target_accuracy is not None:
-        raise InvalidOptionsError("target_accuracy needs a classification data set; for the regression toy "
-                                  "fix lam (target_accuracy=None)")
+    if data.task == "regression" and (opts.target_accuracy is not None or opts.select.rule == "pgd"):
+        what = "target_accuracy needs" if opts.target_accuracy is not None else "select='pgd' needs"
+        raise InvalidOptionsError(f"{what} a classification data set; for the regression toy fix lam "
+                                  "(target_accuracy=None) and select 'last'")
     old_threads = torch.get_num_threads()
     if opts.threads is not None:
         torch.set_num_threads(opts.threads)
     try:
         torch.manual_seed(opts.seed)
         run = _setup(data, opts)
+        ckpt = Checkpoints(opts, run.x, run.y, getattr(data, "box", None))
         for epoch in range(opts.epochs):
             rec = _epoch(run, epoch)
+            ckpt.offer(rec, run.model, run.pairs)
             since = epoch - opts.warmup_epochs
             if opts.adaptive and since >= 0 and since % opts.lam_every == 0:
                 run.lam = update_lambda(run.lam, rec["train_accuracy"], float(opts.target_accuracy),  # type: ignore[arg-type]
@@ -232,6 +245,7 @@ def train(data: Any, options: TrainOptions | None = None,
             if callback is not None:
                 callback(rec)
         run.result.lam = run.lam
+        ckpt.restore(run.result)
         run.model.eval()
         return run.result
     finally:

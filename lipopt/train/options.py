@@ -15,13 +15,15 @@ from typing import Any
 from lipopt.errors import InvalidOptionsError
 from lipopt.options import StrictOptions
 
-__all__ = ["ARCHS", "NORMS", "PAIR_INITS", "REGULARISERS", "ClipOptions", "TrainOptions"]
+__all__ = ["ARCHS", "NORMS", "PAIR_INITS", "REGULARISERS", "SELECT_RULES", "ClipOptions", "SelectOptions",
+           "TrainOptions"]
 
 REGULARISERS = ("clip", "weight", "none")
 ARCHS = ("dense", "cnn")
 NORMS = ("l1", "l2", "linf")
 PAIR_INITS = ("partial_random", "plain", "noise")
 REDUCTIONS = ("max", "mean")
+SELECT_RULES = ("last", "target", "pgd")
 
 def _choice(what: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
@@ -88,6 +90,36 @@ class ClipOptions(StrictOptions):
 
 
 @dataclass(frozen=True)
+class SelectOptions(StrictOptions):
+    """Which epoch's network :func:`lipopt.train.clip.train` returns (the checkpoint), by ``rule``:
+
+    * ``last``: the last epoch's;
+    * ``target``: among the epochs whose training accuracy is at or above ``target_accuracy``, the one
+      closest to it (the latest on ties); if none reaches it, the epoch of highest training accuracy;
+      without a target (fixed lambda, standard training), the last epoch;
+    * ``pgd``: the paper's rule ("we track the performance against the PGD attack of each model during
+      training and use the model checkpoint with the highest robustness"): the highest accuracy under
+      l-inf PGD of radius ``eps`` (``iters`` steps of eps / 4, :mod:`lipopt.train.evaluate`) on ``points``
+      seeded training images (not the test set), the higher training accuracy and then the later epoch on
+      ties.
+
+    Only epochs from ``TrainOptions.warmup_epochs`` on are candidates (lambda has started to adapt), unless
+    there are none.
+    """
+
+    rule: str = "last"
+    points: int = 512
+    eps: float = 0.1
+    iters: int = 7
+
+    def __post_init__(self) -> None:
+        _choice("select.rule", self.rule, SELECT_RULES)
+        _positive("select.points", self.points, integer=True)
+        _positive("select.eps", self.eps)
+        _positive("select.iters", self.iters, integer=True)
+
+
+@dataclass(frozen=True)
 class TrainOptions(StrictOptions):
     """Algorithm 2: minibatch SGD with momentum on loss + lam * R, for R one of
 
@@ -104,7 +136,8 @@ class TrainOptions(StrictOptions):
     ``arch``: ``dense`` (ReLU layers of widths ``hidden``) or ``cnn`` (two 3x3 ReLU conv layers of
     ``channels`` channels, each followed by a 2x2 max-pool, then dense ReLU layers ``hidden``).
     ``input_norm`` / ``output_norm``: the norms of the quotient (l2 by default). ``threads``: torch's
-    intra-op threads (None: torch's default).
+    intra-op threads (None: torch's default). ``select``: the checkpoint returned (:class:`SelectOptions`;
+    the last epoch's by default).
     """
 
     arch: str = "dense"
@@ -125,6 +158,7 @@ class TrainOptions(StrictOptions):
     output_norm: str = "l2"
     threads: int | None = None
     clip: ClipOptions = field(default_factory=ClipOptions)
+    select: SelectOptions = field(default_factory=SelectOptions)
 
     def __post_init__(self) -> None:
         _choice("arch", self.arch, ARCHS)
@@ -162,6 +196,13 @@ class TrainOptions(StrictOptions):
             object.__setattr__(self, "clip", ClipOptions.from_dict(self.clip))
         elif not isinstance(self.clip, ClipOptions):
             raise InvalidOptionsError(f"clip must be ClipOptions or a dict, got {type(self.clip).__name__}")
+        if isinstance(self.select, str):
+            object.__setattr__(self, "select", SelectOptions(rule=self.select))
+        elif isinstance(self.select, Mapping):
+            object.__setattr__(self, "select", SelectOptions.from_dict(self.select))
+        elif not isinstance(self.select, SelectOptions):
+            raise InvalidOptionsError(f"select must be SelectOptions, a rule name or a dict, got "
+                                      f"{type(self.select).__name__}")
 
     @property
     def lam_increment(self) -> float:

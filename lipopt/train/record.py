@@ -1,8 +1,10 @@
 """The training record written beside a trained network (``NET.json`` for ``NET.onnx`` / ``.npz`` / ``.pt``).
 
 Schema ``lipopt.train/1``: data (name, source, sizes), architecture, options as run, seed, the per-epoch
-history (loss, accuracy, lambda, estimates, epoch times), lambda_history, final lambda, evaluation (the
-paper's columns, when computed), and CLIP's own value twice:
+history (loss, accuracy, lambda, estimates, epoch times), lambda_history, final lambda, the selected
+checkpoint (``selection``: rule, epoch, the lambda that epoch was trained with, its training accuracy and,
+under the ``pgd`` rule, its PGD accuracy on the selection images; the written network is that epoch's),
+evaluation (the paper's columns, when computed), and CLIP's own value twice:
 
 * ``clip_estimate``: max over the pair set of the quotient, float32 on the training network: ESTIMATE;
 * ``clip_lower``: the best pair's quotient re-evaluated in float64 on the network as loaded back from the
@@ -51,6 +53,8 @@ def write_training(result: TrainResult, data: Any, path: str | Path, evaluation:
         "history": result.history,
         "lambda_history": [h["lam"] for h in result.history],
         "final_lambda": result.lam,
+        "selection": result.selection,
+        "selected_lambda": result.selected_lam,
         "evaluation": evaluation,
         "clip_estimate": None,
         "clip_lower": None,
@@ -60,7 +64,8 @@ def write_training(result: TrainResult, data: Any, path: str | Path, evaluation:
     pair = result.best_pair()
     if pair is not None:
         rec["clip_estimate"] = {"value": result.clip_estimate, "kind": "ESTIMATE",
-                                "what": "max pair quotient of CLIP's pair set, float32 on the training net"}
+                                "what": "max pair quotient of CLIP's pair set, float32 on the training net "
+                                        "(the selected epoch's)"}
         record_path(path).write_text(json.dumps(_clean(rec), indent=1))  # load_network(.pt) reads it
         net = load_network(path)
         lower = pair_lower_bound(net, pair[0], pair[1], opts.input_norm, opts.output_norm)

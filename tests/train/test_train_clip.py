@@ -332,10 +332,13 @@ def test_cli_train(tmp_path, capsys):
     assert set(rec["evaluation"]) >= {"train_accuracy", "test_accuracy", "noise_accuracy", "pgd_accuracy"}
     assert str(out) in capsys.readouterr().out
     rc = main(["train", "digits", "--hidden", "8", "--epochs", "2", "--lam", "0.01", "--threads", "1",
-               "--no-eval", "--out", str(tmp_path / "p.onnx")])  # with the progress bar
+               "--no-eval", "--select", "target", "--target-accuracy", "0.01",
+               "--out", str(tmp_path / "p.onnx")])  # with the progress bar
     err = capsys.readouterr().err
     assert rc == 0
     assert all(k in err for k in ("2/2", "loss=", "acc=", "lip~=", "lam=", "(ESTIMATE)", "(LOWER)"))
+    sel = json.loads((tmp_path / "p.json").read_text())["selection"]
+    assert sel["rule"] == "target" and f"written: epoch {sel['epoch']}" in err
     rc = main(["train", "digits", "--arch", "cnn", "--epochs", "1", "--out", str(tmp_path / "c.npz"), "-q"])
     assert rc == 2 and ".npz holds dense nets only" in capsys.readouterr().err
 
