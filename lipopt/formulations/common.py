@@ -48,7 +48,6 @@ from lipopt.formulations.forms import (  # re-exported: the MILP module reads th
     combine,
     const_form,
     constraint_list,
-    definition,
     form_bounds,
     form_value,
     is_const,
@@ -82,15 +81,6 @@ def _sub(a: Form, b: Form) -> Form:
 def _scaled(f: Form, a: float) -> Form:
     """a * f (ZERO for a = 0)."""
     return ZERO if a == 0.0 or f is ZERO else combine([f], np.array([float(a)]))
-
-
-def _rows_of(w: Any) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
-    """Row access (columns, values) of a dense or sparse matrix."""
-    if hasattr(w, "tocsr"):
-        wc = w.tocsr()
-        return lambda i: (wc.indices[wc.indptr[i]:wc.indptr[i + 1]], wc.data[wc.indptr[i]:wc.indptr[i + 1]])
-    wd = np.asarray(w)
-    return lambda i: (np.nonzero(wd[i])[0], wd[i, np.nonzero(wd[i])[0]])
 
 
 @dataclass
@@ -131,14 +121,12 @@ def _fwd_affine(ctx: _Ctx, s: int, stage: AffineStage, cur: list[Form]) -> list[
     idx = np.nonzero(_read_by_next(ctx, s))[0]
     z = new_vars(ctx.model, f"{ctx.prefix}z{s}", idx.size, lo[idx], hi[idx])
     cons = constraint_list(ctx.model, f"{ctx.prefix}z{s}_def")
-    row = _rows_of(stage.weight)
-    src = FormVector(cur)
+    rows = FormVector(cur).rows(stage.weight, idx, stage.bias[idx])
     out: list[Form] = [ZERO] * lo.size
-    for k, i in enumerate(idx):
-        cols, vals = row(int(i))
-        cons.add(definition(src.combine(cols, vals, stage.bias[i]), z[k]), int(i))
-        ctx.rows += 1
+    for k, i in enumerate(idx.tolist()):
+        cons.add(rows.definition(k, z[k]), i)
         out[i] = var_form(z[k])
+    ctx.rows += idx.size
     return out
 
 
@@ -219,29 +207,27 @@ class BackwardEncoding:
     n_rows: int = 0
 
 
-def _linear_map(ctx: _Ctx, w: Any, g: list[Form], need: np.ndarray, bounds: Callable[[list], tuple],
-                name: str, keep_last: bool = False) -> list[Form]:
-    """Forms of the rows ``need`` of w @ g; a row of several variables gets its own variable (bounds from
-    ``bounds(list of (i, form))``) and a definition row, unless ``keep_last``."""
-    row = _rows_of(w)
-    src = FormVector(g)
+def _linear_map(ctx: _Ctx, w: Any, g: list[Form], need: np.ndarray,
+                bounds: Callable[[np.ndarray, list[Form]], tuple], name: str, keep_last: bool = False
+                ) -> list[Form]:
+    """Forms of the rows ``need`` of w @ g, built in bulk (:meth:`FormVector.rows`); a row of several
+    variables gets its own variable (bounds from ``bounds(its row indices, its forms)``) and a definition
+    row, unless ``keep_last``."""
+    idx = np.nonzero(need)[0]
+    rows = FormVector(g).rows(w, idx)
     new: list[Form] = [ZERO] * w.shape[0]
-    var_rows = []
-    for i in np.nonzero(need)[0]:
-        cols, vals = row(int(i))
-        f = src.combine(cols, vals)
-        if keep_last or is_const(f) or len(f[1]) == 1:
-            new[i] = f
-        else:
-            var_rows.append((int(i), f))
-    if var_rows:
-        lo, hi = bounds(var_rows)
-        y = new_vars(ctx.model, f"{ctx.prefix}{name}", len(var_rows), lo, hi)
+    as_var = np.zeros(idx.size, dtype=bool) if keep_last else rows.counts > 1
+    for k in np.nonzero(~as_var)[0].tolist():
+        new[int(idx[k])] = rows.form(k)
+    ks = np.nonzero(as_var)[0]
+    if ks.size:
+        lo, hi = bounds(idx[ks], [rows.form(k) for k in ks.tolist()])
+        y = new_vars(ctx.model, f"{ctx.prefix}{name}", ks.size, lo, hi)
         cons = constraint_list(ctx.model, f"{ctx.prefix}{name}_def")
-        for k, (i, f) in enumerate(var_rows):
-            cons.add(definition(f, y[k]), i)
-            ctx.rows += 1
-            new[i] = var_form(y[k])
+        for n, (k, i) in enumerate(zip(ks.tolist(), idx[ks].tolist(), strict=True)):
+            cons.add(rows.definition(k, y[n]), i)
+            new[i] = var_form(y[n])
+        ctx.rows += ks.size
     return new
 
 
@@ -276,8 +262,7 @@ def _back_affine(ctx: _Ctx, s: int, stage: AffineStage, g: list[Form], bb: Backw
     glo, ghi = bb.grad_out[s - 1] if s > 0 else bb.grad_input
     wt = stage.weight.T
 
-    def bounds(var_rows: list) -> tuple:
-        ii = [i for i, _ in var_rows]
+    def bounds(ii: np.ndarray, _forms: list[Form]) -> tuple:
         return glo[ii], ghi[ii]
 
     return _linear_map(ctx, wt, g, np.ones(wt.shape[0], dtype=bool), bounds, f"y{s}")
@@ -366,8 +351,8 @@ def _tan_affine(ctx: _Ctx, st: int, stage: AffineStage, t: list[Form]) -> list[F
     if nxt is not None and is_activation(nxt) and nxt.alpha == 0.0:
         need = ~ctx.sw.masks[st + 1][1]
 
-    def bounds(var_rows: list) -> tuple:
-        bnds = [_widened(f) for _, f in var_rows]
+    def bounds(_ii: np.ndarray, forms: list[Form]) -> tuple:
+        bnds = [_widened(f) for f in forms]
         return np.array([b[0] for b in bnds]), np.array([b[1] for b in bnds])
 
     return _linear_map(ctx, stage.weight, t, need, bounds, f"tz{st}", keep_last=nxt is None)

@@ -47,10 +47,51 @@ def combine(forms: list[Form], weights: np.ndarray, const: float = 0.0) -> Form:
     return (c0, tuple(v for v, _ in items), tuple(float(a) for _, a in items))
 
 
+class AffineRows:
+    """The rows ``W[idx] @ forms + bias`` of an affine map, built in bulk from the weight array: row k is
+    ``const[k] + sum coefs[t] * vars[t]`` over ``t in ptr[k]:ptr[k + 1]`` (zero coefficients dropped,
+    repeated variables merged). Made by :meth:`FormVector.rows`."""
+
+    def __init__(self, const: np.ndarray, ptr: np.ndarray, coefs: list[float], variables: list[Any]) -> None:
+        self.const = [float(c) for c in const]
+        self.ptr = [int(p) for p in ptr]
+        self.counts = np.diff(ptr)
+        self.coefs = coefs
+        self.vars = variables
+
+    def form(self, k: int) -> Form:
+        a, b = self.ptr[k], self.ptr[k + 1]
+        return (self.const[k], tuple(self.vars[a:b]), tuple(self.coefs[a:b]))
+
+    def definition(self, k: int, v: Any) -> Any:
+        """The row ``f_k - v == 0`` defining a fresh variable ``v`` as row k: a LinearExpression made from
+        its monomials directly (no operator overloading, no per-term conversions)."""
+        from pyomo.core.expr.numeric_expr import LinearExpression, MonomialTermExpression
+
+        a, b = self.ptr[k], self.ptr[k + 1]
+        c0 = self.const[k]
+        args = [c0] if c0 else []
+        args.extend(map(MonomialTermExpression, zip(self.coefs[a:b], self.vars[a:b], strict=True)))
+        args.append(MonomialTermExpression((-1.0, v)))
+        return LinearExpression(args) == 0
+
+
+def _selected_entries(w: Any, idx: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+    """The rows ``idx`` of a dense or sparse matrix: (that submatrix, and the row, column and value of
+    each of its nonzeros, row-major)."""
+    if hasattr(w, "tocsr"):
+        sub = w.tocsr()[idx]
+        sub.sort_indices()
+        return sub, np.repeat(np.arange(len(idx)), np.diff(sub.indptr)), sub.indices, sub.data
+    sub = np.asarray(w)[idx]
+    rows, cols = np.nonzero(sub)
+    return sub, rows, cols, sub[rows, cols]
+
+
 class FormVector:
-    """A list of forms prepared for many weighted sums ``sum_k w_k forms[cols[k]] + const`` (the rows of an
-    affine stage), built in bulk with numpy when every form has at most one variable and no variable
-    appears twice (the usual case: the previous stage's variables); otherwise by :func:`combine`."""
+    """A list of forms prepared for the rows ``W[idx] @ forms + bias`` of an affine stage, built in bulk with
+    numpy when every form has at most one variable and no variable appears twice (the usual case: the
+    previous stage's variables); otherwise row by row with :func:`combine`."""
 
     def __init__(self, forms: list[Form]) -> None:
         self.forms = forms
@@ -60,24 +101,28 @@ class FormVector:
         if self.simple:
             self.const = np.array([f[0] for f in forms], dtype=np.float64)
             self.coef = np.array([f[2][0] if f[1] else 0.0 for f in forms], dtype=np.float64)
-            self.var = [f[1][0] if f[1] else None for f in forms]
+            self.var = np.empty(len(forms), dtype=object)
+            for j, f in enumerate(forms):
+                self.var[j] = f[1][0] if f[1] else None
 
-    def combine(self, cols: np.ndarray, vals: np.ndarray, const: float = 0.0) -> Form:
+    def rows(self, w: Any, idx: np.ndarray, bias: np.ndarray | None = None) -> AffineRows:
+        """The rows ``idx`` of ``w @ forms + bias`` (``bias`` given for the selected rows)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        n = idx.size
+        b = np.zeros(n) if bias is None else np.asarray(bias, dtype=np.float64)
+        sub, r, cols, vals = _selected_entries(w, idx)
         if not self.simple:
-            return combine([self.forms[c] for c in cols], vals, const)
-        cols = np.asarray(cols)
-        vals = np.asarray(vals, dtype=np.float64)
-        c0 = float(const) + float(vals @ self.const[cols])
+            starts = np.searchsorted(r, np.arange(n + 1))
+            forms = [combine([self.forms[c] for c in cols[starts[k]:starts[k + 1]]],
+                             vals[starts[k]:starts[k + 1]], b[k]) for k in range(n)]
+            ptr = np.concatenate([[0], np.cumsum([len(f[1]) for f in forms], dtype=np.int64)])
+            return AffineRows(np.array([f[0] for f in forms]), ptr, [a for f in forms for a in f[2]],
+                              [v for f in forms for v in f[1]])
+        const = b + np.asarray(sub @ self.const, dtype=np.float64).ravel()
         coefs = vals * self.coef[cols]
-        keep = np.flatnonzero(coefs != 0)
-        return (c0, tuple(self.var[c] for c in cols[keep]), tuple(coefs[keep].tolist()))
-
-
-def definition(f: Form, v: Any) -> Any:
-    """The row ``f - v == 0`` defining a fresh variable ``v`` (not in f) as the form f."""
-    from pyomo.core.expr.numeric_expr import LinearExpression
-
-    return LinearExpression(constant=f[0], linear_coefs=[*f[2], -1.0], linear_vars=[*f[1], v]) == 0
+        keep = coefs != 0
+        ptr = np.concatenate([[0], np.cumsum(np.bincount(r[keep], minlength=n))])
+        return AffineRows(const, ptr, coefs[keep].tolist(), self.var[cols[keep]].tolist())
 
 
 def to_expr(f: Form) -> Any:
