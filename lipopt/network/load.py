@@ -90,7 +90,8 @@ def load(
     check_kw = {k: kw[k] for k in _CHECK_KW if k in kw}
     net, reference, sampler, what = _import(source, input_shape, name, kw)
     if check:
-        eq.check_equivalence(net, reference, source=what, sampler=sampler, **check_kw)
+        eq.check_equivalence(net, reference, source=what, sampler=sampler,
+                             options=eq.CheckOptions(**check_kw))
     return net
 
 

@@ -180,8 +180,8 @@ def test_equivalence_check_in_directional_mode():
     ws = [rng.standard_normal((40, 30)), rng.standard_normal((3, 40))]
     net = lipopt.load([(ws[0], None), (ws[1], None)], check=False)
     ref = equivalence.mlp_reference(ws, [None, None])
-    rep = equivalence.check_equivalence(net, ref, max_full_work=10)
+    rep = equivalence.check_equivalence(net, ref, options=equivalence.CheckOptions(max_full_work=10))
     assert rep.mode.endswith("Jacobian-vector products") and rep.max_jacobian_error < 1e-12
     bad = equivalence.mlp_reference([ws[0], 1.001 * ws[1]], [None, None])
     with pytest.raises(EquivalenceError):
-        equivalence.check_equivalence(net, bad, max_full_work=10)
+        equivalence.check_equivalence(net, bad, options=equivalence.CheckOptions(max_full_work=10))

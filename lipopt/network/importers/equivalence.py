@@ -73,29 +73,35 @@ def uniform_sampler(lo: float, hi: float) -> Sampler:
     return sample
 
 
-def check_equivalence(
-    net: Network,
-    reference: Reference,
-    *,
-    source: str = "source model",
-    n_points: int | None = None,
-    rtol: float = 1e-9,
-    seed: int = 0,
-    sampler: Sampler | None = None,
-    n_directions: int = 4,
-    max_full_work: float = 1e6,
-) -> EquivalenceReport:
-    """Compare ``net`` with ``reference`` at ``n_points`` seeded random inputs; raise EquivalenceError.
+@dataclass(frozen=True)
+class CheckOptions:
+    """How :func:`check_equivalence` samples and what it tolerates.
 
-    ``n_points`` defaults to 3 (full-Jacobian mode, ``n_in * widest layer <= max_full_work``), else 2.
+    ``n_points`` defaults to 3 (full-Jacobian mode, ``n_in * widest layer <= max_full_work``), else 2;
+    big networks are compared on ``n_directions`` Jacobian-vector products per point."""
+
+    n_points: int | None = None
+    rtol: float = 1e-9
+    seed: int = 0
+    n_directions: int = 4
+    max_full_work: float = 1e6
+
+
+def check_equivalence(net: Network, reference: Reference, *, source: str = "source model",
+                      sampler: Sampler | None = None, options: CheckOptions | None = None
+                      ) -> EquivalenceReport:
+    """Compare ``net`` with ``reference`` at ``options.n_points`` seeded random inputs (see
+    :class:`CheckOptions`); raise EquivalenceError.
 
     Errors are measured relative to the largest reference magnitude (outputs: max |y|; Jacobian: max |J v|)
     and must stay below ``rtol``. Points on a ReLU kink or max-pool tie are replaced by fresh ones."""
+    opts = options or CheckOptions()
+    n_points, rtol, seed, n_directions = opts.n_points, opts.rtol, opts.seed, opts.n_directions
     rng = np.random.default_rng(seed)
     sampler = sampler or default_sampler
     n_in = net.input_size
     widest = max(int(np.prod(s)) for s in net.shapes)
-    full = n_in * widest <= max_full_work
+    full = n_in * widest <= opts.max_full_work
     mode = "full Jacobian" if full else f"{n_directions} Jacobian-vector products"
     if n_points is None:
         n_points = 3 if full else 2

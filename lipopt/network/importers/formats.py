@@ -147,8 +147,8 @@ def _indexed(keys: list[str], prefix: str) -> list[int]:
     return sorted(int(m.group(1)) for k in keys if (m := re.fullmatch(prefix + r"(\d+)_weight", k)))
 
 
-def _glipsdp(d: dict, keys: list[str], path: Path, normalize: bool, name: str) -> Imported:
-    where = f"GLipSDP file {path.name}"
+def _glipsdp_layer_indices(d: dict, keys: list[str], where: str) -> tuple[list[int], list[int]]:
+    """The conv and fc layer numbers of a GLipSDP file, every weight with its bias and no other key."""
     convs, fcs = _indexed(keys, "conv"), _indexed(keys, "fc")
     known = {f"conv{i}_{s}" for i in convs for s in ("weight", "bias")}
     known |= {f"fc{i}_{s}" for i in fcs for s in ("weight", "bias")} | {"input_mean", "input_scale"}
@@ -162,6 +162,49 @@ def _glipsdp(d: dict, keys: list[str], path: Path, normalize: bool, name: str) -
             raise InvalidNetworkError(f"{where}: fc{i}_weight has no fc{i}_bias")
     if not fcs:
         raise InvalidNetworkError(f"{where}: no fc<i>_weight layers (the last layer must be fully connected)")
+    return convs, fcs
+
+
+def _glipsdp_convs(convs: list[int], kconv: list[np.ndarray], bconv: list[np.ndarray], n_in: int | None,
+                   where: str) -> tuple[list[Layer], tuple[int, ...], int]:
+    """The 'same'-padded conv + ReLU layers of a GLipSDP file (kernels (kh, kw, cin, cout)) and a Flatten,
+    on square inputs of n_in / cin pixels; returns (layers, input shape, flat output size)."""
+    for i, k in zip(convs, kconv, strict=True):
+        if k.ndim != 4:
+            raise InvalidNetworkError(
+                f"{where}: conv{i}_weight must be (kh, kw, cin, cout), got {k.shape}"
+            )
+    cin = kconv[0].shape[2]
+    if n_in is None:
+        raise InvalidNetworkError(f"{where}: input_mean is needed to know the input size of the convs")
+    side = round(np.sqrt(n_in / cin))
+    if side * side * cin != n_in:
+        raise InvalidNetworkError(f"{where}: {n_in} inputs are not {cin} square channels")
+    shape: tuple[int, ...] = (cin, side, side)
+    in_shape = shape
+    layers: list[Layer] = []
+    for i, k, bb in zip(convs, kconv, bconv, strict=True):
+        kh, kw, ci, _ = k.shape
+        if ci != shape[0]:
+            raise InvalidNetworkError(
+                f"{where}: shape mismatch: conv{i}_weight {k.shape} takes {ci} channels but the previous "
+                f"layer outputs {shape[0]}"
+            )
+        if kh % 2 == 0 or kw % 2 == 0:
+            raise InvalidNetworkError(
+                f"{where}: conv{i}: 'same' padding needs odd kernel sizes, got {k.shape}"
+            )
+        layer = Conv2d(k.transpose(3, 2, 0, 1), bb, padding=((kh - 1) // 2, (kw - 1) // 2),
+                       name=f"conv{i}")
+        shape = layer.output_shape(shape)
+        layers += [layer, ReLU()]
+    layers.append(Flatten())
+    return layers, in_shape, int(np.prod(shape))
+
+
+def _glipsdp(d: dict, keys: list[str], path: Path, normalize: bool, name: str) -> Imported:
+    where = f"GLipSDP file {path.name}"
+    convs, fcs = _glipsdp_layer_indices(d, keys, where)
     f64 = lambda k: np.asarray(d[k], dtype=np.float64)  # noqa: E731
     kconv = [f64(f"conv{i}_weight") for i in convs]
     bconv = [f64(f"conv{i}_bias").reshape(-1) for i in convs]
@@ -172,41 +215,10 @@ def _glipsdp(d: dict, keys: list[str], path: Path, normalize: bool, name: str) -
     scale = f64("input_scale").reshape(-1) if has_norm else None
     n_in = mean.size if mean is not None else (wfc[0].shape[0] if not convs else None)
 
-    layers: list[Layer] = []
     if convs:
-        for i, k in zip(convs, kconv, strict=True):
-            if k.ndim != 4:
-                raise InvalidNetworkError(
-                    f"{where}: conv{i}_weight must be (kh, kw, cin, cout), got {k.shape}"
-                )
-        cin = kconv[0].shape[2]
-        if n_in is None:
-            raise InvalidNetworkError(f"{where}: input_mean is needed to know the input size of the convs")
-        side = round(np.sqrt(n_in / cin))
-        if side * side * cin != n_in:
-            raise InvalidNetworkError(f"{where}: {n_in} inputs are not {cin} square channels")
-        shape: tuple[int, ...] = (cin, side, side)
-        in_shape = shape
-        for i, k, bb in zip(convs, kconv, bconv, strict=True):
-            kh, kw, ci, _ = k.shape
-            if ci != shape[0]:
-                raise InvalidNetworkError(
-                    f"{where}: shape mismatch: conv{i}_weight {k.shape} takes {ci} channels but the previous "
-                    f"layer outputs {shape[0]}"
-                )
-            if kh % 2 == 0 or kw % 2 == 0:
-                raise InvalidNetworkError(
-                    f"{where}: conv{i}: 'same' padding needs odd kernel sizes, got {k.shape}"
-                )
-            layer = Conv2d(k.transpose(3, 2, 0, 1), bb, padding=((kh - 1) // 2, (kw - 1) // 2),
-                           name=f"conv{i}")
-            shape = layer.output_shape(shape)
-            layers += [layer, ReLU()]
-        layers.append(Flatten())
-        n_flat = int(np.prod(shape))
+        layers, in_shape, n_flat = _glipsdp_convs(convs, kconv, bconv, n_in, where)
     else:
-        in_shape = (wfc[0].shape[0],)
-        n_flat = wfc[0].shape[0]
+        layers, in_shape, n_flat = [], (wfc[0].shape[0],), wfc[0].shape[0]
     if wfc[0].shape[0] != n_flat:
         raise InvalidNetworkError(
             f"{where}: shape mismatch: fc{fcs[0]}_weight {wfc[0].shape} takes {wfc[0].shape[0]} inputs but "
