@@ -123,14 +123,13 @@ def solve_pyomo(model: Any, solver: str, options: SolverOptions | None = None, *
 
 
 def solve_lp(c: Any, *, A_ub: Any = None, b_ub: Any = None, A_eq: Any = None, b_eq: Any = None,
-             bounds: Any = None, sense: str = "min", solver: str | None = None,
-             options: SolverOptions | None = None) -> SolveOutcome:
-    """An LP in scipy ``linprog`` conventions, solved through the layer (default: the preferred LP
-    solver). The optimal point is ``outcome.x``."""
+             bounds: Any = None, solver: str | None = None, options: SolverOptions | None = None
+             ) -> SolveOutcome:
+    """``min c @ x`` in scipy ``linprog`` conventions (negate c to maximise), solved through the layer
+    (default: the preferred LP solver). The optimal point is ``outcome.x``."""
     from .catalog import default_solver
 
-    arrays = ArrayModel.from_lp(c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds,
-                                sense=normalise_sense(sense))
+    arrays = ArrayModel.from_lp(c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds, sense="min")
     name = solver or default_solver(Capability.LP)
     if get_solver(name).interface != "arrays":
         name = "highs"
