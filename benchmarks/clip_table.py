@@ -88,79 +88,129 @@ def epoch_cost_ratio(data: Any, args: argparse.Namespace, repeats: int = 3,
             "epochs_each": repeats * epochs, "n_pairs": args.pairs, "batch_size": args.batch_size}
 
 
-def run(args: argparse.Namespace) -> None:
-    from lipopt.api import compare
+def _train_row(name: str, kw: dict[str, Any], data: Any, args: argparse.Namespace, eval_opts: Any,
+               out: Path) -> tuple[Any, dict[str, Any]]:
+    """Train, evaluate and write one row's net; the loaded IR network and the row's summary."""
     from lipopt.network.load import load
-    from lipopt.result import BoundKind, LipschitzResult, Verdict
-    from lipopt.spec import make_question
     from lipopt.train.clip import train
-    from lipopt.train.data import load_data
-    from lipopt.train.evaluate import EvalOptions, evaluate_model
+    from lipopt.train.evaluate import evaluate_model
     from lipopt.train.options import TrainOptions
     from lipopt.train.record import write_training
+
+    reg = kw["regulariser"]
+    opts = TrainOptions(arch=args.arch, hidden=tuple(args.hidden), epochs=args.epochs, seed=args.seed,
+                        threads=args.threads, lam=0.0, batch_size=args.batch_size,
+                        lam_step=args.clip_step if reg == "clip" else args.weight_step,
+                        warmup_epochs=args.warmup_epochs, clip={"n_pairs": args.pairs},
+                        select={"rule": args.select, "eps": args.pgd_eps, "points": args.select_points},
+                        **kw)
+    t0 = time.perf_counter()
+    res = train(data, opts)
+    wall = time.perf_counter() - t0
+    ev = evaluate_model(res.module, data, eval_opts)
+    stem = name.replace(" ", "_").replace(".", "")
+    fname = f"{stem}.npz" if args.arch == "dense" else f"{stem}.onnx"
+    rec = write_training(res, data, out / fname, ev, command="benchmarks/clip_table.py")
+    net = load(out / fname)
+    net.name = name
+    epoch_times = [h["epoch_time"] for h in res.history]
+    summary = {"row": name, "file": fname, "regulariser": reg,
+               "target": kw.get("target_accuracy"), "lambda": res.selected_lam, "final_lambda": res.lam,
+               "selected_epoch": res.selection["epoch"], "select_rule": res.selection["rule"],
+               "epoch_time_median": float(np.median(epoch_times)), "train_wall": wall,
+               "clip_estimate": (rec["clip_estimate"] or {}).get("value"),
+               "clip_lower": (rec["clip_lower"] or {}).get("value"), **ev}
+    return net, summary
+
+
+def _global_brackets(net: Any, data: Any, summary: dict[str, Any], args: argparse.Namespace,
+                     records: Any) -> None:
+    """The certified bracket of the net's global constant for each --norms (records written)."""
+    from lipopt.api import compare
+    from lipopt.result import BoundKind, LipschitzResult, Verdict
+    from lipopt.spec import make_question
+
+    name = summary["row"]
+    for norm in args.norms:
+        q = make_question(norm)
+        rs = compare(net, methods=_methods(norm, args.exact), question=q, time_limit=args.time_limit,
+                     seed=args.seed, title=name)
+        if norm == "l2" and summary["clip_lower"]:
+            rs.append(LipschitzResult.from_bracket(
+                "clip-pair", BoundKind.LOWER, summary["clip_lower"], None, Verdict.OK,
+                network=name, question=q.bind(net).to_dict(),
+                message="CLIP's best training pair re-evaluated in float64 on the written net"))
+        for r in rs:
+            d = r.to_dict()
+            d.update({"row": name, "norm": norm})
+            records.write(json.dumps(d) + "\n")
+        summary[f"upper_{norm}"] = rs.best_upper
+        summary[f"lower_{norm}"] = rs.best_lower
+        summary[f"consistent_{norm}"] = rs.consistency().passed
+        if norm == "l2":
+            summary["cert_radius_l2"] = certified_radius(net, data.x_test, data.y_test, rs.best_upper)
+
+
+def _local_brackets(net: Any, data: Any, summary: dict[str, Any], args: argparse.Namespace,
+                    records: Any) -> None:
+    """Local brackets, nominal-point bounds and certified radii at --local-points test points."""
+    from lipopt.train.certified import LocalEvalOptions, local_evaluation
+
+    opts = LocalEvalOptions(points=args.local_points, eps_l2=args.local_eps_l2,
+                            eps_linf=args.pgd_eps if args.local_eps_linf is None else args.local_eps_linf,
+                            norms=tuple(args.local_norms), methods_l2=tuple(args.local_methods_l2),
+                            methods_linf=tuple(args.local_methods_linf), time_limit=args.local_time_limit,
+                            seed=args.seed)
+    uppers = {n: summary.get(f"upper_{n}") for n in ("l2", "linf")}
+    local, recs = local_evaluation(net, data.x_test, data.y_test, opts, uppers)
+    for d in recs:
+        d["row"] = summary["row"]
+        records.write(json.dumps(d) + "\n")
+    summary["local"] = local
+
+
+def run(args: argparse.Namespace) -> None:
+    from lipopt.train.clip import train
+    from lipopt.train.data import load_data
+    from lipopt.train.evaluate import EvalOptions
+    from lipopt.train.options import TrainOptions
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = load_data(args.data, seed=args.seed, limit=args.limit)
     eval_opts = EvalOptions(eps=args.pgd_eps, seed=args.seed)
     records = (out / "records.jsonl").open("w")
+    local_records = (out / "local_records.jsonl").open("w")
     summaries = []
     # one throw-away epoch of each loop first: torch's one-off start-up costs stay out of the epoch times
     for reg in ("none", "clip"):
         train(data, TrainOptions(arch=args.arch, hidden=tuple(args.hidden), epochs=1, regulariser=reg,
                                  lam=0.01, threads=args.threads, clip={"n_pairs": args.pairs}))
-    timing = epoch_cost_ratio(data, args)
-    print(f"epoch cost: CLIP {timing['clip_epoch_s']:.4g} s, standard {timing['standard_epoch_s']:.4g} s, "
-          f"ratio {timing['ratio']:.2f}", file=sys.stderr, flush=True)
+    timing = epoch_cost_ratio(data, args, repeats=args.timing_repeats) if args.timing_repeats else None
+    if timing:
+        print(f"epoch cost: CLIP {timing['clip_epoch_s']:.4g} s, standard {timing['standard_epoch_s']:.4g} "
+              f"s, ratio {timing['ratio']:.2f}", file=sys.stderr, flush=True)
     for name, kw in rows_to_train(tuple(args.targets)):
-        reg = kw["regulariser"]
-        opts = TrainOptions(arch=args.arch, hidden=tuple(args.hidden), epochs=args.epochs, seed=args.seed,
-                            threads=args.threads, lam=0.0, batch_size=args.batch_size,
-                            lam_step=args.clip_step if reg == "clip" else args.weight_step,
-                            warmup_epochs=args.warmup_epochs, clip={"n_pairs": args.pairs}, **kw)
-        t0 = time.perf_counter()
-        res = train(data, opts)
-        wall = time.perf_counter() - t0
-        ev = evaluate_model(res.module, data, eval_opts)
-        stem = name.replace(" ", "_").replace(".", "")
-        fname = f"{stem}.npz" if args.arch == "dense" else f"{stem}.onnx"
-        rec = write_training(res, data, out / fname, ev, command="benchmarks/clip_table.py")
-        net = load(out / fname)
-        net.name = name
-        epoch_times = [h["epoch_time"] for h in res.history]
-        summary = {"row": name, "file": fname, "regulariser": reg,
-                   "target": kw.get("target_accuracy"), "lambda": res.lam,
-                   "epoch_time_median": float(np.median(epoch_times)), "train_wall": wall,
-                   "clip_estimate": (rec["clip_estimate"] or {}).get("value"),
-                   "clip_lower": (rec["clip_lower"] or {}).get("value"), **ev}
-        for norm in args.norms:
-            q = make_question(norm)
-            rs = compare(net, methods=_methods(norm, args.exact), question=q, time_limit=args.time_limit,
-                         seed=args.seed, title=name)
-            if norm == "l2" and summary["clip_lower"]:
-                rs.append(LipschitzResult.from_bracket(
-                    "clip-pair", BoundKind.LOWER, summary["clip_lower"], None, Verdict.OK,
-                    network=name, question=q.bind(net).to_dict(),
-                    message="CLIP's best training pair re-evaluated in float64 on the written net"))
-            for r in rs:
-                d = r.to_dict()
-                d.update({"row": name, "norm": norm})
-                records.write(json.dumps(d) + "\n")
-            summary[f"upper_{norm}"] = rs.best_upper
-            summary[f"lower_{norm}"] = rs.best_lower
-            summary[f"consistent_{norm}"] = rs.consistency().passed
-            if norm == "l2":
-                summary["cert_radius_l2"] = certified_radius(net, data.x_test, data.y_test, rs.best_upper)
+        net, summary = _train_row(name, kw, data, args, eval_opts, out)
+        _global_brackets(net, data, summary, args, records)
+        if args.local_points:
+            _local_brackets(net, data, summary, args, local_records)
         summaries.append(summary)
-        print(f"{name}: test {ev['test_accuracy']:.3f} PGD {ev['pgd_accuracy']:.3f} lambda {res.lam:.4g} "
-              f"L in [{summary.get('lower_' + args.norms[0])}, {summary.get('upper_' + args.norms[0])}] "
-              f"({wall:.1f} s training)", file=sys.stderr, flush=True)
+        print(f"{name}: test {summary['test_accuracy']:.3f} PGD {summary['pgd_accuracy']:.3f} lambda "
+              f"{summary['lambda']:.4g} (epoch {summary['selected_epoch']}) L in "
+              f"[{summary.get('lower_' + args.norms[0])}, {summary.get('upper_' + args.norms[0])}] "
+              f"({summary['train_wall']:.1f} s training)", file=sys.stderr, flush=True)
     records.close()
+    local_records.close()
     meta = {"data": data.describe(), "epochs": args.epochs, "hidden": args.hidden, "arch": args.arch,
-            "seed": args.seed,
+            "seed": args.seed, "select": args.select,
             "targets": args.targets, "pgd": {"eps": eval_opts.eps, "step": eval_opts.pgd_step,
                                              "iters": eval_opts.iters}, "noise_sigma": eval_opts.sigma,
-            "time_limit": args.time_limit, "norms": args.norms, "timing": timing}
+            "time_limit": args.time_limit, "norms": args.norms, "timing": timing,
+            "local": None if not args.local_points else {
+                "points": args.local_points, "eps_l2": args.local_eps_l2,
+                "eps_linf": args.pgd_eps if args.local_eps_linf is None else args.local_eps_linf,
+                "norms": args.local_norms, "time_limit": args.local_time_limit}}
     (out / "rows.json").write_text(json.dumps({"meta": meta, "rows": summaries}, indent=1))
 
 
@@ -182,6 +232,8 @@ def _frame(out: Path) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
         for key, col in ACC_COLUMNS:
             plain(s["row"], col, 100.0 * s[key])
         plain(s["row"], "lambda", s["lambda"])
+        if "selected_epoch" in s:
+            plain(s["row"], "epoch", s["selected_epoch"])
     multi = len(saved["meta"]["norms"]) > 1
     for line in (out / "records.jsonl").read_text().splitlines():
         d = json.loads(line)
@@ -199,8 +251,39 @@ def _frame(out: Path) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
             for side, kind in (("lower", "LOWER"), ("upper", "UPPER")):
                 plain(s["row"], f"best {side} {norm}", s.get(f"{side}_{norm}"))
                 rows[-1]["kind"] = kind
-        plain(s["row"], "cert. radius l2", s.get("cert_radius_l2"))
+        plain(s["row"], "cert. radius l2 (global U, all test)", s.get("cert_radius_l2"))
+        _local_cells(s, plain, rows)
     return pd.DataFrame(rows), saved["rows"], saved["meta"]
+
+
+#: the local columns (means over the test points): summary key, column, kind
+LOCAL_COLUMNS = (("local_lower_l2", "local l2 LOWER", "LOWER"), ("local_upper_l2", "local l2 UPPER", "UPPER"),
+                 ("local_lower_linf", "local linf LOWER", "LOWER"),
+                 ("local_upper_linf", "local linf UPPER", "UPPER"),
+                 ("nominal_upper_l2", "nominal l2 UPPER (local-affine)", "UPPER"),
+                 ("radius_local_l2", "cert. radius l2 (local bound)", "-"),
+                 ("radius_global_l2", "cert. radius l2 (global U)", "-"))
+
+
+def _local_cells(s: dict[str, Any], plain: Any, rows: list[dict[str, Any]]) -> None:
+    local = s.get("local")
+    if not local:
+        return
+    for key, col, kind in LOCAL_COLUMNS:
+        if key in local:
+            plain(s["row"], col, local[key])
+            rows[-1]["kind"] = kind
+
+
+def _local_note(meta: dict[str, Any]) -> str:
+    loc = meta.get("local")
+    if not loc:
+        return ""
+    return (f"; local columns: means over {loc['points']} seeded test points of the certified bracket on the "
+            f"l2 ball of radius {loc['eps_l2']} and the l-inf ball of radius {loc['eps_linf']} (UPPER "
+            "includes the global UPPER), of the local-affine bound on the nominal-point l2 constant, and of "
+            "the certified l2 radius (0 where misclassified) from the analytic local bound and from the "
+            "global upper bound")
 
 
 def render(out: Path, fmt: str) -> str:
@@ -214,7 +297,7 @@ def render(out: Path, fmt: str) -> str:
             f"seed {meta['seed']}; noise N(0, "
             f"{meta['noise_sigma']}^2); l-inf PGD eps {meta['pgd']['eps']}, step {meta['pgd']['step']:.4g}, "
             f"{meta['pgd']['iters']} iterations; global constants, methods' time limit "
-            f"{meta['time_limit']} s",
+            f"{meta['time_limit']} s; checkpoint: {meta.get('select', 'last')}" + _local_note(meta),
             table(df, rows="network", cols="method", fmt=fmt)]
     paper = pd.DataFrame([{"network": f"paper {k}", "question": "", "method": col, "seed": 0, "kind": "-",
                            "value": v, "lower": None, "upper": None, "verdict": "ok", "stop": "completed",
@@ -302,6 +385,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weight-step", type=float, default=5e-4, help="weight regularisation's lambda increment")
     p.add_argument("--warmup-epochs", type=int, default=2)
     p.add_argument("--pgd-eps", type=float, default=0.1)
+    p.add_argument("--select", default="pgd", choices=("last", "target", "pgd"),
+                   help="checkpoint kept: pgd = the paper's (highest PGD accuracy at --pgd-eps on "
+                        "--select-points training images), target = closest to the target at or above it")
+    p.add_argument("--select-points", type=int, default=512)
+    p.add_argument("--local-points", type=int, default=5, help="test points of the local columns (0: none)")
+    p.add_argument("--local-eps-l2", type=float, default=1.0, help="l2 ball radius of the local constants")
+    p.add_argument("--local-eps-linf", type=float, default=None,
+                   help="l-inf ball radius of the local constants (default --pgd-eps)")
+    p.add_argument("--local-norms", type=lambda s: s.split(","), default=["l2", "linf"])
+    p.add_argument("--local-methods-l2", type=lambda s: s.split(","), default=["naive", "sampling"])
+    p.add_argument("--local-methods-linf", type=lambda s: s.split(","),
+                   default=["naive", "sampling", "lp-relax"])
+    p.add_argument("--local-time-limit", type=float, default=10.0, help="per method and point")
+    p.add_argument("--timing-repeats", type=int, default=3, help="epoch-cost runs (0: skip)")
     p.add_argument("--norms", type=lambda s: s.split(","), default=["l2"], help="l2 and/or linf")
     p.add_argument("--exact", action="store_true", help="also the exact method (miqcqp / milp)")
     p.add_argument("--time-limit", type=float, default=30.0, help="per method and net")
