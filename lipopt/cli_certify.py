@@ -98,14 +98,21 @@ def cmd_certify(args: argparse.Namespace) -> int:
     return _certify_one(args, net, items[0].x, eps, clip)
 
 
+def _steps(args: argparse.Namespace, clip: Any) -> Any:
+    """The parts of the certification the flags ask for (--no-lower, --no-radius, --no-adversarial)."""
+    from lipopt.analytic.robustness import CertifySteps
+
+    return CertifySteps(lower=not args.no_lower, radius=not args.no_radius,
+                        adversarial=not args.no_adversarial, seed=args.seed, clip=clip)
+
+
 def _certify_one(args: argparse.Namespace, net: Any, x0: Any, eps: list[float], clip: Any) -> int:
     from lipopt.analytic.local_bound import LocalOptions
     from lipopt.analytic.robustness import certify, plot_report
     from lipopt.cli import write_json_atomic
 
-    rep = certify(net, x0, eps, device=args.device, options=LocalOptions(device=args.device),
-                  lower=not args.no_lower, radius=not args.no_radius, adversarial=not args.no_adversarial,
-                  seed=args.seed, clip=clip, input_space=args.input_space)
+    rep = certify(net, x0, eps, options=LocalOptions(device=args.device), steps=_steps(args, clip),
+                  input_space=args.input_space)
     print(rep.table())
     if args.plot:
         plot_report(rep, args.plot)
@@ -129,9 +136,7 @@ def _certify_many(args: argparse.Namespace, net: Any, items: list, eps: list[flo
     radii = _eps_list(args.radii) if args.radii else []
     labels = read_labels(args.labels, len(items))
     rep = certify_batch(net, items, eps, radii=radii, labels=labels, input_space=args.input_space,
-                        device=args.device, options=LocalOptions(device=args.device), lower=not args.no_lower,
-                        radius=not args.no_radius, adversarial=not args.no_adversarial, seed=args.seed,
-                        clip=clip)
+                        options=LocalOptions(device=args.device), steps=_steps(args, clip))
     print(rep.table())
     from lipopt.provenance import provenance
 

@@ -232,17 +232,21 @@ def _key(*parts: object) -> str:
 
 
 def certify_batch(network: Any, items: list[InputItem], eps_list: list[float], *, radii: list[float] = (),
-                  labels: np.ndarray | None = None, input_space: str = "raw", device: str = "cpu",
-                  options: Any = None, lower: bool = True, radius: bool = True, adversarial: bool = True,
-                  seed: int = 0, clip: tuple[Any, Any] | None = None) -> BatchReport:
-    """Certify every readable input of ``items`` (raw inputs; mapped to the question's input space)."""
+                  labels: np.ndarray | None = None, input_space: str = "raw", options: Any = None,
+                  steps: Any = None) -> BatchReport:
+    """Certify every readable input of ``items`` (raw inputs; mapped to the question's input space) with
+    :func:`lipopt.analytic.robustness.certify`: ``options`` (a ``LocalOptions``) and ``steps`` (a
+    ``CertifySteps``; its ``clip`` box in raw units) as there."""
+    from dataclasses import replace
+
     from lipopt.analytic.local_bound import LocalOptions
-    from lipopt.analytic.robustness import certify
+    from lipopt.analytic.robustness import CertifySteps, certify
     from lipopt.network.normalization import clip_in_space, in_input_space
 
     net = in_input_space(network, input_space)
     norm = network.input_normalization if input_space == "normalized" else None
-    opts = options or LocalOptions(device=device)
+    opts = options or LocalOptions()
+    steps = steps or CertifySteps()
     eps = sorted(float(e) for e in eps_list)
     ok = [k for k, it in enumerate(items) if it.x is not None]
     xs = {k: (norm.to_normalized(items[k].x) if norm is not None else items[k].x) for k in ok}
@@ -251,7 +255,8 @@ def certify_batch(network: Any, items: list[InputItem], eps_list: list[float], *
         top = np.sort(out, axis=1)
         batch_label = dict(zip(ok, np.argmax(out, axis=1).tolist(), strict=True))
         batch_margin = dict(zip(ok, (top[:, -1] - top[:, -2]).tolist(), strict=True))
-    clip_q = clip_in_space(clip, norm, device) if clip is not None else None
+    clip_q = clip_in_space(steps.clip, norm, opts.device) if steps.clip is not None else None
+    steps_q = replace(steps, clip=clip_q)
     rows: list[InputRow] = []
     glob: float | None = None
     notes: list[str] = []
@@ -262,8 +267,7 @@ def certify_batch(network: Any, items: list[InputItem], eps_list: list[float], *
                                  it.error, it.source))
             continue
         t0 = time.perf_counter()
-        rep = certify(net, xs[k], eps, device=device, options=opts, lower=lower, radius=radius,
-                      adversarial=adversarial, seed=seed, clip=clip_q, global_bound=glob)
+        rep = certify(net, xs[k], eps, options=opts, steps=steps_q, global_bound=glob)
         glob = rep.rows[0].global_upper if rep.rows else glob
         if rep.label != batch_label[k] or not math.isclose(rep.margin, batch_margin[k], rel_tol=1e-9,
                                                             abs_tol=1e-12):
@@ -281,4 +285,4 @@ def certify_batch(network: Any, items: list[InputItem], eps_list: list[float], *
                     "distance (an upper bound on the minimal one)"
                  + ("; eps and radii in normalized input units (x - mean) / std" if norm is not None else ""))
     return BatchReport(network.name or "network", input_space, eps, rows, sorted(float(r) for r in radii),
-                       glob, notes, lower)
+                       glob, notes, steps.lower)

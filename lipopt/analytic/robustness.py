@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -141,48 +141,69 @@ class RobustnessReport:
         return "\n".join(lines)
 
 
-def certify(network: Network, x0: np.ndarray, eps_list: list[float], *, device: str = "cpu",
-            options: LocalOptions | None = None, lower: bool = True, radius: bool = True,
-            adversarial: bool = True, seed: int = 0,
-            clip: tuple[float, float] | None = None,
-            global_bound: float | None = None, input_space: str = "raw") -> RobustnessReport:
+@dataclass(frozen=True)
+class CertifySteps:
+    """What :func:`certify` runs beside the local bound: PGD lower bounds on the nominal ratio at each eps
+    (``lower``), the certified radius, a PGD adversarial example (its search confined to ``clip``, raw
+    input units), and the seed of the searches."""
+
+    lower: bool = True
+    radius: bool = True
+    adversarial: bool = True
+    seed: int = 0
+    clip: tuple[float, float] | None = None
+
+
+def certify(network: Network, x0: np.ndarray, eps_list: list[float], *, options: LocalOptions | None = None,
+            steps: CertifySteps = CertifySteps(), global_bound: float | None = None,
+            input_space: str = "raw") -> RobustnessReport:
     """Local bound at each eps (certified UPPER on the nominal-point constant), global bound, lower bounds
-    from real pairs, the certified radius and a PGD adversarial example. ``global_bound``: the global
-    product of an earlier call on the same network and options (it does not depend on x0), reused.
-    ``input_space="normalized"``: ``x0`` and ``clip`` are raw inputs, mapped to u = (x - mean) / std of the
-    network's recorded normalisation; eps, the bounds, the radius and the distances are in u."""
-    from lipopt.lower.adversarial import minimal_adversarial, nominal_ratio_lower, torch_model
+    from real pairs, the certified radius and a PGD adversarial example (``steps``: which of these run).
+    ``options``: the local bound's options (its ``device`` runs the searches too). ``global_bound``: the
+    global product of an earlier call on the same network and options (it does not depend on x0), reused.
+    ``input_space="normalized"``: ``x0`` and ``steps.clip`` are raw inputs, mapped to u = (x - mean) / std
+    of the network's recorded normalisation; eps, the bounds, the radius and the distances are in u."""
+    from lipopt.lower.adversarial import (
+        NOMINAL_SEARCH,
+        Search,
+        minimal_adversarial,
+        nominal_ratio_lower,
+        torch_model,
+    )
     from lipopt.network.normalization import check_input_space, clip_in_space, in_input_space
 
     x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
+    opts = options or LocalOptions()
+    clip = steps.clip
     space = check_input_space(input_space)
     if space == "normalized" and getattr(network, "input_space", "raw") != "normalized":
         view = in_input_space(network, space)  # the clear error when no normalisation is recorded
         norm = network.input_normalization
         x0 = norm.to_normalized(x0)
-        clip = None if clip is None else clip_in_space(clip, norm, device)
+        clip = None if clip is None else clip_in_space(clip, norm, opts.device)
         network = view
-    opts = options or LocalOptions(device=device)
     comp = LocalBoundComputer(network, x0, None, opts)
     if global_bound is not None:
         comp._global = float(global_bound)
     delta, label = logit_margin(network, x0)
     glob = comp.global_bound()
-    model = torch_model(network, opts.device) if lower else None
+    model = torch_model(network, opts.device) if steps.lower else None
+    nominal = replace(NOMINAL_SEARCH, seed=steps.seed, device=opts.device)
     rows = []
     for eps in sorted(float(e) for e in eps_list):
         t0 = time.perf_counter()
         lb = comp.bound(eps)
         low = 0.0
-        if lower:
-            low = nominal_ratio_lower(network, x0, eps, seed=seed, device=opts.device, model=model)[0]
+        if steps.lower:
+            low = nominal_ratio_lower(network, x0, eps, nominal, model=model)[0]
         rows.append(CertifyRow(eps, lb.value, lb.estimate, glob, low, eps * lb.value < delta / SQRT2,
                                time.perf_counter() - t0))
-    rad = certified_radius(network, x0, computer=comp) if radius else None
+    rad = certified_radius(network, x0, computer=comp) if steps.radius else None
     adv_d, adv_l = None, None
-    if adversarial:
+    if steps.adversarial:
         hi = max(10.0, 100.0 * rad.radius) if rad else 10.0
-        adv = minimal_adversarial(network, x0, label, eps_max=hi, seed=seed, device=opts.device, clip=clip)
+        adv = minimal_adversarial(network, x0, label, eps_max=hi,
+                                  search=Search(seed=steps.seed, device=opts.device), clip=clip)
         if adv.found:
             adv_d, adv_l = adv.distance, adv.new_label
     notes = ["local UPPER bounds the nominal-point constant |f(x)-f(x0)|/|x-x0| (l2) on the ball, "

@@ -59,6 +59,21 @@ def torch_model(network: Network, device: str = "cpu") -> Callable[[Any], Any]:
     return f
 
 
+@dataclass(frozen=True)
+class Search:
+    """How a projected-gradient search runs: iterations per start, random restarts, the seed of the random
+    starts and the torch device."""
+
+    steps: int = 50
+    restarts: int = 2
+    seed: int = 0
+    device: str = "cpu"
+
+
+#: the default search of :func:`nominal_ratio_lower` (fewer steps per start: it runs at several radii)
+NOMINAL_SEARCH = Search(steps=30)
+
+
 @dataclass
 class AdversarialResult:
     found: bool
@@ -120,8 +135,8 @@ def fgsm_l2(network: Network, x0: np.ndarray, eps: float, label: int | None = No
                              "fgsm-l2", 1)
 
 
-def pgd_l2(network: Network, x0: np.ndarray, eps: float, label: int | None = None, steps: int = 50,
-           restarts: int = 2, step_size: float | None = None, seed: int = 0, device: str = "cpu",
+def pgd_l2(network: Network, x0: np.ndarray, eps: float, label: int | None = None,
+           search: Search = Search(), *, step_size: float | None = None,
            clip: tuple[float, float] | None = None,
            model: Callable[[Any], Any] | None = None) -> AdversarialResult:
     """Projected gradient ascent (normalised l2 steps) on the margin loss; the first restart starts at x0,
@@ -130,7 +145,8 @@ def pgd_l2(network: Network, x0: np.ndarray, eps: float, label: int | None = Non
 
     x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
     label = int(np.argmax(network.forward(x0))) if label is None else int(label)
-    f = model or torch_model(network, device)
+    steps, restarts, seed = search.steps, search.restarts, search.seed
+    f = model or torch_model(network, search.device)
     dev = f.device  # type: ignore[attr-defined]
     xt0 = torch.as_tensor(x0, dtype=torch.float64, device=dev).reshape(1, -1)
     alpha = step_size or 2.5 * eps / max(1, steps)
@@ -168,15 +184,15 @@ def pgd_l2(network: Network, x0: np.ndarray, eps: float, label: int | None = Non
 
 
 def minimal_adversarial(network: Network, x0: np.ndarray, label: int | None = None, eps_max: float = 10.0,
-                        bisection_steps: int = 12, steps: int = 50, restarts: int = 2, seed: int = 0,
-                        device: str = "cpu", clip: tuple[float, float] | None = None) -> AdversarialResult:
+                        bisection_steps: int = 12, search: Search = Search(),
+                        clip: tuple[float, float] | None = None) -> AdversarialResult:
     """Smallest radius at which PGD finds an IR-verified adversarial example (bisection on the radius);
     the returned distance is an upper bound on the minimal adversarial l2 perturbation."""
     x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
     label = int(np.argmax(network.forward(x0))) if label is None else int(label)
-    model = torch_model(network, device)
-    best = fgsm_l2(network, x0, eps_max, label, device, clip, model)
-    pg = pgd_l2(network, x0, eps_max, label, steps, restarts, None, seed, device, clip, model)
+    model = torch_model(network, search.device)
+    best = fgsm_l2(network, x0, eps_max, label, search.device, clip, model)
+    pg = pgd_l2(network, x0, eps_max, label, search, clip=clip, model=model)
     evals = best.evaluations + pg.evaluations
     if pg.found and (not best.found or pg.distance < best.distance):  # type: ignore[operator]
         best = pg
@@ -185,7 +201,7 @@ def minimal_adversarial(network: Network, x0: np.ndarray, label: int | None = No
     lo, hi = 0.0, float(best.distance)  # type: ignore[arg-type]
     for _ in range(bisection_steps):
         mid = 0.5 * (lo + hi)
-        r = pgd_l2(network, x0, mid, label, steps, restarts, None, seed, device, clip, model)
+        r = pgd_l2(network, x0, mid, label, search, clip=clip, model=model)
         evals += r.evaluations
         if r.found:
             best, hi = r, float(r.distance)  # type: ignore[arg-type]
@@ -196,8 +212,8 @@ def minimal_adversarial(network: Network, x0: np.ndarray, label: int | None = No
     return best
 
 
-def nominal_ratio_lower(network: Network, x0: np.ndarray, eps: float, steps: int = 30, restarts: int = 2,
-                        seed: int = 0, device: str = "cpu", c: np.ndarray | None = None,
+def nominal_ratio_lower(network: Network, x0: np.ndarray, eps: float, search: Search = NOMINAL_SEARCH,
+                        c: np.ndarray | None = None,
                         model: Callable[[Any], Any] | None = None) -> tuple[float, np.ndarray | None]:
     """Best IR-evaluated |f(x)-f(x0)| / |x-x0| (l2; |c^T .| for a scalar output) over points x of the
     closed l2 ball of radius eps around x0: a LOWER bound on the nominal-point constant. Returns
@@ -205,7 +221,8 @@ def nominal_ratio_lower(network: Network, x0: np.ndarray, eps: float, steps: int
     import torch
 
     x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
-    f = model or torch_model(network, device)
+    steps, restarts, seed = search.steps, search.restarts, search.seed
+    f = model or torch_model(network, search.device)
     dev = f.device  # type: ignore[attr-defined]
     xt0 = torch.as_tensor(x0, dtype=torch.float64, device=dev).reshape(1, -1)
     ct = None if c is None else torch.as_tensor(np.asarray(c, dtype=np.float64), device=dev)

@@ -18,7 +18,7 @@ from lipopt.analytic.spectral import (
     power_estimate,
     schur_upper,
 )
-from lipopt.lower.adversarial import nominal_ratio_lower
+from lipopt.lower.adversarial import Search, nominal_ratio_lower
 from lipopt.network.layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from lipopt.network.network import Network
 
@@ -74,7 +74,7 @@ def test_bound_dominates_samples_and_pgd_and_grows(seed: int) -> None:
         assert lb.value >= prev * (1 - 1e-9), "local bound must be non-decreasing in eps"
         prev = lb.value
         samp = sampled_nominal_ratio(net, x0, eps, 400, rng)
-        pgd, _ = nominal_ratio_lower(net, x0, eps, steps=10, restarts=1, seed=seed)
+        pgd, _ = nominal_ratio_lower(net, x0, eps, Search(steps=10, restarts=1, seed=seed))
         assert lb.value >= samp * (1 - 1e-9)
         assert lb.value >= pgd * (1 - 1e-9)
         assert lb.value <= lb.global_bound * (1 + 1e-9)

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 
 from lipopt.analytic.batch_certify import certify_batch, read_inputs
-from lipopt.analytic.robustness import certify
+from lipopt.analytic.robustness import CertifySteps, certify
 from lipopt.cli_certify import read_input
 
 torch = pytest.importorskip("torch")
 plt = pytest.importorskip("matplotlib.pyplot")
 
 EPS = [0.01, 0.1]
+NO_SEARCH = CertifySteps(adversarial=False, lower=False)  # the local bound and the radius only
 SHAPE = (1, 4, 4)
 
 
@@ -64,10 +65,11 @@ def test_folder_rows_equal_per_input_certify_and_broken_image_reported(net, fold
     items = read_inputs(folder, net.input_shape)
     assert [it.name for it in items] == ["broken.png", "img0.png", "img1.png", "img2.png"]
     assert items[0].x is None and items[0].error
-    rep = certify_batch(net, items, EPS, radii=[0.01, 0.05], seed=0)
+    rep = certify_batch(net, items, EPS, radii=[0.01, 0.05], steps=CertifySteps(seed=0))
     assert rep.rows[0].error and rep.rows[0].label is None
     for row in rep.rows[1:]:
-        single = certify(net, read_input(str(folder / row.name), net.input_shape), EPS, seed=0)
+        x = read_input(str(folder / row.name), net.input_shape)
+        single = certify(net, x, EPS, steps=CertifySteps(seed=0))
         assert row.label == single.label and _same(row.margin, single.margin)
         assert row.local_upper == pytest.approx([r.local_upper for r in single.rows], rel=1e-12)
         assert row.lower == pytest.approx([r.lower for r in single.rows], rel=1e-12)
@@ -82,11 +84,11 @@ def test_folder_rows_equal_per_input_certify_and_broken_image_reported(net, fold
 def test_summary_numbers_recomputed(net, folder):
     items = read_inputs(folder, net.input_shape)
     readable = [it for it in items if it.x is not None]
-    singles = [certify(net, it.x, EPS, seed=0, adversarial=False, lower=False) for it in readable]
+    singles = [certify(net, it.x, EPS, steps=NO_SEARCH) for it in readable]
     radii_here = [s.radius.radius for s in singles]
     labels = np.array([0, singles[0].label, (singles[1].label + 1) % 3, singles[2].label])  # one wrong
     rs = [0.0, float(np.median(radii_here)), 10.0]
-    rep = certify_batch(net, items, EPS, radii=rs, labels=labels, seed=0, adversarial=False, lower=False)
+    rep = certify_batch(net, items, EPS, radii=rs, labels=labels, steps=NO_SEARCH)
     s = rep.summary()
     assert s["inputs"] == 4 and s["read"] == 3 and s["failed"] == ["broken.png"]
     assert s["mean_radius"] == pytest.approx(statistics.fmean(radii_here), rel=1e-12)
@@ -97,7 +99,7 @@ def test_summary_numbers_recomputed(net, folder):
                    if sg.label == t and sg.radius.radius >= r0) / 3
         assert s["certified_accuracy"][f"{r0:g}"] == pytest.approx(want)
     assert s["clean_accuracy"] == pytest.approx(2 / 3)
-    unl = certify_batch(net, items, EPS, radii=rs, seed=0, adversarial=False, lower=False).summary()
+    unl = certify_batch(net, items, EPS, radii=rs, steps=NO_SEARCH).summary()
     assert "certified_accuracy" not in unl
     assert unl["certified_fraction"]["0"] == 1.0 and unl["certified_fraction"]["10"] == 0.0
 
@@ -122,7 +124,7 @@ def test_npy_batch_cli_records_render_as_a_table(net, tmp_path, monkeypatch):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["schema"] == "lipopt.certify-batch/1" and len(summary["rows"]) == 3
     for i, row in enumerate(summary["rows"]):
-        single = certify(net, xs[i].reshape(-1), EPS, seed=0, adversarial=False)
+        single = certify(net, xs[i].reshape(-1), EPS, steps=CertifySteps(seed=0, adversarial=False))
         assert row["local_upper"] == pytest.approx([r.local_upper for r in single.rows], rel=1e-12)
         assert row["radius"] == pytest.approx(single.radius.radius, rel=1e-12)
     df = load(out)
@@ -138,8 +140,8 @@ def test_normalized_input_space_scales_bounds_and_radius(net, folder):
     """u = (x - 0.5) / 0.25: eps_u = eps_x / 0.25, L_u = 0.25 L_x, radius_u = radius_x / 0.25."""
     items = [it for it in read_inputs(folder, net.input_shape) if it.x is not None]
     s = 0.25
-    raw = certify_batch(net, items, [e * s for e in EPS], seed=0, adversarial=False, lower=False)
-    nrm = certify_batch(net, items, EPS, input_space="normalized", seed=0, adversarial=False, lower=False)
+    raw = certify_batch(net, items, [e * s for e in EPS], steps=NO_SEARCH)
+    nrm = certify_batch(net, items, EPS, input_space="normalized", steps=NO_SEARCH)
     for a, b in zip(raw.rows, nrm.rows, strict=True):
         assert b.local_upper == pytest.approx([s * v for v in a.local_upper], rel=1e-9)
         assert b.radius == pytest.approx(a.radius / s, rel=1e-6)  # two bisections, 30 halvings each
@@ -192,8 +194,8 @@ def test_certify_api_input_space(net):
     from lipopt.network.network import Network
 
     x = np.random.default_rng(7).random(16)
-    raw = certify(net, x, [0.0025, 0.025], adversarial=False, lower=False)
-    nrm = certify(net, x, [0.01, 0.1], adversarial=False, lower=False, input_space="normalized")
+    raw = certify(net, x, [0.0025, 0.025], steps=NO_SEARCH)
+    nrm = certify(net, x, [0.01, 0.1], steps=NO_SEARCH, input_space="normalized")
     assert raw.input_space == "raw" and nrm.to_dict()["input_space"] == "normalized"
     assert [r.local_upper for r in nrm.rows] == pytest.approx([0.25 * r.local_upper for r in raw.rows],
                                                                rel=1e-9)

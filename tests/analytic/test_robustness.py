@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lipopt.analytic.robustness import certified_radius, certify, plot_report
-from lipopt.lower.adversarial import fgsm_l2, minimal_adversarial, pgd_l2
+from lipopt.lower.adversarial import Search, fgsm_l2, minimal_adversarial, pgd_l2
 from lipopt.network.layers import Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from lipopt.network.network import Network
 
@@ -50,7 +50,7 @@ def test_adversarial_examples_are_verified() -> None:
     net = small_cnn()
     x0 = np.random.default_rng(1).random(net.input_size)
     label = int(np.argmax(net.forward(x0)))
-    for res in (fgsm_l2(net, x0, 5.0), pgd_l2(net, x0, 5.0, steps=30)):
+    for res in (fgsm_l2(net, x0, 5.0), pgd_l2(net, x0, 5.0, search=Search(steps=30))):
         if res.found:
             assert int(np.argmax(net.forward(res.x))) != label
             assert np.linalg.norm(res.x - x0) == pytest.approx(res.distance)
