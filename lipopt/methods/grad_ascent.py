@@ -180,7 +180,7 @@ def _run_pairwise(network: Network, q: Question, cfg: dict, rng: np.random.Gener
         pool_x.append(xn)
         pool_v.append(batch_jacobian_norms(network, xn, q))
     px, pv = np.vstack(pool_x), np.concatenate(pool_v)
-    pair_best, pair_stats = _pair_phase(network, q, ts, px, pv, cfg, scale, options, dl)
+    pair_best, pair_stats = _pair_phase(network, q, ts, _Pool(px, pv), cfg, scale, options, dl)
     px = np.vstack([px, pair_stats.pop("points")])
     pv = np.concatenate([pv, batch_jacobian_norms(network, px[len(pv):], q)])
     cert = certify_best(network, px, pv, q, rng, scale, deadline=dl)
@@ -201,14 +201,22 @@ def _run_pairwise(network: Network, q: Question, cfg: dict, rng: np.random.Gener
     return res
 
 
-def _pair_phase(network: Network, q: Question, ts: Any, px: np.ndarray, pv: np.ndarray, cfg: dict,
-                scale: float, options: RunOptions,
-                dl: Deadline | None = None) -> tuple[Certified | None, dict[str, Any]]:
-    """CLIP Algorithm 1 on pairs started along the maximising directions of the best points."""
+@dataclass(frozen=True)
+class _Pool:
+    """The candidate points of the ascent (one per row) and their Jacobian norms."""
+
+    x: np.ndarray
+    v: np.ndarray
+
+
+def _pair_phase(network: Network, q: Question, ts: Any, pool: _Pool, cfg: dict, scale: float,
+                options: RunOptions, dl: Deadline | None = None) -> tuple[Certified | None, dict[str, Any]]:
+    """CLIP Algorithm 1 on pairs started along the maximising directions of the best points of the pool."""
     import torch
 
     from lipopt.lower.torch_net import project
 
+    px, pv = pool.x, pool.v
     r = cfg["restarts"]
     order = np.argsort(-pv, kind="stable")
     starts = []

@@ -338,12 +338,12 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
         if _skip(r, pstat, ups[k]):
             continue
         if split_dirs and piece.kind == "const" and su.mode != "all-patterns":
-            from lipopt.mip.milp_directions import solve_directions
+            from lipopt.mip.milp_directions import DirectionProblem, solve_directions
 
             d_out, d_up, r.best_lower, dstat = solve_directions(
-                network, question, su.cert_q, su.bounds, piece, options, t_start=r.t_start,
-                best_lower=r.best_lower, candidates=r.candidates, max_directions=int(o.max_directions),
-                scale=su.norm.factor)
+                DirectionProblem(network, question, su.cert_q, su.bounds, su.norm.factor), piece, options,
+                t_start=r.t_start, best_lower=r.best_lower, candidates=r.candidates,
+                max_directions=int(o.max_directions))
             pstat["direction_split"] = dstat
             r.build_time += dstat["direction_build_time"]
             r.extra_outcomes += d_out

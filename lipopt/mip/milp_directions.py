@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -81,23 +82,34 @@ def direction_bounds(fb: ForwardBounds, c: np.ndarray, dirs: np.ndarray) -> np.n
     return hi.reshape(-1)
 
 
-def solve_directions(network: Any, question: Any, cert_q: Any, fb: ForwardBounds, piece: Any, options: Any,
-                     *, t_start: float, best_lower: float, candidates: list, max_directions: int = 1 << 16,
-                     min_slice: float = 0.5, scale: float = 1.0
-                     ) -> tuple[list[Any], list[float], float, dict[str, Any]]:
+@dataclass(frozen=True)
+class DirectionProblem:
+    """What the direction splitting of a piece works on: the network and question (incumbents are
+    certified on ``network`` with ``cert_q``, in its own units) and the bounds ``fb`` the models are built
+    from. ``fb`` may belong to a normalised copy of ``network`` (:mod:`lipopt.formulations.scaling`) with
+    f = scale * f_n: the models' bounds are then multiplied by ``scale``."""
+
+    network: Any
+    question: Any
+    cert_q: Any
+    fb: ForwardBounds
+    scale: float = 1.0
+
+
+def solve_directions(problem: DirectionProblem, piece: Any, options: Any, *, t_start: float,
+                     best_lower: float, candidates: list, max_directions: int = 1 << 16,
+                     min_slice: float = 0.5) -> tuple[list[Any], list[float], float, dict[str, Any]]:
     """Solve one "const" piece by direction splitting. Returns (outcomes, fallback uppers, best certified
     lower bound, stats); the outcomes/fallbacks are per solved direction plus one entry (outcome None)
-    bounding every direction not solved by its U(s).
-
-    ``fb`` may belong to a normalised copy of ``network`` (:mod:`lipopt.formulations.scaling`) with
-    f = scale * f_n: the models are built from ``fb``, their bounds multiplied by ``scale``, and the
-    incumbents certified on ``network`` (in its own units, like ``best_lower``)."""
+    bounding every direction not solved by its U(s)."""
     from lipopt_solvers import solve_pyomo
 
     from lipopt.certify.candidates import certify_candidates
     from lipopt.formulations.milp import build_milp
     from lipopt.formulations.scaling import scaled_outcome
 
+    network, question, cert_q, fb, scale = (problem.network, problem.question, problem.cert_q, problem.fb,
+                                            problem.scale)
     n = network.input_size
     count = 2 ** n if question.input_norm is Norm.LINF else 2 * n
     if count > max_directions:
