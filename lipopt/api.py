@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from lipopt.methods import RunOptions, get_method, run_method
@@ -29,7 +29,7 @@ def _question(question: Question | None, kw: dict[str, Any]) -> Question:
 
 
 def _options(options: RunOptions | None, time_limit: float | None, solver: str | None, seed: int | None,
-             device: str | None, progress: bool | None) -> RunOptions:
+             device: str | None) -> RunOptions:
     base = options or RunOptions()
     changes: dict[str, Any] = {}
     if time_limit is not None:
@@ -40,8 +40,6 @@ def _options(options: RunOptions | None, time_limit: float | None, solver: str |
         changes["seed"] = seed
     if device is not None:
         changes["device"] = device
-    if progress is not None:
-        changes["progress"] = progress
     if not changes:
         return base
     from dataclasses import replace
@@ -86,7 +84,7 @@ def lipschitz(
     from lipopt.errors import NoApplicableMethodError
     from lipopt.validation import validate_options, validate_request
 
-    opts = validate_options(_options(options, time_limit, solver, seed, device, None))
+    opts = validate_options(_options(options, time_limit, solver, seed, device))
     q = _question(question, question_kw)
     network = in_input_space(_network(net), q.input_space)
     q = q.bind(network)
@@ -135,16 +133,15 @@ def compare(
     time_limit: float | None = None,
     solver: str | None = None,
     seed: int | None = None,
-    device: str | None = None,
-    progress: bool | Callable[[str, int, int], None] = False,
     title: str = "",
     **question_kw: Any,
 ) -> ResultSet:
     """Run several methods on one question and return a ResultSet (``print(rs)`` shows the table).
 
     ``methods=None`` runs every applicable default method; an explicit list runs those named (methods
-    that do not apply are reported as not applicable). ``progress=True`` prints one line per method to
-    stderr; a callable receives (method, index, total).
+    that do not apply are reported as not applicable). ``time_limit``, ``solver`` and ``seed`` override
+    the fields of ``options`` (a :class:`RunOptions`; the device, threads, ... are set there);
+    ``options.progress`` prints one line per method to stderr.
 
     Bad options (unknown solver, a solver without the capability an explicitly named method needs,
     threads < 1, a time limit that is NaN or <= 0; ``inf`` means no limit) raise
@@ -153,20 +150,19 @@ def compare(
     (see :mod:`lipopt.validation`)."""
     from lipopt.validation import validate_options, validate_request
 
-    opts = validate_options(_options(options, time_limit, solver, seed, device, bool(progress)))
+    opts = validate_options(_options(options, time_limit, solver, seed, None))
     q = _question(question, question_kw)
     network = in_input_space(_network(net), q.input_space)
     q = q.bind(network)
     plan = validate_request(network, q, list(methods) if methods else None, opts)
     names, opts = plan.names, plan.options
+    progress = opts.progress
     from lipopt_solvers import interrupts
 
     rs = ResultSet(title=title or (network.name or ""))
     interrupts.clear()
     for i, name in enumerate(names):
-        if callable(progress):
-            progress(name, i, len(names))
-        elif progress:
+        if progress:
             import sys
 
             print(f"[{i + 1}/{len(names)}] {name} ...", file=sys.stderr, flush=True)
@@ -175,7 +171,7 @@ def compare(
         except KeyboardInterrupt:  # outside a solver (bounds, warm start, sampling): nothing certified
             interrupts.request()
             res = _interrupted_record(name, network, q)
-        if progress is True:
+        if progress:
             import sys
 
             print(f"      {res.summary()}", file=sys.stderr, flush=True)

@@ -199,7 +199,7 @@ def cmd_compute(args: argparse.Namespace) -> int:
     net = in_input_space(load(args.net, **({"arch": args.arch} if args.arch else {})), q.input_space)
     if methods:  # an explicit list none of which applies is refused too (the default set: by compare)
         validate_request(net, q, methods, opts, require_applicable=True)
-    rs = compare(net, methods=methods, question=q, options=opts, progress=not args.quiet)
+    rs = compare(net, methods=methods, question=q, options=opts)  # opts.progress: not --quiet
     _emit(rs, args, opts)
     if rs.interrupted:
         print("lipopt: interrupted (Ctrl-C); the table shows what was certified before the stop",

@@ -36,7 +36,7 @@ def run_demo(fmt: str = "text", time_limit: float | None = 60.0, quiet: bool = F
     status = 0
     print(f"lipopt demo: {net.describe()}\n")
     for title, kw in questions:
-        rs = compare(net, options=opts, progress=not quiet, title=title, **kw)
+        rs = compare(net, options=opts, title=title, **kw)
         print(rs.table(fmt))
         if not rs.consistency().passed:
             status = 3
