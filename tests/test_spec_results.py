@@ -161,16 +161,25 @@ def test_global_default_question() -> None:
     assert isinstance(q.domain, Global) and q.constant == "global" and q.norm_label() == "l2->l2"
 
 
-def test_every_package_on_disk_is_installed() -> None:
-    """pyproject.toml lists the packages (the solver layer lives in solvers/ as lipopt_solvers): a new
-    package folder that is not listed would be missing from a wheel."""
+def test_every_package_on_disk_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """setup.py finds the packages (setuptools.find_packages) and pyproject.toml maps solvers/ to
+    lipopt_solvers: every package folder on disk is in the list a wheel is built from."""
+    import runpy
     import tomllib
 
+    import setuptools
+
     root = ROOT
-    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    seen: dict = {}
+    monkeypatch.setattr(setuptools, "setup", lambda **kw: seen.update(kw))
+    monkeypatch.chdir(root)
+    runpy.run_path(str(root / "setup.py"))
+    found = set(seen["packages"])
     on_disk = {".".join(p.parent.relative_to(root).parts) for p in (root / "lipopt").rglob("__init__.py")}
-    assert on_disk <= listed, sorted(on_disk - listed)
-    assert "lipopt_solvers" in listed and (root / "solvers" / "__init__.py").exists()
+    assert on_disk <= found, sorted(on_disk - found)
+    package_dir = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    assert "lipopt_solvers" in found and package_dir["lipopt_solvers"] == "solvers"
+    assert (root / "solvers" / "__init__.py").exists()
 
 
 def test_domains_own_contains_clip_sample_and_bounding_box() -> None:
