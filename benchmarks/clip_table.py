@@ -39,6 +39,13 @@ PAPER_MNIST = {
     "CLIP95": (95.3, 90.7, 70.3, 24.4, 0.01), "CLIP90": (91.8, 91.6, 78.0, 36.2, 3.91),
     "CLIP85": (87.6, 87.2, 74.5, 37.7, 9.82),
 }
+#: ... and Fashion-MNIST (the CNN of Madry et al.)
+PAPER_FASHION = {
+    "Standard": (98.5, 92.0, 25.7, 1.9, 0.0), "Weight Reg.95": (94.8, 91.2, 26.9, 3.5, 0.0011),
+    "Weight Reg.90": (89.8, 89.6, 28.1, 6.0, 0.0023), "Weight Reg.85": (85.3, 85.4, 34.2, 10.2, 0.0091),
+    "CLIP95": (94.6, 91.9, 19.8, 9.1, 0.18), "CLIP90": (90.6, 88.9, 23.3, 13.0, 0.74),
+    "CLIP85": (85.9, 83.1, 31.9, 14.9, 4.18),
+}
 ACC_COLUMNS = (("train_accuracy", "train %"), ("test_accuracy", "test %"), ("noise_accuracy", "noise %"),
                ("pgd_accuracy", "PGD %"))
 
@@ -99,7 +106,8 @@ def _train_row(name: str, kw: dict[str, Any], data: Any, args: argparse.Namespac
 
     reg = kw["regulariser"]
     opts = TrainOptions(arch=args.arch, hidden=tuple(args.hidden), epochs=args.epochs, seed=args.seed,
-                        threads=args.threads, lam=0.0, batch_size=args.batch_size,
+                        threads=args.threads, lam=0.0, batch_size=args.batch_size, lr=args.lr,
+                        momentum=args.momentum,
                         lam_step=args.clip_step if reg == "clip" else args.weight_step,
                         warmup_epochs=args.warmup_epochs, clip={"n_pairs": args.pairs},
                         select={"rule": args.select, "eps": args.pgd_eps, "points": args.select_points},
@@ -203,7 +211,7 @@ def run(args: argparse.Namespace) -> None:
     records.close()
     local_records.close()
     meta = {"data": data.describe(), "epochs": args.epochs, "hidden": args.hidden, "arch": args.arch,
-            "seed": args.seed, "select": args.select,
+            "seed": args.seed, "select": args.select, "lr": args.lr, "momentum": args.momentum,
             "targets": args.targets, "pgd": {"eps": eval_opts.eps, "step": eval_opts.pgd_step,
                                              "iters": eval_opts.iters}, "noise_sigma": eval_opts.sigma,
             "time_limit": args.time_limit, "norms": args.norms, "timing": timing,
@@ -292,20 +300,29 @@ def render(out: Path, fmt: str) -> str:
     from lipopt.records import table
 
     df, rows, meta = _frame(out)
+    local = df["method"].isin([col for _, col, _ in LOCAL_COLUMNS])
     text = [f"data {meta['data']['name']} ({meta['data']['n_train']} train / {meta['data']['n_test']} test), "
             f"{meta.get('arch', 'dense')} ReLU {meta['hidden']}, {meta['epochs']} epochs, "
+            f"lr {meta.get('lr', 0.1)}, momentum {meta.get('momentum', 0.9)}, "
             f"seed {meta['seed']}; noise N(0, "
             f"{meta['noise_sigma']}^2); l-inf PGD eps {meta['pgd']['eps']}, step {meta['pgd']['step']:.4g}, "
             f"{meta['pgd']['iters']} iterations; global constants, methods' time limit "
             f"{meta['time_limit']} s; checkpoint: {meta.get('select', 'last')}" + _local_note(meta),
-            table(df, rows="network", cols="method", fmt=fmt)]
+            table(df[~local], rows="network", cols="method", fmt=fmt)]
+    if local.any():
+        text.append("Local constants and certified radii (means over the test points; a different quantity "
+                    "per column, so no column is compared with the global ones):")
+        text.append(table(df[local], rows="network", cols="method", fmt=fmt))
+    fashion = meta["data"]["name"] == "fashion"
+    paper_rows = PAPER_FASHION if fashion else PAPER_MNIST
     paper = pd.DataFrame([{"network": f"paper {k}", "question": "", "method": col, "seed": 0, "kind": "-",
                            "value": v, "lower": None, "upper": None, "verdict": "ok", "stop": "completed",
                            "failed": False, "timed_out": False, "time_s": 0.0, "method_time_s": 0.0,
                            "gap": None, "ratio": None}
-                          for k, vals in PAPER_MNIST.items()
+                          for k, vals in paper_rows.items()
                           for col, v in zip([c for _, c in ACC_COLUMNS] + ["lambda"], vals, strict=True)])
-    text.append("The paper's Table 1, MNIST (FC 2x64 sigmoid; its PGD settings are not in our copy):")
+    which = "Fashion-MNIST (CNN of Madry et al.)" if fashion else "MNIST (FC 2x64 sigmoid)"
+    text.append(f"The paper's Table 1, {which}; its PGD settings are not in our copy:")
     text.append(table(paper, rows="network", cols="method", fmt=fmt))
     std = next(r for r in rows if r["regulariser"] == "none")
     lines = []
@@ -380,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--targets", type=lambda s: [float(t) for t in s.split(",")], default=[0.95, 0.9, 0.85])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--pairs", type=int, default=128)
     p.add_argument("--clip-step", type=float, default=0.05, help="CLIP's lambda increment")
     p.add_argument("--weight-step", type=float, default=5e-4, help="weight regularisation's lambda increment")

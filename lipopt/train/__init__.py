@@ -13,6 +13,9 @@ from typing import Any
 _LAZY = {
     "TrainOptions": "lipopt.train.options",
     "ClipOptions": "lipopt.train.options",
+    "SelectOptions": "lipopt.train.options",
+    "LocalEvalOptions": "lipopt.train.certified",
+    "local_evaluation": "lipopt.train.certified",
     "EvalOptions": "lipopt.train.evaluate",
     "Dataset": "lipopt.train.data",
     "load_data": "lipopt.train.data",

@@ -103,8 +103,9 @@ class SelectOptions(StrictOptions):
       seeded training images (not the test set), the higher training accuracy and then the later epoch on
       ties.
 
-    Only epochs from ``TrainOptions.warmup_epochs`` on are candidates (lambda has started to adapt), unless
-    there are none.
+    With an adapted lambda (a target accuracy and a regulariser), only the epochs trained with an updated
+    lambda are candidates: from ``TrainOptions.warmup_epochs + 1`` on (the last epoch if there are none);
+    with a fixed lambda, every epoch.
     """
 
     rule: str = "last"

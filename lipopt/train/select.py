@@ -45,7 +45,10 @@ class Checkpoints:
 
         self.opts = opts
         self.rule = opts.select.rule
-        self.first = opts.warmup_epochs if opts.warmup_epochs < opts.epochs else 0
+        # with an adapted lambda, the first candidate is the first epoch trained with an updated lambda (the
+        # update after epoch warmup_epochs); with a fixed lambda every epoch is one
+        first = opts.warmup_epochs + 1 if opts.adaptive else 0
+        self.first = first if first < opts.epochs else opts.epochs - 1
         self.kept: _Kept | None = None
         self.eval_opts = None
         if self.rule == "pgd":

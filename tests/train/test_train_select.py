@@ -68,7 +68,8 @@ def test_pgd_rule_keeps_the_most_robust_epoch_and_records_it(digits, tmp_path):
     res = train(digits, opts)
     hist = res.history
     assert all(0.0 <= h["select_pgd_accuracy"] <= 1.0 for h in hist)
-    cands = [h for h in hist if h["epoch"] >= 1]  # from the warm-up on
+    cands = [h for h in hist if h["epoch"] >= 2]  # trained with an updated lambda (after epoch 1)
+    assert hist[1]["lam"] == 0.0 and res.selection["candidates_from_epoch"] == 2
     best = max(cands, key=lambda h: (h["select_pgd_accuracy"], h["train_accuracy"], h["epoch"]))
     sel = res.selection
     assert sel["epoch"] == best["epoch"] and sel["pgd_accuracy"] == best["select_pgd_accuracy"]
