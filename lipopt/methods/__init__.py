@@ -1,7 +1,7 @@
 """The methods: this registry (name -> module, declared bound kind, the solver capability it needs) and
 one module per registered name beside it (``enumeration``, ``bab``, ``naive``, ``local_affine``, ``sampling``,
 ``grad_ascent``, ``milp``, ``lp_relax``, ``miqcqp``, ``miqcqp_ub``, ``miqcqp_lb``, ``lipsdp_neuron``,
-``lipsdp_layer``, ``lipsdp_local``). The algorithms they run live in their own packages
+``lipsdp_layer``, ``lipsdp_fast``, ``lipsdp_local``). The algorithms they run live in their own packages
 (:mod:`lipopt.bounds`, :mod:`lipopt.analytic`, :mod:`lipopt.exact`, :mod:`lipopt.formulations`,
 :mod:`lipopt.certify`, :mod:`lipopt.lower`, :mod:`lipopt.sdp`) and know nothing of the registry.
 
@@ -219,6 +219,9 @@ def _builtin() -> None:
         MethodInfo("lipsdp-layer", BoundKind.UPPER, "lipopt.methods.lipsdp_layer",
                    "upper: LipSDP-Layer, global l2 (SDP, one multiplier per layer)", default=False,
                    needs="SDP", interface="cvxpy", warm=_SDP),
+        MethodInfo("lipsdp-fast", BoundKind.UPPER, "lipopt.methods.lipsdp_fast",
+                   "upper: ECLipsE-Fast's closed-form LipSDP-Neuron multipliers, global l2 (certified in "
+                   "float64; no SDP solver)", warm=("scipy.linalg",)),
         MethodInfo("lipsdp-local", BoundKind.UPPER, "lipopt.methods.lipsdp_local",
                    "upper: LipSDP-Neuron with local slope intervals on a box / ball, l2", needs="SDP",
                    interface="cvxpy", warm=_SDP),

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lipopt.sdp.lipsdp import EPS, Chain, ChainLayer
+from lipopt.sdp.chain import EPS, Chain, ChainLayer
 from lipopt.sdp.solve import _blocks
 
 
@@ -54,14 +54,19 @@ def eigen_check(chain: Chain, rho: float, lam: np.ndarray) -> EigenCheck:
     m = lmi_matrix(chain, rho, lam)
     mabs = lmi_matrix(chain, rho, lam, absolute=True)
     keep = np.flatnonzero(np.any(mabs != 0, axis=1))
-    # rounding of the products in V and out (depth-accumulated inner dimensions) and of forming M
-    kmax = chain.n0 + sum(chain.widths_all) + int(chain.out.shape[0])
-    margin = 2.0 * (chain.size + kmax + 4) * EPS * float(np.linalg.norm(mabs))
+    margin = _margin(chain, mabs)
     if keep.size == 0:
         return EigenCheck(0.0, 0.0, True, 0)
     sub = m[np.ix_(keep, keep)]
     lmax = float(np.linalg.eigvalsh(sub)[-1])
     return EigenCheck(lmax, margin, bool(lmax <= -margin), int(keep.size))
+
+
+def _margin(chain: Chain, mabs: np.ndarray) -> float:
+    """The eigen-check's rounding margin: the products in V and out (depth-accumulated inner dimensions),
+    forming M, and the eigensolver."""
+    kmax = chain.n0 + sum(chain.widths_all) + int(chain.out.shape[0])
+    return 2.0 * (chain.size + kmax + 4) * EPS * float(np.linalg.norm(mabs))
 
 
 def closed_form_rho(chain: Chain, lam: np.ndarray) -> tuple[float | None, str]:
@@ -188,3 +193,16 @@ def certify(chain: Chain, rho: float, lam: np.ndarray, tighten: bool = True, ste
         return Certificate(rho, None, c0, None, "failed", log)
     action = "none" if best[0] == rho else ("tightened" if c0.passed else "repaired")
     return Certificate(rho, best[0], c0, best[1], action, log)
+
+
+def certify_closed_form(chain: Chain, rho: float, lam: np.ndarray, steps: int = 60) -> Certificate:
+    """Certify multipliers whose smallest rho the caller computed itself (``rho`` = rho*(lam), as the
+    first-order LipSDP does): M(rho*, lam) sits on the boundary of the cone, so the first eigen-check is at
+    rho* plus four rounding margins; if that fails, :func:`certify` (closed form and growing bumps)."""
+    lam = np.maximum(np.asarray(lam, dtype=np.float64).reshape(-1), 0.0)
+    bump = 4.0 * _margin(chain, lmi_matrix(chain, rho, lam, absolute=True))
+    first = certify(chain, rho + bump, lam, tighten=False, steps=steps)
+    if first.ok:
+        first.steps[0] = f"rho*(lam) {rho:.12g} + 4 rounding margins: " + first.steps[0]
+        return first
+    return certify(chain, rho, lam, tighten=True, steps=steps)

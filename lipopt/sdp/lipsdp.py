@@ -36,7 +36,7 @@ The mathematics as implemented: ``docs/methods.md#lipsdp``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -44,12 +44,8 @@ from lipopt.errors import NotApplicableError
 from lipopt.network.network import Network
 from lipopt.network.stages import AffineStage, MaxPoolStage, is_activation
 from lipopt.options import MethodOptions
+from lipopt.sdp.chain import EPS, FORMS, VALUE_SAFETY, Chain, ChainLayer
 from lipopt.spec import Ball, Box, Global, Norm, Question
-
-FORMS = ("neuron", "layer")
-EPS = float(np.finfo(np.float64).eps)
-#: relative rounding allowance on sqrt(rho) times the power-of-two scale
-VALUE_SAFETY = 1.0 + 8 * EPS
 
 
 @dataclass(frozen=True)
@@ -82,72 +78,17 @@ class LipSDPOptions(MethodOptions):
     #: without a user-chosen solver: the default SDP solver (Clarabel) up to this LMI size, SCS above it
     #: (Clarabel's dense PSD-cone steps grow steeply: size 100 about 30 s, 132 about 285 s; SCS 8 s)
     sdp_clarabel_max_size: int = 110
-
-
-# ------------------------------------------------------------------------------------------- the chain
-
-
-@dataclass
-class ChainLayer:
-    """The unstable neurons of one hidden layer: their outputs are the coordinates ``idx`` of xi, their
-    pre-activations ``V @ xi`` (``V_abs`` bounds the rounding of V: products of absolute values)."""
-
-    idx: np.ndarray
-    V: np.ndarray
-    V_abs: np.ndarray
-
-
-@dataclass
-class Chain:
-    """The network as LipSDP sees it. xi = (x_0, outputs of the unstable neurons, layer by layer); a
-    stable-on neuron is linear (its increment is its pre-activation's), a stable-off one constant, so
-    both are eliminated exactly. The output increment is ``out @ xi``. ``lam`` vectors have one entry per
-    unstable neuron, layer by layer. L(f) <= ``scale`` * sqrt(rho) for a certified rho."""
-
-    n0: int
-    layers: list[ChainLayer]
-    out: np.ndarray
-    out_abs: np.ndarray
-    widths_all: list[int]  # every hidden width (stable neurons included), for the rounding margin
-    log2_scale: int = 0
-
-    @property
-    def widths(self) -> list[int]:
-        return [int(la.idx.size) for la in self.layers]
-
-    @property
-    def n_hidden(self) -> int:
-        return int(sum(self.widths))
-
-    @property
-    def size(self) -> int:
-        return self.n0 + self.n_hidden
-
-    @property
-    def scale(self) -> float:
-        return math.ldexp(1.0, self.log2_scale)
-
-    def value(self, rho: float) -> float:
-        """The Lipschitz bound of a certified rho."""
-        return self.scale * math.sqrt(max(float(rho), 0.0)) * VALUE_SAFETY
-
-    def reduced(self) -> Chain:
-        """The chain with the x_0 block reduced to the row space of everything that reads x_0 (thin SVD:
-        an exact congruence, the other x_0 directions only meet -rho I); for the solve only."""
-        n0 = self.n0
-        x0 = np.vstack([la.V[:, :n0] for la in self.layers] + [self.out[:, :n0]])
-        x0 = x0[np.any(x0 != 0, axis=1)]
-        if x0.shape[0] >= n0:
-            return self
-        _, _, vt = np.linalg.svd(x0, full_matrices=False)
-        q = vt.T  # (n0, r)
-        r = q.shape[1]
-
-        def tr(m: np.ndarray) -> np.ndarray:
-            return np.hstack([m[:, :n0] @ q, m[:, n0:]])
-
-        layers = [ChainLayer(la.idx - n0 + r, tr(la.V), tr(la.V_abs)) for la in self.layers]
-        return Chain(r, layers, tr(self.out), tr(self.out_abs), self.widths_all, self.log2_scale)
+    #: how the LMI is solved: "solver" (a cone solver through cvxpy), "first-order" (the descent of
+    #: :mod:`lipopt.sdp.first_order` on rho*(lam), block tri-diagonal chains only) or "auto": first-order
+    #: on block tri-diagonal LMIs above sdp_first_order_min_size when no solver is chosen by the user, with
+    #: pieces sized by sdp_max_check_size alone (the descent has no solve-size limit)
+    sdp_algorithm: str = "auto"
+    #: "auto" uses the first-order descent above this LMI size (after the input reduction): Clarabel
+    #: takes 30-50 s at size 100 (784-50-10) where the descent takes seconds, within 1e-5 relative
+    sdp_first_order_min_size: int = 64
+    sdp_fo_iterations: int = 3000  # Adam steps of the first-order descent at most
+    sdp_fo_lr: float = 0.05  # its step size on log lam
+    sdp_device: str = "auto"  # torch device of the descent: "auto" (CUDA when available), "cpu", "cuda"
 
 
 def _affine_chain(network: Network) -> list[AffineStage]:
@@ -172,9 +113,10 @@ def _affine_chain(network: Network) -> list[AffineStage]:
     return affs
 
 
-def refusal(network: Network, question: Question, opts: LipSDPOptions | None = None) -> str | None:
+def refusal(network: Network, question: Question, opts: LipSDPOptions | None = None, local: bool = False
+            ) -> str | None:
     """Why LipSDP cannot answer ``question`` on ``network`` (None: it can). The value is a global or
-    local l2 -> l2 (or l2 -> |c^T f|) bound."""
+    local (``local``: lipsdp-local) l2 -> l2 (or l2 -> |c^T f|) bound."""
     opts = opts or LipSDPOptions()
     if question.input_norm is not Norm.L2:
         return (f"LipSDP bounds the l2 constant: the input norm must be l2 (asked: "
@@ -189,6 +131,9 @@ def refusal(network: Network, question: Question, opts: LipSDPOptions | None = N
         affs = _affine_chain(network)
     except NotApplicableError as exc:
         return str(exc)
+    if opts.sdp_algorithm == "first-order" or (opts.sdp_algorithm == "auto" and not local):
+        # the first-order descent has no solve-size limit (lipsdp-local's chains may not suit it)
+        opts = replace(opts, sdp_max_size=opts.sdp_max_check_size)
     plan = plan_pieces([s.shape for s in affs], opts, chordal=opts.sdp_chordal != "off")
     return plan if isinstance(plan, str) else None
 
@@ -418,6 +363,7 @@ from lipopt.sdp.certification import (  # noqa: E402
 )
 from lipopt.sdp.solve import SDPSolve, _blocks, chordal_size, is_block_tridiagonal, solve_lmi  # noqa: E402
 
-__all__ = ["Certificate", "Chain", "ChainLayer", "EigenCheck", "LipSDPOptions", "SDPSolve", "_blocks",
+__all__ = ["EPS", "FORMS", "VALUE_SAFETY", "Certificate", "Chain", "ChainLayer", "EigenCheck",
+           "LipSDPOptions", "SDPSolve", "_blocks",
            "balanced", "build_chain", "certify", "chordal_size", "closed_form_rho", "eigen_check",
            "hidden_block_max", "is_block_tridiagonal", "lmi_matrix", "solve_lmi"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,8 @@ from lipopt.errors import NotApplicableError
 from lipopt.methods import RunOptions
 from lipopt.network.network import Network
 from lipopt.result import BoundKind, LipschitzResult, StopReason, Verdict
-from lipopt.sdp.lipsdp import EPS, LipSDPOptions, refusal
+from lipopt.sdp.chain import EPS
+from lipopt.sdp.lipsdp import LipSDPOptions, refusal
 from lipopt.spec import Question
 
 
@@ -45,7 +46,7 @@ def applicable_local(network: Network, question: Question, options: LipSDPOption
     if question.constant == "global":
         return ("lipsdp-local bounds the constant on a box or ball domain (the global question is "
                 "lipsdp-neuron's)")
-    return refusal(network, question, options)
+    return refusal(network, question, options, local=True)
 
 
 def run_lipsdp(method: str, network: Network, question: Question, options: RunOptions, form: str,
@@ -99,7 +100,18 @@ def _run(method: str, network: Network, question: Question, options: RunOptions,
         from lipopt.errors import InvalidOptionsError
 
         raise InvalidOptionsError(f"sdp_chordal must be 'auto', 'on' or 'off', got {sopts.sdp_chordal!r}")
-    plan = plan_pieces([m.shape for m in mats], sopts, chordal=not local and sopts.sdp_chordal != "off")
+    if sopts.sdp_algorithm not in ("auto", "solver", "first-order"):
+        from lipopt.errors import InvalidOptionsError
+
+        raise InvalidOptionsError(f"sdp_algorithm must be 'auto', 'solver' or 'first-order', got "
+                                  f"{sopts.sdp_algorithm!r}")
+    shapes = [m.shape for m in mats]
+    if form == "fast" or sopts.sdp_algorithm == "first-order" or (
+            sopts.sdp_algorithm == "auto" and options.solver is None and not local):
+        # the descent has no solve-size limit: pieces only where the float64 check would be too large
+        plan = plan_pieces(shapes, replace(sopts, sdp_max_size=sopts.sdp_max_check_size))
+    else:
+        plan = plan_pieces(shapes, sopts, chordal=not local and sopts.sdp_chordal != "off")
     if isinstance(plan, str):
         raise NotApplicableError(plan)
     if len(plan) > 1:
@@ -249,14 +261,87 @@ def _stop_of(term: Any) -> StopReason:
             Termination.INTERRUPTED: StopReason.INTERRUPTED}.get(term, StopReason.SOLVER_FAILED)
 
 
+def _failed_piece(common: dict, stats: dict, res: LipschitzResult) -> dict:
+    return {"common": common, "stats": stats, "failed": res}
+
+
+def _first_order_wanted(chain, form: str, options: RunOptions, sopts: LipSDPOptions) -> bool:
+    """Whether this chain is solved by the first-order descent (``sdp_algorithm``; "auto": a block
+    tri-diagonal chain above ``sdp_first_order_min_size``, no user-chosen solver)."""
+    from lipopt.sdp.first_order import tridiagonal
+
+    if form == "fast" or sopts.sdp_algorithm == "first-order":
+        return True
+    if sopts.sdp_algorithm == "solver" or options.solver is not None:
+        return False
+    red = chain.reduced() if sopts.sdp_reduce_input else chain
+    return red.size > sopts.sdp_first_order_min_size and tridiagonal(chain) is not None
+
+
 def _piece(method: str, chain, form: str, options: RunOptions, sopts: LipSDPOptions, dl, notes: list[str]
            ) -> dict:
     """Solve and certify one chain: {"value", "stop", "stats", "common"} or {"failed": record, ...}."""
+    stats: dict = {"lmi_size": chain.size, "hidden_neurons": chain.n_hidden, "log2_scale": chain.log2_scale}
+    if _first_order_wanted(chain, form, options, sopts):
+        return _piece_first_order(method, chain, form, sopts, dl, notes, stats)
+    return _piece_solver(method, chain, form, options, sopts, dl, notes, stats)
+
+
+def _piece_first_order(method: str, chain, form: str, sopts: LipSDPOptions, dl, notes: list[str],
+                       stats: dict) -> dict:
+    """ECLipsE-Fast's closed-form multipliers, then (Neuron / Layer form) the first-order descent on
+    rho*(lam) (:mod:`lipopt.sdp.first_order`), then the float64 certification."""
+    from lipopt.sdp.certification import certify_closed_form
+    from lipopt.sdp.first_order import DescentOptions, descend, eclipse_fast, tridiagonal
+
+    t0 = time.perf_counter()
+    tri = tridiagonal(chain)
+    common: dict = {"solver": "closed form", "solver_version": None}
+    if form != "fast":
+        import torch
+
+        common = {"solver": "first-order (torch)", "solver_version": torch.__version__}
+    if tri is None:
+        return _failed_piece(common, stats, _fail(
+            method, Verdict.NOT_APPLICABLE, StopReason.NOT_RUN,
+            "the first-order LipSDP needs a block tri-diagonal LMI (stable-on neurons of a local question "
+            "couple layers further apart): use sdp_algorithm 'solver'"))
+    start = eclipse_fast(tri)
+    if start is None:
+        return _failed_piece(common, stats, _fail(
+            method, Verdict.ERROR, StopReason.SOLVER_FAILED,
+            "ECLipsE-Fast's recursion met a singular matrix (a layer with all-zero weights?): no bound"))
+    rho, lam = start
+    stats.update({"algorithm": "closed form" if form == "fast" else "first-order",
+                  "rho_closed_form": rho, "value_closed_form": chain.value(rho)})
+    stop = StopReason.COMPLETED
+    if form != "fast" and chain.n_hidden > 0:
+        d = descend(chain, lam, form, DescentOptions(iterations=sopts.sdp_fo_iterations, lr=sopts.sdp_fo_lr,
+                                                     device=sopts.sdp_device), time_left=dl.remaining)
+        rho, lam = d.rho, d.lam
+        stats.update({"iterations": d.iterations, "evaluations": d.evaluations, "device": d.device,
+                      "descent_stop": d.stop,
+                      "descent_history": [(t, chain.value(r)) for t, r in d.history]})
+        notes.append(f"first-order descent on rho*(lam) from ECLipsE-Fast's multipliers "
+                     f"({chain.value(stats['rho_closed_form']):.6g}): {d.iterations} steps on {d.device}, "
+                     f"stopped by {d.stop}; the value is certified in float64 below")
+        if d.stop == "time limit":
+            stop = StopReason.TIME_LIMIT
+    common.update({"raw_status": stats.get("descent_stop", "closed form"), "build_time": 0.0,
+                   "solve_time": time.perf_counter() - t0})
+    stats.update({"solve_size": chain.size, "solver_termination": "optimal"})
+    t1 = time.perf_counter()
+    cert = certify_closed_form(chain, rho, lam, steps=sopts.sdp_repair_steps)
+    return _certified(method, chain, cert, stop, stats, common, notes, time.perf_counter() - t1)
+
+
+def _piece_solver(method: str, chain, form: str, options: RunOptions, sopts: LipSDPOptions, dl,
+                  notes: list[str], stats: dict) -> dict:
+    """One chain through a cone solver (cvxpy), then the float64 certification."""
     from lipopt_solvers import Termination
 
     from lipopt.sdp.lipsdp import certify, solve_lmi
 
-    stats: dict = {"lmi_size": chain.size, "hidden_neurons": chain.n_hidden, "log2_scale": chain.log2_scale}
     solver, chordal = _pick_solver(chain, options, sopts, notes, stats)
     if solver is None:
         return {"common": {}, "stats": stats, "failed": _fail(
@@ -274,7 +359,7 @@ def _piece(method: str, chain, form: str, options: RunOptions, sopts: LipSDPOpti
               "build_time": sol.build_time, "solve_time": out.solve_time}
 
     def failed(res: LipschitzResult) -> dict:
-        return {"common": common, "stats": stats, "failed": res}
+        return _failed_piece(common, stats, res)
 
     term = out.termination
     if term is Termination.NOT_AVAILABLE:
@@ -288,14 +373,24 @@ def _piece(method: str, chain, form: str, options: RunOptions, sopts: LipSDPOpti
                             f"the SDP solver returned no multipliers: {out.message}", **common))
     t1 = time.perf_counter()
     cert = certify(chain, sol.rho, sol.lam, tighten=sopts.sdp_tighten, steps=sopts.sdp_repair_steps)
-    stats.update({"check_time": time.perf_counter() - t1, "rho_solver": cert.rho_solver,
-                  "lambda_max_solver": cert.check_solver.lam_max, "eigen_margin": cert.check_solver.margin,
-                  "certification": cert.action, "value_solver": chain.value(cert.rho_solver)})
-    notes.extend(cert.steps)
     stop = _stop_of(term)
     if stop is StopReason.SOLVER_FAILED:
         notes.append(f"the solver stopped with {out.raw_status}; the multipliers it returned are certified "
                      "in float64 (the bound is valid, possibly loose)")
+    return _certified(method, chain, cert, stop, stats, common, notes, time.perf_counter() - t1)
+
+
+def _certified(method: str, chain, cert, stop: StopReason, stats: dict, common: dict, notes: list[str],
+               check_time: float) -> dict:
+    """The piece's outcome from its certificate: a value only when the float64 check passed."""
+
+    def failed(res: LipschitzResult) -> dict:
+        return _failed_piece(common, stats, res)
+
+    stats.update({"check_time": check_time, "rho_solver": cert.rho_solver,
+                  "lambda_max_solver": cert.check_solver.lam_max, "eigen_margin": cert.check_solver.margin,
+                  "certification": cert.action, "value_solver": chain.value(cert.rho_solver)})
+    notes.extend(cert.steps)
     if not cert.ok:
         res = _fail(method, Verdict.ERROR, stop, "the LMI at the solver's multipliers did not certify and no "
                     "repair of rho certified it: no bound", **common)

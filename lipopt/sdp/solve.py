@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from lipopt.sdp.lipsdp import FORMS, Chain
+from lipopt.sdp.chain import FORMS, Chain
 
 
 @dataclass
@@ -49,11 +49,17 @@ def _blocks(chain: Chain) -> list[np.ndarray]:
 
 
 def is_block_tridiagonal(chain: Chain) -> bool:
-    """Whether M is block tri-diagonal over (x_0, x_1, ..., x_{L-1}) (every pre-activation reads only the
-    previous block, the output only the last): always on the global question; stable-on neurons of a
-    local question can couple blocks further apart."""
+    """Whether M is block tri-diagonal over (x_0, x_1, ..., x_{L-1}) with at least two hidden layers (the
+    chordal form's case): see :func:`reads_previous_block_only`."""
+    return len(chain.layers) >= 2 and reads_previous_block_only(chain)
+
+
+def reads_previous_block_only(chain: Chain) -> bool:
+    """Whether every pre-activation reads only the previous block and the output only the last (no hidden
+    block empty): always on the global question; stable-on neurons of a local question can couple blocks
+    further apart."""
     blocks = _blocks(chain)
-    if len(chain.layers) < 2 or any(b.size == 0 for b in blocks):
+    if any(b.size == 0 for b in blocks):
         return False
     for k, la in enumerate(chain.layers):
         cols = np.flatnonzero(np.any(la.V != 0, axis=0))

@@ -236,7 +236,8 @@ def test_large_lmi_goes_to_scs_without_a_chosen_solver() -> None:
 def test_split_is_the_product_of_the_pieces() -> None:
     net = nets.random_mlp([2, 5, 4, 3, 2], 0)
     full = run_method("lipsdp-neuron", net, L2)
-    split = run_method("lipsdp-neuron", net, L2, RunOptions(extra={"sdp_max_size": 9, "sdp_chordal": "off"}))
+    split = run_method("lipsdp-neuron", net, L2, RunOptions(extra={"sdp_max_size": 9, "sdp_chordal": "off",
+                                                                   "sdp_algorithm": "solver"}))
     _certified(split)
     assert any("split into 2 pieces" in n for n in split.notes)
     assert sum(c.passed for c in split.checks if c.name.startswith(CHECK)) == 2
@@ -247,7 +248,8 @@ def test_split_is_the_product_of_the_pieces() -> None:
     assert split.value >= full.value * (1 - 1e-6)
     exact = run_method("enumeration", net, L2).value
     assert full.value >= exact * (1 - 1e-9)
-    tiny = run_method("lipsdp-neuron", net, L2, RunOptions(extra={"sdp_max_size": 1, "sdp_chordal": "off"}))
+    tiny = run_method("lipsdp-neuron", net, L2, RunOptions(extra={"sdp_max_size": 1, "sdp_chordal": "off",
+                                                                  "sdp_algorithm": "solver"}))
     assert tiny.verdict is Verdict.NOT_APPLICABLE and "sdp_max_size" in tiny.message
 
 
@@ -262,7 +264,7 @@ def test_lipsdp_readme_values_on_random_weights() -> None:
     net = lipopt.load(str(LIPSDP_NETS / "random_weights.mat"))
     neuron = run_method("lipsdp-neuron", net, L2)
     layer = run_method("lipsdp-layer", net, L2)
-    split = RunOptions(extra={"sdp_max_size": 41, "sdp_chordal": "off"})
+    split = RunOptions(extra={"sdp_max_size": 41, "sdp_chordal": "off", "sdp_algorithm": "solver"})
     pieces = run_method("lipsdp-neuron", net, L2, split)
     for res, ref in ((neuron, 36.482), (layer, 39.839), (pieces, 37.668)):
         _certified(res)
