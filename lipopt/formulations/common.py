@@ -52,6 +52,7 @@ from lipopt.formulations.forms import (  # re-exported: the MILP module reads th
     form_value,
     is_const,
     new_vars,
+    stage_block,
     to_expr,
     var_form,
 )
@@ -93,6 +94,10 @@ class _Ctx:
     prefix: str
     rows: int = 0
 
+    def block(self, s: int) -> Any:
+        """The Block of stage s, where every pass writes that stage's variables and rows."""
+        return stage_block(self.model, s, self.prefix)
+
 
 # ------------------------------------------------------------------------------------------ forward
 
@@ -119,13 +124,13 @@ def _read_by_next(ctx: _Ctx, s: int) -> np.ndarray:
 def _fwd_affine(ctx: _Ctx, s: int, stage: AffineStage, cur: list[Form]) -> list[Form]:
     lo, hi = ctx.fb.stage_bounds[s]
     idx = np.nonzero(_read_by_next(ctx, s))[0]
-    z = new_vars(ctx.model, f"{ctx.prefix}z{s}", idx.size, lo[idx], hi[idx])
-    cons = constraint_list(ctx.model, f"{ctx.prefix}z{s}_def")
+    z = new_vars(ctx.block(s), "z", idx.size, lo[idx], hi[idx], index=idx.tolist())
+    cons = constraint_list(ctx.block(s), "z_def")
     rows = FormVector(cur).rows(stage.weight, idx, stage.bias[idx])
     out: list[Form] = [ZERO] * lo.size
     for k, i in enumerate(idx.tolist()):
-        cons.add(rows.definition(k, z[k]), i)
-        out[i] = var_form(z[k])
+        cons.add(rows.definition(k, z[i]), i)
+        out[i] = var_form(z[i])
     ctx.rows += idx.size
     return out
 
@@ -142,12 +147,12 @@ def _fwd_activation(ctx: _Ctx, s: int, stage: ActivationStage, cur: list[Form]) 
     idx = np.nonzero(amb)[0]
     if idx.size:
         h_lo, h_hi = activation_output_bounds(lo[idx], hi[idx], a)
-        h = new_vars(ctx.model, f"{ctx.prefix}h{s}", idx.size, h_lo, h_hi)
-        cons = constraint_list(ctx.model, f"{ctx.prefix}h{s}_relu")
-        for k, i in enumerate(idx):
-            ctx.rows += activation_rows(cons, (int(i),), h[k], to_expr(cur[i]), ctx.sw.relu[s][int(i)],
+        h = new_vars(ctx.block(s), "h", idx.size, h_lo, h_hi, index=idx.tolist())
+        cons = constraint_list(ctx.block(s), "relu")
+        for i in idx.tolist():
+            ctx.rows += activation_rows(cons, (i,), h[i], to_expr(cur[i]), ctx.sw.relu[s][i],
                                         float(lo[i]), float(hi[i]), a)
-            out[i] = var_form(h[k])
+            out[i] = var_form(h[i])
     return out
 
 
@@ -161,16 +166,16 @@ def _fwd_maxpool(ctx: _Ctx, s: int, stage: MaxPoolStage, cur: list[Form]) -> lis
         if lst[0][1] is None:
             out[j] = cur[lst[0][0]]
     if multi:
-        p = new_vars(ctx.model, f"{ctx.prefix}p{s}", len(multi), plo[multi], phi[multi])
-        cons = constraint_list(ctx.model, f"{ctx.prefix}p{s}_max")
-        for k, j in enumerate(multi):
+        p = new_vars(ctx.block(s), "p", len(multi), plo[multi], phi[multi], index=multi)
+        cons = constraint_list(ctx.block(s), "max")
+        for j in multi:
             u_max = max(float(hi[i]) for i, _ in windows[j])
             for i, d in windows[j]:
                 xe = to_expr(cur[i])
-                cons.add(p[k] >= xe, j, int(i), "ge")
-                cons.add(p[k] <= xe + (u_max - float(lo[i])) * (1 - d), j, int(i), "le")
+                cons.add(p[j] >= xe, j, int(i), "ge")
+                cons.add(p[j] <= xe + (u_max - float(lo[i])) * (1 - d), j, int(i), "le")
                 ctx.rows += 2
-            out[j] = var_form(p[k])
+            out[j] = var_form(p[j])
     return out
 
 
@@ -207,7 +212,7 @@ class BackwardEncoding:
     n_rows: int = 0
 
 
-def _linear_map(ctx: _Ctx, w: Any, g: list[Form], need: np.ndarray,
+def _linear_map(ctx: _Ctx, s: int, w: Any, g: list[Form], need: np.ndarray,
                 bounds: Callable[[np.ndarray, list[Form]], tuple], name: str, keep_last: bool = False
                 ) -> list[Form]:
     """Forms of the rows ``need`` of w @ g, built in bulk (:meth:`FormVector.rows`); a row of several
@@ -222,11 +227,11 @@ def _linear_map(ctx: _Ctx, w: Any, g: list[Form], need: np.ndarray,
     ks = np.nonzero(as_var)[0]
     if ks.size:
         lo, hi = bounds(idx[ks], [rows.form(k) for k in ks.tolist()])
-        y = new_vars(ctx.model, f"{ctx.prefix}{name}", ks.size, lo, hi)
-        cons = constraint_list(ctx.model, f"{ctx.prefix}{name}_def")
-        for n, (k, i) in enumerate(zip(ks.tolist(), idx[ks].tolist(), strict=True)):
-            cons.add(rows.definition(k, y[n]), i)
-            new[i] = var_form(y[n])
+        y = new_vars(ctx.block(s), name, ks.size, lo, hi, index=idx[ks].tolist())
+        cons = constraint_list(ctx.block(s), f"{name}_def")
+        for k, i in zip(ks.tolist(), idx[ks].tolist(), strict=True):
+            cons.add(rows.definition(k, y[i]), i)
+            new[i] = var_form(y[i])
         ctx.rows += ks.size
     return new
 
@@ -249,12 +254,12 @@ def _switched(ctx: _Ctx, s: int, stage: ActivationStage, g: list[Form], bounds: 
     if need:
         lam = np.array([bounds[i][0] for i in need])
         mu = np.array([bounds[i][1] for i in need])
-        hat = new_vars(ctx.model, f"{ctx.prefix}{name}{s}", len(need), *switch_bounds(lam, mu))
-        cons = constraint_list(ctx.model, f"{ctx.prefix}{name}{s}_switch")
+        hat = new_vars(ctx.block(s), name, len(need), *switch_bounds(lam, mu), index=need)
+        cons = constraint_list(ctx.block(s), f"{name}_switch")
         for k, i in enumerate(need):
-            ctx.rows += switch_rows(cons, (i,), hat[k], to_expr(g[i]), ctx.sw.relu[s][i], float(lam[k]),
+            ctx.rows += switch_rows(cons, (i,), hat[i], to_expr(g[i]), ctx.sw.relu[s][i], float(lam[k]),
                                     float(mu[k]))
-            new[i] = slope_form(g[i], var_form(hat[k]), a)
+            new[i] = slope_form(g[i], var_form(hat[i]), a)
     return new
 
 
@@ -265,7 +270,7 @@ def _back_affine(ctx: _Ctx, s: int, stage: AffineStage, g: list[Form], bb: Backw
     def bounds(ii: np.ndarray, _forms: list[Form]) -> tuple:
         return glo[ii], ghi[ii]
 
-    return _linear_map(ctx, wt, g, np.ones(wt.shape[0], dtype=bool), bounds, f"y{s}")
+    return _linear_map(ctx, s, wt, g, np.ones(wt.shape[0], dtype=bool), bounds, "y")
 
 
 def _back_activation(ctx: _Ctx, s: int, stage: ActivationStage, g: list[Form], bb: BackwardBounds
@@ -294,11 +299,12 @@ def _back_maxpool(ctx: _Ctx, s: int, stage: MaxPoolStage, g: list[Form], bb: Bac
         bnds = [form_bounds(g[j]) for j, _, _ in need]
         lam = np.array([b[0] for b in bnds])
         mu = np.array([b[1] for b in bnds])
-        hat = new_vars(ctx.model, f"{ctx.prefix}yp{s}", len(need), *switch_bounds(lam, mu))
-        cons = constraint_list(ctx.model, f"{ctx.prefix}yp{s}_route")
-        for k, (j, i, d) in enumerate(need):
-            ctx.rows += switch_rows(cons, (j, int(i)), hat[k], to_expr(g[j]), d, float(lam[k]), float(mu[k]))
-            routed[i].append(var_form(hat[k]))
+        keys = [(j, int(i)) for j, i, _ in need]
+        hat = new_vars(ctx.block(s), "yp", len(need), *switch_bounds(lam, mu), index=keys)
+        cons = constraint_list(ctx.block(s), "yp_route")
+        for k, ((j, i), (_, _, d)) in enumerate(zip(keys, need, strict=True)):
+            ctx.rows += switch_rows(cons, (j, i), hat[j, i], to_expr(g[j]), d, float(lam[k]), float(mu[k]))
+            routed[i].append(var_form(hat[j, i]))
     return [combine(lst, np.ones(len(lst))) if lst else ZERO for lst in routed]
 
 
@@ -355,7 +361,7 @@ def _tan_affine(ctx: _Ctx, st: int, stage: AffineStage, t: list[Form]) -> list[F
         bnds = [_widened(f) for f in forms]
         return np.array([b[0] for b in bnds]), np.array([b[1] for b in bnds])
 
-    return _linear_map(ctx, stage.weight, t, need, bounds, f"tz{st}", keep_last=nxt is None)
+    return _linear_map(ctx, st, stage.weight, t, need, bounds, "tz", keep_last=nxt is None)
 
 
 def _tan_activation(ctx: _Ctx, st: int, stage: ActivationStage, t: list[Form]) -> list[Form]:
@@ -376,12 +382,13 @@ def _tan_maxpool(ctx: _Ctx, st: int, stage: MaxPoolStage, t: list[Form]) -> list
         bnds = [_widened(t[i]) for _, i, _ in need]
         lam = np.array([b[0] for b in bnds])
         mu = np.array([b[1] for b in bnds])
-        hat = new_vars(ctx.model, f"{ctx.prefix}tp{st}", len(need), *switch_bounds(lam, mu))
-        cons = constraint_list(ctx.model, f"{ctx.prefix}tp{st}_route")
+        keys = [(j, int(i)) for j, i, _ in need]
+        hat = new_vars(ctx.block(st), "tp", len(need), *switch_bounds(lam, mu), index=keys)
+        cons = constraint_list(ctx.block(st), "tp_route")
         parts: dict[int, list[Form]] = {}
-        for k, (j, i, d) in enumerate(need):
-            ctx.rows += switch_rows(cons, (j, int(i)), hat[k], to_expr(t[i]), d, float(lam[k]), float(mu[k]))
-            parts.setdefault(j, []).append(var_form(hat[k]))
+        for k, ((j, i), (_, _, d)) in enumerate(zip(keys, need, strict=True)):
+            ctx.rows += switch_rows(cons, (j, i), hat[j, i], to_expr(t[i]), d, float(lam[k]), float(mu[k]))
+            parts.setdefault(j, []).append(var_form(hat[j, i]))
         for j, lst in parts.items():
             new[j] = combine(lst, np.ones(len(lst)))
     return new

@@ -152,26 +152,48 @@ def form_value(f: Form) -> float:
     return f[0] + sum(a * (v.value if v.value is not None else 0.0) for v, a in zip(f[1], f[2], strict=True))
 
 
-def new_vars(model: Any, name: str, n: int, lo: np.ndarray, hi: np.ndarray, binary: bool = False) -> Any:
-    """An indexed Var of size n with per-entry bounds (infinite entries become None)."""
+def new_vars(model: Any, name: str, n: int, lo: np.ndarray, hi: np.ndarray, binary: bool = False,
+             index: list | None = None) -> Any:
+    """An indexed Var of size n with per-entry bounds (infinite entries become None), indexed by 0..n-1 or
+    by the n keys of ``index`` (neurons, (window, input) pairs: a written column says which it is)."""
     import pyomo.environ as pyo
 
-    lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), (n,))
-    hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), (n,))
+    keys = list(range(n)) if index is None else list(index)
+    if len(keys) != n:
+        raise ValueError(f"{name}: {len(keys)} index keys for {n} variables")
     if binary:
-        var = pyo.Var(range(n), within=pyo.Binary)
+        var = pyo.Var(keys, within=pyo.Binary)
     else:
-        def rule(_m: Any, i: int) -> tuple:
-            return (None if not np.isfinite(lo[i]) else float(lo[i]),
-                    None if not np.isfinite(hi[i]) else float(hi[i]))
-        var = pyo.Var(range(n), bounds=rule)
+        lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), (n,))
+        hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), (n,))
+        lo_b = [float(v) if np.isfinite(v) else None for v in lo.tolist()]
+        hi_b = [float(v) if np.isfinite(v) else None for v in hi.tolist()]
+        bounds = dict(zip(keys, zip(lo_b, hi_b, strict=True), strict=True))
+
+        def rule(_m: Any, *key: Any) -> tuple:
+            return bounds[key[0] if len(key) == 1 else key]
+        var = pyo.Var(keys, bounds=rule)
     model.add_component(name, var)
     return var
 
 
+def stage_block(model: Any, s: int, prefix: str = "") -> Any:
+    """The Pyomo Block ``stage<s>`` of a lowered network's stage s (created on first use): the forward,
+    backward and tangent passes put that stage's variables and rows in it, indexed by neuron, so a written
+    row ``stage2.relu(5,le_ua)`` says which stage, which neuron and which of its rows it is."""
+    import pyomo.environ as pyo
+
+    name = f"{prefix}stage{s}"
+    blk = model.component(name)
+    if blk is None:
+        blk = pyo.Block()
+        model.add_component(name, blk)
+    return blk
+
+
 class Rows:
     """The constraints of one stage, indexed by neuron (or window) and role: a written model's row
-    ``h2_relu(5,le_ua)`` says which layer, which neuron and which of its big-M rows it is."""
+    ``stage2.relu(5,le_ua)`` says which stage, which neuron and which of its big-M rows it is."""
 
     def __init__(self, model: Any, name: str) -> None:
         import pyomo.environ as pyo

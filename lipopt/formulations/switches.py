@@ -10,7 +10,7 @@ import numpy as np
 
 from lipopt.bounds.interval import maxpool_can_win
 from lipopt.bounds.types import ForwardBounds
-from lipopt.formulations.forms import constraint_list, new_vars
+from lipopt.formulations.forms import constraint_list, new_vars, stage_block
 from lipopt.network.stages import MaxPoolStage, is_activation
 
 
@@ -51,30 +51,37 @@ def make_switches(model: Any, fb: ForwardBounds, *, relax: bool = False, prefix:
             sw.masks[s] = (act, inact, amb)
             idx = np.nonzero(amb)[0]
             if idx.size:
-                var = new_vars(model, f"{prefix}a{s}", idx.size, 0.0, 1.0, binary=not relax)
-                sw.relu[s] = {int(i): var[k] for k, i in enumerate(idx)}
+                var = new_vars(stage_block(model, s, prefix), "a", idx.size, 0.0, 1.0, binary=not relax,
+                               index=idx.tolist())
+                sw.relu[s] = {i: var[i] for i in idx.tolist()}
             else:
                 sw.relu[s] = {}
         elif isinstance(stage, MaxPoolStage):
-            lo, hi = fb.pre_activation(s)
-            can = maxpool_can_win(stage, lo, hi)
-            n_sel = int(sum(int(r.sum()) for r in can if r.sum() > 1))
-            var = new_vars(model, f"{prefix}d{s}", n_sel, 0.0, 1.0, binary=not relax) if n_sel else None
-            windows: list[list[tuple[int, Any]]] = []
-            k = 0
-            cons = constraint_list(model, f"{prefix}d{s}_one") if n_sel else None
-            for j in range(stage.out_size):
-                members = [int(stage.windows[j, q]) for q in np.nonzero(can[j])[0]]
-                if len(members) == 1:
-                    windows.append([(members[0], None)])
-                    continue
-                lst = []
-                for i in members:
-                    lst.append((i, var[k]))
-                    k += 1
-                cons.add(sum(d for _, d in lst) == 1, j)
-                windows.append(lst)
-            sw.pool[s] = windows
+            sw.pool[s] = _pool_selectors(model, fb, s, stage, relax, prefix)
     return sw
 
 
+
+
+def _pool_selectors(model: Any, fb: ForwardBounds, s: int, stage: MaxPoolStage, relax: bool, prefix: str
+                    ) -> list[list[tuple[int, Any]]]:
+    """Per window j of max-pool stage s: (input, selector d[j, input]) for each possible winner (one
+    winner: selector None) and the row sum_i d[j, i] = 1."""
+    lo, hi = fb.pre_activation(s)
+    can = maxpool_can_win(stage, lo, hi)
+    members = [[int(stage.windows[j, q]) for q in np.nonzero(can[j])[0]] for j in range(stage.out_size)]
+    keys = [(j, i) for j, mem in enumerate(members) if len(mem) > 1 for i in mem]
+    if not keys:
+        return [[(mem[0], None)] for mem in members]
+    blk = stage_block(model, s, prefix)
+    var = new_vars(blk, "d", len(keys), 0.0, 1.0, binary=not relax, index=keys)
+    cons = constraint_list(blk, "d_one")
+    windows: list[list[tuple[int, Any]]] = []
+    for j, mem in enumerate(members):
+        if len(mem) == 1:
+            windows.append([(mem[0], None)])
+            continue
+        lst = [(i, var[j, i]) for i in mem]
+        cons.add(sum(d for _, d in lst) == 1, j)
+        windows.append(lst)
+    return windows

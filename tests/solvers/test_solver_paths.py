@@ -153,7 +153,7 @@ def test_written_models_solve_to_the_same_optimum(tmp_path: Path) -> None:
     assert [f.suffix for f in files] == [".lp", ".mps"] and r.kind is BoundKind.EXACT
     factor = r.stats["scale"]["factor"]
     text = files[0].read_text()
-    assert "h1_relu" in text and "z0_def" in text  # rows say which layer they encode
+    assert "stage1.relu(" in text and "stage0.z_def(" in text  # rows say which stage and neuron they encode
     for f in files:
         for solver in ("highs", "scip"):
             assert factor * _read_back(f, solver) == pytest.approx(r.value, rel=1e-6)
