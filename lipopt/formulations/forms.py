@@ -63,15 +63,28 @@ class AffineRows:
         a, b = self.ptr[k], self.ptr[k + 1]
         return (self.const[k], tuple(self.vars[a:b]), tuple(self.coefs[a:b]))
 
-    def definition(self, k: int, v: Any) -> Any:
-        """The row ``f_k - v == 0`` defining a fresh variable ``v`` as row k: a LinearExpression made from
-        its monomials directly (no operator overloading, no per-term conversions)."""
-        from pyomo.core.expr.numeric_expr import LinearExpression, MonomialTermExpression
+    def _args(self, k: int) -> list[Any]:
+        """The terms of row k: its constant (if nonzero) and one monomial per variable, made directly (no
+        operator overloading, no per-term conversions)."""
+        from pyomo.core.expr.numeric_expr import MonomialTermExpression
 
         a, b = self.ptr[k], self.ptr[k + 1]
         c0 = self.const[k]
         args = [c0] if c0 else []
         args.extend(map(MonomialTermExpression, zip(self.coefs[a:b], self.vars[a:b], strict=True)))
+        return args
+
+    def expr(self, k: int) -> Any:
+        """Row k as a Pyomo LinearExpression."""
+        from pyomo.core.expr.numeric_expr import LinearExpression
+
+        return LinearExpression(self._args(k))
+
+    def definition(self, k: int, v: Any) -> Any:
+        """The row ``f_k - v == 0`` defining a fresh variable ``v`` as row k."""
+        from pyomo.core.expr.numeric_expr import LinearExpression, MonomialTermExpression
+
+        args = self._args(k)
         args.append(MonomialTermExpression((-1.0, v)))
         return LinearExpression(args) == 0
 

@@ -47,7 +47,7 @@ from lipopt.formulations.encodings import (
     switch_bounds,
     switch_rows,
 )
-from lipopt.formulations.forms import Rows
+from lipopt.formulations.forms import ZERO, AffineRows, FormVector, Rows, var_form
 from lipopt.formulations.miqcqp_geometry import (
     InputSet,
     LayerBounds,
@@ -158,14 +158,11 @@ class MiqcqpModel:
         return None if any(v is None for v in vals) else np.asarray(vals, float)
 
 
-def _affine(row: np.ndarray, terms: list[Any]) -> Any:
-    """sum_j row[j] * terms[j] as one Pyomo LinearExpression, built from the nonzero coefficients of
-    the terms that are variables (a term 0.0 is a neuron fixed at zero)."""
-    from pyomo.core.expr.numeric_expr import LinearExpression
-
-    idx = [j for j in np.flatnonzero(row) if not isinstance(terms[j], float)]
-    return LinearExpression(constant=0.0, linear_coefs=[float(row[j]) for j in idx],
-                            linear_vars=[terms[j] for j in idx])
+def _affine_rows(w: np.ndarray, terms: list[Any], bias: np.ndarray | None = None) -> AffineRows:
+    """The rows of ``w @ terms + bias``, built in bulk from the weight array (the MILP's
+    :meth:`FormVector.rows`; a term 0.0 is a neuron fixed at zero)."""
+    forms = [ZERO if isinstance(t, float) else var_form(t) for t in terms]
+    return FormVector(forms).rows(w, np.arange(w.shape[0]), bias)
 
 
 def _vars(m: Any, name: str, lo: np.ndarray, hi: np.ndarray) -> Any:
@@ -217,12 +214,14 @@ def _forward_layer(m: Any, k: int, w: np.ndarray, b: np.ndarray, lb: LayerBounds
     z = _vars(m, f"z{k + 1}", lo, hi)
     h = _vars(m, f"h{k + 1}", *activation_output_bounds(lo, hi, al))
     zdef, hrows, mrows = Rows(m, f"z{k + 1}_def"), Rows(m, f"h{k + 1}_act"), Rows(m, f"z{k + 1}_margin")
-    t_var = m.t if hasattr(m, "t") else None
+    if hasattr(m, "t"):  # the lifted set: z = W h + b t
+        rows = _affine_rows(np.hstack([w, np.reshape(b, (-1, 1))]), [*prev, m.t])
+    else:
+        rows = _affine_rows(w, prev, b)
     cur: list[Any] = []
     n_margin = 0
     for i in range(w.shape[0]):
-        bias = float(b[i])
-        zdef.add(z[i] == _affine(w[i], prev) + (bias * t_var if t_var is not None else bias), i)
+        zdef.add(z[i] == rows.expr(i), i)
         li, ui = float(lo[i]), float(hi[i])
         e = None if eps is None else float(eps[k][i])
         if act[i]:
@@ -281,6 +280,7 @@ def _direction_layer(m: Any, k: int, w: np.ndarray, lb: LayerBounds, dprev: list
     if al != 0.0 and amb:  # w = alpha y + (1 - alpha) hat, hat = g y
         hv = _vars(m, f"wh{k + 1}", *switch_bounds(yl[amb], yh[amb]))
         hat = {i: hv[n] for n, i in enumerate(amb)}
+    rows = _affine_rows(w, dprev)
     cur: list[Any] = []
     for i in range(w.shape[0]):
         if ina[i] and al == 0.0:
@@ -288,7 +288,7 @@ def _direction_layer(m: Any, k: int, w: np.ndarray, lb: LayerBounds, dprev: list
             wv[i].fix(0.0)
             cur.append(0.0)
             continue
-        ydef.add(y[i] == _affine(w[i], dprev), i)
+        ydef.add(y[i] == rows.expr(i), i)
         if act[i]:
             wrows.add(wv[i] == y[i], i, "on")
         elif ina[i]:
@@ -311,8 +311,9 @@ def _objective(m: Any, obj_kind: str, w_out: np.ndarray, dprev: list[Any], lb: L
     n_out = w_out.shape[0]
     m.out = pe.Var(range(n_out), bounds=lambda _m, j: (float(lb.out_lo[j]), float(lb.out_hi[j])))
     rows = Rows(m, "objective")
+    out_rows = _affine_rows(w_out, dprev)
     for j in range(n_out):
-        rows.add(m.out[j] == _affine(w_out[j], dprev), "out", j)
+        rows.add(m.out[j] == out_rows.expr(j), "out", j)
     m.tau = pe.Var(bounds=(cut, obj_ub * (1 + 1e-9)))  # relative (obj_ub >= 0)
     if obj_kind == "linear":
         rows.add(m.tau <= m.out[0], "tau")
