@@ -11,8 +11,8 @@ chosen, why, and what was passed over):
      biases, which ``milp`` can only bound (the all-patterns relaxation gives an UPPER bound) while
      ``miqcqp`` answers it exactly (projective compactification).
 
-3. The upper bounds, tightest family first: ``lipsdp-local``, ``lipsdp-neuron``, ``local-affine``,
-   ``lp-relax``, ``naive`` (then any other UPPER method).
+3. The upper bounds, tightest family first: ``lipsdp-local``, ``lipsdp-neuron``, ``lipsdp-fast``,
+   ``local-affine``, ``lp-relax``, ``naive`` (then any other UPPER method).
 
 A method is passed over when it does not apply to the question, when it refuses when run (a
 ``not_applicable`` record, e.g. enumeration over its ReLU limit) or when its solver is missing. A record
@@ -29,7 +29,7 @@ from lipopt.result import BoundKind, LipschitzResult, Verdict
 from lipopt.spec import Global, Question
 
 #: the upper bounds in order of preference (tightest family first)
-UPPER_PREFERENCE = ("lipsdp-local", "lipsdp-neuron", "local-affine", "lp-relax", "naive")
+UPPER_PREFERENCE = ("lipsdp-local", "lipsdp-neuron", "lipsdp-fast", "local-affine", "lp-relax", "naive")
 
 #: verdicts after which auto tries the next method (the method gave no answer to this question)
 FALL_THROUGH = (Verdict.NOT_APPLICABLE, Verdict.SOLVER_MISSING)

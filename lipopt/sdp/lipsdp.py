@@ -91,26 +91,81 @@ class LipSDPOptions(MethodOptions):
     sdp_device: str = "auto"  # torch device of the descent: "auto" (CUDA when available), "cpu", "cuda"
 
 
-def _affine_chain(network: Network) -> list[AffineStage]:
-    """The affine stages of an Affine (ReLU Affine)* network (consecutive ReLUs merged: relu o relu).
-    A LeakyReLU max(x, alpha x) has slopes in [alpha, 1], inside the [0, 1] sector the LMI is written
-    for: it is handled as that sector (sound, and exact in form for alpha = 0)."""
-    stages = network.lower()
-    affs: list[AffineStage] = []
+@dataclass
+class Segment:
+    """A run Affine (ReLU Affine)* of the lowered network and the l2 constant of the max-pool after it (1:
+    none). The network is the composition of its segments, each followed by (ReLU and) its pool."""
+
+    affs: list[AffineStage]
+    pool: float = 1.0
+
+    @property
+    def mats(self) -> list[np.ndarray]:
+        return [np.asarray(s.dense(), dtype=np.float64) for s in self.affs]
+
+
+MAXPOOL_REFUSAL = ("lipsdp-local does not handle max-pooling (not a scalar slope-restricted activation; the "
+                   "global lipsdp-neuron / lipsdp-layer / lipsdp-fast bound each affine-ReLU block and "
+                   "multiply by the pooling constant); use 'naive' or an exact method for a local bound")
+
+
+def pool_constant(stage: MaxPoolStage) -> float:
+    """The exact l2 Lipschitz constant of a max-pool: sqrt of the largest number of windows one input lies
+    in (each window's max moves by at most the largest change in it)."""
+    w = stage.windows[stage.windows >= 0]
+    return math.sqrt(float(np.bincount(w, minlength=stage.in_size).max())) if w.size else 0.0
+
+
+def _is_identity(stage: AffineStage) -> bool:
+    rows, cols = stage.shape
+    if rows != cols:
+        return False
+    w = stage.weight
+    if hasattr(w, "toarray"):
+        import scipy.sparse as sp
+
+        return bool((sp.csr_matrix(w) != sp.identity(rows, format="csr")).nnz == 0)
+    return bool(np.array_equal(np.asarray(w), np.eye(rows)))
+
+
+def segments(network: Network) -> list[Segment]:
+    """The network as segments (Avant & Morgansen's treatment of max-pooling: LipSDP per affine-ReLU block,
+    times the exact pooling constant). Consecutive ReLUs merge (relu o relu); a ReLU between a segment's
+    last affine stage and its pool (with the lowering's identity stage between them), or right after a
+    pool, is 1-Lipschitz and left out. A LeakyReLU
+    max(x, alpha x) has slopes in [alpha, 1], inside the [0, 1] sector the LMI is written for: it is
+    handled as that sector (sound, and exact in form for alpha = 0)."""
+    segs: list[Segment] = [Segment([])]
     prev = None
-    for s in stages:
+    stages = network.lower()
+    for i, s in enumerate(stages):
+        if (isinstance(s, AffineStage) and is_activation(prev) and i + 1 < len(stages)
+                and isinstance(stages[i + 1], MaxPoolStage) and _is_identity(s)):
+            continue  # the lowering's identity between a ReLU and a pool: relu, then the pool
         if isinstance(s, MaxPoolStage):
-            raise NotApplicableError(
-                "LipSDP does not handle max-pooling (not a scalar slope-restricted activation); use "
-                "'naive' (window-count pooling constant) or an exact method for this network")
-        if isinstance(s, AffineStage):
+            if not segs[-1].affs:
+                raise NotApplicableError("LipSDP needs an affine stage before each max-pool")
+            segs[-1].pool = pool_constant(s)
+            segs.append(Segment([]))
+        elif isinstance(s, AffineStage):
             if isinstance(prev, AffineStage):
                 raise NotApplicableError("LipSDP needs ReLU between consecutive affine stages")
-            affs.append(s)
+            segs[-1].affs.append(s)
         elif not is_activation(s):
             raise NotApplicableError(f"LipSDP does not handle the stage {type(s).__name__}")
         prev = s
-    return affs
+    if not segs[-1].affs:
+        raise NotApplicableError("LipSDP needs the network to end with an affine stage (after its last "
+                                 "max-pool)")
+    return segs
+
+
+def _affine_chain(network: Network) -> list[AffineStage]:
+    """The affine stages of an Affine (ReLU Affine)* network (no max-pool; see :func:`segments`)."""
+    segs = segments(network)
+    if len(segs) > 1:
+        raise NotApplicableError(MAXPOOL_REFUSAL)
+    return segs[0].affs
 
 
 def refusal(network: Network, question: Question, opts: LipSDPOptions | None = None, local: bool = False
@@ -124,18 +179,20 @@ def refusal(network: Network, question: Question, opts: LipSDPOptions | None = N
     if not question.scalar_output and question.output_norm is not Norm.L2:
         return (f"LipSDP bounds the l2 output norm or a scalar output c^T f (asked: all outputs in "
                 f"{question.output_norm.label})")
-    if network.has_maxpool:
-        return ("LipSDP does not handle max-pooling (not a scalar slope-restricted activation); use "
-                "'naive' (window-count pooling constant) or an exact method for this network")
+    if local and network.has_maxpool:
+        return MAXPOOL_REFUSAL
     try:
-        affs = _affine_chain(network)
+        segs = segments(network)
     except NotApplicableError as exc:
         return str(exc)
     if opts.sdp_algorithm == "first-order" or (opts.sdp_algorithm == "auto" and not local):
         # the first-order descent has no solve-size limit (lipsdp-local's chains may not suit it)
         opts = replace(opts, sdp_max_size=opts.sdp_max_check_size)
-    plan = plan_pieces([s.shape for s in affs], opts, chordal=opts.sdp_chordal != "off")
-    return plan if isinstance(plan, str) else None
+    for seg in segs:
+        plan = plan_pieces([s.shape for s in seg.affs], opts, chordal=opts.sdp_chordal != "off")
+        if isinstance(plan, str):
+            return plan
+    return None
 
 
 def _piece_size(shapes: list[tuple[int, int]], a: int, b: int, reduce: bool, chordal: bool = False

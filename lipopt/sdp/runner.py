@@ -65,13 +65,7 @@ def _fail(method: str, verdict: Verdict, stop: StopReason, message: str, **field
 def _run(method: str, network: Network, question: Question, options: RunOptions, form: str,
          local: bool) -> LipschitzResult:
     from lipopt.deadline import Deadline
-    from lipopt.sdp.lipsdp import (
-        affine_matrices,
-        chain_from_matrices,
-        domain_box,
-        plan_pieces,
-        slope_intervals,
-    )
+    from lipopt.sdp.lipsdp import chain_from_matrices, domain_box, slope_intervals
 
     t0 = time.perf_counter()
     dl = Deadline.start(options.time_limit, t0)
@@ -95,7 +89,6 @@ def _run(method: str, network: Network, question: Question, options: RunOptions,
     elif question.constant != "global":
         notes.append(f"a global bound: valid for this {question.constant} question, but not local")
     c = question.output_vector(network.output_size)
-    mats = affine_matrices(network)
     if sopts.sdp_chordal not in ("auto", "on", "off"):
         from lipopt.errors import InvalidOptionsError
 
@@ -105,24 +98,11 @@ def _run(method: str, network: Network, question: Question, options: RunOptions,
 
         raise InvalidOptionsError(f"sdp_algorithm must be 'auto', 'solver' or 'first-order', got "
                                   f"{sopts.sdp_algorithm!r}")
-    shapes = [m.shape for m in mats]
-    if form == "fast" or sopts.sdp_algorithm == "first-order" or (
-            sopts.sdp_algorithm == "auto" and options.solver is None and not local):
-        # the descent has no solve-size limit: pieces only where the float64 check would be too large
-        plan = plan_pieces(shapes, replace(sopts, sdp_max_size=sopts.sdp_max_check_size))
-    else:
-        plan = plan_pieces(shapes, sopts, chordal=not local and sopts.sdp_chordal != "off")
-    if isinstance(plan, str):
-        raise NotApplicableError(plan)
-    if len(plan) > 1:
-        spans = ", ".join(f"{a}-{b}" for a, b in plan)
-        notes.append(f"split into {len(plan)} pieces (affine stages {spans}): "
-                     "the bound is the product of their certified LipSDP bounds (relu is 1-Lipschitz)")
+    work, pools = _work(network, c, slopes, form, options, sopts, local, notes)
     total, stop, pieces = 1.0, StopReason.COMPLETED, []
     common: dict = {"stats": stats, "notes": notes}
-    for a, b in plan:
-        chain = chain_from_matrices(mats[a:b + 1], c if b == len(mats) - 1 else None,
-                                    None if slopes is None else slopes[a:b], normalise=sopts.sdp_normalise)
+    for mats, cvec, sl in work:
+        chain = chain_from_matrices(mats, cvec, sl, normalise=sopts.sdp_normalise)
         piece = _piece(method, chain, form, options, sopts, dl, notes)
         common.update(piece["common"])
         if piece.get("failed") is not None:
@@ -133,17 +113,60 @@ def _run(method: str, network: Network, question: Question, options: RunOptions,
         total *= piece["value"]
         if stop is StopReason.COMPLETED:
             stop = piece["stop"]
-    value = total * (1.0 + 4.0 * EPS * len(plan))
-    stats.update({k: v for k, v in pieces[-1].items() if len(plan) == 1})
-    if len(plan) > 1:
+    for p in pools:
+        total *= p
+    value = total * (1.0 + 4.0 * EPS * (len(work) + len(pools)))
+    stats.update({k: v for k, v in pieces[-1].items() if len(work) == 1})
+    if pools:
+        stats["pool_constants"] = pools
+    if len(work) > 1:
         stats["pieces"] = pieces
         stats["certification"] = ",".join(sorted({p["certification"] for p in pieces}))
     res = LipschitzResult.from_bracket(method, BoundKind.UPPER, None, value, verdict=Verdict.OK, stop=stop,
                                        **common)
     for j, p in enumerate(pieces):
-        res.add_check("LMI eigenvalue check (float64)" + (f", piece {j + 1}" if len(plan) > 1 else ""), True,
+        res.add_check("LMI eigenvalue check (float64)" + (f", piece {j + 1}" if len(work) > 1 else ""), True,
                       p["detail"])
     return dl.mark(res)
+
+
+def _work(network: Network, c, slopes, form: str, options: RunOptions, sopts: LipSDPOptions, local: bool,
+          notes: list[str]) -> tuple[list[tuple], list[float]]:
+    """The chains to solve, as (matrices, output vector or None, slope intervals or None), and the max-pool
+    constants to multiply by: per segment (:func:`lipopt.sdp.lipsdp.segments`), its pieces
+    (:func:`lipopt.sdp.lipsdp.plan_pieces`)."""
+    from lipopt.sdp.lipsdp import MAXPOOL_REFUSAL, plan_pieces, segments
+
+    segs = segments(network)
+    if local and len(segs) > 1:
+        raise NotApplicableError(MAXPOOL_REFUSAL)
+    if form == "fast" or sopts.sdp_algorithm == "first-order" or (
+            sopts.sdp_algorithm == "auto" and options.solver is None and not local):
+        # the descent has no solve-size limit: pieces only where the float64 check would be too large
+        plan_opts, chordal = replace(sopts, sdp_max_size=sopts.sdp_max_check_size), False
+    else:
+        plan_opts, chordal = sopts, not local and sopts.sdp_chordal != "off"
+    work: list[tuple] = []
+    for k, seg in enumerate(segs):
+        mats = seg.mats
+        plan = plan_pieces([m.shape for m in mats], plan_opts, chordal=chordal)
+        if isinstance(plan, str):
+            raise NotApplicableError(plan)
+        if len(plan) > 1:
+            spans = ", ".join(f"{a}-{b}" for a, b in plan)
+            where = f" of segment {k + 1}" if len(segs) > 1 else ""
+            notes.append(f"split into {len(plan)} pieces{where} (affine stages {spans}): the bound is the "
+                         "product of their certified LipSDP bounds (relu is 1-Lipschitz)")
+        last = k == len(segs) - 1
+        for a, b in plan:
+            work.append((mats[a:b + 1], c if last and b == len(mats) - 1 else None,
+                         None if slopes is None else slopes[a:b]))
+    pools = [seg.pool for seg in segs[:-1]]
+    if pools:
+        notes.append(f"max-pooling as Avant & Morgansen: LipSDP per affine-ReLU block ({len(segs)} segments) "
+                     f"times the exact l2 constant of each max-pool (sqrt of the most windows an input lies "
+                     f"in: {', '.join(f'{p:.6g}' for p in pools)})")
+    return work, pools
 
 
 def _pick_solver(chain, options: RunOptions, sopts: LipSDPOptions, notes: list[str], stats: dict

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lipopt.methods import REGISTRY, RunOptions, run_method
-from lipopt.network.layers import Conv2d, Dense, Flatten, ReLU
+from lipopt.network.layers import Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from lipopt.network.network import Network
 from lipopt.result import BoundKind, Verdict
 from lipopt.spec import Ball, Box, Direction, Logit, Margin, Norm, Question
@@ -157,7 +157,8 @@ def test_conv_net_as_matrices() -> None:
 
 
 def test_refusals_are_clear() -> None:
-    pool = run_method("lipsdp-neuron", nets.conv_pool_net(), L2)
+    box = Question(Norm.L2, Norm.L2, domain=Box(np.zeros(16), np.ones(16)))
+    pool = run_method("lipsdp-local", nets.conv_pool_net(), box)
     assert pool.verdict is Verdict.NOT_APPLICABLE and "max-pool" in pool.message
     linf = run_method("lipsdp-neuron", nets.t3(), Question(Norm.LINF, Norm.LINF))
     assert linf.verdict is Verdict.NOT_APPLICABLE and "l2" in linf.message
@@ -359,3 +360,40 @@ def test_rebalanced_chain_is_a_congruence() -> None:
     rhs = s2 * dmat @ lmi_matrix(chain, rho, lam) @ dmat
     assert np.allclose(lhs, rhs, rtol=1e-12, atol=1e-12 * np.abs(rhs).max())
     assert 0.25 <= rho * s2 <= 4.0  # rho about 1 after rebalancing
+
+
+def _pool_net_parts(seed: int = 3) -> tuple[list, list]:
+    """conv 1->2 k2, relu, conv 2->2 k2, relu | max-pool k2 stride 1 | flatten, dense 8->3, relu, dense 3->1
+    on 1x5x5: the pool's windows overlap, the middle input of each 3x3 map lies in 4 of them."""
+    rng = np.random.default_rng(seed)
+    first = [Conv2d(rng.normal(size=(2, 1, 2, 2)), rng.normal(size=2)), ReLU(),
+             Conv2d(rng.normal(size=(2, 2, 2, 2)), rng.normal(size=2)), ReLU()]
+    second = [Flatten(), Dense(rng.normal(size=(3, 8)), rng.normal(size=3)), ReLU(),
+              Dense(rng.normal(size=(1, 3)), rng.normal(size=1))]
+    return first, second
+
+
+@pytest.mark.parametrize("method", ["lipsdp-neuron", "lipsdp-fast"])
+def test_maxpool_net_is_the_product_of_its_segments(method: str) -> None:
+    """Avant & Morgansen's treatment: LipSDP per affine-ReLU block times the pool's exact l2 constant
+    (here 2 = sqrt(4 windows)), computed here from the two blocks run as networks of their own."""
+    first, second = _pool_net_parts()
+    net = Network([*first, MaxPool2d(2, 1), *second], (1, 5, 5), name="conv-pool-overlap")
+    res = run_method(method, net, L2)
+    _certified(res)
+    assert res.stats["pool_constants"] == [2.0]
+    assert any("Avant & Morgansen" in n for n in res.notes)
+    a = run_method(method, Network([*first[:-1], Flatten()], (1, 5, 5)), L2).value
+    b = run_method(method, Network(second, (2, 2, 2)), L2).value
+    assert res.value == pytest.approx(a * 2.0 * b, rel=1e-6)
+    assert res.value <= run_method("naive", net, L2).value * (1 + 1e-9)
+    low = run_method("sampling", net, L2, RunOptions(seed=0))
+    assert low.value is not None and low.value <= res.value
+
+
+def test_maxpool_bound_is_above_the_exact_constant() -> None:
+    net = nets.conv_pool_net(seed=2, channels=2)
+    exact = run_method("enumeration", net, L2)
+    res = run_method("lipsdp-neuron", net, L2)
+    _certified(res)
+    assert exact.kind is BoundKind.EXACT and exact.value <= res.value * (1 + 1e-9)
