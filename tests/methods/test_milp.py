@@ -306,3 +306,44 @@ def test_direction_split_time_limit_bracket() -> None:
     rng = np.random.default_rng(0)
     sampled = max(point_witness(net, x, q).value for x in rng.uniform(-1, 1, size=(300, 8)))
     assert sampled <= r.upper * (1 + 1e-9)
+
+
+# ------------------------------------------------------------------ the bulk affine rows
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("repeated", [False, True])
+def test_bulk_affine_rows_evaluate_to_the_matrix_product(sparse: bool, repeated: bool) -> None:
+    """FormVector.rows builds the rows W[idx] @ f + b in bulk: at random variable values each row (as an
+    expression, and as the definition row of a fresh variable) equals the numpy product of W with the
+    forms' values, zero coefficients dropped, a repeated variable merged (the row-by-row path)."""
+    import pyomo.environ as pyo
+    import scipy.sparse as sp
+
+    from lipopt.formulations.forms import ZERO, FormVector, const_form, form_value, var_form
+
+    rng = np.random.default_rng(3)
+    m = pyo.ConcreteModel()
+    m.v = pyo.Var(range(4))
+    m.y = pyo.Var()
+    for j in range(4):
+        m.v[j].value = float(rng.standard_normal())
+    forms = [var_form(m.v[0], 2.0), ZERO, const_form(1.5), var_form(m.v[1]), var_form(m.v[2], -0.5),
+             var_form(m.v[0], 3.0) if repeated else var_form(m.v[3])]
+    w = rng.standard_normal((5, 6))
+    w[1, 3] = 0.0
+    w[2] = 0.0
+    b = rng.standard_normal(5)
+    idx = np.array([0, 1, 2, 4])
+    rows = FormVector(forms).rows(sp.csr_array(w) if sparse else w, idx, b[idx])
+    values = np.array([form_value(f) for f in forms])
+    expected = w[idx] @ values + b[idx]
+    for k in range(idx.size):
+        assert pyo.value(rows.expr(k)) == pytest.approx(expected[k], rel=1e-12, abs=1e-12)
+        m.y.value = 0.25
+        assert pyo.value(rows.definition(k, m.y).args[0]) == pytest.approx(expected[k] - 0.25, abs=1e-12)
+        f = rows.form(k)
+        assert len({id(v) for v in f[1]}) == len(f[1]) and all(a != 0 for a in f[2])
+    assert rows.counts[2] == 0 and rows.form(2)[0] == pytest.approx(b[2])  # a zero row: its bias only
+    n_vars = 3 if repeated else 4  # distinct variables among the forms
+    assert rows.counts[0] == n_vars and rows.counts[1] == n_vars - 1  # row 1: W[1, 3] = 0 drops v1
