@@ -2,8 +2,8 @@
 
 A linear model is written by HiGHS (``writeModel``), a quadratic one by SCIP (``writeProblem``: its
 ``.lp`` and ``.mps`` carry quadratic rows, and SCIP reads them back). Row and column names are the
-Pyomo component names (``fwd_z[2,5]``: which layer and neuron a row belongs to), made safe for the
-formats.
+Pyomo component names (``stage1.relu[5,le_ua]``: which stage, neuron and role a row belongs to), made
+safe for the formats.
 """
 
 from __future__ import annotations
