@@ -122,7 +122,8 @@ def balanced(chain: Chain, rho: float, lam: np.ndarray) -> tuple[Chain, float, n
         layers.append(ChainLayer(la.idx, la.V * dvec[None, :] * f, la.V_abs * dvec[None, :] * f))
     sc = math.ldexp(1.0, e_s)
     out = chain.out * dvec[None, :] * sc
-    new = Chain(chain.n0, layers, out, np.abs(out), chain.widths_all, chain.log2_scale)
+    out_abs = chain.out_abs * dvec[None, :] * sc  # the rounding bounds of out, scaled exactly as out
+    new = Chain(chain.n0, layers, out, out_abs, chain.widths_all, chain.log2_scale)
     d2 = np.concatenate([np.full(la.idx.size, math.ldexp(1.0, 2 * e)) for la, e in
                          zip(chain.layers, dexp[1:], strict=True)])
     return new, sc * sc, d2
@@ -195,14 +196,28 @@ def certify(chain: Chain, rho: float, lam: np.ndarray, tighten: bool = True, ste
     return Certificate(rho, best[0], c0, best[1], action, log)
 
 
-def certify_closed_form(chain: Chain, rho: float, lam: np.ndarray, steps: int = 60) -> Certificate:
+def certify_closed_form(chain: Chain, rho: float, lam: np.ndarray, steps: int = 60, tries: int = 3
+                        ) -> Certificate:
     """Certify multipliers whose smallest rho the caller computed itself (``rho`` = rho*(lam), as the
-    first-order LipSDP does): M(rho*, lam) sits on the boundary of the cone, so the first eigen-check is at
-    rho* plus four rounding margins; if that fails, :func:`certify` (closed form and growing bumps)."""
+    first-order LipSDP does). M(rho*, lam) is singular, and raising rho by d lowers its top eigenvalue
+    only by d times the x_0 weight of the eigenvector; in a deep net that weight is tiny, and the hidden
+    block R itself is nearly singular at a tight point (its top eigenvalue decays with the depth), so no
+    rho certifies. The checks: rho* (1 + 1e-9 * 16^j) + 4 rounding margins, j < ``tries``; then the
+    multipliers scaled by 1 + delta (delta 1e-6, then 1e-4; R(c lam) = R(lam) + (c - 1) R_lam with the
+    multiplier part R_lam negative definite at a feasible point, so this moves R strictly inside) with
+    their closed-form rho; then :func:`certify` on the multipliers as given."""
     lam = np.maximum(np.asarray(lam, dtype=np.float64).reshape(-1), 0.0)
-    bump = 4.0 * _margin(chain, lmi_matrix(chain, rho, lam, absolute=True))
-    first = certify(chain, rho + bump, lam, tighten=False, steps=steps)
-    if first.ok:
-        first.steps[0] = f"rho*(lam) {rho:.12g} + 4 rounding margins: " + first.steps[0]
-        return first
+    for delta in (0.0, 1e-6, 1e-4):
+        lam_d = lam * (1.0 + delta)
+        rho_d = rho if delta == 0.0 else closed_form_rho(chain, lam_d)[0]
+        if rho_d is None:
+            continue
+        bump = 4.0 * _margin(chain, lmi_matrix(chain, rho_d, lam_d, absolute=True))
+        for j in range(tries):
+            r = rho_d * (1.0 + 1e-9 * 16.0 ** j) + bump
+            first = certify(chain, r, lam_d, tighten=False, steps=steps)
+            if first.ok:
+                scaled = f", multipliers scaled by 1 + {delta:g}" if delta else ""
+                first.steps[0] = f"rho*(lam) {rho_d:.12g}{scaled} raised to {r:.12g}: " + first.steps[0]
+                return first
     return certify(chain, rho, lam, tighten=True, steps=steps)

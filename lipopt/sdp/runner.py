@@ -336,7 +336,9 @@ def _piece_first_order(method: str, chain, form: str, sopts: LipSDPOptions, dl, 
             "ECLipsE-Fast's recursion met a singular matrix (a layer with all-zero weights?): no bound"))
     rho, lam = start
     stats.update({"algorithm": "closed form" if form == "fast" else "first-order",
-                  "rho_closed_form": rho, "value_closed_form": chain.value(rho)})
+                  "value_closed_form": chain.value(rho)})
+    chain, rho, lam = _balance_for_descent(chain, rho, lam, stats)
+    stats["rho_closed_form"] = rho
     stop = StopReason.COMPLETED
     if form != "fast" and chain.n_hidden > 0:
         d = descend(chain, lam, form, DescentOptions(iterations=sopts.sdp_fo_iterations, lr=sopts.sdp_fo_lr,
@@ -356,6 +358,28 @@ def _piece_first_order(method: str, chain, form: str, sopts: LipSDPOptions, dl, 
     t1 = time.perf_counter()
     cert = certify_closed_form(chain, rho, lam, steps=sopts.sdp_repair_steps)
     return _certified(method, chain, cert, stop, stats, common, notes, time.perf_counter() - t1)
+
+
+def _balance_for_descent(chain, rho: float, lam: np.ndarray, stats: dict) -> tuple[Any, float, np.ndarray]:
+    """The chain rescaled by powers of two per block (an exact congruence,
+    :func:`lipopt.sdp.certification.balanced`) so that ECLipsE-Fast's multipliers become about 1, with
+    ECLipsE-Fast's multipliers recomputed on it. In a deep net the multipliers of the original chain
+    span many decades (1e-16 to 1e-2 over 64 layers), where the recursion loses its domain in rounding
+    and the eigen-check its resolution; the rescaled chain's value is the original's (its power-of-two
+    scale absorbs the output factor), so the descent and the certification run on it."""
+    from lipopt.sdp.certification import balanced
+    from lipopt.sdp.first_order import eclipse_fast, tridiagonal
+
+    bal = balanced(chain, rho, lam) if chain.n_hidden > 0 else None
+    if bal is None:
+        return chain, rho, lam
+    work, s2, d2 = bal
+    e_s = round(math.log2(s2) / 2)
+    work.log2_scale = chain.log2_scale - e_s  # value(rho') = 2^L sqrt(rho' / s2)
+    again = eclipse_fast(tridiagonal(work)) if tridiagonal(work) is not None else None
+    rho_w, lam_w = again if again is not None else (rho * s2, lam * d2 * s2)
+    stats["balanced"] = True
+    return work, rho_w, lam_w
 
 
 def _piece_solver(method: str, chain, form: str, options: RunOptions, sopts: LipSDPOptions, dl,
