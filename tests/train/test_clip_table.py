@@ -7,14 +7,12 @@ ball; the checkpoint and the local columns are in the rendered table with their 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import numpy as np
 import pytest
 
-from tests.paths import ROOT
+from tests.paths import benchmark_module
 
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
@@ -22,12 +20,7 @@ pytest.importorskip("matplotlib")
 
 
 def _module():
-    path = ROOT / "benchmarks" / "clip_table.py"
-    spec = importlib.util.spec_from_file_location("clip_table", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark_module("clip_table")
 
 
 @pytest.mark.slow  # ~40 s: three trainings, LipSDP and enumeration per net

@@ -7,25 +7,18 @@ that the constant decreases as lambda grows (the paper's Proposition 2, on the e
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import pytest
 
-from tests.paths import ROOT
+from tests.paths import benchmark_module
 
 pytest.importorskip("torch")
 pytest.importorskip("matplotlib")
 
 
 def _module():
-    path = ROOT / "benchmarks" / "clip_regression.py"
-    spec = importlib.util.spec_from_file_location("clip_regression", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark_module("clip_regression")
 
 
 def test_regression_figure_and_monotone_constants(tmp_path, capsys):
