@@ -51,8 +51,11 @@ def _eclipse_rows(name: str, net) -> list[dict]:
         if "Fast" in label:
             fn(ws, [0.0] * k, [1.0] * k)  # warm-up of the cheap one
         t = time.perf_counter()
-        v = float(fn(ws, [0.0] * k, [1.0] * k))
-        rows.append({"net": name, "method": label, "solver": "", "value": v, "kind": "reported",
+        out = fn(ws, [0.0] * k, [1.0] * k)
+        out = out[0] if isinstance(out, tuple) else out  # ECLipsE returns (value, ...)
+        v = None if out is None else float(out)  # eclipse-nn 0.1.7's ECLipsE gives None on one hidden layer
+        rows.append({"net": name, "method": label, "solver": "", "value": v,
+                     "kind": "reported" if v is not None else "no value",
                      "time_s": time.perf_counter() - t, "solver_value": None, "certification": "",
                      "reference": None})
     return rows
