@@ -198,6 +198,14 @@ def _adam(torch: Any, rho_of: Callable[[Any], Any], theta: Any, opts: DescentOpt
     t0 = time.perf_counter()
     with torch.no_grad():
         e0 = rho_of(theta)
+        # a tight start (ECLipsE-Fast's rho*) leaves the hidden block nearly singular in a deep net, where
+        # a Cholesky may fail in rounding: multipliers scaled by c > 1 move it strictly inside (R(c lam) =
+        # R(lam) + (c - 1) R_lam, R_lam negative definite at a feasible point)
+        for bump in (1e-6, 1e-4, 1e-2):
+            if e0 is not None:
+                break
+            theta += math.log1p(bump)
+            e0 = rho_of(theta)
     if e0 is None:
         raise ValueError("the starting multipliers are not in the domain (the hidden block of the LMI is "
                          "not negative definite)")
