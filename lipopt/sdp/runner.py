@@ -376,7 +376,8 @@ def _balance_for_descent(chain, rho: float, lam: np.ndarray, stats: dict) -> tup
     work, s2, d2 = bal
     e_s = round(math.log2(s2) / 2)
     work.log2_scale = chain.log2_scale - e_s  # value(rho') = 2^L sqrt(rho' / s2)
-    again = eclipse_fast(tridiagonal(work)) if tridiagonal(work) is not None else None
+    tri = tridiagonal(work)
+    again = eclipse_fast(tri) if tri is not None else None
     rho_w, lam_w = again if again is not None else (rho * s2, lam * d2 * s2)
     stats["balanced"] = True
     return work, rho_w, lam_w
