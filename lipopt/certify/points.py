@@ -154,6 +154,22 @@ def sample_nominal(question: Question, n: int, rng: np.random.Generator) -> np.n
     return dom.center + r * np.vstack([u, s, t])
 
 
+def nominal_direction_points(network: Network, question: Question, n: int) -> np.ndarray:
+    """``n`` points x0 + t v of the ball along the direction v that maximises the Jacobian's norm at x0,
+    at radii t from 1e-3 r to r, both signs: where the nominal ratio is largest near x0 (each a real pair
+    ratio, not a derivative). Empty where the Jacobian's norm at x0 is 0 or not finite."""
+    dom = question.domain
+    assert isinstance(dom, Ball)
+    x0, r = dom.center, dom.radius
+    v = norm_direction(network.jacobian(x0), question)
+    nv = question.input_norm.of(v)
+    if not np.isfinite(nv) or nv == 0:
+        return np.zeros((0, x0.size))
+    t = r * np.geomspace(1e-3, 1.0, max(1, n // 2))
+    pts = np.vstack([x0 + np.outer(t, v / nv), x0 - np.outer(t, v / nv)])
+    return np.array([dom.clip(p) for p in pts])
+
+
 def nominal_ratios(network: Network, x: np.ndarray, question: Question) -> np.ndarray:
     """|f(x) - f(x0)| / |x - x0| for every row of x (0 where x = x0), in the question's norms."""
     x0 = question.domain.center  # type: ignore[union-attr]

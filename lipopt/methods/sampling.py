@@ -31,6 +31,7 @@ import numpy as np
 from lipopt.certify.points import (
     certify_best,
     input_scale,
+    nominal_direction_points,
     nominal_ratios,
     sample_domain,
     sample_nominal,
@@ -119,22 +120,6 @@ def _check_witness(res: LipschitzResult, network: Network, q: Question, w: dict,
 N_CERTIFY = 32
 
 
-def _jacobian_pairs(network: Network, q: Question, n: int) -> np.ndarray:
-    """Points x0 + t v along the direction v that maximises the Jacobian's norm at x0, at radii from
-    1e-3 r to r, both signs: where the ratio is largest near x0 (a real ratio, not a derivative)."""
-    from lipopt.certify.points import norm_direction
-
-    dom = q.domain
-    x0, r = dom.center, dom.radius  # type: ignore[union-attr]
-    v = norm_direction(network.jacobian(x0), q)
-    nv = q.input_norm.of(v)
-    if not np.isfinite(nv) or nv == 0:
-        return np.zeros((0, x0.size))
-    t = r * np.geomspace(1e-3, 1.0, max(1, n // 2))
-    pts = np.vstack([x0 + np.outer(t, v / nv), x0 - np.outer(t, v / nv)])
-    return np.array([dom.clip(p) for p in pts])
-
-
 def _run_nominal(network: Network, q: Question, n: int, rng: np.random.Generator, opts: dict,
                  t0: float, dl: Deadline | None = None) -> LipschitzResult:
     """The best certified pair ratio |f(x) - f(x0)| / |x - x0| over sampled points and points along the
@@ -142,7 +127,7 @@ def _run_nominal(network: Network, q: Question, n: int, rng: np.random.Generator
     best :data:`N_CERTIFY` are certified with :func:`certified_pair_ratio` (rounding allowance), and the
     value is the best certified one, so the re-check recomputes exactly the same number."""
     dl = dl or Deadline()
-    x = np.vstack([_jacobian_pairs(network, q, 32), sample_nominal(q, n, rng)])
+    x = np.vstack([nominal_direction_points(network, q, 32), sample_nominal(q, n, rng)])
     # points drawn on the sphere can round a hair outside the ball: step them inside (exact membership)
     out = [i for i in range(len(x)) if not in_domain(x[i], q)]
     for i in out:

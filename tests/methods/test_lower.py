@@ -227,3 +227,22 @@ def test_nominal_sampling_on_digit_images_is_certified_and_finds_real_ratios() -
         assert r.value >= 0.99 * j0
         up = run_method("local-affine", net, q)
         assert up.kind is BoundKind.UPPER and r.value <= up.value * (1 + 1e-9)
+
+
+def test_nominal_grad_ascent_reaches_the_jacobian_norm_in_linf_and_l2() -> None:
+    """grad-ascent's nominal-point value starts from the Jacobian's maximising direction at x0 and steps
+    by sign(g) in l-inf: it reaches the norm of J(x0) (the limit of real pair ratios at x0; computed here
+    as the largest absolute row sum for l-inf -> l-inf and the top singular value for l2), where the
+    first release stayed 25-30 % below what plain sampling found on real images."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    from lipopt.spec import Ball, Norm, Question
+
+    images = datasets.load_digits().data[:3] / 16.0
+    net = nets.random_mlp([64, 32, 32, 10], seed=4)
+    for x0 in images:
+        jac = net.jacobian(x0)
+        for norm, j0 in ((Norm.LINF, np.abs(jac).sum(axis=1).max()), (Norm.L2, np.linalg.norm(jac, 2))):
+            q = Question(norm, norm, Ball(x0, 0.1, norm), nominal=True).bind(net)
+            r = run_method("grad-ascent", net, q, RunOptions(seed=1, extra={"steps": 20, "n_init": 100}))
+            assert r.ok and r.kind is BoundKind.LOWER and all(c.passed for c in r.checks)
+            assert r.value >= 0.99 * j0, (norm, r.value, j0)
