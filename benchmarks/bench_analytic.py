@@ -21,10 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from lipopt.locations import external_nets
+
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-AVANT = Path(__file__).resolve().parents[2] / "shared" / "external-nets" / "avant"
+AVANT = external_nets() / "avant"
 
 
 def _image(path: Path, shape: tuple[int, ...]) -> np.ndarray:
@@ -114,9 +116,15 @@ def bench_rownorms(name: str, max_rows: int | None) -> list[dict]:
     return out
 
 
+NET_ALIASES = {"cifar10": "cifar", "vgg": "vgg16"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    from benchmarks import split_names, write_result
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-    ap.add_argument("--nets", default="lenet,cifar", help="comma list of lenet, cifar, vgg16, alexnet")
+    ap.add_argument("--nets", nargs="+", default=["lenet,cifar"],
+                    help="lenet, cifar (cifar10), vgg16, alexnet: separated by spaces or commas")
     ap.add_argument("--eps", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=2, help="BLAS / torch threads")
     ap.add_argument("--fast", action="store_true",
@@ -125,32 +133,42 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rownorms", action="store_true", help="one-pass vs basis-vector row norms")
     ap.add_argument("--no-local", action="store_true", help="skip the local-bound timing")
     ap.add_argument("--max-rows", type=int, default=32, help="reference rows per layer on big nets")
+    ap.add_argument("--out", default=None, help="folder of the result file (default benchmarks/results)")
     args = ap.parse_args(argv)
     from lipopt.analytic._threads import limit_threads
 
-    nets = [n.strip() for n in args.nets.split(",") if n.strip()]
+    nets = [NET_ALIASES.get(n, n) for n in split_names(args.nets)]
+    unknown = sorted(set(nets) - {"lenet", "cifar", "vgg16", "alexnet"})
+    if unknown:
+        ap.error(f"unknown nets {unknown}; choose from lenet, cifar (cifar10), vgg16, alexnet")
+    lines: list[str] = []
+
+    def emit(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
     with limit_threads(args.threads):
         if not args.no_local:
-            print(f"{'net':8} {'setting':10} {'eps':>7} {'local UPPER':>13} {'estimate':>13} {'global':>13} "
-                  f"{'first_s':>8} {'warm_s':>8}  spectral methods")
+            emit(f"{'net':8} {'setting':10} {'eps':>7} {'local UPPER':>13} {'estimate':>13} {'global':>13} "
+                 f"{'first_s':>8} {'warm_s':>8}  spectral methods")
             for n in nets:
                 for r in bench_local(n, args.eps, args.fast, args.power_iters):
                     est = "-" if r["estimate"] is None else f"{r['estimate']:.6g}"
-                    print(f"{r['net']:8} {r['setting']:10} {r['eps']:>7.3g} {r['local_upper']:>13.6g} "
-                          f"{est:>13} {r['global']:>13.6g} {r['first_s']:>8.3f} {r['warm_s']:>8.3f}  "
-                          f"{r['methods']}",
-                          flush=True)
+                    emit(f"{r['net']:8} {r['setting']:10} {r['eps']:>7.3g} {r['local_upper']:>13.6g} "
+                         f"{est:>13} {r['global']:>13.6g} {r['first_s']:>8.3f} {r['warm_s']:>8.3f}  "
+                         f"{r['methods']}")
         if args.rownorms:
-            print(f"\n{'net':8} {'layer':>5} {'input':>12} {'rows':>9} {'compared':>9} {'one-pass s':>11} "
-                  f"{'reference s':>12} {'speed-up':>9} {'max rel diff':>12}")
+            emit(f"\n{'net':8} {'layer':>5} {'input':>12} {'rows':>9} {'compared':>9} {'one-pass s':>11} "
+                 f"{'reference s':>12} {'speed-up':>9} {'max rel diff':>12}")
             for n in nets:
                 big = n in ("vgg16", "alexnet")
                 for r in bench_rownorms(n, args.max_rows if big else None):
                     star = "*" if r["extrapolated"] else " "
-                    print(f"{r['net']:8} {r['layer']:>5} {r['shape']:>12} {r['rows']:>9} {r['compared']:>9} "
-                          f"{r['one_pass_s']:>11.4f} {r['reference_s']:>11.3f}{star} {r['speedup']:>9.1f} "
-                          f"{r['max_rel']:>12.2e}", flush=True)
-            print("* reference time extrapolated from the compared subsample of rows")
+                    emit(f"{r['net']:8} {r['layer']:>5} {r['shape']:>12} {r['rows']:>9} {r['compared']:>9} "
+                         f"{r['one_pass_s']:>11.4f} {r['reference_s']:>11.3f}{star} {r['speedup']:>9.1f} "
+                         f"{r['max_rel']:>12.2e}")
+            emit("* reference time extrapolated from the compared subsample of rows")
+    write_result("analytic.txt", "\n".join(lines), args.out)
     return 0
 
 

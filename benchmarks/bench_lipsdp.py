@@ -20,10 +20,12 @@ import sys
 import time
 from pathlib import Path
 
+from lipopt.locations import external_nets
+
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-NETS = Path(__file__).resolve().parents[2] / "shared" / "external-nets" / "lipsdp"
+NETS = external_nets() / "lipsdp"
 FILES = {"random": "random_weights.mat", "mnist": "mnist_weights.mat"}
 README = {"random": {"lipsdp-layer": 39.839, "lipsdp-neuron": 36.482}}
 
@@ -109,15 +111,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--solvers", default="clarabel,scs")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-first-order", action="store_true", help="leave out the first-order descent")
-    ap.add_argument("--markdown", default=None, help="also write the table to this file")
+    ap.add_argument("--markdown", default=None, help="write the table to this file (default "
+                    "benchmarks/results/lipsdp.md)")
     args = ap.parse_args(argv)
+    from benchmarks import split_names
+
     rows: list[dict] = []
-    for name in args.nets.split(","):
+    for name in split_names(args.nets):
         rows += bench(name.strip(), [s.strip() for s in args.solvers.split(",") if s.strip()], args.threads,
                       not args.no_first_order)
         print(render([r for r in rows if r["net"] == name.strip()]), flush=True)
-    if args.markdown:
-        Path(args.markdown).write_text("# LipSDP benchmark (bench_lipsdp.py)\n\n" + render(rows) + "\n")
+    from benchmarks import write_result
+
+    text = "# LipSDP benchmark (bench_lipsdp.py)\n\n" + render(rows) + "\n"
+    md = Path(args.markdown) if args.markdown else None
+    write_result(md.name if md else "lipsdp.md", text, md.parent if md else None)
     return 0
 
 

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from lipopt.locations import external_nets
 from lipopt.methods import RunOptions, run_method
 from lipopt.network.network import Network
 from lipopt.spec import AllOutputs, Box, Logit, Norm, Question
 
-LIPBAB = Path("/work/shared/external-nets/lipbab")
+LIPBAB = external_nets() / "lipbab"
 LIPBAB_NETS = ["(10,15,10,3)", "(10,20,15,10,3)", "(10,30,30,30,3)"]
 
 

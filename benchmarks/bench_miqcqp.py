@@ -27,12 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
+from lipopt.locations import external_nets
 from lipopt.methods import REGISTRY, RunOptions, run_method
 from lipopt.network.network import Network
 from lipopt.spec import Box, Norm, Question
 
-NETS = Path(__file__).resolve().parents[2] / "shared" / "external-nets"
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+NETS = external_nets()
 
 
 def _opts(**kw: object) -> RunOptions:
@@ -183,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-limit", type=float, default=600.0, help="seconds per run (default 600)")
     ap.add_argument("--suite", nargs="+", default=["exlipbab", "lipbab"], choices=sorted(SUITES))
     ap.add_argument("--nets", nargs="*", default=None, help="only nets whose name contains one of these")
-    ap.add_argument("--json", default=None, help="write the rows to this file")
+    ap.add_argument("--json", default=None, help="write the rows to this file (default "
+                    "benchmarks/results/miqcqp.json)")
     args = ap.parse_args(argv)
     rows: list[dict] = []
     t0 = time.perf_counter()
@@ -192,8 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         rows += SUITES[s](args.time_limit, args.nets)
     print(f"\n== all ({time.perf_counter() - t0:.1f} s)")
     print_table(rows)
+    from benchmarks import write_result
+
+    text = json.dumps(rows, indent=1, default=str)
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1, default=str))
+        write_result(Path(args.json).name, text, Path(args.json).parent)
+    else:
+        write_result("miqcqp.json", text)
     return 0
 
 

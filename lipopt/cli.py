@@ -72,6 +72,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     print(f"lipopt   {lipopt_version()} ({Path(__file__).resolve().parent})")
     print(f"python   {platform.python_version()} ({sys.executable})")
+    from lipopt.locations import ENV, external_nets
+
+    ext = external_nets()
+    print(f"external networks ('external:' paths, ${ENV}): {ext}{'' if ext.is_dir() else ' (missing)'}")
     for mod in ("numpy", "scipy", "torch", "pyomo", "cvxpy", "onnx", "pandas", "matplotlib"):
         if importlib.util.find_spec(mod) is None:
             print(f"{mod:<8} not installed")

@@ -175,7 +175,9 @@ def _network_entry(text: str, base: Path) -> NetworkEntry:
     if text.startswith("random:"):
         _random_params(text)  # refuse a malformed generator before anything runs
         return NetworkEntry(text, text)
-    p = Path(text)
+    from lipopt.locations import resolve
+
+    p = resolve(text)  # "external:<rel>": the external networks' folder (lipopt.locations)
     if not p.is_absolute():
         p = base / p
     return NetworkEntry(str(p.resolve()), p.stem.removesuffix("_weights"))

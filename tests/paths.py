@@ -1,13 +1,16 @@
-"""Where the tests find the repository and the shared folder beside it (wherever a test file sits)."""
+"""Where the tests find the repository, the shared folder beside it and the external networks (wherever a
+test file sits)."""
 
 import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
 
+from lipopt.locations import external_nets
+
 ROOT = Path(__file__).resolve().parents[1]  # the repository
-SHARED = ROOT.parent / "shared"  # ../shared: the external networks, docs and seeds
-EXTERNAL = SHARED / "external-nets"
+SHARED = ROOT.parent / "shared"  # ../shared: docs and seeds
+EXTERNAL = external_nets()  # $LIPOPT_EXTERNAL_NETS, default ../shared/external-nets (lipopt.locations)
 
 
 def benchmark_module(name: str) -> ModuleType:

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.paths import ROOT
+from tests.paths import EXTERNAL, ROOT
 
 ROOT = ROOT
 README = (ROOT / "README.md").read_text()
-SHARED = ROOT.parent / "shared" / "external-nets"
 OUTPUTS = ("out.json", "models/", "bound_vs_eps.png")
 
 
@@ -47,8 +46,8 @@ def test_readme_has_what_the_test_runs() -> None:
 
 @pytest.mark.parametrize("cmd", _commands())
 def test_readme_command(cmd: str, tmp_path: Path) -> None:
-    if "../shared" in cmd and not SHARED.exists():
-        pytest.skip("../shared/external-nets is not beside the repository")
+    if "external:" in cmd and not EXTERNAL.exists():
+        pytest.skip(f"the external networks' folder {EXTERNAL} does not exist (LIPOPT_EXTERNAL_NETS)")
     args = shlex.split(_redirect(cmd, tmp_path))
     exe = str(Path(sys.executable).with_name("lipopt"))
     run = subprocess.run([exe if Path(exe).exists() else "lipopt", *args[1:]], cwd=ROOT, capture_output=True,
@@ -62,8 +61,8 @@ def test_readme_command(cmd: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("i", range(len(_blocks("python"))))
 def test_readme_python_block(i: int, tmp_path: Path) -> None:
     code = _blocks("python")[i]
-    if "../shared" in code and not SHARED.exists():
-        pytest.skip("../shared/external-nets is not beside the repository")
+    if "external:" in code and not EXTERNAL.exists():
+        pytest.skip(f"the external networks' folder {EXTERNAL} does not exist (LIPOPT_EXTERNAL_NETS)")
     run = subprocess.run([sys.executable, "-c", _redirect(code, tmp_path)], cwd=ROOT, capture_output=True,
                          text=True, timeout=600)
     assert run.returncode == 0, (code, run.stderr[-3000:])

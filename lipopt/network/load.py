@@ -67,7 +67,7 @@ def load(
     source:
         a torch ``nn.Module`` (``nn.Sequential`` or fx-traceable; eval-mode semantics), an
         ``onnx.ModelProto``, a list of ``(W, b)`` pairs (W of shape (out, in), ReLU between layers), or a
-        path: ``.onnx``, ``.mat`` (LipSDP / GLipSDP), ``.npy`` (LipBaB / ExLipBaB pair, either file or the
+        path (``external:<rel>`` for the external networks' folder, :mod:`lipopt.locations`): ``.onnx``, ``.mat`` (LipSDP / GLipSDP), ``.npy`` (LipBaB / ExLipBaB pair, either file or the
         stem), ``.npz`` (ECLipsE), ``.ckpt`` / ``.pt`` / ``.pth`` (state_dict checkpoints).
     input_shape:
         per-sample input shape, e.g. ``(1, 28, 28)``; required for torch modules whose first layer is a
@@ -117,7 +117,9 @@ def _import(source: Any, input_shape: Any, name: str | None, kw: dict[str, Any])
     if not isinstance(source, str | Path):
         raise InvalidNetworkError(f"cannot load a {type(source).__name__}; supported: {SUPPORTED_FORMATS}")
 
-    path = Path(source)
+    from lipopt.locations import resolve
+
+    path = resolve(source)  # "external:<rel>": the external networks' folder (lipopt.locations)
     ext = path.suffix.lower()
     pair = ext == ".npy" or (not path.exists() and formats.npy_pair_paths(path)[0].exists())
     if not pair and not path.exists():

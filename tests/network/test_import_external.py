@@ -9,10 +9,10 @@ import pytest
 
 import lipopt
 from lipopt.errors import InvalidNetworkError
-from tests.paths import SHARED
+from tests.paths import EXTERNAL
 
-SHARED = SHARED
-EXT = SHARED / "external-nets"
+
+EXT = EXTERNAL
 
 # file -> (input shape, hidden ReLU widths, outputs), from the README's architecture column
 EXPECTED = {

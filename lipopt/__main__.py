@@ -1,0 +1,5 @@
+"""``python -m lipopt``: the same as the ``lipopt`` command."""
+
+from lipopt.cli import main
+
+raise SystemExit(main())
