@@ -106,23 +106,25 @@ def _steps(args: argparse.Namespace, clip: Any) -> Any:
                         adversarial=not args.no_adversarial, seed=args.seed, clip=clip)
 
 
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if k != "func"}
+
+
 def _certify_one(args: argparse.Namespace, net: Any, x0: Any, eps: list[float], clip: Any) -> int:
     from lipopt.analytic.local_bound import LocalOptions
     from lipopt.analytic.robustness import certify, plot_report
     from lipopt.cli import write_json_atomic
+    from lipopt.provenance import envelope
 
     rep = certify(net, x0, eps, options=LocalOptions(device=args.device), steps=_steps(args, clip),
-                  input_space=args.input_space)
+                  input_space=args.input_space, progress=not args.quiet)
     print(rep.table())
     if args.plot:
-        plot_report(rep, args.plot)
-        print(f"plot written to {args.plot}")
+        paths = plot_report(rep, args.plot)
+        print(f"plot written to {' and '.join(paths)}")
     if args.json:
-        from lipopt.provenance import provenance
-
-        run = {k: v for k, v in vars(args).items() if k != "func"}
-        doc = {"schema": "lipopt.robustness/1", "provenance": provenance("certify", run), **rep.to_dict()}
-        write_json_atomic(Path(args.json), json.dumps(doc, indent=2, default=float))
+        doc = envelope("robustness", "certify", _run_options(args), rep.to_dict())
+        write_json_atomic(Path(args.json), json.dumps(doc, indent=2))
     return 0
 
 
@@ -130,41 +132,33 @@ def _certify_many(args: argparse.Namespace, net: Any, items: list, eps: list[flo
     from lipopt.analytic.batch_certify import certify_batch, read_labels
     from lipopt.analytic.local_bound import LocalOptions
     from lipopt.cli import write_json_atomic
+    from lipopt.provenance import envelope, provenance
 
     if args.plot:
         raise InvalidQuestionError("--plot draws one input's bound vs eps; give a single --input for it")
     radii = _eps_list(args.radii) if args.radii else []
     labels = read_labels(args.labels, len(items))
     rep = certify_batch(net, items, eps, radii=radii, labels=labels, input_space=args.input_space,
-                        options=LocalOptions(device=args.device), steps=_steps(args, clip))
+                        options=LocalOptions(device=args.device), steps=_steps(args, clip),
+                        progress=not args.quiet)
     print(rep.table())
-    from lipopt.provenance import provenance
-
-    run = {k: v for k, v in vars(args).items() if k != "func"}
+    prov = provenance("certify", _run_options(args))
+    doc = envelope("certify-batch", "certify", None, rep.to_dict(), prov=prov)
     if args.out:
         from lipopt.grid import RECORDS_FILE
+        from lipopt.result import _clean
 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        lines = [json.dumps(r, default=_json_default) for r in rep.records(source=args.input)]
+        env = {"lipopt_version": doc["lipopt_version"], "provenance": doc["provenance"]}
+        lines = [json.dumps(_clean({**r, **env})) for r in rep.records(source=args.input)]
         write_json_atomic(out / RECORDS_FILE, "\n".join(lines) + "\n")
-        write_json_atomic(out / "summary.json", json.dumps(
-            {"schema": "lipopt.certify-batch/1", "provenance": provenance("certify", run), **rep.to_dict()},
-            indent=2, default=_json_default))
+        write_json_atomic(out / "summary.json", json.dumps(doc, indent=2))
         print(f"records written to {out / RECORDS_FILE} (render with `lipopt table {out}`), summary to "
               f"{out / 'summary.json'}")
     if args.json:
-        doc = {"schema": "lipopt.certify-batch/1", "provenance": provenance("certify", run), **rep.to_dict()}
-        write_json_atomic(Path(args.json), json.dumps(doc, indent=2, default=_json_default))
+        write_json_atomic(Path(args.json), json.dumps(doc, indent=2))
     return 0
-
-
-def _json_default(v: Any) -> Any:
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, np.generic):
-        return v.item()
-    return float(v)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -176,7 +170,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="nominal input x0: .npy or image (PNG, scaled to [0, 1]); or many: a folder of "
                         "images / .npy files, or an .npy batch (N x C x H x W or N x n), one row per input")
     p.add_argument("--eps", default="0.001,0.01,0.1,1", help="comma-separated l2 radii")
-    p.add_argument("--plot", default=None, help="write a plot of bound vs eps to this file (PNG)")
+    p.add_argument("--plot", default=None,
+                   help="write a plot of bound vs eps to this file (FILE.png: FILE.pdf is written beside it)")
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     p.add_argument("--json", default=None, help="write the report as JSON to this file")
     p.add_argument("--clip", default=None, help="LO,HI box for adversarial examples (e.g. 0,1 for images)")
@@ -195,5 +190,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None,
                    help="many inputs: write grid-format records (records.jsonl, see `lipopt table DIR`) and "
                         "summary.json to this folder")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress (a bar on a terminal, one line per eps and input otherwise)")
     p.set_defaults(func=cmd_certify)
     return p

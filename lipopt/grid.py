@@ -64,6 +64,7 @@ from lipopt.grid_spec import (
     load_spec,
     parse_spec,
 )
+from lipopt.provenance import provenance, schema_id
 
 __all__ = [
     "EXECUTORS", "FORKSERVER_PRELOAD", "GRID_SCHEMA", "HOOK_ENV", "RECORDS_FILE", "START_METHODS",
@@ -73,7 +74,7 @@ __all__ = [
 ]
 
 RECORDS_FILE = "records.jsonl"
-GRID_SCHEMA = "lipopt.grid/1"
+GRID_SCHEMA = schema_id("grid")  # "lipopt.grid/1": the grid fields of a record (docs/schema.md)
 
 
 # ------------------------------------------------------------------------------------------ the grid
@@ -149,6 +150,9 @@ def _complete(rec: dict[str, Any], spec: GridSpec, cell: Cell, env: dict[str, An
         "started_at": started,
         "finished_at": time.time(),
         **env,
+        # the envelope of every lipopt JSON document (docs/schema.md); the record's own schema is
+        # lipopt.result/N, its grid fields are versioned by grid_schema
+        "provenance": provenance("grid", {"spec": spec.path, **spec.run_options(cell.seed)}, env),
     })
     rec.setdefault("grid_failure", None)
     if not rec.get("question"):  # the cell's process did not answer: the question as asked (unbound)

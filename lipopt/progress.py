@@ -5,6 +5,10 @@ prints a plain line to stderr at most every ``every`` seconds (and at the first 
 Lipschitz units of the original network (``to_units``). A tqdm bar would hide the numbers that matter
 here; these lines are readable in a terminal, a log file and a notebook alike. ``-q`` on the command line
 (``RunOptions.progress=False``) silences them.
+
+:class:`Steps` is the progress of a run made of a known number of steps (certify's eps rows and inputs):
+a tqdm bar when stderr is a terminal, one plain line per finished step otherwise
+(``certify: eps 0.1 (2/3): local bound 12.3 (UPPER) in 4.1s``), nothing when disabled (``-q``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["History", "anytime", "chain", "solve_reporter"]
+__all__ = ["History", "Steps", "anytime", "chain", "solve_reporter"]
 
 
 def solve_reporter(label: str, to_units: Callable[[float], float] = float, every: float = 5.0,
@@ -96,3 +100,52 @@ def anytime(solver_rows: list[list[float | None]], result: Any, fallback: float 
         rows.append([t, None, up])
     rows.append([result.wall_time, result.lower, result.upper])
     return rows
+
+
+class Steps:
+    """Progress over ``total`` steps of a run named ``label``: a tqdm bar on a terminal (``leave=False``
+    for an inner bar, e.g. the eps rows of one input of many), one plain line per :meth:`done` step
+    otherwise, nothing when ``enabled`` is false. :meth:`note` reports a phase outside the count (a line,
+    or the bar's postfix on a terminal)."""
+
+    def __init__(self, label: str, total: int, enabled: bool = True, unit: str = "step",
+                 leave: bool = True) -> None:
+        self.label, self.total, self.enabled, self.n = label, int(total), bool(enabled), 0
+        self.t0 = time.perf_counter()
+        self.bar = None
+        if self.enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, desc=label, unit=unit, file=sys.stderr, leave=leave)
+
+    def done(self, what: str, detail: str = "") -> None:
+        """One step (``what``, e.g. "eps 0.1") finished with ``detail`` (its numbers and time)."""
+        self.n += 1
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{what}: {detail}" if detail else what, refresh=False)
+            self.bar.update(1)
+            return
+        tail = f": {detail}" if detail else ""
+        print(f"{self.label}: {what} ({self.n}/{self.total}){tail}", file=sys.stderr, flush=True)
+
+    def note(self, text: str) -> None:
+        """A phase beside the counted steps finished (e.g. the certified radius)."""
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=True)
+            return
+        print(f"{self.label}: {text}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __enter__(self) -> Steps:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

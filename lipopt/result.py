@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from lipopt.provenance import schema_id
+
 
 class BoundKind(enum.StrEnum):
     EXACT = "EXACT"
@@ -77,8 +79,8 @@ class StopReason(enum.StrEnum):
 #: verdicts whose record computed something that went wrong (the ones that make `lipopt compute` fail)
 FAILED_VERDICTS = frozenset({Verdict.CHECK_FAILED, Verdict.ERROR})
 
-SCHEMA = "lipopt.result/2"
-SET_SCHEMA = "lipopt.resultset/2"
+SCHEMA = schema_id("result")  # "lipopt.result/2"; the versions of every kind: lipopt.provenance.SCHEMAS
+SET_SCHEMA = schema_id("resultset")
 
 #: exit codes of `lipopt compute` (2 is bad input, from the command line itself)
 EXIT_INCONSISTENT = 3

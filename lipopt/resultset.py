@@ -12,7 +12,6 @@ from lipopt.result import (
     EXIT_FAILED,
     EXIT_INCONSISTENT,
     EXIT_INTERRUPTED,
-    SET_SCHEMA,
     BoundKind,
     Check,
     LipschitzResult,
@@ -173,18 +172,25 @@ class ResultSet:
         return self.table("text")
 
     def to_json(self, provenance: dict[str, Any] | None = None, **kw: Any) -> str:
-        """The set as JSON; ``provenance`` (:func:`lipopt.provenance.provenance`) is stored beside it."""
+        """The set as a ``lipopt.resultset`` document (``docs/schema.md``): the envelope (schema, lipopt
+        version, ``provenance``: :func:`lipopt.provenance.provenance`, made here as command "api" when not
+        given) and the records; ``kw`` go to ``json.dumps``."""
+        from lipopt.provenance import envelope
+
         c = self.consistency()
-        extra = {} if provenance is None else {"provenance": provenance}
-        return json.dumps({"schema": SET_SCHEMA, **extra, "title": self.title,
-                           "consistent": c.passed, "consistency": c.detail,
-                           "interrupted": self.interrupted,
-                           "results": [r.to_dict() for r in self.results]}, **kw)
+        payload = {"title": self.title, "consistent": c.passed, "consistency": c.detail,
+                   "interrupted": self.interrupted, "results": [r.to_dict() for r in self.results]}
+        return json.dumps(envelope("resultset", "api", None, payload, prov=provenance), **kw)
 
     @classmethod
     def from_json(cls, s: str) -> ResultSet:
-        d = json.loads(s)
-        return cls([LipschitzResult.from_dict(r) for r in d["results"]], d.get("title", ""))
+        """A set from :meth:`to_json` (any ``lipopt.resultset`` version; a file without a schema too)."""
+        from lipopt.provenance import read_document
+
+        d = read_document(s, "resultset")
+        rs = cls([LipschitzResult.from_dict(r) for r in d["results"]], d.get("title", ""))
+        rs.interrupted = bool(d.get("interrupted", False))
+        return rs
 
 
 def format_value(r: LipschitzResult, digits: int = 6) -> str:

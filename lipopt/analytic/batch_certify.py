@@ -227,21 +227,30 @@ class BatchReport:
         return recs
 
 
+def _input_line(r: InputRow) -> str:
+    """The progress line of one certified input: its class, radius and the local bound at the largest eps."""
+    rad = "-" if r.radius is None else f"{r.radius:.6g}"
+    ub = f", local bound {r.local_upper[-1]:.6g} (UPPER) at eps {r.eps[-1]:g}" if r.local_upper else ""
+    return f"class {r.label}, certified radius {rad}{ub} in {r.time_s:.1f}s"
+
+
 def _key(*parts: object) -> str:
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:16]
 
 
 def certify_batch(network: Any, items: list[InputItem], eps_list: list[float], *, radii: list[float] = (),
                   labels: np.ndarray | None = None, input_space: str = "raw", options: Any = None,
-                  steps: Any = None) -> BatchReport:
+                  steps: Any = None, progress: bool = False) -> BatchReport:
     """Certify every readable input of ``items`` (raw inputs; mapped to the question's input space) with
     :func:`lipopt.analytic.robustness.certify`: ``options`` (a ``LocalOptions``) and ``steps`` (a
-    ``CertifySteps``; its ``clip`` box in raw units) as there."""
+    ``CertifySteps``; its ``clip`` box in raw units) as there. ``progress``: a bar over the inputs (and one
+    over each input's eps rows) on a terminal, a line per input and eps row on stderr otherwise."""
     from dataclasses import replace
 
     from lipopt.analytic.local_bound import LocalOptions
     from lipopt.analytic.robustness import CertifySteps, certify
     from lipopt.network.normalization import clip_in_space, in_input_space
+    from lipopt.progress import Steps
 
     net = in_input_space(network, input_space)
     norm = network.input_normalization if input_space == "normalized" else None
@@ -260,14 +269,17 @@ def certify_batch(network: Any, items: list[InputItem], eps_list: list[float], *
     rows: list[InputRow] = []
     glob: float | None = None
     notes: list[str] = []
+    bar = Steps("certify", len(items), progress, "input")
     for k, it in enumerate(items):
         true = None if labels is None else int(labels[k])
         if it.x is None:
             rows.append(InputRow(it.name, None, true, None, eps, [], [], [], None, None, None, None, 0.0,
                                  it.error, it.source))
+            bar.done(f"input {it.name}", f"UNREADABLE: {it.error}")
             continue
         t0 = time.perf_counter()
-        rep = certify(net, xs[k], eps, options=opts, steps=steps_q, global_bound=glob)
+        with Steps(f"certify {it.name}", len(eps), progress, "eps", leave=False) as inner:
+            rep = certify(net, xs[k], eps, options=opts, steps=steps_q, global_bound=glob, progress=inner)
         glob = rep.rows[0].global_upper if rep.rows else glob
         if rep.label != batch_label[k] or not math.isclose(rep.margin, batch_margin[k], rel_tol=1e-9,
                                                             abs_tol=1e-12):
@@ -280,6 +292,8 @@ def certify_batch(network: Any, items: list[InputItem], eps_list: list[float], *
                              rep.adversarial_distance, rep.adversarial_label, time.perf_counter() - t0,
                              source=it.source, x=xs[k]))
         notes.extend(n for n in rep.notes[1:] if n not in notes)
+        bar.done(f"input {it.name}", _input_line(rows[-1]))
+    bar.close()
     notes.insert(0, "UB@eps: certified UPPER on the l2 nominal-point constant on the ball; radius: certified "
                     "l2 radius (eps L(eps) < margin / sqrt 2); PGD dist: an adversarial example at that "
                     "distance (an upper bound on the minimal one)"

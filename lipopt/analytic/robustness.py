@@ -23,6 +23,7 @@ import numpy as np
 
 from lipopt.analytic.local_bound import LocalBoundComputer, LocalOptions
 from lipopt.network.network import Network
+from lipopt.progress import Steps
 
 SQRT2 = math.sqrt(2.0)
 
@@ -156,20 +157,16 @@ class CertifySteps:
 
 def certify(network: Network, x0: np.ndarray, eps_list: list[float], *, options: LocalOptions | None = None,
             steps: CertifySteps = CertifySteps(), global_bound: float | None = None,
-            input_space: str = "raw") -> RobustnessReport:
+            input_space: str = "raw", progress: bool | Steps = False) -> RobustnessReport:
     """Local bound at each eps (certified UPPER on the nominal-point constant), global bound, lower bounds
     from real pairs, the certified radius and a PGD adversarial example (``steps``: which of these run).
     ``options``: the local bound's options (its ``device`` runs the searches too). ``global_bound``: the
     global product of an earlier call on the same network and options (it does not depend on x0), reused.
     ``input_space="normalized"``: ``x0`` and ``steps.clip`` are raw inputs, mapped to u = (x - mean) / std
-    of the network's recorded normalisation; eps, the bounds, the radius and the distances are in u."""
-    from lipopt.lower.adversarial import (
-        NOMINAL_SEARCH,
-        Search,
-        minimal_adversarial,
-        nominal_ratio_lower,
-        torch_model,
-    )
+    of the network's recorded normalisation; eps, the bounds, the radius and the distances are in u.
+    ``progress``: a bar over the eps rows on a terminal, a line per row and phase on stderr otherwise
+    (:class:`lipopt.progress.Steps`; one can be passed in)."""
+    from lipopt.lower.adversarial import Search, minimal_adversarial
     from lipopt.network.normalization import check_input_space, clip_in_space, in_input_space
 
     x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
@@ -186,26 +183,27 @@ def certify(network: Network, x0: np.ndarray, eps_list: list[float], *, options:
     if global_bound is not None:
         comp._global = float(global_bound)
     delta, label = logit_margin(network, x0)
-    glob = comp.global_bound()
-    model = torch_model(network, opts.device) if steps.lower else None
-    nominal = replace(NOMINAL_SEARCH, seed=steps.seed, device=opts.device)
-    rows = []
-    for eps in sorted(float(e) for e in eps_list):
+    bar = progress if isinstance(progress, Steps) else Steps("certify", len(eps_list), bool(progress), "eps")
+    try:
+        rows = _eps_rows(network, x0, eps_list, comp, delta, steps, opts, bar)
         t0 = time.perf_counter()
-        lb = comp.bound(eps)
-        low = 0.0
-        if steps.lower:
-            low = nominal_ratio_lower(network, x0, eps, nominal, model=model)[0]
-        rows.append(CertifyRow(eps, lb.value, lb.estimate, glob, low, eps * lb.value < delta / SQRT2,
-                               time.perf_counter() - t0))
-    rad = certified_radius(network, x0, computer=comp) if steps.radius else None
-    adv_d, adv_l = None, None
-    if steps.adversarial:
-        hi = max(10.0, 100.0 * rad.radius) if rad else 10.0
-        adv = minimal_adversarial(network, x0, label, eps_max=hi,
-                                  search=Search(seed=steps.seed, device=opts.device), clip=clip)
-        if adv.found:
-            adv_d, adv_l = adv.distance, adv.new_label
+        rad = certified_radius(network, x0, computer=comp) if steps.radius else None
+        if rad is not None:
+            bar.note(f"certified radius {rad.radius:.6g} ({rad.evaluations} bound evaluations) in "
+                     f"{time.perf_counter() - t0:.1f}s")
+        adv_d, adv_l = None, None
+        if steps.adversarial:
+            t0 = time.perf_counter()
+            hi = max(10.0, 100.0 * rad.radius) if rad else 10.0
+            adv = minimal_adversarial(network, x0, label, eps_max=hi,
+                                      search=Search(seed=steps.seed, device=opts.device), clip=clip)
+            if adv.found:
+                adv_d, adv_l = adv.distance, adv.new_label
+            found = f"distance {adv_d:.6g}" if adv_d is not None else "no class change"
+            bar.note(f"adversarial search: {found} in {time.perf_counter() - t0:.1f}s")
+    finally:
+        if bar is not progress:
+            bar.close()
     notes = ["local UPPER bounds the nominal-point constant |f(x)-f(x0)|/|x-x0| (l2) on the ball, "
              "not the pairwise local constant; LOWER = best real ratio found"]
     if comp.device_warning:
@@ -218,29 +216,107 @@ def certify(network: Network, x0: np.ndarray, eps_list: list[float], *, options:
     return RobustnessReport(network.name or "network", label, delta, rows, rad, adv_d, adv_l, notes, space)
 
 
-def plot_report(report: RobustnessReport, path: str) -> str:
-    """Local bound vs eps (log-log) with the lower bounds and the global bound, written to ``path``."""
+def _eps_rows(network: Network, x0: np.ndarray, eps_list: list[float], comp: LocalBoundComputer,
+              delta: float, steps: CertifySteps, opts: LocalOptions, bar: Steps) -> list[CertifyRow]:
+    """One :class:`CertifyRow` per eps (sorted): the local bound, the global one and the PGD lower bound."""
+    from lipopt.lower.adversarial import NOMINAL_SEARCH, nominal_ratio_lower, torch_model
+
+    glob = comp.global_bound()
+    model = torch_model(network, opts.device) if steps.lower else None
+    nominal = replace(NOMINAL_SEARCH, seed=steps.seed, device=opts.device)
+    rows = []
+    for eps in sorted(float(e) for e in eps_list):
+        t0 = time.perf_counter()
+        lb = comp.bound(eps)
+        low = 0.0
+        if steps.lower:
+            low = nominal_ratio_lower(network, x0, eps, nominal, model=model)[0]
+        rows.append(CertifyRow(eps, lb.value, lb.estimate, glob, low, eps * lb.value < delta / SQRT2,
+                               time.perf_counter() - t0))
+        lower = f", best real ratio {low:.6g} (LOWER)" if steps.lower else ""
+        bar.done(f"eps {eps:g}", f"local bound {lb.value:.6g} (UPPER){lower} in {rows[-1].time_s:.1f}s")
+    return rows
+
+
+
+def _estimate_is_bound(report: RobustnessReport, rtol: float = 1e-9) -> bool:
+    """The power-iteration estimate equals the local bound (within ``rtol``) at every eps."""
+    return bool(report.rows) and all(
+        r.local_estimate is not None
+        and abs(r.local_estimate - r.local_upper) <= rtol * max(abs(r.local_upper), 1e-300)
+        for r in report.rows)
+
+
+def _readable_log_ticks(ax: Any, which: str) -> None:
+    """On a log axis spanning less than a decade: plain-number ticks (no 10^0.1 labels, no empty axis)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
+
+    lo, hi = sorted(ax.get_ylim() if which == "y" else ax.get_xlim())
+    if lo <= 0 or hi / lo >= 10:
+        return
+    ticks = [t for t in MaxNLocator(5).tick_values(lo, hi) if lo <= t <= hi and t > 0]
+    if len(ticks) < 2:
+        ticks = [lo, hi]
+    axis = ax.yaxis if which == "y" else ax.xaxis
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.4g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _figure(report: RobustnessReport) -> tuple[Any, Any]:
+    """The figure and axes of :func:`plot_report` (not saved, not closed): local bound vs eps (log-log),
+    the PGD lower bounds, the certified bracket [LOWER, local UPPER] shaded, the global bound."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     eps = [r.eps for r in report.rows]
+    ups = [r.local_upper for r in report.rows]
+    lows = [r.lower for r in report.rows]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(eps, [r.local_upper for r in report.rows], "o-", label="local bound (UPPER)")
-    if all(r.local_estimate is not None for r in report.rows):
+    same = _estimate_is_bound(report)
+    ax.plot(eps, ups, "o-", label="local bound (UPPER)" + (" = power-iteration estimate" if same else ""))
+    if not same and all(r.local_estimate is not None for r in report.rows):
         ax.plot(eps, [r.local_estimate for r in report.rows], "x:", label="power-iteration estimate")
     ax.plot(eps, [r.global_upper for r in report.rows], "k--", label="global bound (UPPER)")
-    lows = [r.lower for r in report.rows]
     if any(v > 0 for v in lows):
         ax.plot(eps, lows, "s-", label="best real ratio (LOWER)")
+        ax.fill_between(eps, [v if v > 0 else u for v, u in zip(lows, ups, strict=True)], ups,
+                        where=[v > 0 for v in lows], alpha=0.2,
+                        label="certified bracket [LOWER, local UPPER]")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("eps (l2 radius)")
-    ax.set_ylabel("nominal-point Lipschitz constant")
-    ax.set_title(f"{report.network}: class {report.label}")
+    units = ("normalized input units, (x - mean) / std" if report.input_space == "normalized"
+             else "raw input units")
+    ax.set_xlabel(f"eps: l2 radius of the ball around x0 ({units})")
+    ax.set_ylabel("nominal-point Lipschitz constant (l2 to l2)")
+    ax.set_title(f"{report.network}: class {report.label} (margin {report.margin:.4g}), l2 norm, "
+                 f"{report.input_space} inputs", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    _readable_log_ticks(ax, "y")
+    _readable_log_ticks(ax, "x")
+    return fig, ax
+
+
+def plot_report(report: RobustnessReport, path: str | list[str]) -> list[str]:
+    """Local bound vs eps (:func:`_figure`) written to ``path``: a ``.png`` or ``.pdf`` path writes both
+    (the other beside it), a list writes each of its paths. Returns the paths written."""
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    if isinstance(path, str | Path):
+        p = Path(path)
+        both = p.suffix.lower() in (".png", ".pdf")
+        paths = [p.with_suffix(".png"), p.with_suffix(".pdf")] if both else [p]
+    else:
+        paths = [Path(q) for q in path]
+    fig, _ax = _figure(report)
+    try:
+        for q in paths:
+            fig.savefig(q, dpi=150)
+    finally:
+        plt.close(fig)
+    return [str(q) for q in paths]

@@ -18,12 +18,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lipopt.provenance import schema_id
 from lipopt.train.clip import TrainResult
 from lipopt.train.models import load_network, record_path, save_network
 
 __all__ = ["SCHEMA", "pair_lower_bound", "write_training"]
 
-SCHEMA = "lipopt.train/1"
+SCHEMA = schema_id("train")  # "lipopt.train/1" (docs/schema.md)
 
 
 def pair_lower_bound(network: Any, u: Any, v: Any, input_norm: str = "l2", output_norm: str = "l2") -> float:
@@ -38,13 +39,12 @@ def pair_lower_bound(network: Any, u: Any, v: Any, input_norm: str = "l2", outpu
 def write_training(result: TrainResult, data: Any, path: str | Path, evaluation: dict[str, Any] | None = None,
                    command: str = "lipopt.train") -> dict[str, Any]:
     """Write the network to ``path`` and its record to ``path.json``; the record (also returned)."""
-    from lipopt.provenance import provenance
+    from lipopt.provenance import envelope
     from lipopt.result import _clean
 
     path = save_network(result.module, result.spec, path)
     opts = result.options
-    rec: dict[str, Any] = {
-        "schema": SCHEMA,
+    payload: dict[str, Any] = {
         "network_file": path.name,
         "data": data.describe(),
         "architecture": result.spec,
@@ -58,9 +58,8 @@ def write_training(result: TrainResult, data: Any, path: str | Path, evaluation:
         "evaluation": evaluation,
         "clip_estimate": None,
         "clip_lower": None,
-        "provenance": provenance(command, opts),
     }
-    rec["provenance"]["options"] = _clean(opts.to_dict())
+    rec = envelope("train", command, opts.to_dict(), payload)  # the schema, lipopt version, provenance
     pair = result.best_pair()
     if pair is not None:
         rec["clip_estimate"] = {"value": result.clip_estimate, "kind": "ESTIMATE",

@@ -122,7 +122,7 @@ def test_npy_batch_cli_records_render_as_a_table(net, tmp_path, monkeypatch):
                "--radii", "0.001,0.1", "--out", str(out), "--no-adversarial"])
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["schema"] == "lipopt.certify-batch/1" and len(summary["rows"]) == 3
+    assert summary["schema"] == "lipopt.certify-batch/2" and len(summary["rows"]) == 3
     for i, row in enumerate(summary["rows"]):
         single = certify(net, xs[i].reshape(-1), EPS, steps=CertifySteps(seed=0, adversarial=False))
         assert row["local_upper"] == pytest.approx([r.local_upper for r in single.rows], rel=1e-12)

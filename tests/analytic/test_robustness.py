@@ -73,7 +73,8 @@ def test_certify_report_and_plot(tmp_path) -> None:
         assert r.local_upper <= r.global_upper * (1 + 1e-9)
     assert "certified l2 radius" in rep.table()
     out = plot_report(rep, str(tmp_path / "b.png"))
-    assert (tmp_path / "b.png").stat().st_size > 1000 and out.endswith("b.png")
+    assert (tmp_path / "b.png").stat().st_size > 1000
+    assert out == [str(tmp_path / "b.png"), str(tmp_path / "b.pdf")] and (tmp_path / "b.pdf").is_file()
     json.dumps(rep.to_dict(), default=float)
 
 
@@ -96,7 +97,7 @@ def test_cli_certify(tmp_path, monkeypatch) -> None:
         d = json.loads(js.read_text())
         assert len(d["rows"]) == 2 and all(r["lower"] <= r["local_upper"] for r in d["rows"])
         prov = d["provenance"]  # the same provenance block as lipopt compute's JSON
-        assert d["schema"] == "lipopt.robustness/1" and prov["command"] == "certify"
+        assert d["schema"] == "lipopt.robustness/2" and prov["command"] == "certify"
         assert prov["lipopt_version"] and prov["options"]["eps"] == "0.01,0.1" and prov["timestamp"]
         assert (tmp_path / f"{inp}.plot.png").exists()
     assert main(["certify", "net.ckpt", "--input", str(tmp_path / "x.npy"), "--eps", "-1"]) == 2
