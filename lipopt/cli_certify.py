@@ -76,8 +76,10 @@ def load_network(path: str) -> Any:
 
 def cmd_certify(args: argparse.Namespace) -> int:
     from lipopt.analytic.batch_certify import read_inputs
+    from lipopt.locations import resolve
     from lipopt.validation import check_json_path
 
+    args.input = str(resolve(args.input))  # "external:<rel>" (lipopt.locations)
     check_json_path(args.json)
     if args.json:  # a failed run must not leave an earlier run's report in place
         Path(args.json).unlink(missing_ok=True)

@@ -181,6 +181,28 @@ def test_plot_writes_png_and_pdf_with_units_title_and_bracket(tmp_path: Path) ->
         plt.close(fig)
 
 
+def test_plot_of_one_eps_shows_global_bound_and_bracket_and_merges_a_close_estimate() -> None:
+    """One eps (the README's first certify call had a single point: no global line, no bracket) and an
+    estimate 1e-4 below the bound (drawn on top of it): the global bound is a horizontal line, the
+    bracket a bar, and the estimate is named in the bound's legend entry with its gap."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = _figure(_report([1173.45], [1173.33], [143.5]))
+    try:
+        labels = ax.get_legend_handles_labels()[1]
+        merged = "local bound (UPPER); power-iteration estimate within 1.0e-04"
+        assert any(lab.startswith(merged) for lab in labels)
+        assert "power-iteration estimate" not in labels
+        glob = [ln for ln in ax.get_lines() if ln.get_label() == "global bound (UPPER)"]
+        assert len(glob) == 1 and len(set(glob[0].get_xdata())) == 2  # spans the axis, not one point
+        bars = [c for c in ax.collections if c.get_label().startswith("certified bracket")]
+        assert len(bars) == 1
+        (seg,) = bars[0].get_segments()
+        assert seg[:, 1].min() == pytest.approx(143.5) and seg[:, 1].max() == pytest.approx(1173.45)
+    finally:
+        plt.close(fig)
+
+
 # ------------------------------------------------------------------------------------------ progress
 
 

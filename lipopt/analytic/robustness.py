@@ -239,12 +239,18 @@ def _eps_rows(network: Network, x0: np.ndarray, eps_list: list[float], comp: Loc
 
 
 
-def _estimate_is_bound(report: RobustnessReport, rtol: float = 1e-9) -> bool:
-    """The power-iteration estimate equals the local bound (within ``rtol``) at every eps."""
-    return bool(report.rows) and all(
-        r.local_estimate is not None
-        and abs(r.local_estimate - r.local_upper) <= rtol * max(abs(r.local_upper), 1e-300)
-        for r in report.rows)
+def _estimate_gap(report: RobustnessReport) -> float | None:
+    """The largest relative gap between the power-iteration estimate and the local bound over the eps
+    rows (None when a row has no estimate)."""
+    if not report.rows or any(r.local_estimate is None for r in report.rows):
+        return None
+    return max(abs(r.local_estimate - r.local_upper) / max(abs(r.local_upper), 1e-300)  # type: ignore[operator]
+               for r in report.rows)
+
+
+#: below this relative gap the estimate is not drawn apart from the bound (it would sit on top of it on a
+#: log axis); the legend states the gap instead
+ESTIMATE_MERGE_RTOL = 5e-3
 
 
 def _readable_log_ticks(ax: Any, which: str) -> None:
@@ -275,16 +281,28 @@ def _figure(report: RobustnessReport) -> tuple[Any, Any]:
     ups = [r.local_upper for r in report.rows]
     lows = [r.lower for r in report.rows]
     fig, ax = plt.subplots(figsize=(6, 4))
-    same = _estimate_is_bound(report)
-    ax.plot(eps, ups, "o-", label="local bound (UPPER)" + (" = power-iteration estimate" if same else ""))
-    if not same and all(r.local_estimate is not None for r in report.rows):
+    gap = _estimate_gap(report)
+    merged = gap is not None and gap <= ESTIMATE_MERGE_RTOL
+    label = "local bound (UPPER)"
+    if merged:
+        label += (" = power-iteration estimate" if gap <= 1e-9 else
+                  f"; power-iteration estimate within {gap:.1e} (relative)")
+    ax.plot(eps, ups, "o-", label=label)
+    if gap is not None and not merged:
         ax.plot(eps, [r.local_estimate for r in report.rows], "x:", label="power-iteration estimate")
-    ax.plot(eps, [r.global_upper for r in report.rows], "k--", label="global bound (UPPER)")
+    glob = [r.global_upper for r in report.rows]
+    if len(set(glob)) == 1:  # the global bound does not depend on eps: a horizontal line, seen at one eps too
+        ax.axhline(glob[0], color="k", linestyle="--", label="global bound (UPPER)")
+    else:
+        ax.plot(eps, glob, "k--", label="global bound (UPPER)")
     if any(v > 0 for v in lows):
         ax.plot(eps, lows, "s-", label="best real ratio (LOWER)")
-        ax.fill_between(eps, [v if v > 0 else u for v, u in zip(lows, ups, strict=True)], ups,
-                        where=[v > 0 for v in lows], alpha=0.2,
-                        label="certified bracket [LOWER, local UPPER]")
+        kw = {"alpha": 0.2, "label": "certified bracket [LOWER, local UPPER]"}
+        if len(eps) == 1:  # one eps: the bracket as a bar (fill_between would have no width)
+            ax.vlines(eps, lows, ups, linewidth=8, **kw)
+        else:
+            ax.fill_between(eps, [v if v > 0 else u for v, u in zip(lows, ups, strict=True)], ups,
+                            where=[v > 0 for v in lows], **kw)
     ax.set_xscale("log")
     ax.set_yscale("log")
     units = ("normalized input units, (x - mean) / std" if report.input_space == "normalized"
