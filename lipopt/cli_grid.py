@@ -41,8 +41,8 @@ def cmd_table(args: argparse.Namespace) -> int:
 
     if args.parquet:
         print(f"records written to {to_parquet(args.dir, args.parquet)}", file=sys.stderr)
-    print(table(args.dir, rows=args.rows, cols=args.cols, value=args.value, fmt=args.format, time=args.time),
-          end="")
+    print(table(args.dir, rows=args.rows, cols=args.cols, value=args.value, fmt=args.format, time=args.time,
+                caption=args.caption, label=args.label), end="")
     return 0
 
 
@@ -74,6 +74,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--value", default="value", choices=VALUES)
     p.add_argument("--format", default="text", choices=FORMATS)
     p.add_argument("--time", action="store_true", help="the method's wall time beside each value")
+    p.add_argument("--caption", default=None, help="LaTeX: a table float with this caption")
+    p.add_argument("--label", default=None, help="LaTeX: the float's \\label")
     p.add_argument("--parquet", default=None, metavar="FILE",
                    help="also write the records as Parquet (one row per cell; needs pyarrow)")
     p.set_defaults(func=cmd_table)

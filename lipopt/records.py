@@ -25,7 +25,6 @@ VALUES = ("value", "ratio", "time", "gap")
 FORMATS = ("text", "markdown", "latex", "csv")
 PLOTS = ("bracket", "ratio-vs-size", "time-vs-size", "anytime")
 MARKS = {"EXACT": "=", "UPPER": "<=", "LOWER": ">=", "ESTIMATE": "~"}
-_LATEX_MARKS = {"=": "$=$", "<=": r"$\le$", ">=": r"$\ge$", "~": r"$\approx$"}
 _FAILED = ("error", "check_failed")
 
 
@@ -157,12 +156,15 @@ def _cell_text(r: Any, value: str) -> tuple[str, str, float | None]:
 
 
 def table(source: Any, rows: str | list[str] = "network", cols: str | list[str] = "method",
-          value: str = "value", fmt: str = "text", time: bool = False) -> str:
+          value: str = "value", fmt: str = "text", time: bool = False, caption: str | None = None,
+          label: str | None = None) -> str:
     """A table of grid records (a folder or the DataFrame of :func:`load`). ``rows`` / ``cols``: columns
     of the DataFrame (comma-separated for several); when several records fall in one cell, the keys that
     tell them apart (question, seed) are added to the rows. ``value``: value | ratio | time | gap;
     ``fmt``: text | markdown | latex (booktabs) | csv; ``time``: the method's wall time beside each
-    value."""
+    value. LaTeX: one column per row key, wrapped (``p{}``) so that the table fits the text width of a
+    one-column article for a few methods (choose them with ``cols`` / the grid's methods), ``\\small``;
+    ``caption`` / ``label`` make it a ``table`` float."""
     from lipopt.errors import LipoptError
 
     if value not in VALUES:
@@ -193,14 +195,18 @@ def table(source: Any, rows: str | list[str] = "network", cols: str | list[str] 
             text += f" ({r['method_time_s']:.3g} s)"
         cells[tuple(r[k] for k in row_keys)][tuple(r[k] for k in col_keys)] = (mark, text, num, r)
     bold = _tightest(cells) if value in ("value", "ratio") else {}
-    header = [" / ".join(row_keys)] + [" / ".join(map(str, c)) for c in col_ids]
+    header = [tuple(row_keys)] + [" / ".join(map(str, c)) for c in col_ids]
     body = []
     for rid in row_ids:
-        line = [" / ".join(map(str, rid))]
+        line: list[Any] = [tuple(map(str, rid))]
         for cid in col_ids:
             c = cells[rid].get(cid)
             line.append(("", "", False) if c is None else (c[0], c[1], cid in bold.get(rid, ())))
         body.append(line)
+    if fmt == "latex":
+        return _latex(header, body, row_keys, caption, label)
+    header[0] = " / ".join(header[0])
+    body = [[" / ".join(line[0]), *line[1:]] for line in body]
     return _render(header, body, fmt, value)
 
 
@@ -226,11 +232,43 @@ def _plain(c: tuple[str, str, bool]) -> str:
     return f"{c[0]} {c[1]}".strip()
 
 
-def _latex_escape(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                 ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("^", r"\^{}"), ("~", r"\~{}")):
-        s = s.replace(a, b)
-    return s
+def _latex(header: list[Any], body: list[list[Any]], row_keys: list[str], caption: str | None,
+           label: str | None) -> str:
+    """The booktabs tabular of :func:`table`: the row keys in wrapped columns sharing 40 % of the line
+    (questions in paper notation), the values right-aligned with their kind's mark, the tightest bold."""
+    from lipopt.tables import LATEX_MARK, latex_escape, latex_question
+
+    k = len(row_keys)
+    width = 0.4 / k
+    spec = "".join(rf"p{{{width:.2f}\linewidth}}" for _ in range(k)) + "r" * (len(header) - 1)
+    def name(v: str) -> str:  # a network's name may break after ":", "_" and "," in a narrow column
+        out = latex_escape(v)
+        for a in (":", r"\_", ","):
+            out = out.replace(a, a + r"\allowbreak{}")
+        return out
+
+    text = {key: (latex_question if key == "question" else name) for key in row_keys}
+    out = ["% needs \\usepackage{booktabs}"]
+    if caption is not None or label is not None:
+        out += [r"\begin{table}[t]", r"\centering"]
+    out += [r"\begingroup\small\setlength{\tabcolsep}{4pt}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+            " & ".join([*(latex_escape(h) for h in row_keys), *(latex_escape(h) for h in header[1:])])
+            + r" \\", r"\midrule"]
+    for line in body:
+        vals = []
+        for mark, cell, bold in line[1:]:
+            t = latex_escape(cell)
+            t = rf"\textbf{{{t}}}" if bold else t
+            vals.append(f"{LATEX_MARK[mark]}~{t}" if mark else t)
+        keys = [text[key](v) for key, v in zip(row_keys, line[0], strict=True)]
+        out.append(" & ".join([*keys, *vals]) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}", r"\endgroup"]
+    if caption is not None or label is not None:
+        out.append(rf"\caption{{{latex_escape(caption or '')}}}")
+        if label:
+            out.append(rf"\label{{{label}}}")
+        out.append(r"\end{table}")
+    return "\n".join(out) + "\n"
 
 
 def _render(header: list[str], body: list[list[Any]], fmt: str, value: str) -> str:
@@ -246,18 +284,6 @@ def _render(header: list[str], body: list[list[Any]], fmt: str, value: str) -> s
         for line in body:
             vals = [(f"**{_plain(c)}**" if c[2] else _plain(c)).replace("|", "\\|") for c in line[1:]]
             out.append("| " + " | ".join([line[0], *vals]) + " |")
-        return "\n".join(out) + "\n"
-    if fmt == "latex":
-        out = ["% needs \\usepackage{booktabs}", r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
-               r"\toprule", " & ".join(_latex_escape(h) for h in header) + r" \\", r"\midrule"]
-        for line in body:
-            vals = []
-            for mark, text, bold in line[1:]:
-                t = _latex_escape(text)
-                t = rf"\textbf{{{t}}}" if bold else t
-                vals.append(f"{_LATEX_MARKS[mark]}~{t}" if mark else t)
-            out.append(" & ".join([_latex_escape(line[0]), *vals]) + r" \\")
-        out += [r"\bottomrule", r"\end{tabular}"]
         return "\n".join(out) + "\n"
     texts = [header] + [[line[0], *(_plain(c) for c in line[1:])] for line in body]
     widths = [max(len(t[i]) for t in texts) for i in range(len(header))]

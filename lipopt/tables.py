@@ -9,8 +9,10 @@ errored shows FAILED and no number. The footer states the combined bracket and n
 side comes from, whether it is consistent, and how many records failed.
 
 LaTeX (:func:`render` with ``fmt="latex"``) needs only ``\\usepackage{booktabs}``; ``caption`` and
-``label`` make it a ``table`` float whose caption names the network and the question; ``columns``
-chooses the columns (to fit a column of an article); ``not_applicable`` rows are left out unless
+``label`` make it a ``table`` float whose caption names the network and the question (in paper notation,
+:func:`latex_question`); its columns are :data:`LATEX_COLUMNS` (verdict, stop and solver added only when
+a row needs them) so that it fits a column of an article, ``columns`` chooses others; ``not_applicable``
+rows are left out unless
 ``show_not_applicable=True`` (the default for the other formats).
 """
 
@@ -29,7 +31,7 @@ CSV_COLUMNS = ("method", "declared_kind", "kind", "value", "lower", "upper", "ra
                "question", "input_norm", "output_norm", "domain", "radius", "scope", "output", "input_space",
                "time_limit", "seed", "network")
 _MARK = {"EXACT": "=", "UPPER": "<=", "LOWER": ">=", "ESTIMATE": "~"}
-_LATEX_MARK = {"=": "$=$", "<=": r"$\le$", ">=": r"$\ge$", "~": r"$\approx$"}
+LATEX_MARK = {"=": "$=$", "<=": r"$\le$", ">=": r"$\ge$", "~": r"$\approx$"}
 
 
 def _fmt(v: float | None, digits: int = 6) -> str:
@@ -93,18 +95,39 @@ def header(rs: ResultSet) -> str:
     return " | ".join(x for x in (*parts, net, q) if x)
 
 
-def _latex_escape(s: str) -> str:
+def latex_escape(s: str) -> str:
+    """``s`` as LaTeX text: the ten special characters escaped."""
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
                  ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("^", r"\^{}"), ("~", r"\~{}")):
         s = s.replace(a, b)
     return s
 
 
+_NORM_TEX = {"linf": r"\ell_\infty", "l1": r"\ell_1", "l2": r"\ell_2"}
+
+
+def latex_question(s: str) -> str:
+    """A question's description (``linf->linf, box [0, 0.1]^2, all outputs, local``) as LaTeX, in the
+    notation of a paper: norms as $\\ell_p$, ``->`` as an arrow, exponents raised."""
+    import re
+
+    out = latex_escape(s)
+    out = re.sub(r"(?<![A-Za-z0-9])(linf|l1|l2)->(linf|l1|l2)(?![A-Za-z0-9])",
+                 lambda m: f"${_NORM_TEX[m[1]]}\\to{_NORM_TEX[m[2]]}$", out)
+    out = re.sub(r"(?<![A-Za-z0-9])(linf|l1|l2)(?![A-Za-z0-9])", lambda m: f"${_NORM_TEX[m[1]]}$", out)
+    return re.sub(r"\\\^\{\}([0-9]+)", r"$^{\1}$", out)
+
+
+#: the default columns of a LaTeX table (a paper's column); verdict and stop are added when a row is not
+#: ok / completed, solver when a row names one; ``columns=`` chooses others
+LATEX_COLUMNS = ("method", "certified", "bracket", "ratio", "time")
+
+
 def _latex_cell(col: str, text: str) -> str:
     if col == "certified" and " " in text and text.split(" ", 1)[0] in _MARK:
         kind, num = text.split(" ", 1)
-        return f"{_LATEX_MARK[_MARK[kind]]}~{_latex_escape(num)}"
-    return _latex_escape(text)
+        return f"{LATEX_MARK[_MARK[kind]]}~{latex_escape(num)}"
+    return latex_escape(text)
 
 
 def render(rs: ResultSet, fmt: str = "text", *, caption: str | None = None, label: str | None = None,
@@ -119,7 +142,7 @@ def render(rs: ResultSet, fmt: str = "text", *, caption: str | None = None, labe
     records = rs.to_records()
     if fmt == "csv":
         return pd.DataFrame(records, columns=list(CSV_COLUMNS)).to_csv(index=False)
-    cols = list(columns) if columns else list(COLUMNS)
+    cols = list(columns) if columns else (_latex_columns(records) if fmt == "latex" else list(COLUMNS))
     bad = [c for c in cols if c not in COLUMNS]
     if bad:
         raise ValueError(f"unknown table column(s) {', '.join(bad)}; available: {', '.join(COLUMNS)}")
@@ -139,18 +162,27 @@ def render(rs: ResultSet, fmt: str = "text", *, caption: str | None = None, labe
     return f"{head}{body}\n{footer(rs)}\n"
 
 
+def _latex_columns(records: list[dict[str, Any]]) -> list[str]:
+    cols = list(LATEX_COLUMNS)
+    if any(r["verdict"] != "ok" or r["stop"] != "completed" for r in records):
+        cols[-1:-1] = ["verdict", "stop"]
+    if any(r["solver"] for r in records):
+        cols.insert(len(cols) - 1, "solver")
+    return cols
+
+
 def _latex(df: Any, rs: ResultSet, caption: str | None, label: str | None) -> str:
     body = df.copy()
     for c in body.columns:
         body[c] = [_latex_cell(c, str(v)) for v in body[c]]
     align = "".join("r" if c in ("certified", "bracket", "ratio", "time") else "l" for c in body.columns)
-    tab = body.style.hide(axis="index").format_index(_latex_escape, axis=1).to_latex(
+    tab = body.style.hide(axis="index").format_index(latex_escape, axis=1).to_latex(
         column_format=align, hrules=True)
     lines = ["% needs \\usepackage{booktabs}"]
     if caption is not None or label is not None:
         text = caption if caption is not None else ""
-        where = _latex_escape(header(rs))
-        full = f"{_latex_escape(text)} ({where})" if text and where else (_latex_escape(text) or where)
+        where = latex_question(header(rs))
+        full = f"{latex_escape(text)} ({where})" if text and where else (latex_escape(text) or where)
         lines += [r"\begin{table}[t]", r"\centering", r"\small", tab.rstrip(), rf"\caption{{{full}}}"]
         if label:
             lines.append(rf"\label{{{label}}}")

@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 
 from lipopt import grid, records
 from lipopt.errors import LipoptError
+from tests import nets
 from tests.paths import ROOT
 
 NETS = ["random:2-6-1:seed=0", "random:2-4-4-1:seed=1"]
@@ -301,11 +303,15 @@ def test_table_formats(small_grid):
     _, out, _, _ = small_grid
     latex = records.table(out, fmt="latex")
     lines = latex.strip().splitlines()
-    assert lines[1].startswith(r"\begin{tabular}{lrrr}") and lines[-1] == r"\end{tabular}"
+    # network and question in their own wrapped columns (40 % of the line), then one per method
+    assert lines[2] == r"\begin{tabular}{p{0.20\linewidth}p{0.20\linewidth}rrr}" and lines[-1] == r"\endgroup"
     for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
         assert latex.count(rule) == 1
     rows = [ln for ln in lines if ln.endswith(r"\\")]
-    assert len(rows) == 5 and all(ln.count("&") == 3 for ln in rows)
+    assert len(rows) == 5 and all(ln.count("&") == 4 for ln in rows)
+    assert r"$\ell_\infty\to\ell_\infty$" in latex and r"$^{2}$" in latex  # questions in paper notation
+    framed = records.table(out, fmt="latex", caption="Exact vs bounds", label="tab:grid")
+    assert r"\caption{Exact vs bounds}" in framed and r"\label{tab:grid}" in framed
     assert r"\textbf{" in latex and r"$\le$" in latex and r"$\ge$" in latex
     md = records.table(out, fmt="markdown", rows="network,question", cols="method")
     assert md.count("**") == 2 * 4  # the tightest certified upper bound of each row (the exact value)
@@ -476,3 +482,30 @@ def test_records_as_parquet(small_grid, tmp_path):
     assert back["value"].equals(df["value"].astype(float)) or np.allclose(
         back["value"].astype(float), df["value"].astype(float), equal_nan=True)
     assert json.loads(back["record"][0])["method"] == df["record"][0]["method"]
+
+
+def _pdflatex(body: str, tmp: Path) -> str:
+    """Compile ``body`` in a one-column article with booktabs only; the log (asserts it compiled)."""
+    doc = ("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + body
+           + "\n\\end{document}\n")
+    (tmp / "t.tex").write_text(doc)
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp,
+                         capture_output=True, text=True, timeout=120)
+    log = (tmp / "t.log").read_text(errors="replace")
+    assert run.returncode == 0 and (tmp / "t.pdf").exists(), log[-3000:]
+    return log
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_latex_tables_compile_with_booktabs_and_fit_the_column(small_grid, tmp_path):
+    """The grid's table and a compare table with caption and label compile with pdflatex and booktabs
+    alone, without an overfull box in a one-column article."""
+    from lipopt import compare
+
+    _, out, _, _ = small_grid
+    grid_table = records.table(out, fmt="latex")
+    rs = compare(nets.random_mlp([2, 4, 1], seed=0), ["naive", "sampling", "enumeration"], norm="inf")
+    body = grid_table + "\n\n" + rs.table("latex", caption="Bounds", label="tab:b")
+    log = _pdflatex(body, tmp_path)
+    assert "Overfull \\hbox" not in log, [ln for ln in log.splitlines() if "Overfull" in ln]
+    assert "Undefined control sequence" not in log
