@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["History", "Steps", "anytime", "chain", "solve_reporter"]
+__all__ = ["History", "Steps", "anytime", "chain", "iterate", "solve_reporter"]
 
 
 def solve_reporter(label: str, to_units: Callable[[float], float] = float, every: float = 5.0,
@@ -109,9 +109,10 @@ class Steps:
     or the bar's postfix on a terminal)."""
 
     def __init__(self, label: str, total: int, enabled: bool = True, unit: str = "step",
-                 leave: bool = True) -> None:
+                 leave: bool = True, every: float = 0.0) -> None:
         self.label, self.total, self.enabled, self.n = label, int(total), bool(enabled), 0
         self.t0 = time.perf_counter()
+        self.every, self.last = float(every), -float("inf")  # plain lines at most every `every` s
         self.bar = None
         if self.enabled and sys.stderr.isatty():
             from tqdm import tqdm
@@ -127,6 +128,10 @@ class Steps:
             self.bar.set_postfix_str(f"{what}: {detail}" if detail else what, refresh=False)
             self.bar.update(1)
             return
+        now = time.perf_counter()
+        if self.n < self.total and now - self.last < self.every:
+            return
+        self.last = now
         tail = f": {detail}" if detail else ""
         print(f"{self.label}: {what} ({self.n}/{self.total}){tail}", file=sys.stderr, flush=True)
 
@@ -149,3 +154,16 @@ class Steps:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def iterate(n: int, label: str, enabled: bool = True, every: float = 5.0) -> Iterator[int]:
+    """``range(n)`` with progress (:class:`Steps`): an inner tqdm bar on a terminal, otherwise a plain line
+    ``label: step k (k/n) after t s`` at most every ``every`` seconds (and at the last step); nothing
+    when ``enabled`` is false. A loop that breaks early closes the bar."""
+    if not enabled:
+        yield from range(n)
+        return
+    with Steps(label, n, enabled=True, leave=False, every=every) as steps:
+        for k in range(n):
+            yield k
+            steps.done(f"step {k + 1}", f"{time.perf_counter() - steps.t0:.1f}s")

@@ -16,7 +16,7 @@ larger. Nominal-point questions: ascent on |f(x) - f(x0)| / |x - x0| over the ba
 Options (``RunOptions.extra``): restarts (8), steps (200), seed (``RunOptions.seed``), n_init (1000
 sampled starting candidates: the same points as ``sampling`` with the same seed and count, so grad-ascent
 is never below it), lr (Adam step as a fraction of the per-start length scale, 0.02), pair_steps (= steps),
-global_radius. ``RunOptions.progress`` shows a tqdm bar.
+global_radius. ``RunOptions.progress`` shows a tqdm bar on a terminal, a line every 5 s otherwise.
 
 Time limit (``RunOptions.time_limit``; every phase counts, the torch import included): the starting
 candidates are evaluated until a quarter of the budget is used (at least ``restarts`` of them), the smoothed
@@ -35,6 +35,7 @@ The mathematics as implemented: ``docs/methods.md#grad-ascent``.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,14 +77,10 @@ def applicable(network: Network, question: Question) -> str | None:
     return None
 
 
-def _steps(n: int, progress: bool, desc: str):
-    if progress:
-        import sys
+def _steps(n: int, progress: bool, desc: str) -> Iterator[int]:
+    from lipopt.progress import iterate
 
-        from tqdm import tqdm
-
-        return tqdm(range(n), desc=desc, leave=False, disable=not sys.stderr.isatty())
-    return range(n)
+    return iterate(n, desc, enabled=progress)
 
 
 def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:

@@ -246,3 +246,21 @@ def test_nominal_grad_ascent_reaches_the_jacobian_norm_in_linf_and_l2() -> None:
             r = run_method("grad-ascent", net, q, RunOptions(seed=1, extra={"steps": 20, "n_init": 100}))
             assert r.ok and r.kind is BoundKind.LOWER and all(c.passed for c in r.checks)
             assert r.value >= 0.99 * j0, (norm, r.value, j0)
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(capfd: pytest.CaptureFixture[str]) -> None:
+    """The first release's only progress bar (grad-ascent) was off when stderr was not a terminal: now a
+    plain line at most every few seconds and at the last step, nothing with progress off."""
+    from lipopt.progress import iterate
+
+    assert list(iterate(5, "demo", every=3600.0)) == list(range(5))
+    err = capfd.readouterr().err.splitlines()
+    assert len(err) == 2, err  # rate-limited: the first step and the last, always reported
+    assert err[0].startswith("demo: step 1 (1/5)") and err[1].startswith("demo: step 5 (5/5)")
+    net = nets.random_mlp([3, 6, 1], seed=0)
+    q = Question(Norm.L2, Norm.L2, Box(-1.0, 1.0))
+    run_method("grad-ascent", net, q, RunOptions(seed=1, progress=True, extra={"steps": 10}))
+    assert "grad-ascent" in capfd.readouterr().err
+    assert list(iterate(3, "quiet", enabled=False)) == [0, 1, 2]
+    run_method("grad-ascent", net, q, RunOptions(seed=1, progress=False, extra={"steps": 10}))
+    assert capfd.readouterr().err == ""
