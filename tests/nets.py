@@ -103,6 +103,16 @@ def conv_pool_net(seed: int = 0, channels: int = 1) -> Network:
     return Network(layers, (1, 4, 4), name=f"conv-pool seed {seed}")
 
 
+def overlapping_pool_net(seed: int = 0, relu_first: bool = True, n_out: int = 1) -> Network:
+    """1x3x4 input, conv (1 channel, 2x2), [ReLU,] max-pool 2x2 with stride 1 (two overlapping windows),
+    [ReLU,] dense -> n_out: the winners' Jacobians differ, so bound propagation is not exact."""
+    rng = np.random.default_rng(seed)
+    conv = Conv2d(rng.normal(size=(1, 1, 2, 2)), rng.normal(size=1) * 0.3)
+    mid = [ReLU(), MaxPool2d(2, stride=1)] if relu_first else [MaxPool2d(2, stride=1), ReLU()]
+    layers = [conv, *mid, Flatten(), Dense(rng.normal(size=(n_out, 2)), rng.normal(size=n_out))]
+    return Network(layers, (1, 3, 4), name=f"overlapping-pool seed {seed}")
+
+
 def random_mlp(widths: list[int], seed: int, bias: bool = True, scale: float = 1.0) -> Network:
     rng = np.random.default_rng(seed)
     ws = [rng.normal(size=(widths[i + 1], widths[i])) * scale for i in range(len(widths) - 1)]

@@ -186,15 +186,20 @@ FORWARD: dict[type, Callable[..., list[Form]]] = {
 }
 
 
-def encode_forward(model: Any, fb: ForwardBounds, sw: Switches, *, prefix: str = "") -> ForwardEncoding:
+def encode_forward(model: Any, fb: ForwardBounds, sw: Switches, *, prefix: str = "",
+                   inputs: list[Form] | None = None) -> ForwardEncoding:
     """Input variables in [input_lo, input_hi] and the big-M forward pass up to the last hidden stage.
 
     The last affine stage (the network output) is not encoded: the Lipschitz objective needs only the
-    pattern. Pre-activation variables are created only where a later stage reads them."""
+    pattern. Pre-activation variables are created only where a later stage reads them. ``inputs``: forms
+    of input variables the caller made (the MIQCQP's input set); then no ``x`` is created (``.x`` None)."""
     ctx = _Ctx(model, fb, sw, prefix)
     n0 = fb.input_lo.size
-    x = new_vars(model, f"{prefix}x", n0, fb.input_lo, fb.input_hi)
-    cur: list[Form] = [var_form(x[i]) for i in range(n0)]
+    x = None
+    if inputs is None:
+        x = new_vars(model, f"{prefix}x", n0, fb.input_lo, fb.input_hi)
+        inputs = [var_form(x[i]) for i in range(n0)]
+    cur: list[Form] = list(inputs)
     values: list[list[Form]] = []
     for s, stage in enumerate(fb.stages[:-1]):
         cur = dispatch(FORWARD, stage, "the MIP forward pass")(ctx, s, stage, cur)

@@ -102,8 +102,6 @@ def check_supported(network: Network, question: Question) -> None:
     if question.constant == "nominal":
         raise NotApplicableError("the MIQCQP formulations compute pairwise (global / local) constants, not "
                                  "the nominal-point constant")
-    if network.has_maxpool:
-        raise NotApplicableError("the MIQCQP formulations support dense ReLU networks (no max-pool)")
     objective_kind(question, network.output_size)
 
 
@@ -152,6 +150,10 @@ class MiqcqpModel:
                 return None
             return x / t
         return x
+
+    def pool_winners(self) -> list[np.ndarray] | None:
+        """The incumbent's max-pool winners (flat input index per window); None: no max-pool."""
+        return None
 
     def direction(self) -> np.ndarray | None:
         vals = [self.model.v[j].value for j in range(self.iset.n_x)]
@@ -302,18 +304,18 @@ def _direction_layer(m: Any, k: int, w: np.ndarray, lb: LayerBounds, dprev: list
     return cur
 
 
-def _objective(m: Any, obj_kind: str, w_out: np.ndarray, dprev: list[Any], lb: LayerBounds, obj_ub: float,
-               cut: float | None, cfg: MiqcqpConfig) -> None:
-    """out = W_L w_{L-1} and the objective tau (<= c^T out, ||out||_2^2 with the sign split, or max_j
-    out_j by a selector), maximised."""
+def _objective(m: Any, obj_kind: str, out_exprs: list[Any], lb: Any, obj_ub: float, cut: float | None,
+               cfg: MiqcqpConfig) -> None:
+    """out = the output direction (``out_exprs``: W_L w_{L-1}, or c^T of it; bounds ``lb.out_lo`` /
+    ``lb.out_hi``) and the objective tau (<= c^T out, ||out||_2^2 with the sign split, or max_j out_j by a
+    selector), maximised."""
     import pyomo.environ as pe
 
-    n_out = w_out.shape[0]
+    n_out = len(out_exprs)
     m.out = pe.Var(range(n_out), bounds=lambda _m, j: (float(lb.out_lo[j]), float(lb.out_hi[j])))
     rows = Rows(m, "objective")
-    out_rows = _affine_rows(w_out, dprev)
     for j in range(n_out):
-        rows.add(m.out[j] == out_rows.expr(j), "out", j)
+        rows.add(m.out[j] == out_exprs[j], "out", j)
     m.tau = pe.Var(bounds=(cut, obj_ub * (1 + 1e-9)))  # relative (obj_ub >= 0)
     if obj_kind == "linear":
         rows.add(m.tau <= m.out[0], "tau")
@@ -340,13 +342,20 @@ def _objective(m: Any, obj_kind: str, w_out: np.ndarray, dprev: list[Any], lb: L
     m.obj = pe.Objective(expr=m.tau, sense=pe.maximize)
 
 
+def objective_cutoff(cfg: MiqcqpConfig, obj_kind: str) -> float | None:
+    """The cut-off tau >= cutoff (1 - cutoff_rtol), in objective units (squared for the l2 objective)."""
+    if cfg.cutoff is None or cfg.cutoff <= 0:
+        return None
+    cut = cfg.cutoff * (1.0 - cfg.cutoff_rtol)
+    return cut ** 2 if obj_kind == "quadratic" else cut
+
+
 def build_model(network: Network, question: Question, config: MiqcqpConfig | None = None,
                 bounds: LayerBounds | None = None, iset: InputSet | None = None) -> MiqcqpModel:
     """Build the upper-bound (``config.problem == "ub"``) or lower-bound ("lb") problem as a Pyomo model:
     one block of variables and rows per stage, indexed by neuron (a written row says which layer and
-    neuron it belongs to).
-
-    ``question`` must be bound to ``network``. ``bounds`` / ``iset`` may be passed to reuse them."""
+    neuron it belongs to); networks with max-pool by :mod:`.miqcqp_pool`. ``question`` must be bound to
+    ``network``. ``bounds`` / ``iset`` may be passed to reuse them."""
     import time
 
     import pyomo.environ as pe
@@ -356,6 +365,10 @@ def build_model(network: Network, question: Question, config: MiqcqpConfig | Non
     if cfg.problem not in ("ub", "lb"):
         raise ValueError(f"problem must be 'ub' or 'lb', got {cfg.problem!r}")
     check_supported(network, question)
+    if network.has_maxpool:  # stage by stage, with the MILP's max-pool encoders
+        from lipopt.formulations.miqcqp_pool import build_stage_model
+
+        return build_stage_model(network, question, cfg, bounds, iset)
     obj_kind = objective_kind(question, network.output_size)
     ws, bs = mlp_weights(network)
     iset = iset or input_set(network, question, cfg.global_radius)
@@ -390,12 +403,9 @@ def build_model(network: Network, question: Question, config: MiqcqpConfig | Non
         w_out = (c @ w_out)[None, :]
     fb_up = fallback_upper(lb, question)
     obj_ub = fb_up ** 2 if obj_kind == "quadratic" else fb_up
-    cut = None
-    if cfg.cutoff is not None and cfg.cutoff > 0:
-        cut = cfg.cutoff * (1.0 - cfg.cutoff_rtol)
-        if obj_kind == "quadratic":
-            cut = cut ** 2
-    _objective(m, obj_kind, w_out, dprev, lb, obj_ub, cut, cfg)
+    cut = objective_cutoff(cfg, obj_kind)
+    out_rows = _affine_rows(w_out, dprev)
+    _objective(m, obj_kind, [out_rows.expr(j) for j in range(w_out.shape[0])], lb, obj_ub, cut, cfg)
 
     res = MiqcqpModel(m, cfg, iset, lb, obj_kind, eps, fb_up, build_time=time.perf_counter() - t0)
     res.stats = {

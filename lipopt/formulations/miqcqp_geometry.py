@@ -132,6 +132,12 @@ def mlp_chain(network: Network) -> tuple[list[np.ndarray], list[np.ndarray], lis
     return ws, bs, alphas
 
 
+def first_layer(network: Network) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """([W_1], [b_1]) of the first affine stage (all the radius rules below read), for every network."""
+    s = network.lower()[0]
+    return [np.asarray(s.dense(), dtype=np.float64)], [np.asarray(s.bias, dtype=np.float64)]
+
+
 #: the automatic radius is at most RADIUS_CAP x the typical hyperplane distance (:func:`radius_scale`)
 RADIUS_CAP = 1e3
 #: above RADIUS_SAFE x the typical distance the solver's dual bound is not trusted (see below)
@@ -185,7 +191,7 @@ def input_set(network: Network, question: Question, global_radius: float | None 
     n = network.input_size
     dom = question.domain
     if isinstance(dom, Global):
-        ws, bs = mlp_weights(network)
+        ws, bs = first_layer(network)
         if not network.has_bias:
             r = float(global_radius or 1.0)
             return InputSet("sphere", n, -r * np.ones(n), r * np.ones(n), radius=r)

@@ -37,6 +37,9 @@ default_global_radius`); with a radius above RADIUS_SAFE x the typical hyperplan
 through ``global_radius``) the solver's dual bound is not trusted, and the upper bound is the
 bound-propagation bound (an honest bracket, never EXACT from that dual bound).
 
+Networks with max-pool (conv layers are affine stages) are encoded stage by stage with the MILP's
+max-pool rows (:mod:`lipopt.formulations.miqcqp_pool`); their warm start skips the region local search.
+
 The mathematics as implemented: ``docs/methods.md#miqcqp``.
 """
 
@@ -146,7 +149,8 @@ def _in_norm_units(out: Any, mm: Any, factor: float = 1.0) -> Any:
 def _candidate(mm: Any, label: str, objective: float | None) -> Any:
     from lipopt.certify.candidates import Candidate
 
-    return Candidate(relu_states=mm.relu_states(), x=mm.input_point(), objective=objective, label=label)
+    return Candidate(relu_states=mm.relu_states(), pool_winners=mm.pool_winners(), x=mm.input_point(),
+                     objective=objective, label=label)
 
 
 def _remaining(deadline: float | None) -> float | None:
@@ -172,13 +176,7 @@ def prepare(network: Network, q: Question, cfg: dict[str, Any], deadline: float 
     """Input set and bounds on the normalised network (f = factor * f_n, same patterns), and the
     configuration of the models; the LP tightening stops at 30 % of what is left before ``deadline``."""
     from lipopt.formulations.miqcqp import MiqcqpConfig
-    from lipopt.formulations.miqcqp_geometry import (
-        RADIUS_SAFE,
-        input_set,
-        layer_bounds,
-        mlp_weights,
-        radius_conditioning,
-    )
+    from lipopt.formulations.miqcqp_geometry import RADIUS_SAFE, first_layer, input_set, radius_conditioning
     from lipopt.formulations.scaling import normalised
 
     notes: list[str] = []
@@ -189,15 +187,13 @@ def prepare(network: Network, q: Question, cfg: dict[str, Any], deadline: float 
     stats["scale"] = norm.stats()
     iset = input_set(net_m, q, cfg["global_radius"])
     rem = _remaining(deadline)  # the LP tightening stops at 30 % of the budget (CROWN bounds kept)
-    lb = layer_bounds(net_m, q, iset, method=cfg["bounds"], fix_stable=cfg["fix_stable"],
-                      direction=cfg["direction_bounds"],
-                      time_limit=None if rem is None else max(0.0, 0.3 * rem))
+    lb = _bounds(net_m, q, iset, cfg, None if rem is None else max(0.0, 0.3 * rem))
     stats["bounds_time"] = time.perf_counter() - t0
     stats.update(lb.stats)
     stats["input_set"] = iset.kind
     stats["global_radius"] = iset.radius
     notes.append(f"input set: {iset.describe()}")
-    conditioning = radius_conditioning(iset, *mlp_weights(net_m))
+    conditioning = radius_conditioning(iset, *first_layer(net_m))
     trust_dual = conditioning <= RADIUS_SAFE
     if iset.surface:
         stats["radius_conditioning"] = conditioning
@@ -219,6 +215,19 @@ def prepare(network: Network, q: Question, cfg: dict[str, Any], deadline: float 
         z_scales=tuple(norm.relu_factors) if norm.relu_factors else None,
     )
     return Setup(net_m, factor, iset, lb, mcfg, trust_dual, notes, stats)
+
+
+def _bounds(net: Network, q: Question, iset: Any, cfg: dict[str, Any], time_limit: float | None) -> Any:
+    """Sound bounds of the models: per dense layer (``layer_bounds``), or per stage with max-pool
+    (``stage_bounds``: stable neurons always fixed, direction bounds by intervals)."""
+    if net.has_maxpool:
+        from lipopt.formulations.miqcqp_pool import stage_bounds
+
+        return stage_bounds(net, q, iset, method=cfg["bounds"], time_limit=time_limit)
+    from lipopt.formulations.miqcqp_geometry import layer_bounds
+
+    return layer_bounds(net, q, iset, method=cfg["bounds"], fix_stable=cfg["fix_stable"],
+                        direction=cfg["direction_bounds"], time_limit=time_limit)
 
 
 @dataclasses.dataclass
@@ -266,6 +275,9 @@ def _warm_phase(r: _Run) -> None:
     r.stats["warm_start"] = {"value": ws.value, "samples": ws.n_samples, "time": ws.time}
     r.best_lower = ws.value
     if not (cfg["warm_start"] and cfg["local_search"] and ws.x is not None):
+        return
+    if r.network.has_maxpool:  # the neighbour flips of local_search are written for dense layers
+        r.stats["local_search"] = {"skipped": "max-pool network (region local search is dense-only)"}
         return
     t1 = time.perf_counter()
     rem = _remaining(r.deadline)

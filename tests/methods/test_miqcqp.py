@@ -174,8 +174,13 @@ def test_not_applicable_cases() -> None:
     assert run_method("miqcqp", two_out, Question(Norm.L1, Norm.L1)).status.value == "not_applicable"
     r = run_method("miqcqp", net, Question(Norm.L2, Norm.L2, Ball([0.0, 0.0], 1.0, Norm.L2), nominal=True))
     assert r.status.value == "not_applicable"
-    r = run_method("miqcqp", nets.conv_pool_net(), Question(Norm.L2, Norm.L2))
-    assert r.status.value == "not_applicable"
+    # max-pool is encoded now (test_max_pool_nets_match_enumeration); what stays refused is refused for
+    # max-pool nets too, with the reason
+    pool = nets.overlapping_pool_net(0, relu_first=False, n_out=2)
+    r = run_method("miqcqp", pool, Question(Norm.L1, Norm.L1))
+    assert r.status.value == "not_applicable" and "absolute values of every output" in r.message
+    r = run_method("miqcqp", pool, Question(Norm.L2, Norm.L2, Ball(np.zeros(12), 1.0, Norm.L2), nominal=True))
+    assert r.status.value == "not_applicable" and "nominal" in r.message
 
 
 def test_result_reports_epsilon_and_input_set() -> None:
@@ -185,3 +190,85 @@ def test_result_reports_epsilon_and_input_set() -> None:
     assert any("input set" in n for n in r.notes)
     assert r.stats["lb_model"]["epsilon_min_used"] > 0
     assert np.isfinite(r.stats["ub_model"]["fallback_upper"])
+
+
+# ------------------------------------------------------------------------------ max-pool (stage encoding)
+
+
+POOL_QUESTIONS = {
+    "global l2": Question(Norm.L2, Norm.L2),
+    "box l2": Question(Norm.L2, Norm.L2, Box(-0.5, 1.0)),
+    "linf ball, linf": Question(Norm.LINF, Norm.LINF, Ball(np.full(12, 0.3), 0.5, Norm.LINF)),
+}
+
+
+@pytest.mark.parametrize("qname", list(POOL_QUESTIONS))
+@pytest.mark.parametrize("net_args", [(0, False, 2), (1, False, 2), (1, True, 1)],
+                         ids=["pool-relu-2out-s0", "pool-relu-2out-s1", "relu-pool-1out-s1"])
+def test_max_pool_nets_match_enumeration(net_args: tuple, qname: str) -> None:
+    """conv -> max-pool (overlapping windows) -> ReLU and conv -> ReLU -> max-pool: miqcqp is EXACT and
+    equals region enumeration; miqcqp-ub >= exact >= miqcqp-lb (no warm start: the models' own values)."""
+    net = nets.overlapping_pool_net(*net_args)
+    q = POOL_QUESTIONS[qname]
+    exact = _enum(net, q)
+    r = run_method("miqcqp", net, q, RunOptions(time_limit=30, extra={"warm_start": False}))
+    assert r.ok, (r.message, [str(c) for c in r.checks])
+    assert r.kind is BoundKind.EXACT and _close(r.value, exact, 1e-6)
+    assert r.stats["ub_model"]["pool_binaries"] > 0
+    r_ub = run_method("miqcqp-ub", net, q, RunOptions(time_limit=30, extra={"warm_start": False}))
+    r_lb = run_method("miqcqp-lb", net, q, RunOptions(time_limit=30, extra=LB_ONLY))
+    assert r_ub.ok and r_lb.ok
+    assert r_ub.upper >= exact * (1 - 1e-6) - 1e-9
+    assert r_lb.lower <= exact * (1 + 1e-9) + 1e-9
+    assert r_lb.lower >= exact * (1 - 1e-6)  # P_LB,eps finds the maximising region (eps is tiny here)
+
+
+@pytest.mark.slow
+def test_two_channel_conv_pool_net_matches_enumeration() -> None:
+    """1x4x4 input, conv 2 channels 3x3, ReLU, max-pool 2x2, dense -> 1, global l2 (enumeration ~12 s)."""
+    net = nets.conv_pool_net(0, channels=2)
+    q = Question(Norm.L2, Norm.L2)
+    exact = _enum(net, q)
+    r = run_method("miqcqp", net, q, RunOptions(time_limit=60, extra={"warm_start": False}))
+    assert r.ok and r.kind is BoundKind.EXACT and _close(r.value, exact, 1e-6)
+
+
+def test_max_pool_tie_cuts_close_overlapping_windows() -> None:
+    """Two overlapping windows choosing different shared entries is a tie (no interior): without the cuts
+    P_UB reaches such a degenerate pattern on this net; with them its dual bound is the exact value."""
+    from lipopt.formulations.miqcqp import MiqcqpConfig, build_model
+
+    net = nets.overlapping_pool_net(1, relu_first=True, n_out=1)
+    q = Question(Norm.L2, Norm.L2, Box(-0.5, 1.0)).bind(net)
+    mm = build_model(net, q, MiqcqpConfig(problem="ub"))
+    assert mm.stats["tie_cuts"] > 0 and mm.stats["encoding"] == "stages (max-pool)"
+    r = run_ub(net, q, RunOptions(time_limit=30, extra={"warm_start": False}))
+    assert _close(r.stats["ub"]["bound"], _enum(net, q), 1e-6)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_lifted_stages_are_the_homogenised_network(sparse: bool) -> None:
+    """F(x, t) = t f(x / t) for t > 0, on dense and CSR affine stages (the lifted chain of the global
+    question with biases), with the same max-pool winners as f at x / t."""
+    import dataclasses
+
+    import scipy.sparse as spm
+
+    from lipopt.formulations.miqcqp_pool import lifted_stages
+    from lipopt.network.network import stage_forward
+    from lipopt.network.stages import AffineStage
+
+    net = nets.overlapping_pool_net(1, relu_first=True, n_out=2)
+    stages = net.lower()
+    if sparse:
+        stages = tuple(dataclasses.replace(s, weight=spm.csr_matrix(s.dense())) if isinstance(s, AffineStage)
+                       else s for s in stages)
+    lifted = lifted_stages(stages)
+    rng = np.random.default_rng(0)
+    x, t = rng.normal(size=(5, 12)) * 2.0, rng.uniform(0.1, 1.0, size=(5, 1))
+    outs, states = stage_forward(lifted, np.hstack([x, t]))
+    _, ref_states = stage_forward(net.lower(), x / t)
+    np.testing.assert_allclose(outs[-1], t * net.forward(x / t), rtol=1e-12, atol=1e-12)
+    for s, r in zip(states, ref_states, strict=True):
+        if s is not None:
+            np.testing.assert_array_equal(s[:, :-1], r)
