@@ -22,13 +22,15 @@ __all__ = ["History", "Steps", "anytime", "chain", "iterate", "solve_reporter"]
 
 
 def solve_reporter(label: str, to_units: Callable[[float], float] = float, every: float = 5.0,
-                   bound_kind: str = "UPPER") -> Callable[[float | None, float | None, Any], None]:
+                   bound_kind: str = "UPPER", incumbent_kind: str = "ESTIMATE"
+                   ) -> Callable[[float | None, float | None, Any], None]:
     """A progress callback printing ``label: incumbent ~ v (ESTIMATE) ... bound <= u (UPPER) ...`` lines.
 
     The incumbent is the solver's objective, not yet certified (the method certifies it by a float64
     witness afterwards), so it is an ESTIMATE; the dual bound is an UPPER bound on the constant when the
     model is a relaxation of the exact problem (``bound_kind``; for the MIQCQP's P_LB it bounds only
-    P_LB, which the caller says)."""
+    P_LB, which the caller says). A search whose incumbent is already certified (bab's float64
+    witnesses) passes ``incumbent_kind="LOWER"``."""
     t0 = time.perf_counter()
     state = {"last": -float("inf"), "printed": 0}
 
@@ -36,7 +38,8 @@ def solve_reporter(label: str, to_units: Callable[[float], float] = float, every
         now = time.perf_counter()
         if state["printed"] and now - state["last"] < every:
             return
-        inc = "-" if objective is None else f"~ {to_units(objective):.6g} (ESTIMATE)"
+        sign = "~" if incumbent_kind == "ESTIMATE" else ">="
+        inc = "-" if objective is None else f"{sign} {to_units(objective):.6g} ({incumbent_kind})"
         bnd = "-" if bound is None else f"{to_units(bound):.6g} ({bound_kind})"
         gap = ""
         if objective is not None and bound is not None and bound != 0:

@@ -10,6 +10,7 @@ import pytest
 
 import lipopt
 import lipopt.cli
+from tests import nets
 from tests.paths import ROOT
 
 ROOT = ROOT
@@ -237,3 +238,28 @@ def test_cli_csv_has_the_question_columns(tmp_path, capsys):
     # one-active regions meet the box's interior), 0: the l-inf constant on the box is 3
     enum = next(r for r in rows if r["method"] == "enumeration")
     assert enum["kind"] == "EXACT" and float(enum["value"]) == pytest.approx(3.0, rel=1e-9)
+
+
+def test_bab_and_first_order_lipsdp_print_progress_lines_off_a_terminal(capfd: pytest.CaptureFixture[str]
+                                                                        ) -> None:
+    """bab and LipSDP's first-order descent, both runs of minutes on real nets, printed nothing: now plain
+    lines (first at once, then every 5 s) with the certified bracket (bab) or the descent's value so far
+    (an ESTIMATE until certified), and nothing with progress off."""
+    from lipopt.methods import RunOptions, run_method
+    from lipopt.spec import Box, Norm, Question
+
+    net = nets.random_mlp([3, 8, 8, 1], seed=2)
+    q = Question(Norm.LINF, Norm.LINF, Box(-1.0, 1.0))
+    r = run_method("bab", net, q, RunOptions(progress=True))
+    err = capfd.readouterr().err
+    assert r.ok and "bab: incumbent" in err and "(UPPER)" in err
+    assert "ESTIMATE" not in err  # its incumbents are certified lower bounds
+    run_method("bab", net, q, RunOptions(progress=False))
+    assert capfd.readouterr().err == ""
+    q2 = Question(Norm.L2, Norm.L2)
+    opts = {"sdp_algorithm": "first-order", "sdp_first_order_min_size": 0, "sdp_fo_iterations": 50}
+    r = run_method("lipsdp-neuron", net, q2, RunOptions(progress=True, extra=opts))
+    err = capfd.readouterr().err
+    assert r.ok and "lipsdp-neuron (first-order descent): incumbent ~" in err and "(ESTIMATE)" in err
+    run_method("lipsdp-neuron", net, q2, RunOptions(progress=False, extra=opts))
+    assert capfd.readouterr().err == ""

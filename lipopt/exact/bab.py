@@ -93,6 +93,9 @@ class BabSettings:
     root_bounds: str = "crown"  # "interval" | "crown" (ReLU nets on a bounded domain)
     branching: str = "influence"  # "influence" | "layer" (first free neuron, layer by layer)
     solver: str | None = None  # LP solver of the layer (None: its default)
+    #: called with (certified lower, certified upper, None) at every node (lipopt.progress.solve_reporter
+    #: rate-limits the lines it prints); None: silent
+    progress: Any = None
 
 
 @dataclass
@@ -281,6 +284,8 @@ class _Bab(_BoundsMixin, _LowerMixin):
                 stop = "node_limit"
                 break
             up = self._upper(heap)
+            if self.st.progress is not None:
+                self.st.progress(self.lower, up, None)
             if self.lower is not None and up - self.lower <= self.st.rel_gap * abs(up):
                 stop = "gap" if heap else "completed"
                 break
@@ -395,7 +400,8 @@ def _run_rows(network: Network, q: Question, st: BabSettings) -> BabOutcome:
             stop = "time_limit"
             continue
         left = None if st.time_limit is None else st.time_limit - elapsed
-        b = _Bab(network, row_q[r], dataclasses.replace(st, time_limit=left))
+        # a row's bracket is not the constant's: no progress lines from the row searches
+        b = _Bab(network, row_q[r], dataclasses.replace(st, time_limit=left, progress=None))
         b.lower, b.witness = lower, witness
         others = max((uppers[i] for i in range(m) if i != r), default=-math.inf)
         out = b.run()

@@ -114,6 +114,15 @@ def _thin(history: list[tuple[float, Any, Any]]) -> list[list[Any]]:
     return [rows[i] for i in keep]
 
 
+def _reporter(options: RunOptions) -> Any:
+    """Plain progress lines of the certified bracket every 5 s (``RunOptions.progress``), else None."""
+    if not options.progress:
+        return None
+    from lipopt.progress import solve_reporter
+
+    return solve_reporter("bab", incumbent_kind="LOWER")
+
+
 def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
     from lipopt.exact.affine import affine_result
 
@@ -129,7 +138,8 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
     st = BabSettings(time_limit=options.time_limit, rel_gap=float(options.rel_gap), tau=float(o.tau),
                      max_nodes=o.max_nodes, lp_prune=o.lp_prune, n_samples=o.n_samples, seed=options.seed,
                      root_bounds=o.root_bounds, branching=o.branching, solver=options.solver,
-                     max_directions=o.max_directions, climb_time=float(o.climb_time), node_crown=o.node_crown)
+                     max_directions=o.max_directions, climb_time=float(o.climb_time), node_crown=o.node_crown,
+                     progress=_reporter(options))
     t0 = time.perf_counter()
     out = run_bab(network, q, st)
     stats = dict(out.stats)

@@ -151,11 +151,13 @@ def pick_device(torch: Any, device: str) -> Any:
 
 
 def descend(chain: Chain, lam0: np.ndarray, form: str = "neuron", opts: DescentOptions | None = None,
-            time_left: Callable[[], float] | None = None) -> Descent:
+            time_left: Callable[[], float] | None = None,
+            progress: Callable[[float], None] | None = None) -> Descent:
     """Minimise rho*(lam) over lam > 0 on a block tri-diagonal chain, from the feasible ``lam0``, by Adam on
     log lam (one log per neuron, or per layer for the Layer form). A step that leaves the domain (a
     Cholesky fails) is undone and the step size halved; the best point met is returned. ``time_left``:
-    seconds left (stops at <= 0). Adam is the few lines below: ``torch.optim`` imports torch._dynamo,
+    seconds left (stops at <= 0); ``progress``: called with the best rho so far at every step. Adam is
+    the few lines below: ``torch.optim`` imports torch._dynamo,
     seconds on a cold start for a loop that takes milliseconds."""
     import torch
 
@@ -188,11 +190,12 @@ def descend(chain: Chain, lam0: np.ndarray, form: str = "neuron", opts: DescentO
     one_thread = dev.type == "cpu" and max([*widths, tri.out.shape[0]]) <= opts.single_thread_width
     with limit_threads(1 if one_thread else None):
         return _adam(torch, rho_of, theta, opts, time_left, lambda th: torch.exp(th[rep] if form == "layer"
-                                                                                 else th), str(dev))
+                                                                                 else th), str(dev), progress)
 
 
 def _adam(torch: Any, rho_of: Callable[[Any], Any], theta: Any, opts: DescentOptions,
-          time_left: Callable[[], float] | None, lam_of: Callable[[Any], Any], device: str) -> Descent:
+          time_left: Callable[[], float] | None, lam_of: Callable[[Any], Any], device: str,
+          progress: Callable[[float], None] | None = None) -> Descent:
     """The descent loop of :func:`descend` (Adam with undo-and-halve on leaving the domain, step-size
     reduction on stalls, the smoothed top eigenvalue)."""
     t0 = time.perf_counter()
@@ -219,6 +222,8 @@ def _adam(torch: Any, rho_of: Callable[[Any], Any], theta: Any, opts: DescentOpt
         if time_left is not None and time_left() <= 0:
             stop = "time limit"
             break
+        if progress is not None:
+            progress(best_rho)
         ev = rho_of(theta)
         evals += 1
         r = None if ev is None else ev[-1]

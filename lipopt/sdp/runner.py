@@ -306,14 +306,15 @@ def _piece(method: str, chain, form: str, options: RunOptions, sopts: LipSDPOpti
     """Solve and certify one chain: {"value", "stop", "stats", "common"} or {"failed": record, ...}."""
     stats: dict = {"lmi_size": chain.size, "hidden_neurons": chain.n_hidden, "log2_scale": chain.log2_scale}
     if _first_order_wanted(chain, form, options, sopts):
-        return _piece_first_order(method, chain, form, sopts, dl, notes, stats)
+        return _piece_first_order(method, chain, form, sopts, dl, notes, stats, options.progress)
     return _piece_solver(method, chain, form, options, sopts, dl, notes, stats)
 
 
 def _piece_first_order(method: str, chain, form: str, sopts: LipSDPOptions, dl, notes: list[str],
-                       stats: dict) -> dict:
+                       stats: dict, progress: bool = False) -> dict:
     """ECLipsE-Fast's closed-form multipliers, then (Neuron / Layer form) the first-order descent on
-    rho*(lam) (:mod:`lipopt.sdp.first_order`), then the float64 certification."""
+    rho*(lam) (:mod:`lipopt.sdp.first_order`), then the float64 certification. ``progress``: a line
+    every 5 s with the descent's value so far (an ESTIMATE until certified)."""
     from lipopt.sdp.certification import certify_closed_form
     from lipopt.sdp.first_order import DescentOptions, descend, eclipse_fast, tridiagonal
 
@@ -341,8 +342,12 @@ def _piece_first_order(method: str, chain, form: str, sopts: LipSDPOptions, dl, 
     stats["rho_closed_form"] = rho
     stop = StopReason.COMPLETED
     if form != "fast" and chain.n_hidden > 0:
+        from lipopt.progress import solve_reporter
+
+        report = solve_reporter(f"{method} (first-order descent)", to_units=chain.value) if progress else None
         d = descend(chain, lam, form, DescentOptions(iterations=sopts.sdp_fo_iterations, lr=sopts.sdp_fo_lr,
-                                                     device=sopts.sdp_device), time_left=dl.remaining)
+                                                     device=sopts.sdp_device), time_left=dl.remaining,
+                    progress=None if report is None else (lambda rho: report(rho, None, None)))
         rho, lam = d.rho, d.lam
         stats.update({"iterations": d.iterations, "evaluations": d.evaluations, "device": d.device,
                       "descent_stop": d.stop,
