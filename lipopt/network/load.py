@@ -67,7 +67,8 @@ def load(
     source:
         a torch ``nn.Module`` (``nn.Sequential`` or fx-traceable; eval-mode semantics), an
         ``onnx.ModelProto``, a list of ``(W, b)`` pairs (W of shape (out, in), ReLU between layers), or a
-        path (``external:<rel>`` for the external networks' folder, :mod:`lipopt.locations`): ``.onnx``, ``.mat`` (LipSDP / GLipSDP), ``.npy`` (LipBaB / ExLipBaB pair, either file or the
+        path (``external:<rel>`` for the external networks' folder, :mod:`lipopt.locations`): ``.onnx``,
+        ``.mat`` (LipSDP / GLipSDP), ``.npy`` (LipBaB / ExLipBaB pair, either file or the
         stem), ``.npz`` (ECLipsE), ``.ckpt`` / ``.pt`` / ``.pth`` (state_dict checkpoints).
     input_shape:
         per-sample input shape, e.g. ``(1, 28, 28)``; required for torch modules whose first layer is a

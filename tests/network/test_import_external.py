@@ -11,7 +11,6 @@ import lipopt
 from lipopt.errors import InvalidNetworkError
 from tests.paths import EXTERNAL
 
-
 EXT = EXTERNAL
 
 # file -> (input shape, hidden ReLU widths, outputs), from the README's architecture column
