@@ -194,3 +194,30 @@ def test_glipsdp_onnx_gets_a_sound_bracket(name: str) -> None:
     assert all(r.verdict.value == "ok" for r in rs), [(r.method, r.message) for r in rs]
     assert uppers and lowers and max(lowers) > 0
     assert max(lowers) <= min(uppers) * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("alpha", [0.3, 0.9])
+def test_lipsdp_uses_the_slopes_alpha_to_one(alpha: float) -> None:
+    """LeakyReLU in LipSDP's loop form (max(z, a z) = a z + (1 - a) relu(z): slopes [a, 1]) against the
+    exact constant by region enumeration and the [0, 1] sector form (first-order path): exact <= loop <=
+    sector, and as a -> 1 (a nearly linear net) the loop form closes on the exact value where the sector
+    form cannot. Locally on a box: lipsdp-local (loop) >= the exact local constant."""
+    net = leaky_net([3, 6, 5, 2], alpha, seed=1)
+    q = Question(Norm.L2, Norm.L2)
+    exact = run_method("enumeration", net, q, OPTS)
+    assert exact.kind is BoundKind.EXACT
+    loop = run_method("lipsdp-neuron", net, q, RunOptions(extra={"sdp_algorithm": "solver"}))
+    sector = run_method("lipsdp-neuron", net, q, RunOptions(
+        extra={"sdp_algorithm": "first-order", "sdp_first_order_min_size": 0}))
+    assert loop.ok and sector.ok
+    assert loop.stats["leaky_form"] == "loop" and sector.stats["leaky_form"] == "sector"
+    assert exact.value <= loop.value * (1 + 1e-7) and loop.value <= sector.value * (1 + 1e-6)
+    if alpha == 0.9:
+        assert loop.value <= 1.01 * exact.value < sector.value / 1.05
+    assert run_method("lipsdp-neuron", net, q).stats["leaky_form"] == "loop"  # auto: it fits the solver
+    fast = run_method("lipsdp-fast", net, q)
+    assert fast.ok and fast.stats["leaky_form"] == "sector" and fast.value >= exact.value
+    qb = Question(Norm.L2, Norm.L2, Box(-0.3, 0.3))
+    local_exact = run_method("enumeration", net, qb, OPTS)
+    local = run_method("lipsdp-local", net, qb)
+    assert local.ok and local_exact.value <= local.value * (1 + 1e-7) <= loop.value * (1 + 1e-6)

@@ -36,7 +36,7 @@ The mathematics as implemented: ``docs/methods.md#lipsdp``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -98,6 +98,9 @@ class Segment:
 
     affs: list[AffineStage]
     pool: float = 1.0
+    #: the negative slope of the activation after each affine stage but the last (0: ReLU; a LeakyReLU's
+    #: alpha; consecutive activations multiply: leaky_a o leaky_b has slope a b)
+    alphas: list[float] = field(default_factory=list)
 
     @property
     def mats(self) -> list[np.ndarray]:
@@ -132,11 +135,11 @@ def segments(network: Network) -> list[Segment]:
     """The network as segments (Avant & Morgansen's treatment of max-pooling: LipSDP per affine-ReLU block,
     times the exact pooling constant). Consecutive ReLUs merge (relu o relu); a ReLU between a segment's
     last affine stage and its pool (with the lowering's identity stage between them), or right after a
-    pool, is 1-Lipschitz and left out. A LeakyReLU
-    max(x, alpha x) has slopes in [alpha, 1], inside the [0, 1] sector the LMI is written for: it is
-    handled as that sector (sound, and exact in form for alpha = 0)."""
+    pool, is 1-Lipschitz and left out. A LeakyReLU max(x, alpha x) is kept as its alpha
+    (:attr:`Segment.alphas`; :func:`chain_from_matrices` writes it as alpha z + (1 - alpha) relu(z))."""
     segs: list[Segment] = [Segment([])]
     prev = None
+    alpha = 1.0
     stages = network.lower()
     for i, s in enumerate(stages):
         if (isinstance(s, AffineStage) and is_activation(prev) and i + 1 < len(stages)
@@ -150,9 +153,14 @@ def segments(network: Network) -> list[Segment]:
         elif isinstance(s, AffineStage):
             if isinstance(prev, AffineStage):
                 raise NotApplicableError("LipSDP needs ReLU between consecutive affine stages")
+            if segs[-1].affs:
+                segs[-1].alphas.append(alpha)
             segs[-1].affs.append(s)
+            alpha = 1.0
         elif not is_activation(s):
             raise NotApplicableError(f"LipSDP does not handle the stage {type(s).__name__}")
+        else:
+            alpha *= float(s.alpha)
         prev = s
     if not segs[-1].affs:
         raise NotApplicableError("LipSDP needs the network to end with an affine stage (after its last "
@@ -271,8 +279,14 @@ def affine_matrices(network: Network) -> list[np.ndarray]:
 
 def chain_from_matrices(mats: list[np.ndarray], c: np.ndarray | None = None,
                         slopes: list[tuple[np.ndarray, np.ndarray]] | None = None,
-                        normalise: bool = True) -> Chain:
-    """The chain of W_L relu(... relu(W_1 x)) for ``mats`` = [W_1, ..., W_L] (see :func:`build_chain`)."""
+                        normalise: bool = True, alphas: list[float] | None = None) -> Chain:
+    """The chain of W_L relu(... relu(W_1 x)) for ``mats`` = [W_1, ..., W_L] (see :func:`build_chain`).
+
+    ``alphas``: the negative slope of each hidden layer's activation (LeakyReLU; default 0, ReLU). The
+    loop transformation max(z, alpha z) = alpha z + (1 - alpha) relu(z) keeps one [0, 1]-sector variable
+    per unstable neuron and passes alpha z on (alpha z alone for a stable-off neuron): the LMI then
+    uses the slopes [alpha, 1], not the wider [0, 1]. With alpha > 0 the chain is no longer block
+    tri-diagonal (z_{k+1} reads alpha W_{k+1} z_k), so it goes to the SDP solver."""
     last = mats[-1]
     if c is not None:
         last = np.asarray(c, dtype=np.float64).reshape(1, -1) @ last
@@ -304,26 +318,29 @@ def chain_from_matrices(mats: list[np.ndarray], c: np.ndarray | None = None,
     g_abs = g.copy()
     layers: list[ChainLayer] = []
     off = n0
-    for w, st in zip(weights, states, strict=True):
+    alphas = [0.0] * len(weights) if alphas is None else [float(a) for a in alphas]
+    if len(alphas) != len(weights) or any(not 0.0 <= a < 1.0 for a in alphas):
+        raise ValueError("one negative slope 0 <= alpha < 1 per hidden layer")
+    for w, st, alpha in zip(weights, states, alphas, strict=True):
         z, z_abs = w @ g, np.abs(w) @ g_abs
         unst = np.flatnonzero(st == -1)
         idx = np.arange(off, off + unst.size)
         off += unst.size
         layers.append(ChainLayer(idx, z[unst], z_abs[unst]))
-        g = np.zeros((w.shape[0], dim))
-        g_abs = np.zeros((w.shape[0], dim))
+        g, g_abs = alpha * z, alpha * z_abs  # stable off: alpha z (0 for ReLU)
         on = st == 1
         g[on], g_abs[on] = z[on], z_abs[on]
-        g[unst, idx] = 1.0
-        g_abs[unst, idx] = 1.0
+        g[unst, idx] += 1.0 - alpha
+        g_abs[unst, idx] += 1.0 - alpha
     return Chain(n0, layers, last @ g, np.abs(last) @ g_abs, [int(w.shape[0]) for w in weights], log2)
 
 
-def slope_intervals(network: Network, lo: np.ndarray, hi: np.ndarray, method: str = "crown"
-                    ) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, int]]:
+def slope_intervals(network: Network, lo: np.ndarray, hi: np.ndarray, method: str = "crown",
+                    loop: bool = False) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, int]]:
     """Per-hidden-layer ReLU slope intervals on the box [lo, hi] from sound neuron bounds: stable off
     [0, 0], stable on [1, 1], unstable [0, 1]. Also the counts. A LeakyReLU's stable-off neurons (slope
-    alpha > 0) keep the sector [0, 1] (the LMI has no [alpha, alpha] form): counted as ``leaky_off``."""
+    alpha > 0) are stable off in the loop form (``loop``: the chain passes alpha z on, see
+    :func:`chain_from_matrices`); otherwise they keep the sector [0, 1], counted as ``leaky_off``."""
     from lipopt.bounds import compute_bounds
 
     fb = compute_bounds(network, lo, hi, method=method)
@@ -334,7 +351,7 @@ def slope_intervals(network: Network, lo: np.ndarray, hi: np.ndarray, method: st
         if prev_relu and i - 1 in fb.relu_stage_indices():
             continue  # a merged relu o relu: the first one's pattern holds
         active, inactive, amb = fb.relu_masks(i)
-        if fb.stages[i].alpha != 0.0:  # type: ignore[union-attr]
+        if fb.stages[i].alpha != 0.0 and not loop:  # type: ignore[union-attr]
             counts["leaky_off"] += int(inactive.sum())
             inactive = np.zeros_like(inactive)
         a = np.where(active, 1.0, 0.0)

@@ -71,14 +71,18 @@ def _run(method: str, network: Network, question: Question, options: RunOptions,
     dl = Deadline.start(options.time_limit, t0)
     sopts = lipsdp_options(options, method)
     notes: list[str] = []
-    if network.has_leaky:
+    loop = _leaky_loop(network, form, options, sopts, local)
+    if loop:
+        notes.append("LeakyReLU max(x, alpha x) = alpha x + (1 - alpha) relu(x): the LMI uses the slopes "
+                     "[alpha, 1] (the loop transformation; solved by the SDP solver)")
+    elif network.has_leaky:
         notes.append("LeakyReLU max(x, alpha x): slopes in [alpha, 1] are handled as the sector [0, 1] "
-                     "(sound; the bound may be looser than one written for [alpha, 1])")
-    stats: dict = {"form": form}
+                     "(sound; looser than the [alpha, 1] form the SDP solver path uses)")
+    stats: dict = {"form": form, "leaky_form": "loop" if loop else "sector" if network.has_leaky else None}
     slopes = None
     if local:
         lo, hi = domain_box(question, network.input_size)
-        slopes, counts = slope_intervals(network, lo, hi, sopts.sdp_local_bounds)
+        slopes, counts = slope_intervals(network, lo, hi, sopts.sdp_local_bounds, loop=loop)
         stats.update(counts)
         stats["bound_method"] = sopts.sdp_local_bounds
         notes.append(f"local slope intervals from {sopts.sdp_local_bounds} neuron bounds on the box "
@@ -98,11 +102,11 @@ def _run(method: str, network: Network, question: Question, options: RunOptions,
 
         raise InvalidOptionsError(f"sdp_algorithm must be 'auto', 'solver' or 'first-order', got "
                                   f"{sopts.sdp_algorithm!r}")
-    work, pools = _work(network, c, slopes, form, options, sopts, local, notes)
+    work, pools = _work(network, c, slopes, form, options, sopts, local, notes, loop)
     total, stop, pieces = 1.0, StopReason.COMPLETED, []
     common: dict = {"stats": stats, "notes": notes}
-    for mats, cvec, sl in work:
-        chain = chain_from_matrices(mats, cvec, sl, normalise=sopts.sdp_normalise)
+    for mats, cvec, sl, al in work:
+        chain = chain_from_matrices(mats, cvec, sl, normalise=sopts.sdp_normalise, alphas=al)
         piece = _piece(method, chain, form, options, sopts, dl, notes)
         common.update(piece["common"])
         if piece.get("failed") is not None:
@@ -130,22 +134,37 @@ def _run(method: str, network: Network, question: Question, options: RunOptions,
     return dl.mark(res)
 
 
+def _leaky_loop(network: Network, form: str, options: RunOptions, sopts: LipSDPOptions, local: bool) -> bool:
+    """Whether LeakyReLU is written in the loop form (slopes [alpha, 1], a chain for the SDP solver) rather
+    than the [0, 1] sector (block tri-diagonal, for the closed form and the descent): on the solver path,
+    and in ``auto`` when the whole LMI fits the solver's size limit."""
+    if not network.has_leaky or form == "fast" or sopts.sdp_algorithm == "first-order":
+        return False
+    if sopts.sdp_algorithm == "solver" or local or options.solver is not None:
+        return True
+    from lipopt.sdp.lipsdp import segments
+
+    return all(seg.mats[0].shape[1] + sum(m.shape[0] for m in seg.mats[:-1]) <= sopts.sdp_max_size
+               for seg in segments(network))
+
+
 def _work(network: Network, c, slopes, form: str, options: RunOptions, sopts: LipSDPOptions, local: bool,
-          notes: list[str]) -> tuple[list[tuple], list[float]]:
-    """The chains to solve, as (matrices, output vector or None, slope intervals or None), and the max-pool
-    constants to multiply by: per segment (:func:`lipopt.sdp.lipsdp.segments`), its pieces
-    (:func:`lipopt.sdp.lipsdp.plan_pieces`)."""
+          notes: list[str], loop: bool = False) -> tuple[list[tuple], list[float]]:
+    """The chains to solve, as (matrices, output vector or None, slope intervals or None, negative slopes
+    or None), and the max-pool constants to multiply by: per segment
+    (:func:`lipopt.sdp.lipsdp.segments`), its pieces (:func:`lipopt.sdp.lipsdp.plan_pieces`). ``loop``:
+    LeakyReLU in the loop form (:func:`_leaky_loop`), planned for the solver."""
     from lipopt.sdp.lipsdp import MAXPOOL_REFUSAL, plan_pieces, segments
 
     segs = segments(network)
     if local and len(segs) > 1:
         raise NotApplicableError(MAXPOOL_REFUSAL)
-    if form == "fast" or sopts.sdp_algorithm == "first-order" or (
-            sopts.sdp_algorithm == "auto" and options.solver is None and not local):
+    if not loop and (form == "fast" or sopts.sdp_algorithm == "first-order" or (
+            sopts.sdp_algorithm == "auto" and options.solver is None and not local)):
         # the descent has no solve-size limit: pieces only where the float64 check would be too large
         plan_opts, chordal = replace(sopts, sdp_max_size=sopts.sdp_max_check_size), False
     else:
-        plan_opts, chordal = sopts, not local and sopts.sdp_chordal != "off"
+        plan_opts, chordal = sopts, not local and not loop and sopts.sdp_chordal != "off"
     work: list[tuple] = []
     for k, seg in enumerate(segs):
         mats = seg.mats
@@ -160,7 +179,7 @@ def _work(network: Network, c, slopes, form: str, options: RunOptions, sopts: Li
         last = k == len(segs) - 1
         for a, b in plan:
             work.append((mats[a:b + 1], c if last and b == len(mats) - 1 else None,
-                         None if slopes is None else slopes[a:b]))
+                         None if slopes is None else slopes[a:b], seg.alphas[a:b] if loop else None))
     pools = [seg.pool for seg in segs[:-1]]
     if pools:
         notes.append(f"max-pooling as Avant & Morgansen: LipSDP per affine-ReLU block ({len(segs)} segments) "
