@@ -39,6 +39,11 @@ def solve_reporter(label: str, to_units: Callable[[float], float] = float, every
         if state["printed"] and now - state["last"] < every:
             return
         sign = "~" if incumbent_kind == "ESTIMATE" else ">="
+        if objective is None and bound is None:  # a liveness call (SCIP reads its numbers at the end)
+            print(f"      {label}: solving, no incumbent or bound reported yet ({now - t0:.0f}s)",
+                  file=sys.stderr, flush=True)
+            state["last"], state["printed"] = now, state["printed"] + 1
+            return
         inc = "-" if objective is None else f"{sign} {to_units(objective):.6g} ({incumbent_kind})"
         bnd = "-" if bound is None else f"{to_units(bound):.6g} ({bound_kind})"
         gap = ""
@@ -65,6 +70,8 @@ class History:
         self.rows: list[list[float | None]] = []
 
     def __call__(self, objective: float | None, bound: float | None, _x: Any = None) -> None:
+        if objective is None and bound is None:  # a liveness call: nothing to record
+            return
         t = time.perf_counter() - self.t0
         row = [t, None if objective is None else float(self.to_units(objective)),
                None if bound is None else float(self.to_units(bound))]

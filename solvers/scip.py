@@ -87,6 +87,7 @@ class ScipBackend(Backend):
             timer.daemon = True
             timer.start()
         t0 = time.perf_counter()
+        beat = _heartbeat(progress)
         try:
             m.optimizeNogil()
         except KeyboardInterrupt:
@@ -97,6 +98,7 @@ class ScipBackend(Backend):
         finally:
             if timer is not None:
                 timer.cancel()
+            beat.set()
         solve_time = time.perf_counter() - t0
         raw = raw_override or str(m.getStatus())
         term = self.termination(raw)
@@ -191,3 +193,26 @@ def _build(ps: Any, m: Any, model: Any) -> list[Any]:
     if model.offset:
         m.addObjoffset(float(model.offset))
     return cols
+
+
+#: seconds between the liveness calls of a long SCIP solve (SCIP's incumbent and bound are read only at
+#: the end: its API may not be called from another thread while it solves)
+HEARTBEAT = 10.0
+
+
+def _heartbeat(progress: Progress | None, every: float = HEARTBEAT) -> threading.Event:
+    """Call ``progress(None, None, None)`` every ``every`` seconds until the returned event is set, so that
+    a caller's progress lines show a long solve is alive (no numbers: none can be read safely)."""
+    done = threading.Event()
+    if progress is None:
+        return done
+
+    def beat() -> None:
+        while not done.wait(every):
+            try:
+                progress(None, None, None)
+            except Exception:  # a progress printer must never break a solve
+                return
+
+    threading.Thread(target=beat, daemon=True, name="scip-heartbeat").start()
+    return done

@@ -651,3 +651,28 @@ def test_each_backend_maps_the_options_in_one_table() -> None:
                  "limits/nodes": 5}
     g = GurobiBackend().native_options(SolverOptions(time_limit=1.5, threads=2))
     assert g["TimeLimit"] == 1.5 and g["Threads"] == 2 and g["MIPGapAbs"] == 0.0
+
+
+def test_scip_heartbeat_shows_a_long_solve_is_alive(capsys: pytest.CaptureFixture[str]) -> None:
+    """SCIP's incumbent and bound can be read only after its solve, so a MIQCQP of minutes printed nothing:
+    a heartbeat thread calls the progress callback with no numbers until the solve ends; the progress
+    printer says so, and the anytime history records nothing for it."""
+    import time
+
+    from lipopt_solvers.scip import _heartbeat
+
+    from lipopt.progress import History, solve_reporter
+
+    calls: list[tuple] = []
+    done = _heartbeat(lambda *a: calls.append(a), every=0.02)
+    time.sleep(0.2)
+    done.set()
+    time.sleep(0.05)
+    n = len(calls)
+    time.sleep(0.1)
+    assert n >= 2 and len(calls) == n and set(calls) == {(None, None, None)}
+    solve_reporter("miqcqp", every=0.0)(None, None, None)
+    assert "miqcqp: solving, no incumbent or bound reported yet" in capsys.readouterr().err
+    hist = History()
+    hist(None, None, None)
+    assert hist.rows == []
