@@ -238,7 +238,6 @@ def _eps_rows(network: Network, x0: np.ndarray, eps_list: list[float], comp: Loc
     return rows
 
 
-
 def _estimate_gap(report: RobustnessReport) -> float | None:
     """The largest relative gap between the power-iteration estimate and the local bound over the eps
     rows (None when a row has no estimate)."""

@@ -170,6 +170,19 @@ def nominal_direction_points(network: Network, question: Question, n: int) -> np
     return np.array([dom.clip(p) for p in pts])
 
 
+def nominal_candidates(network: Network, question: Question, n: int, rng: np.random.Generator
+                       ) -> np.ndarray:
+    """The candidates of the nominal-point ratio, shared by ``sampling`` and ``grad-ascent`` (so the
+    ascent starts from sampling's points): 32 points along J(x0)'s maximising direction
+    (:func:`nominal_direction_points`), then ``n`` samples of the ball (:func:`sample_nominal`); a point
+    rounded a hair outside the ball (on the sphere) is stepped inside (exact membership)."""
+    x = np.vstack([nominal_direction_points(network, question, 32), sample_nominal(question, n, rng)])
+    for i in range(len(x)):
+        if not in_domain(x[i], question):
+            x[i] = clip_to_domain(x[i], question)
+    return x
+
+
 def nominal_ratios(network: Network, x: np.ndarray, question: Question) -> np.ndarray:
     """|f(x) - f(x0)| / |x - x0| for every row of x (0 where x = x0), in the question's norms."""
     x0 = question.domain.center  # type: ignore[union-attr]

@@ -35,7 +35,6 @@ The mathematics as implemented: ``docs/methods.md#grad-ascent``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,17 +44,17 @@ from lipopt.certify.points import (
     Certified,
     certify_best,
     input_scale,
-    nominal_direction_points,
+    nominal_candidates,
     nominal_ratios,
     norm_direction,
     sample_domain,
-    sample_nominal,
 )
 from lipopt.certify.witness import certified_pair_ratio, clip_to_domain, in_domain
 from lipopt.deadline import Deadline
 from lipopt.lower.batch import batch_jacobian_norms, evaluate_until
 from lipopt.network.network import Network
 from lipopt.options import MethodOptions, RunOptions
+from lipopt.progress import iterate
 from lipopt.result import BoundKind, LipschitzResult, Status
 from lipopt.spec import Norm, Question
 
@@ -75,12 +74,6 @@ class Options(MethodOptions):
 
 def applicable(network: Network, question: Question) -> str | None:
     return None
-
-
-def _steps(n: int, progress: bool, desc: str) -> Iterator[int]:
-    from lipopt.progress import iterate
-
-    return iterate(n, desc, enabled=progress)
 
 
 def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
@@ -152,7 +145,7 @@ def _run_pairwise(network: Network, q: Question, cfg: dict, rng: np.random.Gener
     opt = torch.optim.Adam([d], lr=cfg["lr"])
     dl_smooth = dl.share(0.5)
     pooled = True  # the current iterate is in the pool
-    for k in _steps(steps, options.progress, "grad-ascent (smoothed)"):
+    for k in iterate(steps, "grad-ascent (smoothed)", enabled=options.progress):
         if dl_smooth.expired():
             dl.stopped(f"smoothed ascent (step {k} of {steps})")
             break
@@ -251,7 +244,7 @@ def _pair_phase(network: Network, q: Question, ts: Any, pool: _Pool, cfg: dict, 
     min_dist = 1e-5 * scale  # closer pairs: the quotient is dominated by rounding noise
     accepted = 0
     dl_pairs = (dl or Deadline()).share(0.6)
-    for k in _steps(cfg["pair_steps"], options.progress, "grad-ascent (pairs)"):
+    for k in iterate(cfg["pair_steps"], "grad-ascent (pairs)", enabled=options.progress):
         if dl_pairs.expired():
             dl_pairs.stopped(f"pair ascent (step {k} of {cfg['pair_steps']})")
             break
@@ -295,10 +288,7 @@ def _run_nominal(network: Network, q: Question, cfg: dict, rng: np.random.Genera
     x0 = dom.center  # type: ignore[union-attr]
     dl = dl or Deadline()
     r = cfg["restarts"]
-    # the Jacobian's maximising direction at x0 first (sampling's best starts too), then random points
-    cand = np.vstack([nominal_direction_points(network, q, 32),
-                      sample_nominal(q, max(cfg["n_init"], cfg["restarts"]), rng)])
-    cand = np.array([xc if in_domain(xc, q) else clip_to_domain(xc, q) for xc in cand])
+    cand = nominal_candidates(network, q, max(cfg["n_init"], cfg["restarts"]), rng)  # sampling's points
     vals = evaluate_until(lambda xs: nominal_ratios(network, xs, q), cand, dl.share(0.25),
                           "starting candidates", min_rows=r)
     cand = cand[: len(vals)]
@@ -321,7 +311,7 @@ def _run_nominal(network: Network, q: Question, cfg: dict, rng: np.random.Genera
     radius = float(dom.radius)  # type: ignore[union-attr]
     step = torch.full((len(idx),), 0.05 * radius, dtype=torch.float64, device=options.device)
     dl_ascent = dl.share(0.8)
-    for k in _steps(cfg["steps"], options.progress, "grad-ascent (nominal)"):
+    for k in iterate(cfg["steps"], "grad-ascent (nominal)", enabled=options.progress):
         if dl_ascent.expired():
             dl.stopped(f"ascent (step {k} of {cfg['steps']})")
             break

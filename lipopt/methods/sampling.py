@@ -31,10 +31,9 @@ import numpy as np
 from lipopt.certify.points import (
     certify_best,
     input_scale,
-    nominal_direction_points,
+    nominal_candidates,
     nominal_ratios,
     sample_domain,
-    sample_nominal,
 )
 from lipopt.certify.witness import certified_pair_ratio, in_domain
 from lipopt.deadline import Deadline
@@ -127,11 +126,7 @@ def _run_nominal(network: Network, q: Question, n: int, rng: np.random.Generator
     best :data:`N_CERTIFY` are certified with :func:`certified_pair_ratio` (rounding allowance), and the
     value is the best certified one, so the re-check recomputes exactly the same number."""
     dl = dl or Deadline()
-    x = np.vstack([nominal_direction_points(network, q, 32), sample_nominal(q, n, rng)])
-    # points drawn on the sphere can round a hair outside the ball: step them inside (exact membership)
-    out = [i for i in range(len(x)) if not in_domain(x[i], q)]
-    for i in out:
-        x[i] = q.domain.clip(x[i])
+    x = nominal_candidates(network, q, n, rng)
     ratios = evaluate_until(lambda xs: nominal_ratios(network, xs, q), x, dl.share(0.8), "sampled ratios")
     x = x[: len(ratios)]
     x0 = q.domain.center  # type: ignore[union-attr]
