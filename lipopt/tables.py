@@ -142,14 +142,15 @@ def render(rs: ResultSet, fmt: str = "text", *, caption: str | None = None, labe
     records = rs.to_records()
     if fmt == "csv":
         return pd.DataFrame(records, columns=list(CSV_COLUMNS)).to_csv(index=False)
-    cols = list(columns) if columns else (_latex_columns(records) if fmt == "latex" else list(COLUMNS))
-    bad = [c for c in cols if c not in COLUMNS]
-    if bad:
-        raise ValueError(f"unknown table column(s) {', '.join(bad)}; available: {', '.join(COLUMNS)}")
     if show_not_applicable is None:
         show_not_applicable = fmt != "latex"
     if not show_not_applicable:
         records = [r for r in records if r["verdict"] != "not_applicable"]
+    # the default LaTeX columns follow the rows shown (a dropped not-applicable row adds no verdict column)
+    cols = list(columns) if columns else (_latex_columns(records) if fmt == "latex" else list(COLUMNS))
+    bad = [c for c in cols if c not in COLUMNS]
+    if bad:
+        raise ValueError(f"unknown table column(s) {', '.join(bad)}; available: {', '.join(COLUMNS)}")
     df = pd.DataFrame([_row(r) for r in records], columns=list(COLUMNS))[cols]
     if fmt == "latex":
         return _latex(df, rs, caption, label)

@@ -231,6 +231,11 @@ def test_rows_show_their_own_bracket_and_the_footer_names_its_sources() -> None:
     assert "enumeration" in rs.table("latex", show_not_applicable=True)  # ... unless asked
     assert r"\caption{Bounds" in latex and r"\label{tab:b}" in latex and r"\toprule" in latex
     assert r"$\le$~4" in latex and "ratio" not in latex
+    # default LaTeX columns: milp stopped at its time limit, so verdict and stop are shown; without it, the
+    # dropped not-applicable row alone adds neither
+    assert "stop" in rs.table("latex").split(r"\midrule")[0]
+    head = ResultSet([low, up, na]).table("latex").split(r"\midrule")[0]
+    assert "verdict" not in head and "stop" not in head and "method" in head and "time" in head
     with pytest.raises(ValueError, match="available"):
         rs.table("text", columns=["method", "nonsense"])
 

@@ -144,7 +144,8 @@ def _leaky_loop(network: Network, form: str, options: RunOptions, sopts: LipSDPO
         return True
     from lipopt.sdp.lipsdp import segments
 
-    return all(seg.mats[0].shape[1] + sum(m.shape[0] for m in seg.mats[:-1]) <= sopts.sdp_max_size
+    # the shapes only (``seg.mats`` would make every convolution dense)
+    return all(seg.affs[0].shape[1] + sum(a.shape[0] for a in seg.affs[:-1]) <= sopts.sdp_max_size
                for seg in segments(network))
 
 
