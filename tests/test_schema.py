@@ -220,6 +220,7 @@ def test_certify_progress_lines_on_stderr_and_quiet(tmp_path: Path, monkeypatch:
     err = capfd.readouterr().err  # stderr is not a terminal here: plain lines
     assert "certify: eps 0.01 (1/2): local bound" in err and "certify: eps 0.1 (2/2)" in err
     assert "(UPPER)" in err and "certified radius" in err
+    assert "(LOWER bound on the minimal perturbation" in err  # every number with its kind
     assert main([*args, "--input", str(tmp_path / "b.npy")]) == 0
     err = capfd.readouterr().err
     assert "certify: input b[0] (1/2): class" in err and "certify: input b[1] (2/2)" in err

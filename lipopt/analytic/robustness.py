@@ -189,8 +189,8 @@ def certify(network: Network, x0: np.ndarray, eps_list: list[float], *, options:
         t0 = time.perf_counter()
         rad = certified_radius(network, x0, computer=comp) if steps.radius else None
         if rad is not None:
-            bar.note(f"certified radius {rad.radius:.6g} ({rad.evaluations} bound evaluations) in "
-                     f"{time.perf_counter() - t0:.1f}s")
+            bar.note(f"certified radius {rad.radius:.6g} (LOWER bound on the minimal perturbation; "
+                     f"{rad.evaluations} bound evaluations) in {time.perf_counter() - t0:.1f}s")
         adv_d, adv_l = None, None
         if steps.adversarial:
             t0 = time.perf_counter()
@@ -199,7 +199,8 @@ def certify(network: Network, x0: np.ndarray, eps_list: list[float], *, options:
                                       search=Search(seed=steps.seed, device=opts.device), clip=clip)
             if adv.found:
                 adv_d, adv_l = adv.distance, adv.new_label
-            found = f"distance {adv_d:.6g}" if adv_d is not None else "no class change"
+            found = (f"distance {adv_d:.6g} (UPPER bound on the minimal perturbation)" if adv_d is not None
+                     else "no class change")
             bar.note(f"adversarial search: {found} in {time.perf_counter() - t0:.1f}s")
     finally:
         if bar is not progress:
