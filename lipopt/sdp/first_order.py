@@ -128,18 +128,27 @@ class Descent:
 
 @dataclass(frozen=True)
 class DescentOptions:
-    iterations: int = 3000
-    lr: float = 0.05
+    #: "lbfgs": limited-memory BFGS with a weak Wolfe line search on the exact log rho* (nonsmooth BFGS,
+    #: Lewis & Overton 2013); "adam": Adam on the smoothed top eigenvalue
+    optimizer: str = "lbfgs"
+    iterations: int = 3000  # Adam steps, or L-BFGS iterations (each one line search), at most
+    lr: float = 0.05  # Adam's step size on log lam; L-BFGS's largest first step per coordinate
     #: stop when the best rho improved by less than this (relative) over the last ``patience`` steps
     tol: float = 1e-7
     patience: int = 100
-    #: on a stall the step size is divided by 4, down to lr * min_lr_ratio; then the descent stops
+    #: Adam: on a stall the step size is divided by 4, down to lr * min_lr_ratio; then the descent stops
     min_lr_ratio: float = 1.0 / 64
-    #: relative temperature of the smoothed top eigenvalue (divided by 4 with the step size; 0: none)
+    #: Adam: relative temperature of the smoothed top eigenvalue (divided by 4 with the step size; 0: none)
     smoothing: float = 1e-2
+    memory: int = 20  # L-BFGS: (s, y) pairs kept
     #: on the CPU, one torch thread when no block is wider than this
     single_thread_width: int = 512
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda"
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown descent optimizer {self.optimizer!r}: supported are "
+                             f"{', '.join(OPTIMIZERS)}")
 
 
 def pick_device(torch: Any, device: str) -> Any:
@@ -153,12 +162,12 @@ def pick_device(torch: Any, device: str) -> Any:
 def descend(chain: Chain, lam0: np.ndarray, form: str = "neuron", opts: DescentOptions | None = None,
             time_left: Callable[[], float] | None = None,
             progress: Callable[[float], None] | None = None) -> Descent:
-    """Minimise rho*(lam) over lam > 0 on a block tri-diagonal chain, from the feasible ``lam0``, by Adam on
-    log lam (one log per neuron, or per layer for the Layer form). A step that leaves the domain (a
-    Cholesky fails) is undone and the step size halved; the best point met is returned. ``time_left``:
-    seconds left (stops at <= 0); ``progress``: called with the best rho so far at every step. Adam is
-    the few lines below: ``torch.optim`` imports torch._dynamo,
-    seconds on a cold start for a loop that takes milliseconds."""
+    """Minimise rho*(lam) over lam > 0 on a block tri-diagonal chain, from the feasible ``lam0``, over log lam
+    (one log per neuron, or per layer for the Layer form), by ``opts.optimizer`` (:data:`OPTIMIZERS`). A
+    point that leaves the domain (a Cholesky fails) counts as +inf: it is never accepted; the best point met
+    is returned. ``time_left``: seconds left (stops at <= 0); ``progress``: called with the best rho so far
+    at every step. Both optimisers are the few lines below: ``torch.optim`` imports torch._dynamo, seconds
+    on a cold start for a loop that takes milliseconds."""
     import torch
 
     opts = opts or DescentOptions()
@@ -189,16 +198,13 @@ def descend(chain: Chain, lam0: np.ndarray, form: str = "neuron", opts: DescentO
     # the steps are small dense kernels (blocks of a layer's width): extra CPU threads only spin
     one_thread = dev.type == "cpu" and max([*widths, tri.out.shape[0]]) <= opts.single_thread_width
     with limit_threads(1 if one_thread else None):
-        return _adam(torch, rho_of, theta, opts, time_left, lambda th: torch.exp(th[rep] if form == "layer"
-                                                                                 else th), str(dev), progress)
+        return OPTIMIZERS[opts.optimizer](torch, rho_of, theta, opts, time_left,
+                                          lambda th: torch.exp(th[rep] if form == "layer" else th), str(dev),
+                                          progress)
 
 
-def _adam(torch: Any, rho_of: Callable[[Any], Any], theta: Any, opts: DescentOptions,
-          time_left: Callable[[], float] | None, lam_of: Callable[[Any], Any], device: str,
-          progress: Callable[[float], None] | None = None) -> Descent:
-    """The descent loop of :func:`descend` (Adam with undo-and-halve on leaving the domain, step-size
-    reduction on stalls, the smoothed top eigenvalue)."""
-    t0 = time.perf_counter()
+def _feasible_start(torch: Any, rho_of: Callable[[Any], Any], theta: Any) -> Any:
+    """The spectrum at ``theta``, moved strictly inside the domain first when needed (in place)."""
     with torch.no_grad():
         e0 = rho_of(theta)
         # a tight start (ECLipsE-Fast's rho*) leaves the hidden block nearly singular in a deep net, where
@@ -212,6 +218,16 @@ def _adam(torch: Any, rho_of: Callable[[Any], Any], theta: Any, opts: DescentOpt
     if e0 is None:
         raise ValueError("the starting multipliers are not in the domain (the hidden block of the LMI is "
                          "not negative definite)")
+    return e0
+
+
+def _adam(torch: Any, rho_of: Callable[[Any], Any], theta: Any, opts: DescentOptions,
+          time_left: Callable[[], float] | None, lam_of: Callable[[Any], Any], device: str,
+          progress: Callable[[float], None] | None = None) -> Descent:
+    """The descent loop of :func:`descend` (Adam with undo-and-halve on leaving the domain, step-size
+    reduction on stalls, the smoothed top eigenvalue)."""
+    t0 = time.perf_counter()
+    e0 = _feasible_start(torch, rho_of, theta)
     best_rho, best_theta = float(e0[-1]), theta.detach().clone()
     history = [(0.0, best_rho)]
     m1, m2 = torch.zeros_like(theta), torch.zeros_like(theta)
@@ -263,3 +279,125 @@ def _adam(torch: Any, rho_of: Callable[[Any], Any], theta: Any, opts: DescentOpt
             theta.sub_(step)
     lam = lam_of(best_theta)
     return Descent(best_rho, lam.cpu().numpy().astype(np.float64), it, evals, device, history, stop)
+
+
+def _lbfgs(torch: Any, rho_of: Callable[[Any], Any], theta: Any, opts: DescentOptions,
+           time_left: Callable[[], float] | None, lam_of: Callable[[Any], Any], device: str,
+           progress: Callable[[float], None] | None = None) -> Descent:
+    """Limited-memory BFGS on log of the smoothed top eigenvalue T log sum_i exp(ev_i / T) >= rho*, with a
+    continuation T = smoothing * rho (at the stage's start) divided by 10 per stage, down to the exact
+    top eigenvalue (T = 0): on each stage the weak Wolfe bisection line search of Lewis & Overton (Math.
+    Program. 2013), which lets BFGS run on the nonsmooth last stage; the smoothed stages carry the
+    iterates across the kinks where the exact function's BFGS stalls. Points outside the domain are +inf
+    (the line search shrinks the step). A stage ends on ``patience`` iterations without a relative gain
+    of ``tol`` or when its line search finds no decrease; the best exact rho* met is returned."""
+    t0 = time.perf_counter()
+    x = theta.detach().clone()
+    e0 = _feasible_start(torch, rho_of, x)
+    best = [float(e0[-1]), x.clone()]
+    history, evals = [(0.0, best[0])], [0]
+    temps = [opts.smoothing / 10 ** k for k in range(4)] if opts.smoothing > 0 else []
+    it, stop = 0, "converged"
+    for temp in [*temps, 0.0]:
+        t_abs = temp * best[0]
+
+        def f_and_g(z: Any, t_abs: float = t_abs) -> tuple[float, Any]:
+            evals[0] += 1
+            z = z.detach().clone().requires_grad_(True)
+            ev = rho_of(z)
+            top = None if ev is None else float(ev[-1].detach())
+            if top is None or not (top > 0 and math.isfinite(top)):
+                return math.inf, None
+            if top < best[0]:
+                best[0], best[1] = top, z.detach().clone()
+                history.append((time.perf_counter() - t0, top))
+            soft = t_abs * torch.logsumexp(ev / t_abs, dim=0) if t_abs > 0 else ev[-1]
+            val = torch.log(soft)
+            (g,) = torch.autograd.grad(val, z)
+            return float(val.detach()), g
+
+        x = best[1].clone()
+        it, stop = _lbfgs_stage(f_and_g, x, opts, it, time_left, progress, lambda: best[0])
+        if stop in ("time limit", "iterations"):
+            break
+    return Descent(best[0], lam_of(best[1]).cpu().numpy().astype(np.float64), it, evals[0], device,
+                   _thin(history), stop)
+
+
+def _lbfgs_stage(f_and_g: Callable[[Any], tuple[float, Any]], x: Any, opts: DescentOptions, it: int,
+                 time_left: Callable[[], float] | None, progress: Callable[[float], None] | None,
+                 best: Callable[[], float]) -> tuple[int, str]:
+    """One stage of :func:`_lbfgs` from ``x``, counting iterations on from ``it``: (iterations, stop)."""
+    fx, gx = f_and_g(x)
+    pairs: list[tuple[Any, Any]] = []
+    ref, last_gain_at = fx, it
+    while it < opts.iterations:
+        if time_left is not None and time_left() <= 0:
+            return it, "time limit"
+        it += 1
+        if progress is not None:
+            progress(best())
+        p = _two_loop(gx, pairs)
+        if not pairs or float(p @ gx) >= 0:  # no curvature yet (or lost): a steepest step of at most lr
+            pairs, p = [], -gx * min(1.0, opts.lr / max(float(gx.abs().max()), 1e-300))
+        step = _weak_wolfe(f_and_g, x, fx, gx, p)
+        if step is None:
+            if not pairs:
+                return it, "converged"  # no decrease along the steepest direction
+            pairs = []
+            continue
+        a, fn, gn = step
+        s_k, y_k = a * p, gn - gx
+        if float(y_k @ s_k) > 1e-16 * float(s_k @ s_k):
+            pairs = [*pairs[-(opts.memory - 1):], (s_k, y_k)] if opts.memory > 1 else [(s_k, y_k)]
+        x, fx, gx = x + s_k, fn, gn
+        if fx < ref + math.log1p(-opts.tol):
+            ref, last_gain_at = fx, it
+        elif it - last_gain_at >= opts.patience:
+            return it, "converged"
+    return it, "iterations"
+
+
+def _two_loop(g: Any, pairs: list[tuple[Any, Any]]) -> Any:
+    """The L-BFGS direction -H g from the stored (s, y) pairs (Nocedal & Wright, Algorithm 7.4)."""
+    q, alphas = g.clone(), []
+    for s_k, y_k in reversed(pairs):
+        r = 1.0 / float(y_k @ s_k)
+        a = r * float(s_k @ q)
+        alphas.append((a, r))
+        q -= a * y_k
+    if pairs:
+        s_k, y_k = pairs[-1]
+        q *= float(s_k @ y_k) / float(y_k @ y_k)
+    for (s_k, y_k), (a, r) in zip(pairs, reversed(alphas), strict=True):
+        q += (a - r * float(y_k @ q)) * s_k
+    return -q
+
+
+def _weak_wolfe(f_and_g: Callable[[Any], tuple[float, Any]], x: Any, f0: float, g0: Any, p: Any,
+                c1: float = 1e-4, c2: float = 0.9, tries: int = 40) -> tuple[float, float, Any] | None:
+    """A step a along p with sufficient decrease and the weak curvature condition, by doubling and
+    bisection; if only the decrease holds after ``tries``, the largest such step; None when none."""
+    a, lo, hi, d0, kept = 1.0, 0.0, math.inf, float(g0 @ p), None
+    for _ in range(tries):
+        fa, ga = f_and_g(x + a * p)
+        if not fa <= f0 + c1 * a * d0:
+            hi = a
+        elif float(ga @ p) < c2 * d0:
+            lo, kept = a, (a, fa, ga)
+        else:
+            return a, fa, ga
+        a = 2.0 * lo if hi == math.inf else 0.5 * (lo + hi)
+    return kept
+
+
+def _thin(history: list[tuple[float, float]], keep: int = 400) -> list[tuple[float, float]]:
+    """At most ``keep`` rows of a descent history, the first and the last kept."""
+    if len(history) <= keep:
+        return history
+    idx = np.unique(np.linspace(0, len(history) - 1, keep).round().astype(int))
+    return [history[i] for i in idx]
+
+
+#: the descent's optimisers, by name (DescentOptions.optimizer)
+OPTIMIZERS: dict[str, Callable[..., Descent]] = {"lbfgs": _lbfgs, "adam": _adam}

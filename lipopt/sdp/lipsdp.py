@@ -86,8 +86,10 @@ class LipSDPOptions(MethodOptions):
     #: "auto" uses the first-order descent above this LMI size (after the input reduction): Clarabel
     #: takes 30-50 s at size 100 (784-50-10) where the descent takes seconds, within 1e-5 relative
     sdp_first_order_min_size: int = 64
-    sdp_fo_iterations: int = 3000  # Adam steps of the first-order descent at most
-    sdp_fo_lr: float = 0.05  # its step size on log lam
+    #: the descent's optimiser: "lbfgs" (nonsmooth L-BFGS on the exact rho*) or "adam" (smoothed)
+    sdp_fo_optimizer: str = "lbfgs"
+    sdp_fo_iterations: int = 3000  # its iterations at most (Adam steps, or L-BFGS line searches)
+    sdp_fo_lr: float = 0.05  # Adam's step size on log lam; L-BFGS's largest first step per coordinate
     sdp_device: str = "auto"  # torch device of the descent: "auto" (CUDA when available), "cpu", "cuda"
 
 

@@ -102,6 +102,13 @@ def _run(method: str, network: Network, question: Question, options: RunOptions,
 
         raise InvalidOptionsError(f"sdp_algorithm must be 'auto', 'solver' or 'first-order', got "
                                   f"{sopts.sdp_algorithm!r}")
+    from lipopt.sdp.first_order import OPTIMIZERS
+
+    if sopts.sdp_fo_optimizer not in OPTIMIZERS:
+        from lipopt.errors import InvalidOptionsError
+
+        raise InvalidOptionsError(f"sdp_fo_optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}, got "
+                                  f"{sopts.sdp_fo_optimizer!r}")
     work, pools = _work(network, c, slopes, form, options, sopts, local, notes, loop)
     total, stop, pieces = 1.0, StopReason.COMPLETED, []
     common: dict = {"stats": stats, "notes": notes}
@@ -365,16 +372,18 @@ def _piece_first_order(method: str, chain, form: str, sopts: LipSDPOptions, dl, 
         from lipopt.progress import solve_reporter
 
         report = solve_reporter(f"{method} (first-order descent)", to_units=chain.value) if progress else None
-        d = descend(chain, lam, form, DescentOptions(iterations=sopts.sdp_fo_iterations, lr=sopts.sdp_fo_lr,
+        d = descend(chain, lam, form, DescentOptions(optimizer=sopts.sdp_fo_optimizer,
+                                                     iterations=sopts.sdp_fo_iterations, lr=sopts.sdp_fo_lr,
                                                      device=sopts.sdp_device), time_left=dl.remaining,
                     progress=None if report is None else (lambda rho: report(rho, None, None)))
         rho, lam = d.rho, d.lam
         stats.update({"iterations": d.iterations, "evaluations": d.evaluations, "device": d.device,
                       "descent_stop": d.stop,
                       "descent_history": [(t, chain.value(r)) for t, r in d.history]})
-        notes.append(f"first-order descent on rho*(lam) from ECLipsE-Fast's multipliers "
-                     f"({chain.value(stats['rho_closed_form']):.6g}): {d.iterations} steps on {d.device}, "
-                     f"stopped by {d.stop}; the value is certified in float64 below")
+        stats["optimizer"] = sopts.sdp_fo_optimizer
+        notes.append(f"first-order descent ({sopts.sdp_fo_optimizer}) on rho*(lam) from ECLipsE-Fast's "
+                     f"multipliers ({chain.value(stats['rho_closed_form']):.6g}): {d.iterations} steps on "
+                     f"{d.device}, stopped by {d.stop}; the value is certified in float64 below")
         if d.stop == "time limit":
             stop = StopReason.TIME_LIMIT
     common.update({"raw_status": stats.get("descent_stop", "closed form"), "build_time": 0.0,

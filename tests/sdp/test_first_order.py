@@ -189,3 +189,47 @@ def test_against_the_eclipse_package_when_installed() -> None:
     _certified(ours)
     assert ours.value == pytest.approx(theirs, rel=1e-7)
     assert math.isfinite(theirs)
+
+
+def test_lbfgs_two_loop_is_the_inverse_hessian_on_a_quadratic() -> None:
+    """With n A-conjugate steps s and y = A s of a quadratic (here A's eigenvectors), the L-BFGS two-loop
+    recursion returns exactly -A^{-1} g (BFGS's hereditary secant property on conjugate directions)."""
+    import torch
+
+    from lipopt.sdp.first_order import _two_loop
+
+    rng = np.random.default_rng(0)
+    b = rng.normal(size=(5, 5))
+    a = b @ b.T + 5 * np.eye(5)
+    s = [torch.tensor(v) for v in np.linalg.eigh(a)[1].T]
+    pairs = [(sk, torch.tensor(a) @ sk) for sk in s]
+    g = torch.tensor(rng.normal(size=5))
+    np.testing.assert_allclose(_two_loop(g, pairs).numpy(), -np.linalg.solve(a, g.numpy()), rtol=1e-8)
+
+
+def test_lbfgs_and_adam_reach_the_interior_point_optimum_and_lbfgs_passes_adam_on_a_deep_net() -> None:
+    """Both optimisers of the descent bound the certified interior-point optimum from above; on a deep
+    chain (where Adam's smoothing and fixed steps stop short) L-BFGS with the same step budget gets
+    closer to it."""
+    net = nets.random_mlp([6] + [12] * 6 + [2], 2)
+    ipm = run_method("lipsdp-neuron", net, L2, SOLVER)
+    _certified(ipm)
+    got = {}
+    for opt in ("lbfgs", "adam"):
+        res = run_method("lipsdp-neuron", net, L2, RunOptions(extra={
+            "sdp_algorithm": "first-order", "sdp_fo_optimizer": opt, "sdp_fo_iterations": 400}))
+        _certified(res)
+        assert res.stats["optimizer"] == opt and opt in " ".join(res.notes)
+        assert res.value >= ipm.value * (1 - 1e-6)
+        got[opt] = res.value
+    assert got["lbfgs"] <= ipm.value * (1 + 1e-3), got
+    assert got["lbfgs"] <= got["adam"] * (1 + 1e-9), got
+
+
+def test_unknown_descent_optimizer_is_refused_with_the_supported_list() -> None:
+    res = run_method("lipsdp-neuron", nets.t1(), L2, RunOptions(extra={"sdp_fo_optimizer": "newton"}))
+    assert res.value is None and "sdp_fo_optimizer" in res.message and "'lbfgs'" in res.message
+    from lipopt.sdp.first_order import DescentOptions
+
+    with pytest.raises(ValueError, match="lbfgs, adam"):
+        DescentOptions(optimizer="sgd")
