@@ -60,19 +60,80 @@ def eigen_check(chain: Chain, rho: float, lam: np.ndarray) -> EigenCheck:
     decoupled coordinates, are dropped: they add a zero eigenvalue whatever rho): its largest eigenvalue
     against the rounding margin, or, on a large banded LMI (a deep chain is block tri-diagonal), a
     floating-point Cholesky factorisation of -M - c I with the shift c covering the same margin and the
-    factorisation's own rounding (:func:`banded_check`), which costs n w^2 instead of n^3."""
-    m = lmi_matrix(chain, rho, lam)
-    mabs = lmi_matrix(chain, rho, lam, absolute=True)
-    keep = np.flatnonzero(np.any(mabs != 0, axis=1))
-    margin = _margin(chain, mabs)
+    factorisation's own rounding (:func:`banded_check`), which costs n w^2 instead of n^3. M(rho, lam) =
+    M(0, lam) - rho E_0 is built once per multiplier vector (the repair loops vary rho alone)."""
+    pen = _pencil(chain, lam)
+    keep = pen.keep_rho if rho != 0 else pen.keep0
+    # ||M_abs(rho)||_F^2 = ||M_abs(0)||_F^2 + 2 |rho| tr(M_abs(0)_00) + rho^2 n0 (M_abs >= 0 entrywise)
+    fro = math.sqrt(pen.fro2 + 2.0 * abs(rho) * pen.tr00 + rho * rho * chain.n0)
+    margin = _margin_of_norm(chain, fro)
     if keep.size == 0:
         return EigenCheck(0.0, 0.0, True, 0)
-    sub = m[np.ix_(keep, keep)]
-    w = _bandwidth(sub)
-    if keep.size >= BANDED_MIN_SIZE and w <= BANDED_MAX_FRACTION * keep.size:
-        return banded_check(sub, w, margin)
+    x0 = keep < chain.n0  # the kept x_0 coordinates, where -rho sits on the diagonal
+    if keep.size >= BANDED_MIN_SIZE:
+        w, ab = pen.band(keep)
+        if w <= BANDED_MAX_FRACTION * keep.size:
+            ab = ab.copy()
+            ab[w, x0] += rho  # the band of -M: -M(rho) = -M(0) + rho E_0
+            return banded_check(None, w, margin, ab=ab)
+    sub = pen.m0[np.ix_(keep, keep)]
+    sub[x0, x0] -= rho
     lmax = float(np.linalg.eigvalsh(sub)[-1])
     return EigenCheck(lmax, margin, bool(lmax <= -margin), int(keep.size))
+
+
+@dataclass
+class _Pencil:
+    """M(0, lam) and its absolute counterpart for one multiplier vector, with what the checks reuse."""
+
+    m0: np.ndarray
+    keep0: np.ndarray  # coordinates with a nonzero entry at rho = 0
+    keep_rho: np.ndarray  # ... and at rho != 0 (x_0's diagonal joins)
+    fro2: float
+    tr00: float
+    bands: dict = field(default_factory=dict)
+
+    def band(self, keep: np.ndarray) -> tuple[int, np.ndarray]:
+        """(bandwidth, -M(0) restricted to ``keep`` in LAPACK's upper band storage)."""
+        key = keep.size
+        if key not in self.bands:
+            sub = self.m0[np.ix_(keep, keep)]
+            w = _bandwidth(sub)
+            ab = np.zeros((w + 1, keep.size))  # ab[w + i - j, j] = a[i, j]
+            for k in range(w + 1):
+                ab[w - k, k:] = -np.diagonal(sub, offset=k)
+            self.bands[key] = (w, ab)
+        return self.bands[key]
+
+
+_PENCIL: list = [None, None, None]  # the last (chain, lam bytes, _Pencil): a one-entry cache
+
+
+def _pencil(chain: Chain, lam: np.ndarray) -> _Pencil:
+    lam = np.asarray(lam, dtype=np.float64).reshape(-1)
+    key = lam.tobytes()
+    if _PENCIL[0] is chain and _PENCIL[1] == key:
+        return _PENCIL[2]
+    m0 = lmi_matrix(chain, 0.0, lam)
+    a0 = lmi_matrix(chain, 0.0, lam, absolute=True)
+    nz = np.any(a0 != 0, axis=1)
+    with_rho = nz.copy()
+    with_rho[:chain.n0] = True
+    pen = _Pencil(m0, np.flatnonzero(nz), np.flatnonzero(with_rho), float(np.sum(a0 * a0)),
+                  float(np.trace(a0[:chain.n0, :chain.n0])))
+    _PENCIL[:] = [chain, key, pen]
+    return pen
+
+
+def _margin(chain: Chain, mabs: np.ndarray) -> float:
+    """The eigen-check's rounding margin: the products in V and out (depth-accumulated inner dimensions),
+    forming M, and the eigensolver."""
+    return _margin_of_norm(chain, float(np.linalg.norm(mabs)))
+
+
+def _margin_of_norm(chain: Chain, fro: float) -> float:
+    kmax = chain.n0 + sum(chain.widths_all) + int(chain.out.shape[0])
+    return 2.0 * (chain.size + kmax + 4) * EPS * fro
 
 
 def _bandwidth(m: np.ndarray) -> int:
@@ -81,7 +142,7 @@ def _bandwidth(m: np.ndarray) -> int:
     return int(np.max(cols - rows)) if rows.size else 0
 
 
-def banded_check(m: np.ndarray, w: int, margin: float) -> EigenCheck:
+def banded_check(m: np.ndarray | None, w: int, margin: float, ab: np.ndarray | None = None) -> EigenCheck:
     """Certify lambda_max(M) <= -margin for a symmetric float64 M of bandwidth ``w`` by a floating-point
     Cholesky factorisation of A = -M - c I (LAPACK dpbtrf through scipy.linalg.cholesky_banded).
 
@@ -92,20 +153,23 @@ def banded_check(m: np.ndarray, w: int, margin: float) -> EigenCheck:
     lambda_min(A~) >= -g/(1-g) tr(A~). Forming A~ = fl(-M - c I) adds at most u (|m_ii| + c) per diagonal
     entry. Hence lambda_max(M) <= -(c - g/(1-g) tr(A~) - u (max|m_ii| + c)), and the shift is chosen so
     that this is <= -margin, the eigen-check's criterion. A failed factorisation proves nothing: the
-    check then reports not passed, with no eigenvalue (NaN)."""
+    check then reports not passed, with no eigenvalue (NaN). ``ab``: -M already in LAPACK's upper band
+    storage (``ab[w + i - j, j] = -m[i, j]``), in place of ``m``; it is overwritten."""
     import scipy.linalg as sla
 
-    n = m.shape[0]
+    if ab is None:
+        assert m is not None
+        ab = np.zeros((w + 1, m.shape[0]))
+        for k in range(w + 1):
+            ab[w - k, k:] = -np.diagonal(m, offset=k)
+    n = ab.shape[1]
     u = EPS / 2.0
     g = (w + 2) * u / (1.0 - (w + 2) * u)
-    diag = -np.diag(m)
+    diag = ab[w]
     # tr(A~) <= sum(-m_ii) - n c + rounding <= sum |m_ii|: the allowance is taken on sum |m_ii|
     tr = float(np.sum(np.abs(diag)))
     allowance = g / (1.0 - g) * tr + 2.0 * u * float(np.max(np.abs(diag)))
     c = (margin + allowance) * (1.0 + 1e-6) + 4.0 * np.finfo(np.float64).tiny * n
-    ab = np.zeros((w + 1, n))  # LAPACK's upper band storage: ab[w + i - j, j] = a[i, j]
-    for k in range(w + 1):
-        ab[w - k, k:] = -np.diagonal(m, offset=k)
     ab[w, :] -= c
     try:
         sla.cholesky_banded(ab, lower=False, check_finite=True)
@@ -113,13 +177,6 @@ def banded_check(m: np.ndarray, w: int, margin: float) -> EigenCheck:
         return EigenCheck(float("nan"), margin, False, n, "banded Cholesky")
     lam_bound = -(c - allowance - u * c)
     return EigenCheck(lam_bound, margin, bool(lam_bound <= -margin), n, "banded Cholesky")
-
-
-def _margin(chain: Chain, mabs: np.ndarray) -> float:
-    """The eigen-check's rounding margin: the products in V and out (depth-accumulated inner dimensions),
-    forming M, and the eigensolver."""
-    kmax = chain.n0 + sum(chain.widths_all) + int(chain.out.shape[0])
-    return 2.0 * (chain.size + kmax + 4) * EPS * float(np.linalg.norm(mabs))
 
 
 def closed_form_rho(chain: Chain, lam: np.ndarray) -> tuple[float | None, str]:
