@@ -20,6 +20,7 @@ from .outcome import SolveOutcome, Termination
 __all__ = ["Backend", "Capability", "Progress", "SolverNotAvailableError"]
 
 OPEN_SOURCE = "open source"
+NO_LICENCE = "no valid licence"  # how licence() begins for an installed commercial solver that has none
 
 #: progress(objective, bound, x) is called by a backend as its incumbent or bound improves
 Progress = Callable[[float | None, float | None, Any], None]
@@ -122,6 +123,10 @@ class Backend:
 
     def probe_licence(self) -> str:
         return "commercial (licence not probed)"
+
+    def licensed(self) -> bool:
+        """Installed and not known to lack a licence (may import a commercial solver, as ``licence``)."""
+        return self.is_installed() and not self.licence().startswith(NO_LICENCE)
 
     def install_hint(self) -> str:
         missing = [m for m in self.modules if not _installed(m)]

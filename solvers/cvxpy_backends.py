@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
-from .base import Backend, Capability
+from .base import NO_LICENCE, Backend, Capability
 from .outcome import SolutionStatus, SolveOutcome, Termination
 
 _CONIC = frozenset({Capability.LP, Capability.SOCP, Capability.SDP})
@@ -59,7 +59,9 @@ class CvxpyBackend(Backend):
             interrupts.request()
             status, term, message = "interrupted", Termination.INTERRUPTED, f"{self.name}: interrupted"
         except Exception as exc:  # a solver failure is a status, not a traceback
-            status, term = f"exception:{type(exc).__name__}", Termination.ERROR
+            status = f"exception:{type(exc).__name__}"
+            # MOSEK without a licence file raises its own mosek.Error through cvxpy
+            term = Termination.LICENSE_LIMIT if "licen" in str(exc).lower() else Termination.ERROR
             message = f"{self.name} via cvxpy: {type(exc).__name__}: {exc}"
         solve_time = time.perf_counter() - t0
         if status in cp.settings.SOLUTION_PRESENT and problem.value is not None:
@@ -106,6 +108,19 @@ class MosekBackend(CvxpyBackend):
     modules = ("cvxpy", "mosek")
     description = "MOSEK interior-point conic solver via cvxpy (needs a licence file)"
     commercial = True
+
+    def probe_licence(self) -> str:
+        """"full" when a licence token can be checked out, else "no valid licence (...)" with MOSEK's
+        reason (a missing licence file is the usual one)."""
+        import mosek
+
+        try:
+            with mosek.Env() as env:
+                env.checkoutlicense(mosek.feature.pts)
+        except mosek.Error as exc:
+            return (f"{NO_LICENCE} ({exc}; MOSEK reads $MOSEKLM_LICENSE_FILE, else ~/mosek/mosek.lic: "
+                    f"https://www.mosek.com/products/academic-licenses/)")
+        return "full"
 
     def solver_kwargs(self, options: Any) -> dict[str, Any]:
         params: dict[str, Any] = {}

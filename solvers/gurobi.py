@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import Backend, Capability, Progress
+from .base import NO_LICENCE, Backend, Capability, Progress
 from .outcome import SolveOutcome, Termination, failed_outcome, settle
 
 GUROBI_PIP_LICENCE = "size-limited (pip licence: 2000 vars/cons, 200 vars with quadratic terms)"
@@ -59,7 +59,7 @@ class GurobiBackend(Backend):
             env.setParam("OutputFlag", 0)
             env.start()
         except gurobipy.GurobiError as exc:
-            return f"no valid licence ({exc})"
+            return f"{NO_LICENCE} ({exc})"
         model = gurobipy.Model(env=env)
         try:
             model.addVars(2001)
@@ -95,10 +95,11 @@ class GurobiBackend(Backend):
                     g.addMConstr(model.A[fin_hi], x, "<", model.row_upper[fin_hi])
                 if fin_lo.any():
                     g.addMConstr(model.A[fin_lo], x, ">", model.row_lower[fin_lo])
-            for k, q in enumerate(model.quad_rows):
-                expr = gp.quicksum(float(a) * x[int(j)] for j, a in zip(q.idx, q.val, strict=True))
-                expr += gp.quicksum(float(a) * x[int(i)] * x[int(j)] for i, j, a in zip(q.qi, q.qj, q.qv,
-                                                                                    strict=True))
+            xs = x.tolist()  # scalar Vars: an MVar's x[i] is a 0-d MVar, and sums of those are matrix
+            for k, q in enumerate(model.quad_rows):  # expressions that addQConstr refuses (gurobipy >= 12)
+                expr = gp.quicksum(float(a) * xs[int(j)] for j, a in zip(q.idx, q.val, strict=True))
+                expr += gp.quicksum(float(a) * xs[int(i)] * xs[int(j)] for i, j, a in zip(q.qi, q.qj, q.qv,
+                                                                                      strict=True))
                 if np.isfinite(model.quad_upper[k]):
                     g.addQConstr(expr <= float(model.quad_upper[k]))
                 if np.isfinite(model.quad_lower[k]):
@@ -106,8 +107,9 @@ class GurobiBackend(Backend):
             obj = model.c @ x + float(model.offset)
             oq = model.objective_quad
             if oq is not None and oq.qv.size:
-                obj += gp.quicksum(float(a) * x[int(i)] * x[int(j)] for i, j, a in zip(oq.qi, oq.qj, oq.qv,
-                                                                                   strict=True))
+                xs = x.tolist()
+                obj += gp.quicksum(float(a) * xs[int(i)] * xs[int(j)] for i, j, a in zip(oq.qi, oq.qj, oq.qv,
+                                                                                     strict=True))
             g.setObjective(obj, gp.GRB.MAXIMIZE if model.sense == "max" else gp.GRB.MINIMIZE)
             t_built = time.perf_counter()
             g.optimize()
@@ -117,6 +119,10 @@ class GurobiBackend(Backend):
                                   wall_time=time.perf_counter() - t_start)
         raw = int(g.Status)
         term = self.termination(raw)
+        if term is Termination.INTERRUPTED:  # Gurobi caught the Ctrl-C itself: the run must stop too
+            from . import interrupts
+
+            interrupts.request()
         has = g.SolCount > 0
         objective = float(g.ObjVal) if has else None
         bound = float(g.ObjBound) if model.is_mip or model.is_quadratic else objective

@@ -24,7 +24,9 @@ def _solvers(capability: Capability, interface: str | tuple[str, ...]) -> list[A
         if info.interface not in interfaces or not info.supports(capability):
             continue
         reason = f"{name} ({info.package}) not installed"
-        marks = [] if info.is_installed() else [pytest.mark.skip(reason=reason)]
+        if info.is_installed() and not info.licensed():
+            reason = f"{name}: {info.licence()}"
+        marks = [] if info.licensed() else [pytest.mark.skip(reason=reason)]
         params.append(pytest.param(name, marks=marks, id=name))
     return params
 
@@ -267,6 +269,46 @@ def test_gurobi_size_limit_becomes_licence_status() -> None:
     plain = RuntimeError("Model too large for size-limited license")
     assert classify_error(plain) == Termination.LICENSE_LIMIT
     assert classify_error(RuntimeError("out of memory")) == Termination.ERROR
+
+
+def test_a_conic_solver_without_a_licence_is_a_status_not_a_traceback() -> None:
+    """MOSEK without a licence file raises mosek.Error from inside cvxpy's solve: the backend turns it
+    into LICENSE_LIMIT with MOSEK's reason, and a solve error of another kind stays ERROR."""
+    cp = pytest.importorskip("cvxpy")
+
+    class Raising(cp.Problem):
+        def __init__(self, text: str) -> None:
+            x = cp.Variable()
+            super().__init__(cp.Minimize(x), [x >= 1])
+            self.text = text
+
+        def solve(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError(self.text)
+
+    info = ls.get_solver("mosek")
+    out = info.solve_cvxpy(Raising("rescode.err_missing_license_file(1008): License cannot be located"),
+                           SolverOptions())
+    assert out.termination is Termination.LICENSE_LIMIT and "License cannot be located" in out.message
+    assert not out.ok and out.objective is None and out.bound is None
+    other = info.solve_cvxpy(Raising("out of memory"), SolverOptions())
+    assert other.termination is Termination.ERROR
+
+
+def test_mosek_installed_without_a_licence_says_so_everywhere() -> None:
+    """Where MOSEK is installed but has no licence: doctor's licence column, the solve's status and
+    lipsdp-neuron's record (no value, stop licence_limit) all say why."""
+    info = ls.get_solver("mosek")
+    if not info.is_installed() or info.licensed():
+        pytest.skip("needs MOSEK installed without a licence")
+    assert info.licence().startswith(ls.base.NO_LICENCE) and "mosek.lic" in info.licence()
+    from lipopt.methods import RunOptions, run_method
+    from lipopt.result import StopReason, Verdict
+    from lipopt.spec import Norm, Question
+    from tests import nets
+
+    res = run_method("lipsdp-neuron", nets.t1(), Question(Norm.L2, Norm.L2), RunOptions(solver="mosek"))
+    assert res.value is None and res.verdict is Verdict.ERROR and res.stop is StopReason.LICENCE_LIMIT
+    assert "licen" in res.message.lower()
 
 
 def test_contrib_solver_exception_is_status_not_traceback() -> None:
