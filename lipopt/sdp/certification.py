@@ -5,6 +5,7 @@ diagonal rebalancing of a chain for a second solve."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -28,15 +29,15 @@ def lmi_matrix(chain: Chain, rho: float, lam: np.ndarray, absolute: bool = False
     for la in chain.layers:
         lk = lam[off:off + la.idx.size]
         off += la.idx.size
-        if absolute:
-            blk = la.V_abs * np.abs(lk)[:, None]
-        else:
-            blk = la.V * lk[:, None]
-        m[la.idx, :] += blk
-        m[:, la.idx] += blk.T
+        v = la.V_abs if absolute else la.V
+        cols = np.flatnonzero(np.any(v != 0, axis=0))  # the coordinates it reads (a deep chain: one block)
+        blk = v[:, cols] * (np.abs(lk) if absolute else lk)[:, None]
+        m[np.ix_(la.idx, cols)] += blk
+        m[np.ix_(cols, la.idx)] += blk.T
         m[la.idx, la.idx] += (2.0 * np.abs(lk)) if absolute else (-2.0 * lk)
     out = chain.out_abs if absolute else chain.out
-    m += out.T @ out
+    cols = np.flatnonzero(np.any(out != 0, axis=0))
+    m[np.ix_(cols, cols)] += out[:, cols].T @ out[:, cols]
     return m
 
 
@@ -184,6 +185,9 @@ def closed_form_rho(chain: Chain, lam: np.ndarray) -> tuple[float | None, str]:
     or None with the reason when no rho works (the rest of the LMI is not negative definite)."""
     import scipy.linalg as sla
 
+    fast = _closed_form_tridiagonal(chain, lam)
+    if fast is not None:
+        return fast, "closed form"
     m0 = lmi_matrix(chain, 0.0, lam)
     n0 = chain.n0
     p, q, r = m0[:n0, :n0], m0[:n0, n0:], m0[n0:, n0:]
@@ -196,12 +200,40 @@ def closed_form_rho(chain: Chain, lam: np.ndarray) -> tuple[float | None, str]:
     try:
         low = np.linalg.cholesky(-r)
     except np.linalg.LinAlgError:
-        top = float(np.linalg.eigvalsh(r)[-1])
-        return None, (f"the hidden-neuron block of the LMI is not negative definite at these multipliers "
-                      f"(largest eigenvalue {top:.3e}): no rho certifies them")
+        top = f" (largest eigenvalue {float(np.linalg.eigvalsh(r)[-1]):.3e})" if r.shape[0] <= 1000 else ""
+        return None, (f"the hidden-neuron block of the LMI is not negative definite at these multipliers"
+                      f"{top}: no rho certifies them")
     x = sla.solve_triangular(low, q.T, lower=True)
     s = p + x.T @ x
     return max(float(np.linalg.eigvalsh(0.5 * (s + s.T))[-1]), 0.0), "closed form"
+
+
+def _closed_form_tridiagonal(chain: Chain, lam: np.ndarray) -> float | None:
+    """:func:`closed_form_rho` on a block tri-diagonal chain by the backward recursion of
+    :mod:`lipopt.sdp.first_order` (sum n_k^3 instead of a dense Cholesky of the hidden block); None when
+    the chain is not one, or a T_k is not positive definite (the dense path then says why)."""
+    import scipy.linalg as sla
+
+    from lipopt.sdp.first_order import tridiagonal
+
+    lam = np.asarray(lam, dtype=np.float64).reshape(-1)
+    tri = tridiagonal(chain) if chain.n_hidden > 0 and chain.size >= BANDED_MIN_SIZE else None
+    if tri is None or lam.size != chain.n_hidden:
+        return None
+    bounds = np.r_[0, np.cumsum(tri.widths)]
+    lams = [lam[a:b] for a, b in itertools.pairwise(bounds)]
+    t = 2.0 * np.diag(lams[-1]) - tri.out.T @ tri.out
+    for k in range(len(tri.ws) - 1, -1, -1):
+        try:
+            c = np.linalg.cholesky(t)
+        except np.linalg.LinAlgError:
+            return None
+        y = sla.solve_triangular(c, lams[k][:, None] * tri.ws[k], lower=True)
+        if k == 0:
+            g = y.T @ y
+            return max(float(np.linalg.eigvalsh(0.5 * (g + g.T))[-1]), 0.0)
+        t = 2.0 * np.diag(lams[k - 1]) - y.T @ y
+    return None
 
 
 def balanced(chain: Chain, rho: float, lam: np.ndarray) -> tuple[Chain, float, np.ndarray] | None:

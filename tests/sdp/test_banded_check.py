@@ -58,3 +58,24 @@ def test_bandwidth_is_read_from_the_nonzeros() -> None:
     m = np.eye(6)
     m[0, 3] = m[3, 0] = 1.0
     assert cert._bandwidth(m) == 3 and cert._bandwidth(np.eye(4)) == 0
+
+
+def test_tridiagonal_closed_form_equals_the_dense_schur_complement(monkeypatch: pytest.MonkeyPatch) -> None:
+    chain, lam = _deep_chain()
+    lam = lam * 1.01  # strictly inside the domain
+    dense, _ = closed_form_rho(chain, lam)  # below BANDED_MIN_SIZE: the dense Schur complement
+    monkeypatch.setattr(cert, "BANDED_MIN_SIZE", 10)
+    fast = cert._closed_form_tridiagonal(chain, lam)
+    assert fast is not None and fast == pytest.approx(dense, rel=1e-9)
+    assert closed_form_rho(chain, lam)[0] == fast
+    assert cert._closed_form_tridiagonal(chain, lam * 0.0 + 1e-12) is None  # outside the domain
+
+
+def test_lmi_matrix_of_a_chain_is_symmetric_with_the_rho_block() -> None:
+    chain, lam = _deep_chain()
+    m1, m2 = cert.lmi_matrix(chain, 1.0, lam), cert.lmi_matrix(chain, 3.0, lam)
+    np.testing.assert_array_equal(m1, m1.T)
+    diff = m1 - m2
+    np.testing.assert_allclose(diff[:chain.n0, :chain.n0], 2.0 * np.eye(chain.n0))
+    diff[:chain.n0, :chain.n0] = 0.0
+    assert not diff.any()
