@@ -141,6 +141,7 @@ class DescentOptions:
     #: Adam: relative temperature of the smoothed top eigenvalue (divided by 4 with the step size; 0: none)
     smoothing: float = 1e-2
     memory: int = 20  # L-BFGS: (s, y) pairs kept
+    smooth_patience_divisor: int = 5  # L-BFGS: the smoothed stages' patience is patience / this
     #: on the CPU, one torch thread when no block is wider than this
     single_thread_width: int = 512
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda"
@@ -317,7 +318,9 @@ def _lbfgs(torch: Any, rho_of: Callable[[Any], Any], theta: Any, opts: DescentOp
             return float(val.detach()), g
 
         x = best[1].clone()
-        it, stop = _lbfgs_stage(f_and_g, x, opts, it, time_left, progress, lambda: best[0])
+        # a smoothed stage is smooth, where BFGS converges fast and a stall means it has: a short patience
+        patience = opts.patience if t_abs == 0 else max(1, opts.patience // opts.smooth_patience_divisor)
+        it, stop = _lbfgs_stage(f_and_g, x, opts, it, time_left, progress, lambda: best[0], patience)
         if stop in ("time limit", "iterations"):
             break
     return Descent(best[0], lam_of(best[1]).cpu().numpy().astype(np.float64), it, evals[0], device,
@@ -326,7 +329,7 @@ def _lbfgs(torch: Any, rho_of: Callable[[Any], Any], theta: Any, opts: DescentOp
 
 def _lbfgs_stage(f_and_g: Callable[[Any], tuple[float, Any]], x: Any, opts: DescentOptions, it: int,
                  time_left: Callable[[], float] | None, progress: Callable[[float], None] | None,
-                 best: Callable[[], float]) -> tuple[int, str]:
+                 best: Callable[[], float], patience: int) -> tuple[int, str]:
     """One stage of :func:`_lbfgs` from ``x``, counting iterations on from ``it``: (iterations, stop)."""
     fx, gx = f_and_g(x)
     pairs: list[tuple[Any, Any]] = []
@@ -353,7 +356,7 @@ def _lbfgs_stage(f_and_g: Callable[[Any], tuple[float, Any]], x: Any, opts: Desc
         x, fx, gx = x + s_k, fn, gn
         if fx < ref + math.log1p(-opts.tol):
             ref, last_gain_at = fx, it
-        elif it - last_gain_at >= opts.patience:
+        elif it - last_gain_at >= patience:
             return it, "converged"
     return it, "iterations"
 

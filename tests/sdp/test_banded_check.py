@@ -79,3 +79,22 @@ def test_lmi_matrix_of_a_chain_is_symmetric_with_the_rho_block() -> None:
     np.testing.assert_allclose(diff[:chain.n0, :chain.n0], 2.0 * np.eye(chain.n0))
     diff[:chain.n0, :chain.n0] = 0.0
     assert not diff.any()
+
+
+def test_depth_benchmark_runs_and_orders_its_forms(tmp_path) -> None:
+    """benchmarks/bench_lipsdp_depth.py on a tiny depth: every form certified, the descents below the
+    closed form (their start) and the norm product, above a certified lower bound; plot written."""
+    from lipopt.methods import run_method
+    from lipopt.spec import Norm, Question
+    from tests.paths import benchmark_module
+
+    mod = benchmark_module("bench_lipsdp_depth")
+    rows = mod.run([3], 6, ["fast", "first-order", "first-order-adam"], 60.0, 1)
+    by = {r["form"]: r["value"] for r in rows}
+    assert all(v is not None for v in by.values())
+    low = run_method("grad-ascent", mod.net_of(3, 6), Question(Norm.L2, Norm.L2)).value
+    for form in ("first-order", "first-order-adam"):
+        assert low <= by[form] <= by["fast"] * (1 + 1e-9) <= rows[0]["naive"]
+    mod.plot(rows, tmp_path / "depth.png")
+    assert (tmp_path / "depth.png").stat().st_size > 0
+    assert "first-order-adam" in mod.render(rows)
