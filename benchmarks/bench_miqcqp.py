@@ -7,6 +7,9 @@ Suites (``--suite``, several allowed; default ``exlipbab lipbab``):
 * ``lipbab``: local l2 constants over [0, 0.1]^10 of LipBaB's SDnets (../shared/external-nets/lipbab/).
 * ``random``: random nets with 12 to 40 ReLUs, global l2 and local l-inf; miqcqp against region
   enumeration and (l-inf) the MILP, in the same run, with the bracket width against time.
+* ``prior``: the cheap methods' certified bounds as cut-offs and bracket caps (``prior_bounds`` off,
+  then on, lipopt.exact.prior) on LipSDP's 784-50-10 MNIST net, LipBaB's 10-30-30-30-3 net and a random
+  [8, 32, 32, 1] net over [-1, 1]^8 (issue 13).
 * ``ablation``: what each solvability device buys (bounds, stable fixing, symmetry, warm start / cut-off,
   direction bounds), on mid-sized nets.
 
@@ -30,7 +33,7 @@ import numpy as np
 from lipopt.locations import external_nets
 from lipopt.methods import REGISTRY, RunOptions, run_method
 from lipopt.network.network import Network
-from lipopt.spec import Box, Norm, Question
+from lipopt.spec import Box, Global, Norm, Question
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -67,6 +70,7 @@ def _row(name: str, q: str, r, extra: str = "") -> dict:
     return {
         "net": name, "question": q, "method": r.method, "kind": r.kind.value, "status": r.status.value,
         "lower": r.lower, "upper": r.upper, "gap": r.gap, "time": r.wall_time,
+        "sources": st.get("bracket_sources"), "own": st.get("own_bracket"),
         "amb": st.get("ambiguous_relus"), "relus": st.get("relus"), "bounds": st.get("bound_method"),
         "warm": (st.get("warm_start") or {}).get("value"),
         "ub_time": ub.get("solve_time"), "lb_time": lbp.get("solve_time"), "ok": r.ok, "extra": extra,
@@ -177,8 +181,51 @@ def suite_ablation(tl: float, names: list[str] | None) -> list[dict]:
     return rows
 
 
+def _prior_cases() -> list[tuple[str, Network, Question, str]]:
+    """The issue-13 cases of the prior bounds: LipSDP's 784-50-10 MNIST net (global l2), LipBaB's
+    10-30-30-30-3 net (l2 on [0, 0.1]^10) and a random [8, 32, 32, 1] net (bench_milp.random_net, seed 0)
+    over [-1, 1]^8 in l2 and l-inf."""
+    import lipopt
+    from benchmarks.bench_milp import random_net as milp_random_net
+
+    cases = []
+    mnist = NETS / "lipsdp" / "mnist_weights.mat"
+    if mnist.exists():
+        cases.append(("mnist 784-50-10", lipopt.load(str(mnist)), Question(Norm.L2, Norm.L2), "global l2"))
+    sd = NETS / "lipbab" / "SDnet_(10,30,30,30,3)_weights.npy"
+    if sd.exists():
+        cases.append(("SDnet 10-30-30-30-3", load_npy_net(sd), Question(Norm.L2, Norm.L2, Box(0.0, 0.1)),
+                      "l2 on [0,0.1]^10"))
+    rnet = milp_random_net([8, 32, 32, 1], 0)
+    cases.append(("random 8-32-32-1 s0", rnet, Question(Norm.L2, Norm.L2, Box(-1.0, 1.0)), "l2 on [-1,1]^8"))
+    cases.append(("random 8-32-32-1 s0", rnet, Question(Norm.LINF, Norm.LINF, Box(-1.0, 1.0)),
+                  "linf on [-1,1]^8"))
+    return cases
+
+
+def suite_prior(tl: float, names: list[str] | None) -> list[dict]:
+    """``miqcqp`` with the prior bounds off, then on (lipopt.exact.prior), in the same process, beside
+    the cheap methods run alone (lipsdp-fast, lipsdp-neuron without a limit, naive, grad-ascent)."""
+    rows = []
+    for name, net, q, ql in _prior_cases():
+        if names and not any(n in name for n in names):
+            continue
+        for m in ("naive", "lipsdp-fast", "lipsdp-neuron", "grad-ascent"):
+            qm = q if m == "grad-ascent" else q.with_(domain=Global())
+            r = run_method(m, net, qm, _opts(time_limit=tl))
+            rows.append(_row(name, ql, r, extra="alone (global question)" if m != "grad-ascent" else "alone"))
+            print_table(rows[-1:])
+        for on in (False, True):
+            r = run_method("miqcqp", net, q, _opts(time_limit=tl, extra={"prior_bounds": on}))
+            src = r.stats.get("bracket_sources") or {}
+            rows.append(_row(name, ql, r, extra=f"prior {'on' if on else 'off'} (lower: {src.get('lower')}, "
+                                                f"upper: {src.get('upper')})"))
+            print_table(rows[-1:])
+    return rows
+
+
 SUITES = {"exlipbab": suite_exlipbab, "lipbab": suite_lipbab, "random": suite_random,
-          "ablation": suite_ablation}
+          "ablation": suite_ablation, "prior": suite_prior}
 
 
 def main(argv: list[str] | None = None) -> int:

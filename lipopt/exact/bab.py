@@ -96,6 +96,11 @@ class BabSettings:
     #: called with (certified lower, certified upper, None) at every node (lipopt.progress.solve_reporter
     #: rate-limits the lines it prints); None: silent
     progress: Any = None
+    #: a certified upper bound of the constant from elsewhere (lipopt.exact.prior): the search stops
+    #: when its lower bound meets it within rel_gap (it prunes no node: it caps the constant, not a node)
+    upper_cap: float | None = None
+    #: points offered to the lower side before the search (each certified in float64 like a sample)
+    starts: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -229,6 +234,7 @@ class _Bab(_BoundsMixin, _LowerMixin):
     def run(self) -> BabOutcome:
         limit = self.st.time_limit
         self._samples()
+        self._starts()
         if self.witness is not None and self.st.climb_time > 0:
             budget = self.st.climb_time if limit is None else min(self.st.climb_time, 0.1 * limit)
             self._climb(np.asarray(self.witness["x"]), budget)
@@ -249,6 +255,15 @@ class _Bab(_BoundsMixin, _LowerMixin):
         self.stats["open_nodes"] = len(heap)
         return BabOutcome(self.lower, upper, self.witness, stop, self.history, self.stats, self.notes,
                           self.cq)
+
+    def _starts(self) -> None:
+        """Offer the settings' start points (a prior method's witness) to the lower side."""
+        from lipopt.exact.prior import point_in
+
+        for x in self.st.starts:
+            y = point_in(self.net, self.cq, np.asarray(x, dtype=np.float64))
+            if y is not None:
+                self._offer(y, "prior")
 
     def _roots(self) -> list:
         """The heap with the root node (one per output row in a joint row search)."""
@@ -288,6 +303,11 @@ class _Bab(_BoundsMixin, _LowerMixin):
                 self.st.progress(self.lower, up, None)
             if self.lower is not None and up - self.lower <= self.st.rel_gap * abs(up):
                 stop = "gap" if heap else "completed"
+                break
+            cap = self.st.upper_cap
+            if self.lower is not None and cap is not None and cap - self.lower <= self.st.rel_gap * abs(cap):
+                self.stats["stopped_at_cap"] = cap
+                stop = "gap"
                 break
             _, _, node = heapq.heappop(heap)
             if node.fcache is not None:  # used by this node's children only

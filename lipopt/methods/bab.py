@@ -17,7 +17,11 @@ max-pooling, the nominal-point constant, and operator norms that need sign enume
 
 Options (``RunOptions.extra``, top level or under "bab"): max_nodes, lp_prune, n_samples, root_bounds
 ("crown" | "interval"), branching ("influence" | "layer"), tau (leaf interior tolerance), max_directions
-(forward directional bound up to this many input-ball vertices), climb_time, node_crown.
+(forward directional bound up to this many input-ball vertices), climb_time, node_crown, prior_bounds
+(True: first the cheap methods' certified bounds, :mod:`lipopt.exact.prior`; the lower one's witness is
+offered to the lower side, the search stops once its lower bound meets the upper one, and the reported
+bracket is [max(own, prior lower), min(own, prior upper)] with ``stats["bracket_sources"]``), prior_time
+(0.1: their time box as a fraction of the time limit, at most 10 s).
 Stats: nodes, leaves (full-dimensional, empty), LP calls, pruned nodes by reason, root bound,
 ``history``: the anytime bracket as [seconds, lower, upper] rows.
 
@@ -55,9 +59,17 @@ class Options(MethodOptions):
     max_directions: int = 1 << 15  # forward bound over the input-ball vertices up to this many (l-inf / l1)
     climb_time: float = 3.0  # hill climbing over regions from the best sample, seconds (<= 10 % of the limit)
     node_crown: bool = True  # CROWN bounds of the deeper layers' pre-activations in every node
+    #: the cheap methods' certified bounds (lipopt.exact.prior): a start, a stop and the bracket's cap
+    prior_bounds: bool = True
+    prior_time: float = 0.1  # their time box: this fraction of the time limit (at most 10 s)
 
     def __post_init__(self) -> None:
         bad = []
+        if not isinstance(self.prior_bounds, bool):
+            bad.append(f"prior_bounds must be True or False, got {self.prior_bounds!r}")
+        if (not isinstance(self.prior_time, int | float) or isinstance(self.prior_time, bool)
+                or not 0 <= float(self.prior_time) <= 1):
+            bad.append(f"prior_time must be a number in [0, 1], got {self.prior_time!r}")
         if self.max_nodes is not None and (not isinstance(self.max_nodes, int) or self.max_nodes < 1):
             bad.append(f"max_nodes must be a positive integer or None, got {self.max_nodes!r}")
         if not isinstance(self.lp_prune, bool):
@@ -135,12 +147,23 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
     o = Options.from_run(options, METHOD)
     from lipopt.exact.bab import BabSettings, run_bab
 
-    st = BabSettings(time_limit=options.time_limit, rel_gap=float(options.rel_gap), tau=float(o.tau),
+    t0 = time.perf_counter()
+    prior = None
+    time_limit = options.time_limit
+    if o.prior_bounds:  # the cheap methods' certified bounds, in a small time box
+        from lipopt.exact.prior import gather
+
+        prior = gather(network, q, options, float(o.prior_time),
+                       None if time_limit is None else t0 + float(time_limit))
+        if time_limit is not None:
+            time_limit = max(0.0, float(time_limit) - prior.time)
+    st = BabSettings(time_limit=time_limit, rel_gap=float(options.rel_gap), tau=float(o.tau),
                      max_nodes=o.max_nodes, lp_prune=o.lp_prune, n_samples=o.n_samples, seed=options.seed,
                      root_bounds=o.root_bounds, branching=o.branching, solver=options.solver,
                      max_directions=o.max_directions, climb_time=float(o.climb_time), node_crown=o.node_crown,
-                     progress=_reporter(options))
-    t0 = time.perf_counter()
+                     progress=_reporter(options),
+                     upper_cap=None if prior is None else prior.upper_value(),
+                     starts=() if prior is None else tuple(prior.start_points()))
     out = run_bab(network, q, st)
     stats = dict(out.stats)
     stats["history"] = _thin(out.history)
@@ -162,11 +185,17 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
         options={"max_nodes": o.max_nodes, "lp_prune": o.lp_prune, "n_samples": o.n_samples,
                  "root_bounds": o.root_bounds, "branching": o.branching, "tau": o.tau,
                  "max_directions": o.max_directions, "climb_time": o.climb_time, "node_crown": o.node_crown,
+                 "prior_bounds": o.prior_bounds, "prior_time": o.prior_time,
                  "time_limit": options.time_limit, "rel_gap": options.rel_gap})
     _self_checks(res, network, out)
     res.solve_time = float(out.stats.get("time", 0.0))
     res.wall_time = time.perf_counter() - t0
-    return res
+    from lipopt.exact.prior import merge
+
+    if prior is not None:
+        off = prior.time  # the search's history clock starts after the prior
+        res.stats["history"] = [[t + off, lo, up] for t, lo, up in res.stats["history"]]
+    return merge(res, prior, METHOD)  # without a prior: only stats["bracket_sources"] / ["own_bracket"]
 
 
 def _self_checks(res: LipschitzResult, network: Network, out: Any) -> None:

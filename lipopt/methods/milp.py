@@ -33,6 +33,12 @@ Jacobian norm of ``sample_pool`` = 2000 seeded samples),
 input-norm ball of the directional-derivative MILP, :mod:`lipopt.mip.milp_directions`; used when the
 number of directions is at most ``max_directions``, default 2^16; much tighter brackets on nets whose
 neurons all switch inside the box, see benchmarks/bench_milp.py section B).
+``prior_bounds`` (default True; "milp" only): first the cheap methods' certified bounds
+(:mod:`lipopt.exact.prior`: naive and, for l2 questions, LipSDP as the UPPER side, grad-ascent's re-evaluated
+witness as the LOWER side) in a time box of ``prior_time`` (0.1) x the time limit, at most 10 s, counted
+against the limit; the lower one is a candidate and prunes pieces, no piece is solved once the certified
+lower bound meets the prior upper one, and the reported bracket is [max(own, prior lower), min(own, prior
+upper)] with ``stats["bracket_sources"]`` (:func:`lipopt.exact.prior.merge`).
 Scale: the model is built on :func:`lipopt.formulations.scaling.normalised` (every layer's weights of
 unit scale, exactly f / factor with the same activation patterns); the solver's objective and dual bound
 are multiplied back by the factor (a power of two, exact) and witnesses are certified on the original
@@ -75,6 +81,10 @@ class Options(MethodOptions):
     normalise: bool = True  # build the model on the power-of-two normalised network
     n_samples: int = 16  # certified samples that seed the lower side
     sample_pool: int = 2000
+    #: the cheap methods' certified bounds (lipopt.exact.prior) as start, piece cut-off and bracket cap
+    #: ("milp" only; lp-relax reports its relaxation's bound alone)
+    prior_bounds: bool = True
+    prior_time: float = 0.1  # their time box: this fraction of the time limit (at most 10 s)
 
 
 def mip_applicable(network: Network, question: Question) -> str | None:
@@ -222,6 +232,7 @@ class _MilpRun:
     build_time: float = 0.0
     extra_outcomes: list[Any] = field(default_factory=list)
     extra_uppers: list[float] = field(default_factory=list)
+    prior: Any = None  # lipopt.exact.prior.Prior, or None
 
     def certify(self, cand: Any) -> Any:
         from lipopt.certify.candidates import certify_candidates
@@ -247,6 +258,9 @@ def _skip(r: _MilpRun, pstat: dict[str, Any], upper: float) -> bool:
         return True
     if upper <= r.best_lower:
         pstat["skipped"] = "interval bound below the certified lower bound"
+        return True
+    if r.prior is not None and r.prior.closes(r.best_lower, r.options.rel_gap):
+        pstat["skipped"] = (f"the certified lower bound meets the prior upper bound ({r.prior.upper.method})")
         return True
     return False
 
@@ -315,8 +329,17 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
     solver = options.solver or DEFAULT_SOLVER
     o = Options.from_run(options, method)
     split_dirs = _use_direction_split(o.direction_split, network, question, relax, int(o.max_directions))
+    prior = None
+    if o.prior_bounds and not relax:  # the cheap methods' certified bounds, in a small time box
+        from lipopt.exact.prior import gather
+
+        t_p = time.perf_counter()
+        deadline = None if options.time_limit is None else t_p + float(options.time_limit)
+        prior = gather(network, question, options, float(o.prior_time), deadline)
     r = _MilpRun(network, question, options, o, prepare(network, question, o, solver), solver, method, relax,
-                 time.perf_counter())
+                 time.perf_counter(), prior=prior)
+    if prior is not None:
+        r.t_start -= prior.time  # the prior's time counts against the limit
     su = r.setup
     r.notes.extend(su.notes)
     stats = su.stats
@@ -328,6 +351,7 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
         rep0 = certify_candidates(network, su.cert_q, r.candidates, seed=options.seed)
         if rep0.best is not None:
             r.best_lower = rep0.best.value
+    _take_prior_lower(r)
     pieces = output_pieces(question, network.output_size, o.vector_encoding)
     ups = [float(su.norm.up(cheap_upper(su.bounds, p, question.input_norm))) for p in pieces]
     outcomes: list[Any] = [None] * len(pieces)
@@ -375,7 +399,29 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
     if all(out is None for out in outcomes) and res.value is not None and res.status is Status.ERROR:
         res.status = Status.SOLVED
     res.solver = res.solver or solver
-    return res
+    from lipopt.exact.prior import merge
+
+    if prior is not None:
+        res.wall_time = time.perf_counter() - r.t_start
+        res.stats.setdefault("history", [[res.wall_time, res.lower, res.upper]])
+    return merge(res, prior, method)  # without a prior: only stats["bracket_sources"] / ["own_bracket"]
+
+
+def _take_prior_lower(r: _MilpRun) -> None:
+    """The prior's certified lower bound: a candidate (its witness point, in the certification domain)
+    and the piece cut-off."""
+    from lipopt.certify.candidates import Candidate
+    from lipopt.exact.prior import point_in
+
+    p_lo = None if r.prior is None else r.prior.lower_value()
+    if p_lo is None:
+        return
+    w = r.prior.lower.witness or {}
+    if w.get("kind") == "point":
+        x = point_in(r.network, r.setup.cert_q, np.asarray(w["x"], dtype=np.float64))
+        if x is not None:
+            r.candidates.append(Candidate(x=x, label=f"prior lower ({r.prior.lower.method})"))
+    r.best_lower = max(r.best_lower, p_lo)
 
 
 def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:

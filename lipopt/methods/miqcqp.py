@@ -2,6 +2,7 @@
 
 Pipeline (one call, one time budget):
 
+0. Prior bounds (option ``prior_bounds``): the cheap methods' certified bracket (see below).
 1. Input set and sound bounds (:mod:`lipopt.formulations.miqcqp_geometry`): box / l2 ball for local
    questions, the projective compactification for the global one (exact, bounded, no indicator
    constraints needed); forward bounds (LP tightening / CROWN when available, else intervals), stable
@@ -26,7 +27,16 @@ epsilon, epsilon_rel (1e-4), epsilon_min (1e-5), bounds ("auto" = LP tightening 
 "interval"), warm_start (True), n_samples (2000), local_search (True: hill climbing over neighbouring
 regions from the best samples), local_search_time (20 s, at most 10 % of the budget), cutoff (True),
 global_radius (None: automatic), lb_time_fraction (0.3: share of the budget kept for P_LB when P_UB does
-not close), normalise (True), solver_extra (dict of raw solver parameters).
+not close), normalise (True), solver_extra (dict of raw solver parameters), prior_bounds (True: the
+cheap methods' certified bounds, :mod:`lipopt.exact.prior`, first), prior_time (0.1: their time box as a
+fraction of the time limit, at most 10 s).
+
+Prior bounds (``prior_bounds``): before the warm start, naive, lipsdp-fast (and lipsdp-neuron when time
+is left in the box) give a certified UPPER bound and grad-ascent a certified LOWER bound with a witness
+re-evaluated in float64. The lower one joins the warm start (a candidate and the cut-off tau); when the
+certified lower bound already meets the prior upper bound no MIQCQP is solved; the reported bracket is
+[max(own lower, prior lower), min(own upper, prior upper)] with ``stats["bracket_sources"]`` naming the
+method of each side, and crossing bounds are a failed check (:func:`lipopt.exact.prior.merge`).
 
 Scale: the models are built on the normalised network (:func:`lipopt.formulations.scaling.normalised`:
 unit-scale weights, exactly f / factor with the same activation patterns); the solver's values are
@@ -80,6 +90,9 @@ class Options(MethodOptions):
     lb_time_fraction: float = 0.3
     normalise: bool = True
     solver_extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # verbatim solver options
+    #: the cheap methods' certified bounds (lipopt.exact.prior) as cut-off, start and bracket cap
+    prior_bounds: bool = True
+    prior_time: float = 0.1  # their time box: this fraction of the time limit (at most 10 s)
 
 
 WHY_DIFFERENT = (
@@ -253,6 +266,7 @@ class _Run:
     t_start: float = 0.0
     closed: bool = False
     overran: bool = False
+    prior: Any = None  # lipopt.exact.prior.Prior, or None (option prior_bounds off)
 
     def cut(self) -> float | None:
         """The objective cut-off tau >= the best certified lower bound, in model units."""
@@ -274,6 +288,7 @@ def _warm_phase(r: _Run) -> None:
             r.candidates.append(Candidate(x=ws.x, label="warm start (sampling)"))
     r.stats["warm_start"] = {"value": ws.value, "samples": ws.n_samples, "time": ws.time}
     r.best_lower = ws.value
+    _take_prior_lower(r)
     if not (cfg["warm_start"] and cfg["local_search"] and ws.x is not None):
         return
     if r.network.has_maxpool:  # the neighbour flips of local_search are written for dense layers
@@ -297,6 +312,34 @@ def _warm_phase(r: _Run) -> None:
     if x_ls is not None and v_ls is not None and v_ls > (r.best_lower or 0.0):
         r.candidates.append(Candidate(x=x_ls, label="warm start (region local search)"))
         r.best_lower = v_ls
+
+
+def _take_prior_lower(r: _Run) -> None:
+    """The prior's certified lower bound (grad-ascent, re-evaluated) as a candidate and cut-off."""
+    import numpy as np
+
+    from lipopt.certify.candidates import Candidate
+
+    p_lo = None if r.prior is None else r.prior.lower_value()
+    if p_lo is None:
+        return
+    w = r.prior.lower.witness or {}
+    if w.get("kind") == "point":
+        r.candidates.append(Candidate(x=np.asarray(w["x"], dtype=np.float64),
+                                      label=f"prior lower ({r.prior.lower.method})"))
+    if r.best_lower is None or p_lo > r.best_lower:
+        r.best_lower = p_lo
+
+
+def _prior_closed(r: _Run) -> bool:
+    """Whether the certified lower bound already meets the prior upper bound (nothing to solve)."""
+    if r.prior is None or not r.prior.closes(r.best_lower, r.rel_gap):
+        return False
+    r.closed = True
+    r.notes.append(f"the certified lower bound {r.best_lower:.9g} meets the prior upper bound "
+                   f"{r.prior.upper.value:.9g} ({r.prior.upper.method}) within the relative gap "
+                   f"{r.rel_gap:g}: no MIQCQP was solved")
+    return True
 
 
 def _ub_phase(r: _Run) -> None:
@@ -425,27 +468,37 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
     cfg = options_from(options)
     solver = options.solver or default_solver(Capability.MIQCQP)
     deadline = None if options.time_limit is None else t_start + float(options.time_limit)
+    prior = None
+    if cfg["prior_bounds"]:  # the cheap methods' certified bounds, in a small time box
+        from lipopt.exact.prior import gather
+
+        prior = gather(network, q, options, float(cfg["prior_time"]), deadline)
     setup = prepare(network, q, cfg, deadline)  # input set, bounds, the models' configuration
     r = _Run(network, q, options, cfg, setup, solver, deadline, max(float(options.rel_gap), 1e-6),
              notes=list(setup.notes), stats={"solver": solver, **setup.stats}, t_start=t_start)
+    r.prior = prior
     _warm_phase(r)
     rem = _remaining(deadline)
     r.overran = rem is not None and rem <= 0
-    if r.overran and cfg["problem"] in ("both", "ub"):  # not even built once the set-up used the limit
+    if _prior_closed(r):
+        pass
+    elif r.overran and cfg["problem"] in ("both", "ub"):  # not even built once the set-up used the limit
         r.notes.append("the time limit was used up by the bounds and the warm start before P_UB was built: "
                        "the bracket is the warm start's certified value and the bound-propagation bound")
     elif cfg["problem"] in ("both", "ub"):
         _ub_phase(r)
     if interrupts.requested():  # one Ctrl-C stops the whole run, not just the upper-bound problem
         r.notes.append("interrupted (Ctrl-C): the lower-bound problem was not started")
-    elif cfg["problem"] == "lb" or (cfg["problem"] == "both" and not r.closed):
+    elif not r.closed and cfg["problem"] in ("lb", "both"):
         _lb_phase(r)
     res = _bracket(r)
     res.wall_time = time.perf_counter() - t_start
     from lipopt.progress import anytime
 
     res.stats["history"] = anytime(r.ub_history, res, r.stats.get("ub_model", {}).get("fallback_upper"))
-    return res
+    from lipopt.exact.prior import merge
+
+    return merge(res, prior, {"both": "miqcqp", "ub": "miqcqp-ub", "lb": "miqcqp-lb"}[cfg["problem"]])
 
 
 def _fallback(lb: Any, q: Question) -> float:

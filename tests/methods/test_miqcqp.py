@@ -18,7 +18,9 @@ from lipopt.methods.miqcqp import run_lb, run_ub
 
 OPTS = RunOptions(time_limit=30)
 # the LB problem alone, without the sampled warm start (which would certify the exact value by itself)
-LB_ONLY = {"warm_start": False, "cutoff": False}
+LB_ONLY = {"warm_start": False, "cutoff": False, "prior_bounds": False}
+#: the models alone: no sampled warm start, no prior bounds of the cheap methods
+MODELS_ONLY = {"warm_start": False, "prior_bounds": False}
 
 
 def _close(a: float, b: float, rtol: float = 1e-6) -> bool:
@@ -136,7 +138,7 @@ def test_brackets_contain_the_exact_value_without_warm_start() -> None:
         net = nets.random_mlp([2, 5, 4, 1], seed + 10)
         q = Question(Norm.L2, Norm.L2)
         exact = _enum(net, q)
-        r = run_method("miqcqp", net, q, RunOptions(time_limit=30, extra={"warm_start": False}))
+        r = run_method("miqcqp", net, q, RunOptions(time_limit=30, extra=MODELS_ONLY))
         assert r.ok
         assert r.lower <= exact * (1 + 1e-9) + 1e-9 <= r.upper * (1 + 1e-6) + 2e-9
         assert r.kind is BoundKind.EXACT and _close(r.value, exact)
@@ -211,11 +213,11 @@ def test_max_pool_nets_match_enumeration(net_args: tuple, qname: str) -> None:
     net = nets.overlapping_pool_net(*net_args)
     q = POOL_QUESTIONS[qname]
     exact = _enum(net, q)
-    r = run_method("miqcqp", net, q, RunOptions(time_limit=30, extra={"warm_start": False}))
+    r = run_method("miqcqp", net, q, RunOptions(time_limit=30, extra=MODELS_ONLY))
     assert r.ok, (r.message, [str(c) for c in r.checks])
     assert r.kind is BoundKind.EXACT and _close(r.value, exact, 1e-6)
     assert r.stats["ub_model"]["pool_binaries"] > 0
-    r_ub = run_method("miqcqp-ub", net, q, RunOptions(time_limit=30, extra={"warm_start": False}))
+    r_ub = run_method("miqcqp-ub", net, q, RunOptions(time_limit=30, extra=MODELS_ONLY))
     r_lb = run_method("miqcqp-lb", net, q, RunOptions(time_limit=30, extra=LB_ONLY))
     assert r_ub.ok and r_lb.ok
     assert r_ub.upper >= exact * (1 - 1e-6) - 1e-9
@@ -229,7 +231,7 @@ def test_two_channel_conv_pool_net_matches_enumeration() -> None:
     net = nets.conv_pool_net(0, channels=2)
     q = Question(Norm.L2, Norm.L2)
     exact = _enum(net, q)
-    r = run_method("miqcqp", net, q, RunOptions(time_limit=60, extra={"warm_start": False}))
+    r = run_method("miqcqp", net, q, RunOptions(time_limit=60, extra=MODELS_ONLY))
     assert r.ok and r.kind is BoundKind.EXACT and _close(r.value, exact, 1e-6)
 
 
@@ -242,7 +244,7 @@ def test_max_pool_tie_cuts_close_overlapping_windows() -> None:
     q = Question(Norm.L2, Norm.L2, Box(-0.5, 1.0)).bind(net)
     mm = build_model(net, q, MiqcqpConfig(problem="ub"))
     assert mm.stats["tie_cuts"] > 0 and mm.stats["encoding"] == "stages (max-pool)"
-    r = run_ub(net, q, RunOptions(time_limit=30, extra={"warm_start": False}))
+    r = run_ub(net, q, RunOptions(time_limit=30, extra=MODELS_ONLY))
     assert _close(r.stats["ub"]["bound"], _enum(net, q), 1e-6)
 
 
