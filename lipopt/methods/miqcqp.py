@@ -64,7 +64,7 @@ from lipopt.errors import NotApplicableError
 from lipopt.lower.region_search import WarmStart, local_search, pattern_jacobian, warm_start  # noqa: F401
 from lipopt.network.network import Network
 from lipopt.options import MethodOptions, RunOptions
-from lipopt.result import LipschitzResult, Status
+from lipopt.result import BoundKind, LipschitzResult, Status
 from lipopt.spec import Global, Question
 
 
@@ -376,6 +376,13 @@ def _ub_phase(r: _Run) -> None:
         rep = certify_candidates(r.network, r.q, [cand], seed=r.options.seed)
         if rep.best is not None:
             r.best_lower = max(r.best_lower or 0.0, rep.best.value)
+        obj = r.ub_out.objective
+        t_var = getattr(mm.model, "t", None) if su.iset.lifted else None
+        r.stats["ub"].update({
+            "incumbent_t": None if t_var is None or t_var.value is None else float(t_var.value),
+            "incumbent_certified": bool(rep.best is not None and obj is not None
+                                        and rep.best.value >= obj * (1 - max(r.rel_gap, 1e-6))),
+            "incumbent_degenerate": bool(rep.degenerate)})
     ups = [v for v in (r.ub_out.bound if su.trust_dual else None, r.stats["ub_model"]["fallback_upper"])
            if v is not None and math.isfinite(v)]
     up = min(ups) if ups else None
@@ -498,7 +505,43 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
     res.stats["history"] = anytime(r.ub_history, res, r.stats.get("ub_model", {}).get("fallback_upper"))
     from lipopt.exact.prior import merge
 
-    return merge(res, prior, {"both": "miqcqp", "ub": "miqcqp-ub", "lb": "miqcqp-lb"}[cfg["problem"]])
+    res = merge(res, prior, {"both": "miqcqp", "ub": "miqcqp-ub", "lb": "miqcqp-lb"}[cfg["problem"]])
+    res.stats["closure"] = closure(res, r.stats, r.prior is not None and r.closed and "ub" not in r.stats)
+    return res
+
+
+def closure(res: LipschitzResult, stats: dict, by_prior: bool) -> dict:
+    """Which side closed the run and why, or why it stayed open (issue 13: recorded for every run):
+    ``{"closed", "upper_from", "lower_from", "why"}``. The upper side is the prior's method, P_UB's dual
+    bound or the bound propagation; the lower side the certified witness's candidate; an open run names
+    P_UB's stop, and when P_UB was solved to optimality above every certified region, whether its
+    incumbent was degenerate or on the far-field face t = 0 of the compactification (a closed-region
+    optimum that no full-dimensional region attains: the spurious optimum that keeps such runs open)."""
+    src = dict(stats.get("bracket_sources") or res.stats.get("bracket_sources") or {})
+    ub = stats.get("ub") or {}
+    lower_from = (res.witness or {}).get("candidate") or (res.witness or {}).get("source") or src.get("lower")
+    if src.get("upper") not in (None, res.method, "miqcqp", "miqcqp-ub", "miqcqp-lb"):
+        upper_from = f"prior ({src['upper']})"
+    elif ub.get("bound") is not None and res.upper is not None and ub["bound"] <= res.upper * (1 + 1e-9):
+        upper_from = "P_UB dual bound"
+    else:
+        upper_from = "bound propagation"
+    closed = res.kind is BoundKind.EXACT and res.value is not None
+    if closed:
+        why = ("the certified lower bound met the prior upper bound before any MIQCQP" if by_prior else
+               f"the certified lower bound ({lower_from}) met the upper bound ({upper_from})")
+    elif not ub:
+        why = "P_UB was not solved (the time limit, or problem 'lb')"
+    elif ub.get("termination") != "optimal":
+        why = f"P_UB stopped by {ub.get('termination')} with dual bound {ub.get('bound')}"
+    else:
+        t = ub.get("incumbent_t")
+        where = ("on the far-field face t = 0 of the compactification" if t is not None and t <= 1e-7
+                 else "in a degenerate (lower-dimensional) region" if ub.get("incumbent_degenerate")
+                 else "at a pattern whose region the certification could not confirm")
+        why = (f"P_UB was solved to optimality at {ub.get('objective')}, above every certified region: its "
+               f"optimum lies {where}, a closed-region optimum that no full-dimensional region attains")
+    return {"closed": closed, "upper_from": upper_from, "lower_from": lower_from, "why": why}
 
 
 def _fallback(lb: Any, q: Question) -> float:

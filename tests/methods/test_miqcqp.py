@@ -274,3 +274,23 @@ def test_lifted_stages_are_the_homogenised_network(sparse: bool) -> None:
     for s, r in zip(states, ref_states, strict=True):
         if s is not None:
             np.testing.assert_array_equal(s[:, :-1], r)
+
+
+def test_every_run_records_which_side_closed_it_and_why() -> None:
+    """stats["closure"] (issue 13): a closed global run names the sides that met; an open one names
+    P_UB's stop; the spurious closed-region optimum on the compactification's far-field face t = 0 is
+    named as such (the diagnosis of ExLipBaB's wine net, which stays open)."""
+    from lipopt.methods.miqcqp import closure
+
+    net = nets.random_mlp([3, 6, 5, 1], 0)
+    done = run_method("miqcqp", net, Question(Norm.L2, Norm.L2))
+    assert done.kind is BoundKind.EXACT
+    c = done.stats["closure"]
+    assert c["closed"] and c["upper_from"] in ("P_UB dual bound", "bound propagation") and "met" in c["why"]
+    assert c["lower_from"]
+    open_run = done.__class__.from_bracket("miqcqp", BoundKind.EXACT, 1.74, 1.77)
+    face = closure(open_run, {"ub": {"termination": "optimal", "objective": 1.77, "bound": 1.77,
+                                     "incumbent_t": 0.0, "incumbent_degenerate": False}}, False)
+    assert not face["closed"] and face["upper_from"] == "P_UB dual bound" and "face t = 0" in face["why"]
+    limited = closure(open_run, {"ub": {"termination": "time_limit", "bound": 2.5}}, False)
+    assert "stopped by time_limit" in limited["why"] and limited["upper_from"] == "bound propagation"
