@@ -105,7 +105,8 @@ def _steps(args: argparse.Namespace, clip: Any) -> Any:
     from lipopt.analytic.robustness import CertifySteps
 
     return CertifySteps(lower=not args.no_lower, radius=not args.no_radius,
-                        adversarial=not args.no_adversarial, seed=args.seed, clip=clip)
+                        adversarial=not args.no_adversarial, seed=args.seed, clip=clip,
+                        threads=None if args.threads == 0 else args.threads)
 
 
 def _run_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -178,6 +179,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="write the report as JSON to this file")
     p.add_argument("--clip", default=None, help="LO,HI box for adversarial examples (e.g. 0,1 for images)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1,
+                   help="BLAS / torch threads while certifying (default 1: one input's tensors are small, "
+                        "and spinning threads on a busy machine cost far more than they gain; 0 leaves them "
+                        "as they are)")
     p.add_argument("--no-lower", action="store_true", help="skip the lower bounds (PGD on the ratio)")
     p.add_argument("--no-radius", action="store_true", help="skip the certified radius")
     p.add_argument("--no-adversarial", action="store_true", help="skip the adversarial example search")

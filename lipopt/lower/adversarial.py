@@ -5,8 +5,9 @@
   an UPPER bound on the minimal adversarial perturbation. :func:`minimal_adversarial` shrinks it by
   bisection on the radius.
 * :func:`nominal_ratio_lower` maximises |f(x) - f(x0)|_2 / |x - x0|_2 over the ball (projected gradient
-  ascent from the top singular direction of J(x0) and random starts, several radii). Every reported
-  value is the float64 IR ratio of a real point of the ball: a LOWER bound on the nominal-point constant.
+  ascent from the top singular direction of J(x0) and random starts, several radii, one batch). Every
+  reported value is the float64 IR ratio of a real point of the ball less its rounding allowance: a
+  certified LOWER bound on the nominal-point constant.
 torch is imported inside the functions.
 
 The mathematics as implemented: ``docs/methods.md#adversarial``.
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lipopt.certify.witness import certified_pair_ratio
+from lipopt.certify.witness import certified_pair_ratios
 from lipopt.network.layers import AvgPool2d, Conv2d, Dense, Flatten, LeakyReLU, MaxPool2d, ReLU
 from lipopt.network.network import Network
 from lipopt.network.stages import dispatch
@@ -140,7 +141,8 @@ def pgd_l2(network: Network, x0: np.ndarray, eps: float, label: int | None = Non
            clip: tuple[float, float] | None = None,
            model: Callable[[Any], Any] | None = None) -> AdversarialResult:
     """Projected gradient ascent (normalised l2 steps) on the margin loss; the first restart starts at x0,
-    the others at random points of the ball. Stops at the first IR-verified class change."""
+    the others at random points of the sphere, all restarts run together as one batch. Stops at the
+    first IR-verified class change."""
     import torch
 
     x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
@@ -151,36 +153,43 @@ def pgd_l2(network: Network, x0: np.ndarray, eps: float, label: int | None = Non
     xt0 = torch.as_tensor(x0, dtype=torch.float64, device=dev).reshape(1, -1)
     alpha = step_size or 2.5 * eps / max(1, steps)
     gen = torch.Generator(device="cpu").manual_seed(seed)
+    # all restarts at once, one row each (the rows are independent: the gradient of the summed loss is
+    # each row's gradient); row 0 starts at x0, the others at random points of the sphere
+    starts = [xt0.clone()]
+    for _ in range(1, max(1, restarts)):
+        z = torch.randn(xt0.shape, generator=gen, dtype=torch.float64).to(dev)
+        starts.append(_project(xt0 + eps * z / torch.linalg.vector_norm(z), xt0, eps, clip))
+    x = torch.cat(starts, dim=0)
     evals = 0
-    best_loss, best_x = -np.inf, None
-    for rs in range(max(1, restarts)):
-        if rs == 0:
-            x = xt0.clone()
-        else:
-            z = torch.randn(xt0.shape, generator=gen, dtype=torch.float64).to(dev)
-            x = _project(xt0 + eps * z / torch.linalg.vector_norm(z), xt0, eps, clip)
-        for _ in range(steps):
-            x = x.detach().requires_grad_(True)
-            loss = _margin_loss(f(x), label)
-            evals += 1
-            (g,) = torch.autograd.grad(loss.sum(), x)
-            lv = float(loss.detach())
-            if lv > best_loss:
-                best_loss, best_x = lv, x.detach().clone()
-            if lv > 0:
-                xa = x.detach().cpu().numpy().reshape(-1)
-                ok, pred, dist = _verify(network, x0, xa, label, eps)
-                if ok:
-                    return AdversarialResult(True, xa, dist, label, pred, "pgd-l2", evals)
-            gn = torch.linalg.vector_norm(g).clamp_min(1e-300)
-            x = _project(x + alpha * g / gn, xt0, eps, clip)
-        xa = x.detach().cpu().numpy().reshape(-1)
-        ok, pred, dist = _verify(network, x0, xa, label, eps)
-        evals += 1
-        if ok:
-            return AdversarialResult(True, xa, dist, label, pred, "pgd-l2", evals)
+    best_loss = -np.inf
+
+    def first_verified(xb: Any, rows: Any) -> AdversarialResult | None:
+        for i in rows:
+            xa = xb[i].detach().cpu().numpy().reshape(-1)
+            ok, pred, dist = _verify(network, x0, xa, label, eps)
+            if ok:
+                return AdversarialResult(True, xa, dist, label, pred, "pgd-l2", evals)
+        return None
+
+    for _ in range(steps):
+        x = x.detach().requires_grad_(True)
+        loss = _margin_loss(f(x), label)
+        evals += x.shape[0]
+        (g,) = torch.autograd.grad(loss.sum(), x)
+        lv = loss.detach().cpu().numpy()
+        best_loss = max(best_loss, float(lv.max()))
+        if np.any(lv > 0):
+            got = first_verified(x, np.flatnonzero(lv > 0))
+            if got is not None:
+                return got
+        gn = torch.linalg.vector_norm(g, dim=1, keepdim=True).clamp_min(1e-300)
+        x = _project(x.detach() + alpha * g / gn, xt0, eps, clip)
+    evals += x.shape[0]
+    got = first_verified(x, range(x.shape[0]))
+    if got is not None:
+        return got
     return AdversarialResult(False, None, None, label, None, "pgd-l2", evals,
-                             [{"best_margin_loss": best_loss}] if best_x is not None else [])
+                             [{"best_margin_loss": best_loss}] if np.isfinite(best_loss) else [])
 
 
 def minimal_adversarial(network: Network, x0: np.ndarray, label: int | None = None, eps_max: float = 10.0,
@@ -217,7 +226,13 @@ def nominal_ratio_lower(network: Network, x0: np.ndarray, eps: float, search: Se
                         model: Callable[[Any], Any] | None = None) -> tuple[float, np.ndarray | None]:
     """Best IR-evaluated |f(x)-f(x0)| / |x-x0| (l2; |c^T .| for a scalar output) over points x of the
     closed l2 ball of radius eps around x0: a LOWER bound on the nominal-point constant. Returns
-    (ratio, x)."""
+    (ratio, x).
+
+    Projected gradient ascent on the ratio from +-v (v: the top right-singular direction of J(x0), by
+    power iteration) and ``search.restarts`` random directions, at the radii eps, eps/4, eps/32 and
+    eps/1000, all (radius, start) ascents as one batch; each ascent's best point is certified in one
+    batched float64 pass (:func:`lipopt.certify.witness.certified_pair_ratios`: the ratio less the
+    rounding allowance of the actual evaluation), so the value is a real, certified ratio."""
     import torch
 
     x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
@@ -252,28 +267,42 @@ def nominal_ratio_lower(network: Network, x0: np.ndarray, eps: float, search: Se
     for _ in range(max(0, restarts)):
         z = torch.randn(xt0.shape, generator=gen, dtype=torch.float64).to(dev)
         starts.append(z / torch.linalg.vector_norm(z))
-    best, best_x = 0.0, None
     q = _nominal_question(x0, eps, c)
     radii = [eps, eps / 4, eps / 32, eps * 1e-3]
-    for rad in radii:
-        for s0 in starts:
-            x = xt0 + rad * s0
-            best_t, cand = -1.0, None
-            for it in range(steps + 1):
-                x = x.detach().requires_grad_(True)
-                val = ratio(x)
-                if float(val.detach()) > best_t:
-                    best_t, cand = float(val.detach()), x.detach().cpu().numpy().reshape(-1)
-                if it == steps:
-                    break
-                (g,) = torch.autograd.grad(val.sum(), x)
-                gn = torch.linalg.vector_norm(g).clamp_min(1e-300)
-                x = _project(x.detach() + 0.2 * rad * g / gn, xt0, rad, None)
-            if cand is not None:
-                rv = _ir_ratio(network, q, x0, cand, eps)
-                if rv > best:
-                    best, best_x = rv, cand
-    return best, best_x
+    # every (radius, start) ascent runs as one row of a batch: the rows are independent (the ratio of
+    # each row depends on that row alone, so the gradient of the sum is the gradient of each row)
+    s0 = torch.cat(starts, dim=0)
+    rad = torch.tensor([r for r in radii for _ in starts], dtype=torch.float64, device=dev).reshape(-1, 1)
+    x = xt0 + rad * s0.repeat(len(radii), 1)
+    best_t = torch.full((x.shape[0],), -1.0, dtype=torch.float64, device=dev)
+    cand = x.detach().clone()
+    for it in range(steps + 1):
+        x = x.detach().requires_grad_(True)
+        val = ratio(x)
+        with torch.no_grad():
+            better = val > best_t
+            best_t = torch.where(better, val, best_t)
+            cand = torch.where(better[:, None], x, cand)
+        if it == steps:
+            break
+        (g,) = torch.autograd.grad(val.sum(), x)
+        gn = torch.linalg.vector_norm(g, dim=1, keepdim=True).clamp_min(1e-300)
+        x = _project_rows(x.detach() + 0.2 * rad * g / gn, xt0, rad)
+    cands = cand.detach().cpu().numpy()
+    vals = _ir_ratios(network, q, x0, cands, eps)
+    if not vals.size or vals.max() <= 0:
+        return 0.0, None
+    i = int(np.argmax(vals))
+    return float(vals[i]), cands[i]
+
+
+def _project_rows(x: Any, x0: Any, rad: Any) -> Any:
+    """Each row of x projected onto the l2 ball of its own radius (rad: (B, 1)) around x0."""
+    import torch
+
+    d = x - x0
+    n = torch.linalg.vector_norm(d, dim=1, keepdim=True).clamp_min(1e-300)
+    return x0 + d * torch.clamp(rad / n, max=1.0)
 
 
 def _nominal_question(x0: np.ndarray, eps: float, c: np.ndarray | None) -> Question:
@@ -281,9 +310,14 @@ def _nominal_question(x0: np.ndarray, eps: float, c: np.ndarray | None) -> Quest
     return Question(Norm.L2, Norm.L2, Ball(x0, eps, Norm.L2), out, nominal=True)
 
 
-def _ir_ratio(network: Network, q: Question, x0: np.ndarray, x: np.ndarray, eps: float) -> float:
-    """The float64 ratio |f(x)-f(x0)| / |x-x0| less its rounding allowance (0 outside the ball)."""
-    dx = float(np.linalg.norm(x - x0))
-    if dx == 0 or dx > eps * (1 + 1e-12):
-        return 0.0
-    return certified_pair_ratio(network, x, x0, q)
+def _ir_ratios(network: Network, q: Question, x0: np.ndarray, xs: np.ndarray, eps: float) -> np.ndarray:
+    """The float64 ratios |f(x)-f(x0)| / |x-x0| of the rows of xs less their rounding allowance
+    (:func:`lipopt.certify.witness.certified_pair_ratios`, one batched pass); 0 outside the ball."""
+    xs = np.asarray(xs, dtype=np.float64).reshape(-1, x0.size)
+    dx = np.linalg.norm(xs - x0[None, :], axis=1)
+    ok = (dx > 0) & (dx <= eps * (1 + 1e-12))
+    out = np.zeros(len(xs))
+    if np.any(ok):
+        out[ok] = certified_pair_ratios(network, xs[ok], x0, q)
+    return out
+
