@@ -12,6 +12,10 @@ for every unit v. It is kept only as an ESTIMATE. The UPPER value returned here 
    factorisation of lambda_c I - G (a symmetric matrix has a Cholesky factor iff it is positive definite;
    the floating-point factorisation's backward error, <= (s+1) eps |R^T||R| (Demmel), is covered by
    adding 4 (s+1) eps (lambda_c + ||G||_F) to lambda_c). delta grows 1e-8, 1e-6, ... until it succeeds.
+   A sparse M (convolutions; ``SpectralOptions.banded``, default) never forms the dense Gram matrix:
+   Lanczos on the sparse G, and the Cholesky certificate in a reverse Cuthill-McKee order by LAPACK's
+   banded factorisation (n w^2 instead of n^3 / 3), with Rump's trace criterion for its rounding
+   (:func:`_banded_norm_upper`).
 3. ``fourier-gram`` (large convolutions, unmasked): the zero-padded convolution on an H x W input is a
    restriction of the stride-1 *circular* convolution on the (H + 2p) x (W + 2p) torus (input embedding
    and output subsampling have norm <= 1), whose norm is max over frequencies w of ||K^(w)||_2
@@ -20,6 +24,10 @@ for every unit v. It is kept only as an ESTIMATE. The UPPER value returned here 
    factorisation of t I - K^H K at t = (1 + delta) x a power-iteration value (as in 2.); blocks it cannot
    settle get Gram iteration (Delattre et al. 2023): with X_0 = K^(w), X_{t+1} = Y_t^H Y_t,
    Y_t = X_t / ||X_t||_F, ||K^(w)||_2 <= prod_{t=0..T} ||X_t||_F^(1/2^t). Plus an FFT rounding allowance.
+   Default (``SpectralOptions.fourier_taps``): the blocks G(w) = K^(w)^H K^(w) as a trigonometric
+   polynomial of the kernel's tap correlations, every block proved below t = (1 + 1e-10) x the largest
+   eigenvalue met by one Cholesky factorisation, no power iteration (:func:`_fourier_taps_upper`); the
+   baseline above is kept with ``fourier_taps=False``.
    For a masked operator:
    ||R A D|| <= max_i r_i * ||A||.
 4. ``schur`` (any size): ||M||_2 <= sqrt(||M||_1 ||M||_inf) with the row and column absolute sums of
@@ -67,7 +75,11 @@ class SpectralOptions:
     dense_max_entries: int = 150_000_000  # dense layers (fc) up to this many (compressed) entries
     power_iters: int = 100  # iterations of the power-iteration ESTIMATE (0: skip)
     fourier_iters: int = 6  # Gram iterations per frequency (for blocks the Cholesky test cannot settle)
+    fourier_taps: bool = True  # per-frequency Gram blocks from the kernel's tap correlations (False: the
+    # baseline: K^H K per frequency from an FFT of the kernel, power iteration, Cholesky ladder)
     fourier: bool = True  # large convolutions: Fourier bound (tight, costly) or only Schur (cheap, loose)
+    banded: bool = True  # sparse Gram matrices: band-reordered Cholesky certificate (False: the dense one)
+    banded_max_fraction: float = 0.5  # ... when the reordered bandwidth is at most this fraction of s
     rel_margin: float = 1e-9  # relative safety added to every certified value
     seed: int = 0
     deadline: float | None = None  # perf_counter instant: past it (or not fitting), cheaper sound bounds
@@ -116,6 +128,10 @@ def matrix_norm_upper(m: Any, opts: SpectralOptions | None = None) -> SpectralBo
         return SpectralBound(0.0, "zero", True, 0.0)
     if s > opts.cholesky_limit:
         return None
+    if opts.banded and hasattr(m, "tocsr") and s > opts.exact_limit:
+        res = _banded_norm_upper(m, opts)
+        if res is not None:
+            return res
     fro2 = _frob(m) ** 2
     g, k = _gram(m)
     gf = float(np.linalg.norm(g))
@@ -148,13 +164,87 @@ def matrix_norm_upper(m: Any, opts: SpectralOptions | None = None) -> SpectralBo
                          "exact-eig", True, math.sqrt(max(lam, 0.0)))
 
 
+def _sparse_gram(m: Any) -> tuple[Any, int]:
+    """Sparse Gram matrix (CSR) of the smaller side of a sparse m, and the inner dimension."""
+    rows, cols = m.shape
+    m = m.tocsr()
+    g = (m.T.tocsr() @ m) if cols <= rows else (m @ m.T.tocsr())
+    return g.tocsr(), max(rows, cols)
+
+
+def _band_order(g: Any) -> tuple[np.ndarray, int]:
+    """A symmetric permutation of the sparse symmetric g with a small bandwidth (reverse Cuthill-McKee)
+    and that bandwidth."""
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+    perm = np.asarray(reverse_cuthill_mckee(g, symmetric_mode=True), dtype=np.int64)
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(perm.size)
+    coo = g.tocoo()
+    w = int(np.max(np.abs(inv[coo.row] - inv[coo.col]))) if coo.nnz else 0
+    return perm, w
+
+
+def _banded_norm_upper(m: Any, opts: SpectralOptions) -> SpectralBound | None:
+    """``lanczos+cholesky`` for a sparse m without a dense Gram matrix: Lanczos on the sparse Gram matrix
+    G, then the Cholesky certificate of t I - G in a band-reducing symmetric order (reverse
+    Cuthill-McKee; a symmetric permutation changes no eigenvalue), LAPACK dpbtrf, n w^2 instead of n^3/3.
+    None when the band is not narrow enough (the dense path then runs).
+
+    Rounding (the argument of :func:`lipopt.sdp.certification.banded_check`: Demmel 1989; Rump, BIT 2006,
+    Lemma 2.1 / Theorem 2.3, inner products of length <= w + 1): if the factorisation of
+    A~ = fl(t I - G~) runs to completion, lambda_min(A~) >= -g/(1-g) tr(A~), g = gamma_{w+2}, and forming
+    A~ moves each diagonal entry by <= u (|g_ii| + t); so lambda_max(G~) <= t + g/(1-g) tr(A~)
+    + u (max|g_ii| + t), and lambda_max(M^T M) <= that + (k+2) eps ||M||_F^2 (forming G~, as in the dense
+    path). tr(A~) is bounded by the sum of |diagonal| of the stored band."""
+    import scipy.linalg as sla
+    from scipy.sparse.linalg import eigsh
+
+    s = min(m.shape)
+    fro2 = _frob(m) ** 2
+    g, k = _sparse_gram(m)
+    perm, w = _band_order(g)
+    if w > opts.banded_max_fraction * s:
+        return None
+    form_err = (k + 2) * EPS * fro2 * 1.01
+    try:
+        lam_est = float(eigsh(g, k=1, which="LA", tol=1e-10, return_eigenvectors=False)[0])
+    except Exception:  # ARPACK did not converge: the absolute row sums (>= lambda_max) as the start
+        lam_est = float(abs(g).sum(axis=1).max())
+    lam_est = max(lam_est, 0.0)
+    gp = g[perm][:, perm].tocoo()
+    up = gp.row <= gp.col
+    band = np.zeros((w + 1, s))
+    band[w + gp.row[up] - gp.col[up], gp.col[up]] = -gp.data[up]
+    gdiag = -band[w].copy()
+    u = EPS / 2.0
+    gam = (w + 2) * u / (1.0 - (w + 2) * u)
+    for delta in (1e-8, 1e-6, 1e-4, 1e-2, 1e-1, 1.0):
+        t = lam_est * (1 + delta) + form_err
+        ab = band.copy()
+        ab[w] += t
+        tr = float(np.sum(np.abs(ab[w])))
+        try:
+            sla.cholesky_banded(ab, lower=False, overwrite_ab=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            continue
+        lam_up = (t + gam / (1.0 - gam) * tr * (1 + 4 * s * u) + u * (float(np.max(np.abs(gdiag))) + t)
+                  + form_err) * (1 + 4 * u)
+        return SpectralBound(math.sqrt(lam_up) * (1 + opts.rel_margin), "lanczos+cholesky", delta <= 1e-6,
+                             math.sqrt(lam_est))
+    return None
+
+
 # -------------------------------------------------------------------------------------- convolutions
 
 
 def conv_fourier_upper(op: ConvOp, opts: SpectralOptions | None = None) -> float:
     """Certified ||A||_2 of a zero-padded (strided, dilated, grouped) convolution via the circular
-    convolution on the padded torus and per-frequency Gram iteration (see the module docstring)."""
+    convolution on the padded torus and per-frequency Gram iteration (see the module docstring).
+    ``opts.fourier_taps`` (default): :func:`_fourier_taps_upper`; else the baseline below."""
     opts = opts or SpectralOptions()
+    if opts.fourier_taps:
+        return _fourier_taps_upper(op, opts)
     key = f"fourier{opts.fourier_iters}"
     if key in op._cache:
         return op._cache[key]
@@ -201,6 +291,154 @@ def conv_fourier_upper(op: ConvOp, opts: SpectralOptions | None = None) -> float
         best = max(best, math.sqrt(best2))
     extra = fft_err_entry * math.sqrt(og * cg)
     val = (best + extra) * (1 + opts.rel_margin + 4 * opts.fourier_iters * 1e-14)
+    op._cache[key] = val
+    return val
+
+
+def _polyphase_kernel(op: ConvOp) -> tuple[torch.Tensor, int, int]:
+    """The stride-1 kernel (c_out, cg * sh * sw, P, Q) of the s*s input phases and the torus size
+    (nh, nw) on which the zero-padded convolution is a restriction of the circular one (as in the
+    baseline :func:`conv_fourier_upper`)."""
+    w = op.w
+    c_out, cg, kh, kw = w.shape
+    dh, dw = op.dilation
+    keh, kew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    sh, sw = op.stride
+    keh2, kew2 = -(-keh // sh) * sh, -(-kew // sw) * sw
+    nh = -(-max(op.in_shape[1] + 2 * op.padding[0], keh2) // sh) * sh
+    nw = -(-max(op.in_shape[2] + 2 * op.padding[1], kew2) // sw) * sw
+    kd = torch.zeros((c_out, cg, keh2, kew2), dtype=DTYPE, device=w.device)
+    kd[:, :, :keh:dh, :kew:dw] = w
+    kd = kd.reshape(c_out, cg, keh2 // sh, sh, kew2 // sw, sw).permute(0, 1, 3, 5, 2, 4)
+    kd = kd.reshape(c_out, cg * sh * sw, keh2 // sh, kew2 // sw)
+    return kd, nh // sh, nw // sw
+
+
+def _fourier_taps_upper(op: ConvOp, opts: SpectralOptions) -> float:
+    """Certified ||A||_2 of a convolution: max over the torus frequencies w of lambda_max(G(w))^(1/2),
+    G(w) = K^(w)^H K^(w) (the smaller side), certified without forming K^H K per frequency.
+
+    * G(w) = sum_D H_D exp(-i w.D) is a trigonometric polynomial: H_D = sum_{b - a = D} m_a^T m_b over the
+      kernel taps m_a (c_out x c_in, or transposed for the smaller side), (2P-1)(2Q-1) offsets D. Each
+      frequency block is then two real matrix products of length |D| (4 |D| c^2 flops) instead of a
+      complex c x c x c product, a power iteration and Frobenius norms.
+    * Rounding of G~ (H~ by inner products of length <= c_out + PQ; twiddles cos / sin of the reduced
+      argument 2 pi ((k D) mod N) / N, each within 25 u; products of length |D|; real and imaginary parts):
+      |G~(w) - G(w)| <= e_G S entrywise with S = L1^T L1, L1 = sum_a |m_a|, e_G = 2 sqrt(2) (c_out + PQ
+      + |D| + 30) u; hence ||G~ - G||_2 <= e_G ||L1||_F^2, added once at the end.
+    * The certificate: frequencies in decreasing order of tr G(w); the floor is the largest eigenvalue
+      (LAPACK) of the first blocks; every block is proved lambda_max(G~) <= t + g/(1-g) tr(t I - G~)
+      + u (max|g_ii| + t), t = floor (1 + 1e-10), by a successful Cholesky factorisation of
+      fl(t I - G~) (Demmel; Rump, BIT 2006, Theorem 2.3, with the complex constant
+      g = 2 gamma_{c+3} >= sqrt(2) gamma_{c+2} for complex inner products of length <= c). A block it
+      fails on gets its own eigenvalue as the new floor and the ladder t = max(floor, own) (1 + delta),
+      delta = 1e-10, 1e-8, 1e-6, ...; what that cannot settle gets Gram iteration (as the baseline).
+    The result (cached) is sqrt(max certified bound + ||G~ - G||) (1 + rel_margin) (1 + 4u); it is at most
+    the baseline's value, whose Cholesky ladder starts at delta = 1e-6 above a power-iteration value."""
+    key = "fourier-taps"
+    if key in op._cache:
+        return op._cache[key]
+    kd, nh, nw = _polyphase_kernel(op)
+    c_out, cg_all = kd.shape[0], kd.shape[1]
+    g_n = op.groups
+    og = c_out // g_n
+    u = EPS / 2.0
+    best_sq = 0.0
+    form_err = 0.0
+    P, Q = kd.shape[2], kd.shape[3]
+    offs = [(p, q) for p in range(-(P - 1), P) for q in range(-(Q - 1), Q)]
+    n_d = len(offs)
+    e_g = 2.0 * math.sqrt(2.0) * (max(og, cg_all) + P * Q + n_d + 30) * u
+    # frequencies of the rfft2 grid: (k, l), k < nh, l <= nw // 2
+    kk, ll = np.meshgrid(np.arange(nh), np.arange(nw // 2 + 1), indexing="ij")
+    kk, ll = kk.reshape(-1), ll.reshape(-1)
+    # columns l = 0 and l = nw / 2 hold conjugate pairs (k, l) ~ (nh - k, l): equal spectra, one kept
+    self_conj = (ll == 0) | ((nw % 2 == 0) & (ll == nw // 2))
+    keep = ~(self_conj & (kk > nh // 2))
+    kk, ll = kk[keep], ll[keep]
+    dp = np.array([o[0] for o in offs], dtype=np.int64)
+    dq = np.array([o[1] for o in offs], dtype=np.int64)
+    # reduced phases 2 pi ((k dp) mod nh / nh + (l dq) mod nw / nw), exact integer reduction first
+    num = (np.mod(kk[:, None] * dp[None], nh) * nw + np.mod(ll[:, None] * dq[None], nw) * nh) % (nh * nw)
+    phase = 2.0 * math.pi * num.astype(np.float64) / float(nh * nw)
+    cos_t = torch.as_tensor(np.cos(phase), dtype=DTYPE, device=kd.device)
+    ncos_t = -cos_t
+    nsin_t = torch.as_tensor(np.sin(phase), dtype=DTYPE, device=kd.device)  # -(-sin): Im of -G
+    for gi in range(g_n):
+        kg = kd[gi * og:(gi + 1) * og]  # (og, cg, P, Q)
+        m = kg.permute(2, 3, 0, 1)  # (P, Q, og, cg): taps m_a
+        if og < cg_all:
+            m = m.transpose(2, 3)  # the smaller side: K K^H has the taps' transposes
+        c = m.shape[3]
+        h = torch.zeros((n_d, c, c), dtype=DTYPE, device=kd.device)
+        index = {o: i for i, o in enumerate(offs)}
+        for a in range(P * Q):  # H_D for D >= 0 (lexicographic); H_{-D} = H_D^T
+            pa, qa = divmod(a, Q)
+            for b in range(P * Q):
+                pb, qb = divmod(b, Q)
+                if (pb - pa, qb - qa) >= (0, 0):
+                    h[index[(pb - pa, qb - qa)]] += m[pa, qa].T @ m[pb, qb]
+        for (dp_, dq_), i in index.items():
+            if (dp_, dq_) < (0, 0):
+                h[i] = h[index[(-dp_, -dq_)]].T
+        l1 = m.abs().sum(dim=(0, 1))
+        form_err = max(form_err, e_g * float((l1 * l1).sum()) * 1.01)
+        hflat = h.reshape(n_d, c * c)
+        trace = (cos_t @ torch.diagonal(h, dim1=1, dim2=2).sum(dim=1)).cpu().numpy()  # tr G(w)
+        order = np.argsort(-trace, kind="stable")
+        chunk = max(1, int(16_000_000 // max(1, 2 * c * c)))
+        gam = 2.0 * (c + 3) * u / (1.0 - 2.0 * (c + 3) * u)
+        floor = None
+
+        def neg_blocks(sel: np.ndarray) -> torch.Tensor:
+            """-G~(w) for the frequencies ``sel`` (negated twiddles: the same roundings as G~)."""
+            idx = torch.as_tensor(sel, device=kd.device)
+            gr = (ncos_t[idx] @ hflat).reshape(-1, c, c)  # noqa: B023 - used within the iteration
+            gim = (nsin_t[idx] @ hflat).reshape(-1, c, c)  # noqa: B023
+            return torch.complex(gr, gim)
+
+        for s0 in range(0, order.size, chunk):
+            if opts.deadline is not None and time.perf_counter() >= opts.deadline:
+                raise _OutOfTimeError
+            nb = neg_blocks(order[s0:s0 + chunk])  # -G~; the shift is added to its diagonal in place
+            n_b = nb.shape[0]
+            gdiag = -torch.diagonal(nb, dim1=1, dim2=2).real.clone()
+            if floor is None:
+                top = torch.linalg.eigvalsh(nb[:min(4, n_b)])[:, 0].neg()
+                floor = max(float(top.max()), 0.0)
+            pending = torch.arange(n_b, device=kd.device)
+            t_blk = torch.full((n_b,), floor, dtype=DTYPE, device=kd.device)
+            t_in = torch.zeros(n_b, dtype=DTYPE, device=kd.device)  # the shift now on nb's diagonal
+            for step, delta in enumerate((1e-10, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1e-1)):
+                if pending.numel() == 0:
+                    break
+                if step == 1:  # blocks above the floor: their own eigenvalue (LAPACK) as the start
+                    sub = nb[pending]
+                    torch.diagonal(sub, dim1=1, dim2=2).sub_(t_in[pending][:, None])
+                    lam = torch.linalg.eigvalsh(sub)[:, 0].neg().clamp_min(0)
+                    del sub
+                    t_blk[pending] = torch.maximum(t_blk[pending], lam)
+                t = t_blk[pending] * (1 + delta) + 1e-300
+                # A~ = fl(t I - G~): off-diagonal entries exact negations, diagonal fl(t - g_ii)
+                torch.diagonal(nb, dim1=1, dim2=2)[pending] = (t[:, None] - gdiag[pending]).to(nb.dtype)
+                t_in[pending] = t
+                dgp = gdiag[pending]
+                tr = (t[:, None] - dgp).abs().sum(dim=1) * (1 + 2 * u)  # >= tr(A~)
+                gii = dgp.abs().amax(dim=1)
+                every = pending.numel() == n_b
+                _, info = torch.linalg.cholesky_ex(nb if every else nb[pending])
+                ok = info == 0
+                if ok.any():
+                    bound = (t[ok] + gam / (1.0 - gam) * tr[ok] * (1 + 4 * c * u) + u * (gii[ok] + t[ok]))
+                    best_sq = max(best_sq, float(bound.max()) * (1 + 4 * u))
+                pending = pending[~ok]
+            if pending.numel():  # not settled by Cholesky: Gram iteration on K-free blocks of G (PSD)
+                gb_rest = nb[pending].neg()
+                torch.diagonal(gb_rest, dim1=1, dim2=2).copy_(gdiag[pending].to(nb.dtype))
+                b = _gram_iteration_bound(gb_rest, opts.fourier_iters)  # >= ||G~||_2 (exact arithmetic)
+                best_sq = max(best_sq, float(b.max()) * (1 + 4 * opts.fourier_iters * 1e-14))
+            floor = max(floor, float(t_blk.max()))  # the largest eigenvalue met so far, not a bound
+    val = math.sqrt(best_sq + form_err) * (1 + opts.rel_margin) * (1 + 4 * u)
     op._cache[key] = val
     return val
 
