@@ -2,13 +2,18 @@
 
     python -m benchmarks.bench_analytic [--nets lenet,cifar,vgg16,alexnet] [--eps 0.001] [--threads 2]
     python benchmarks/bench_analytic.py --nets cifar --rownorms
+    python -m benchmarks.bench_analytic --nets lenet,cifar --eps 0.001,0.01 --baseline
 
 For each network: the certified local bound at eps (first call, which also computes the cached global
 layer norms, and a warm call), the power-iteration estimate (paper-style, NOT a bound), the global
 product, and the spectral method used per layer. ``--fast`` adds a run where only small layers get
 exact spectral norms (larger ones: rigorous Fourier / Schur bounds). ``--rownorms`` compares the
 one-pass row norms with the basis-vector reference on every conv layer (VGG: the reference only on a
-random subsample of rows, its time extrapolated to all rows). Paper targets (GTX 1080 Ti, power
+random subsample of rows, its time extrapolated to all rows). ``--baseline`` adds, in the same process
+and before the default run, the previous certificates (``SpectralOptions(banded=False,
+fourier_taps=False)``: dense Cholesky of the Gram matrix, per-frequency K^H K with a power iteration) and
+prints the time ratios baseline / default and the relative difference of the bounds (the default must be
+the same to 1e-9 relative, or tighter). Paper targets (GTX 1080 Ti, power
 iteration): MNIST 0.1 s, CIFAR-10 1 s, VGG-16 52 min.
 """
 
@@ -51,7 +56,8 @@ def load_net(name: str) -> tuple:
     return net, x0
 
 
-def bench_local(name: str, eps: float, fast: bool, power_iters: int | None) -> list[dict]:
+def bench_local(name: str, eps: float, fast: bool, power_iters: int | None,
+                baseline: bool = False) -> list[dict]:
     from lipopt.analytic.local_bound import LocalBoundComputer, LocalOptions
     from lipopt.analytic.spectral import SpectralOptions
 
@@ -60,6 +66,9 @@ def bench_local(name: str, eps: float, fast: bool, power_iters: int | None) -> l
     rows = []
     # big nets: no power-iteration estimate by default (100 conv + transposed conv passes per layer)
     settings = [("certified", SpectralOptions(power_iters=0 if big else 100))]
+    if baseline:
+        settings.insert(0, ("baseline", SpectralOptions(power_iters=0 if big else 100, banded=False,
+                                                        fourier_taps=False)))
     if fast:
         settings.append(("fast", SpectralOptions(cholesky_limit=1000, power_iters=0 if big else 100)))
         if big:  # fast first: no Fourier bound either (Schur bounds on the large convolutions)
@@ -125,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("--nets", nargs="+", default=["lenet,cifar"],
                     help="lenet, cifar (cifar10), vgg16, alexnet: separated by spaces or commas")
-    ap.add_argument("--eps", type=float, default=1e-3)
+    ap.add_argument("--eps", default="1e-3", help="radius, or several separated by commas")
+    ap.add_argument("--baseline", action="store_true",
+                    help="also time the previous certificates (dense Cholesky, per-frequency K^H K) first")
     ap.add_argument("--threads", type=int, default=2, help="BLAS / torch threads")
     ap.add_argument("--fast", action="store_true",
                     help="also run with exact spectral norms on small layers only")
@@ -151,12 +162,28 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_local:
             emit(f"{'net':8} {'setting':10} {'eps':>7} {'local UPPER':>13} {'estimate':>13} {'global':>13} "
                  f"{'first_s':>8} {'warm_s':>8}  spectral methods")
+            ratios: list[str] = []
             for n in nets:
-                for r in bench_local(n, args.eps, args.fast, args.power_iters):
-                    est = "-" if r["estimate"] is None else f"{r['estimate']:.6g}"
-                    emit(f"{r['net']:8} {r['setting']:10} {r['eps']:>7.3g} {r['local_upper']:>13.6g} "
-                         f"{est:>13} {r['global']:>13.6g} {r['first_s']:>8.3f} {r['warm_s']:>8.3f}  "
-                         f"{r['methods']}")
+                for eps in (float(e) for e in args.eps.split(",")):
+                    rows = bench_local(n, eps, args.fast, args.power_iters, args.baseline)
+                    for r in rows:
+                        est = "-" if r["estimate"] is None else f"{r['estimate']:.6g}"
+                        emit(f"{r['net']:8} {r['setting']:10} {r['eps']:>7.3g} {r['local_upper']:>13.9g} "
+                             f"{est:>13} {r['global']:>13.9g} {r['first_s']:>8.3f} {r['warm_s']:>8.3f}  "
+                             f"{r['methods']}")
+                    by = {r["setting"]: r for r in rows}
+                    if "baseline" in by:
+                        b, c = by["baseline"], by["certified"]
+                        ratios.append(
+                            f"{n:8} {eps:>7.3g} {b['first_s'] / c['first_s']:>11.2f} "
+                            f"{b['warm_s'] / c['warm_s']:>10.2f} "
+                            f"{(c['local_upper'] - b['local_upper']) / b['local_upper']:>14.2e} "
+                            f"{(c['global'] - b['global']) / b['global']:>14.2e}")
+            if ratios:
+                emit(f"\n{'net':8} {'eps':>7} {'first ratio':>11} {'warm ratio':>10} {'local rel diff':>14} "
+                     f"{'global rel diff':>14}   (ratio = baseline s / default s, same process)")
+                for line in ratios:
+                    emit(line)
         if args.rownorms:
             emit(f"\n{'net':8} {'layer':>5} {'input':>12} {'rows':>9} {'compared':>9} {'one-pass s':>11} "
                  f"{'reference s':>12} {'speed-up':>9} {'max rel diff':>12}")
