@@ -156,7 +156,7 @@ def matrix_norm_upper(m: Any, opts: SpectralOptions | None = None) -> SpectralBo
             sla.cholesky(shifted, lower=True, overwrite_a=True, check_finite=False)
         except np.linalg.LinAlgError:
             continue
-        lam_up = lam_c + 4 * (s + 1) * EPS * (lam_c + gf) + form_err
+        lam_up = _trace_certified(lam_c, np.diag(g).copy(), s, form_err)  # g is untouched: shifted was a copy
         return SpectralBound(math.sqrt(lam_up) * (1 + opts.rel_margin), "lanczos+cholesky", delta <= 1e-6,
                              math.sqrt(lam_est))
     lam = float(sla.eigh(g, eigvals_only=True, subset_by_index=[s - 1, s - 1], check_finite=False)[0])
@@ -183,6 +183,20 @@ def _band_order(g: Any) -> tuple[np.ndarray, int]:
     coo = g.tocoo()
     w = int(np.max(np.abs(inv[coo.row] - inv[coo.col]))) if coo.nnz else 0
     return perm, w
+
+
+def _trace_certified(t: float, diag: np.ndarray, inner: int, form_err: float, g_factor: float = 1.0) -> float:
+    """lambda_max(G) <= this when a floating-point Cholesky factorisation of fl(t I - G~) ran to completion
+    (Demmel 1989; Rump, BIT 2006, Lemma 2.1 / Theorem 2.3): with g = ``g_factor`` gamma_{inner+1} for
+    inner products of length <= ``inner`` (2 for complex arithmetic), lambda_min(A~) >= -g/(1-g) tr(A~),
+    forming A~ moves each diagonal entry by <= u (|g_ii| + t), and forming G~ adds ``form_err``.
+    ``diag``: the diagonal of G~."""
+    u = EPS / 2.0
+    gam = g_factor * (inner + 2) * u / (1.0 - g_factor * (inner + 2) * u)
+    n = diag.size
+    tr = float(np.sum(np.abs(t - diag)))
+    return (t + gam / (1.0 - gam) * tr * (1 + 4 * n * u) + u * (float(np.max(np.abs(diag))) + t)
+            + form_err) * (1 + 4 * u)
 
 
 def _banded_norm_upper(m: Any, opts: SpectralOptions) -> SpectralBound | None:
@@ -217,19 +231,15 @@ def _banded_norm_upper(m: Any, opts: SpectralOptions) -> SpectralBound | None:
     band = np.zeros((w + 1, s))
     band[w + gp.row[up] - gp.col[up], gp.col[up]] = -gp.data[up]
     gdiag = -band[w].copy()
-    u = EPS / 2.0
-    gam = (w + 2) * u / (1.0 - (w + 2) * u)
     for delta in (1e-8, 1e-6, 1e-4, 1e-2, 1e-1, 1.0):
         t = lam_est * (1 + delta) + form_err
         ab = band.copy()
         ab[w] += t
-        tr = float(np.sum(np.abs(ab[w])))
         try:
             sla.cholesky_banded(ab, lower=False, overwrite_ab=True, check_finite=False)
         except np.linalg.LinAlgError:
             continue
-        lam_up = (t + gam / (1.0 - gam) * tr * (1 + 4 * s * u) + u * (float(np.max(np.abs(gdiag))) + t)
-                  + form_err) * (1 + 4 * u)
+        lam_up = _trace_certified(t, gdiag, w + 1, form_err)
         return SpectralBound(math.sqrt(lam_up) * (1 + opts.rel_margin), "lanczos+cholesky", delta <= 1e-6,
                              math.sqrt(lam_est))
     return None
@@ -449,7 +459,6 @@ def _cholesky_certified_sq(x: torch.Tensor, floor: float) -> tuple[float, torch.
     threshold from a batched power iteration; returns (t, blocks left unproved or None)."""
     g = x.conj().transpose(1, 2) @ x  # (B, n, n) Hermitian
     n = g.shape[-1]
-    gf = torch.linalg.matrix_norm(g, ord="fro")
     fro2 = torch.linalg.matrix_norm(x, ord="fro") ** 2
     v = torch.ones((g.shape[0], n, 1), dtype=g.dtype, device=g.device)
     for _ in range(60):
@@ -469,8 +478,10 @@ def _cholesky_certified_sq(x: torch.Tensor, floor: float) -> tuple[float, torch.
         _, info = torch.linalg.cholesky_ex(t[:, None, None] * eye - g[pending])
         ok = info == 0
         if ok.any():
-            tt = t[ok] + 4 * (n + 1) * EPS * (t[ok] + gf[pending][ok]) + form[pending][ok]
-            t_best = max(t_best, float(tt.max()))
+            diag = torch.diagonal(g[pending][ok], dim1=1, dim2=2).real.cpu().numpy()
+            for tb, db, fb in zip(t[ok].tolist(), diag, form[pending][ok].tolist(), strict=True):
+                # complex arithmetic: twice the real gamma (the factorisation's inner products)
+                t_best = max(t_best, _trace_certified(tb, db, n, fb, g_factor=2.0))
         pending = pending[~ok]
     return t_best, (x[pending] if pending.numel() else None)
 

@@ -160,3 +160,20 @@ def test_fourier_taps_is_the_circular_norm_when_the_torus_is_the_input() -> None
     circ = float(torch.linalg.matrix_norm(khat, ord=2).max())
     val = conv_fourier_upper(op, SpectralOptions())
     assert circ <= val <= circ * (1 + 1e-8)
+
+
+def test_trace_criterion_bounds_the_largest_eigenvalue_from_above() -> None:
+    """_trace_certified (the dense, banded and batched Fourier paths' rounding argument): above
+    lambda_max for a shift the factorisation accepts, and its allowance grows with the inner length."""
+    from lipopt.analytic.spectral import _trace_certified
+
+    rng = np.random.default_rng(3)
+    m = rng.normal(size=(40, 30))
+    g = m.T @ m
+    top = float(np.linalg.eigvalsh(g)[-1])
+    t = top * (1 + 1e-9)
+    np.linalg.cholesky(t * np.eye(30) - g)  # accepted
+    up = _trace_certified(t, np.diag(g).copy(), 30, 0.0)
+    assert up >= top and up >= t
+    assert _trace_certified(t, np.diag(g).copy(), 300, 0.0) > up
+    assert _trace_certified(t, np.diag(g).copy(), 30, 0.0, g_factor=2.0) > up
