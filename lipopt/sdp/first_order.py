@@ -378,7 +378,7 @@ def _two_loop(g: Any, pairs: list[tuple[Any, Any]]) -> Any:
 
 
 def _weak_wolfe(f_and_g: Callable[[Any], tuple[float, Any]], x: Any, f0: float, g0: Any, p: Any,
-                c1: float = 1e-4, c2: float = 0.9, tries: int = 40) -> tuple[float, float, Any] | None:
+                c1: float = 1e-4, c2: float = 0.9, tries: int = 20) -> tuple[float, float, Any] | None:
     """A step a along p with sufficient decrease and the weak curvature condition, by doubling and
     bisection; if only the decrease holds after ``tries``, the largest such step; None when none."""
     a, lo, hi, d0, kept = 1.0, 0.0, math.inf, float(g0 @ p), None
