@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from lipopt.methods import RunOptions, get_method, run_method
+from lipopt.methods import RunOptions, defer_pyomo_scipy, get_method, run_method, uses_pyomo
 from lipopt.network.network import Network
 from lipopt.network.normalization import in_input_space
 from lipopt.result import LipschitzResult, ResultSet
@@ -161,6 +161,8 @@ def compare(
 
     rs = ResultSet(title=title or (network.name or ""))
     interrupts.clear()
+    if uses_pyomo(names):  # before a method without Pyomo imports scipy (lipopt.methods.defer_pyomo_scipy)
+        defer_pyomo_scipy()
     for i, name in enumerate(names):
         if progress:
             import sys

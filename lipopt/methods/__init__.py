@@ -154,12 +154,48 @@ def _warm_up(info: MethodInfo) -> float:
     if not todo:
         return 0.0
     t = time.perf_counter()
+    if any(m.startswith("pyomo") for m in todo):
+        defer_pyomo_scipy()
     for m in todo:
         try:
             importlib.import_module(m)
         except ImportError:  # missing: the method itself says so when it runs
             pass
     return time.perf_counter() - t
+
+
+def uses_pyomo(names: list[str]) -> bool:
+    """Whether one of the registered methods ``names`` imports Pyomo (its warm-up list names it)."""
+    return any(m.startswith("pyomo") for n in names if n in REGISTRY for m in REGISTRY[n].warm)
+
+
+def defer_pyomo_scipy() -> bool:
+    """Disarm Pyomo's eager import of scipy's submodules; True when it was disarmed here.
+
+    ``pyomo.common.dependencies`` registers a post-import hook on scipy that imports ``scipy.stats``,
+    ``scipy.integrate`` and ``scipy.spatial`` the moment scipy is first imported (about 0.5 s, a sixth of
+    a cold ``lipopt compute --methods milp`` on a tiny net; benchmarks/bench_tiny.py). lipopt uses none
+    of them, and scipy (>= 1.9; lipopt needs 1.10) loads its submodules on first attribute access, so
+    Pyomo's own uses of them (``pyomo.common.dependencies.scipy.stats``) still work, only later.
+
+    Possible only while scipy is not imported yet (Pyomo runs the hook at once otherwise): then
+    ``pyomo.common.dependencies`` is imported (about 30 ms) and the hook of its still-unresolved scipy
+    indicator dropped. Nothing is done when scipy is already imported, when Pyomo is missing, or when
+    Pyomo's internals are not the expected ones (the hook then runs as before)."""
+    import sys
+
+    if "scipy" in sys.modules:
+        return False
+    try:
+        import pyomo.common.dependencies as deps
+    except Exception:  # Pyomo missing or broken: the method says so when it runs
+        return False
+    ind, hook = getattr(deps, "scipy_available", None), getattr(deps, "_finalize_scipy", None)
+    if (hook is None or type(ind).__name__ != "DeferredImportIndicator"
+            or getattr(ind, "_callback", None) is not hook or getattr(ind, "_module", False) is not None):
+        return False
+    ind._callback = None
+    return True
 
 
 def post_run_checks(res: LipschitzResult) -> LipschitzResult:

@@ -39,6 +39,9 @@ witness as the LOWER side) in a time box of ``prior_time`` (0.1) x the time limi
 against the limit; the lower one is a candidate and prunes pieces, no piece is solved once the certified
 lower bound meets the prior upper one, and the reported bracket is [max(own, prior lower), min(own, prior
 upper)] with ``stats["bracket_sources"]`` (:func:`lipopt.exact.prior.merge`).
+``small_mip_tuning`` (default True): a MIP of at most :data:`SMALL_MIP_BINARIES` (32) binaries is solved by
+HiGHS without its RINS / RENS sub-MIP heuristics (:data:`SMALL_MIP_HIGHS`; the user's ``--solver-option``
+values win), which took most of such a solve; tolerances unchanged.
 Scale: the model is built on :func:`lipopt.formulations.scaling.normalised` (every layer's weights of
 unit scale, exactly f / factor with the same activation patterns); the solver's objective and dual bound
 are multiplied back by the factor (a power of two, exact) and witnesses are certified on the original
@@ -85,6 +88,8 @@ class Options(MethodOptions):
     #: ("milp" only; lp-relax reports its relaxation's bound alone)
     prior_bounds: bool = True
     prior_time: float = 0.1  # their time box: this fraction of the time limit (at most 10 s)
+    #: HiGHS without RINS / RENS on MIPs of at most SMALL_MIP_BINARIES binaries (False: HiGHS' defaults)
+    small_mip_tuning: bool = True
 
 
 def mip_applicable(network: Network, question: Question) -> str | None:
@@ -269,8 +274,6 @@ def _solve_piece(r: _MilpRun, piece: Any, pstat: dict[str, Any]) -> Any:
     """Build and solve one piece's MIP; an incumbent on a degenerate pattern (no interior in the domain)
     is excluded by a no-good cut and the MIP re-solved, up to ``degenerate_cuts`` rounds. Returns the
     last outcome."""
-    from lipopt_solvers import solve_pyomo
-
     from lipopt.formulations.milp import build_milp
     from lipopt.formulations.scaling import scaled_outcome
     from lipopt.progress import History, chain, solve_reporter
@@ -289,8 +292,9 @@ def _solve_piece(r: _MilpRun, piece: Any, pstat: dict[str, Any]) -> Any:
             remaining = max(0.05, options.time_limit - (time.perf_counter() - r.t_start))
         report = solve_reporter(f"{r.method} {pstat['piece']}", su.norm.up) if options.progress else None
         hist = History(su.norm.up, r.t_start)
-        out = scaled_outcome(solve_pyomo(mm.model, r.solver, options.solver_options(remaining), sense="max",
-                                         progress=chain(hist, report)), su.norm)
+        out = solve_model(mm.model, r.solver, options, remaining, int(mm.stats["binaries"]),
+                           progress=chain(hist, report), enabled=bool(r.o.small_mip_tuning) and not r.relax)
+        out = scaled_outcome(out, su.norm)
         pstat.setdefault("history", []).extend(hist.rows)
         pstat["solves"].append({"termination": out.termination.value, "objective": out.objective,
                                 "bound": out.bound, "solve_time": out.solve_time,
@@ -315,6 +319,38 @@ def _solve_piece(r: _MilpRun, piece: Any, pstat: dict[str, Any]) -> Any:
         r.notes.append(f"piece {pstat['piece']}: incumbent pattern (MIP value {out.objective:.9g}) has no "
                        "interior in the domain (degenerate); excluded by a no-good cut and re-solved")
     pstat["degenerate_cuts"] = rounds
+    return out
+
+
+#: MIPs with at most this many binaries are solved by HiGHS without its RINS and RENS sub-MIP heuristics:
+#: on such a MIP the branch and bound proves the optimum in a few hundred nodes, and the sub-MIPs took most
+#: of the solve (LipBaB 10-15-10-3, l1 on [0, 0.1]^10: 24 binaries, 0.31 s -> 0.13 s; no model of <= 30
+#: binaries slower, benchmarks/bench_tiny.py). Same tolerances, so the same certified bracket up to the gap.
+SMALL_MIP_BINARIES = 32
+SMALL_MIP_HIGHS = {"mip_heuristic_run_rins": False, "mip_heuristic_run_rens": False}
+
+
+def small_mip_options(solver: str, binaries: int, enabled: bool = True) -> dict[str, Any]:
+    """The solver options a MIP of ``binaries`` binaries gets from lipopt (the user's solver options win
+    over them): :data:`SMALL_MIP_HIGHS` for HiGHS at most :data:`SMALL_MIP_BINARIES`, else none."""
+    if not enabled or solver != "highs" or not 0 < binaries <= SMALL_MIP_BINARIES:
+        return {}
+    return dict(SMALL_MIP_HIGHS)
+
+
+def solve_model(model: Any, solver: str, options: RunOptions, remaining: float | None, binaries: int,
+                 progress: Any = None, enabled: bool | None = None) -> Any:
+    """``solve_pyomo`` with :func:`small_mip_options`; a HiGHS that refuses those options (an older
+    version without them) solves the model again with the user's options alone."""
+    from lipopt_solvers import solve_pyomo
+
+    if enabled is None:
+        enabled = bool(Options.from_run(options, METHOD).small_mip_tuning)
+    extra = small_mip_options(solver, binaries, enabled)
+    out = solve_pyomo(model, solver, options.solver_options(remaining, extra=extra), sense="max",
+                      progress=progress)
+    if extra and out.raw_status == "option_error":
+        out = solve_pyomo(model, solver, options.solver_options(remaining), sense="max", progress=progress)
     return out
 
 

@@ -102,11 +102,10 @@ def solve_directions(problem: DirectionProblem, piece: Any, options: Any, *, t_s
     """Solve one "const" piece by direction splitting. Returns (outcomes, fallback uppers, best certified
     lower bound, stats); the outcomes/fallbacks are per solved direction plus one entry (outcome None)
     bounding every direction not solved by its U(s)."""
-    from lipopt_solvers import solve_pyomo
-
     from lipopt.certify.candidates import certify_candidates
     from lipopt.formulations.milp import build_milp
     from lipopt.formulations.scaling import scaled_outcome
+    from lipopt.methods.milp import solve_model
 
     network, question, cert_q, fb, scale = (problem.network, problem.question, problem.cert_q, problem.fb,
                                             problem.scale)
@@ -141,8 +140,8 @@ def solve_directions(problem: DirectionProblem, piece: Any, options: Any, *, t_s
                 remaining = min(remaining, max(min_slice, factor * remaining / max(left, 1)))
             mm = build_milp(fb, question.input_norm, piece, gradient="tangent", direction=dirs[k])
             stats["direction_build_time"] += mm.stats["build_time"]
-            sopts = options.solver_options(remaining)
-            out = scaled_outcome(solve_pyomo(mm.model, solver, sopts, sense="max"), scale)
+            out = scaled_outcome(solve_model(mm.model, solver, options, remaining, int(mm.stats["binaries"])),
+                                 scale)
             stats["milps"] += 1
             last[k] = out
             if out.has_incumbent:

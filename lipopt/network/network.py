@@ -315,13 +315,15 @@ def linear_matrix(layer: Layer, input_shape: tuple[int, ...], sparse_threshold: 
 
     Dense: the weight. Flatten: identity. Conv2d / AvgPool2d: built by applying the layer to the
     identity batch (small inputs) or by scattering the kernel (sparse CSR, large inputs)."""
-    import scipy.sparse as sp
-
     n_in = int(np.prod(input_shape))
-    if isinstance(layer, Dense):
+    if isinstance(layer, Dense):  # no scipy import for a dense net
         return layer.weight
     if isinstance(layer, Flatten):
-        return sp.identity(n_in, format="csr") if n_in > sparse_threshold else np.eye(n_in)
+        if n_in <= sparse_threshold:
+            return np.eye(n_in)
+        import scipy.sparse as sp
+
+        return sp.identity(n_in, format="csr")
     if isinstance(layer, Conv2d | AvgPool2d):
         out_shape = layer.output_shape(input_shape)
         if n_in <= sparse_threshold:
