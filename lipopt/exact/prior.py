@@ -60,6 +60,9 @@ SLOW_MIN_TIME = 2.0
 #: double their time (milp on a 3-6-5-2 net: 3.0 s alone, 7.2 s with them); naive and lipsdp-fast cost
 #: milliseconds and always run
 SLOW_MIN_UNITS = 40
+#: cheap methods that import torch (about 1 s on a cold start): also left out below SLOW_MIN_UNITS, where
+#: the exact methods' own interval bounds are tighter than the norm product anyway
+TORCH_METHODS = ("naive",)
 #: a cheap method's own time limit is this share of the time it is allotted: they overrun their limit
 #: by their final certification (lipsdp-neuron 3 s -> 4.2 s, grad-ascent 2 s -> 3.2 s on 784-50-10)
 LIMIT_SHARE = 0.6
@@ -206,6 +209,10 @@ def gather(network: Network, question: Question, options: Any, fraction: float =
     small = network.n_relus < SLOW_MIN_UNITS
     if uppers:
         for name in UPPER_METHODS:
+            if small and name in TORCH_METHODS:
+                pr.runs.append({"method": name, "skipped": f"fewer than {SLOW_MIN_UNITS} activation units "
+                                "(its torch import would double a tiny net's first run)"})
+                continue
             _take_upper(pr, _run_one(name, network, qu, options, end - time.perf_counter(), pr.runs))
         for name in SLOW_UPPER_METHODS:  # the tighter, slower bound: only with time left in the box
             left = end - time.perf_counter()
