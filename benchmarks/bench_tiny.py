@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from benchmarks import write_result  # noqa: E402
 from benchmarks.bench_milp import LIPBAB, load_lipbab, table  # noqa: E402
 
 TINY = "(10,15,10,3)"
@@ -370,9 +371,7 @@ def main() -> None:
             ["what", "seconds", "second_call_s", "note"],
         )
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(text))
-    print(f"written to {out}")
+    write_result(out.name, "\n".join(text), out.parent)
 
 
 if __name__ == "__main__":

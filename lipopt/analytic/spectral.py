@@ -258,22 +258,10 @@ def conv_fourier_upper(op: ConvOp, opts: SpectralOptions | None = None) -> float
     key = f"fourier{opts.fourier_iters}"
     if key in op._cache:
         return op._cache[key]
-    w = op.w
-    c_out, cg, kh, kw = w.shape
-    dh, dw = op.dilation
-    keh, kew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-    sh, sw = op.stride
     # polyphase: a stride-s convolution on the N-torus (N a multiple of s) equals a stride-1 convolution
     # of the s*s input phases (a permutation of the input) with the kernel phases
-    keh2, kew2 = -(-keh // sh) * sh, -(-kew // sw) * sw
-    nh = -(-max(op.in_shape[1] + 2 * op.padding[0], keh2) // sh) * sh
-    nw = -(-max(op.in_shape[2] + 2 * op.padding[1], kew2) // sw) * sw
-    kd = torch.zeros((c_out, cg, keh2, kew2), dtype=DTYPE, device=w.device)
-    kd[:, :, :keh:dh, :kew:dw] = w
-    kd = kd.reshape(c_out, cg, keh2 // sh, sh, kew2 // sw, sw).permute(0, 1, 3, 5, 2, 4)
-    kd = kd.reshape(c_out, cg * sh * sw, keh2 // sh, kew2 // sw)
-    cg = cg * sh * sw
-    nh, nw = nh // sh, nw // sw
+    kd, nh, nw = _polyphase_kernel(op)
+    c_out, cg = int(kd.shape[0]), int(kd.shape[1])
     g = op.groups
     og = c_out // g
     # FFT rounding allowance on each entry of K^(w): ~ log2(N) eps sum|k|
