@@ -70,80 +70,110 @@ def certified_radius(network: Network, x0: np.ndarray, *, options: LocalOptions 
     bisections) took 36 evaluations on the MNIST LeNet."""
     comp = computer or LocalBoundComputer(network, x0, None, options)
     delta, label = logit_margin(network, x0)
-    target = delta / SQRT2
-    glob = comp.global_bound()
-    r_glob = target / glob if glob > 0 else math.inf
-    evals = 0
-    cache: dict[float, float] = dict(known or {})
-
-    def value(eps: float) -> float:
-        nonlocal evals
-        if eps not in cache:
-            evals += 1
-            cache[eps] = comp.bound(eps, with_global=False).value
-        return cache[eps]
-
-    def ok(eps: float) -> bool:
-        return eps * value(eps) < target
-
     if delta <= 0:
         return CertifiedRadius(0.0, 0.0, delta, label, None, 0)
-    lo = None
-    known_ok = [e for e in cache if e <= 1e3 and e * cache[e] < target]
-    start = min(r_glob, 1e3) if math.isfinite(r_glob) and r_glob > 0 else None
-    if known_ok:
-        lo = max(known_ok)
-    if start is not None and (lo is None or start > lo) and ok(start):
-        lo = start
-    if lo == 1e3:  # the top of the search range
-        return CertifiedRadius(lo, r_glob, delta, label, cache[lo], evals)
+    glob = comp.global_bound()
+    rs = _RadiusSearch(comp, delta / SQRT2, dict(known or {}))
+    r_glob = rs.target / glob if glob > 0 else math.inf
+
+    def done(eps: float) -> CertifiedRadius:
+        return CertifiedRadius(eps, r_glob, delta, label, rs.cache.get(eps), rs.evals)
+
+    lo = rs.first_admissible(r_glob)
     if lo is None:
-        top = 2 if start is None else min(2, math.floor(math.log10(start)))
-        for k in range(top, -301, -1):
-            if ok(10.0 ** k):
-                lo = 10.0 ** k
+        return done(0.0)
+    if lo == RADIUS_MAX:  # the top of the search range
+        return done(lo)
+    lo, hi = rs.bracket(lo)
+    if hi is None:
+        return done(lo)
+    return done(rs.close(lo, hi, bisection_steps, rtol))
+
+
+#: the largest radius searched
+RADIUS_MAX = 1e3
+
+
+@dataclass
+class _RadiusSearch:
+    """The state of :func:`certified_radius`'s search: the bound values computed (``cache``, seeded with
+    the known ones) and how many evaluations were new."""
+
+    comp: Any
+    target: float
+    cache: dict[float, float]
+    evals: int = 0
+
+    def value(self, eps: float) -> float:
+        if eps not in self.cache:
+            self.evals += 1
+            self.cache[eps] = self.comp.bound(eps, with_global=False).value
+        return self.cache[eps]
+
+    def ok(self, eps: float) -> bool:
+        return eps * self.value(eps) < self.target
+
+    def h(self, eps: float) -> float:
+        return math.log(max(eps * self.value(eps), 1e-300) / self.target)
+
+    def first_admissible(self, r_glob: float) -> float | None:
+        """An eps satisfying the inequality: the largest known one, the global-bound radius, or the first
+        decade below it that does (None when none down to 1e-300)."""
+        known_ok = [e for e in self.cache if e <= RADIUS_MAX and e * self.cache[e] < self.target]
+        start = min(r_glob, RADIUS_MAX) if math.isfinite(r_glob) and r_glob > 0 else None
+        lo = max(known_ok) if known_ok else None
+        if start is not None and (lo is None or start > lo) and self.ok(start):
+            lo = start
+        if lo is None:
+            top = 2 if start is None else min(2, math.floor(math.log10(start)))
+            for k in range(top, -301, -1):
+                if self.ok(10.0 ** k):
+                    return 10.0 ** k
+        return lo
+
+    def bracket(self, lo: float) -> tuple[float, float | None]:
+        """(lo, hi) with lo admissible and hi not (L nondecreasing: target / L(lo) is a first guess);
+        hi None when the inequality still holds at the top of the range (lo is then that top)."""
+        not_ok = [e for e in self.cache if e > lo and e * self.cache[e] >= self.target]
+        hi = min(not_ok) if not_ok else min(RADIUS_MAX, self.target / self.value(lo))
+        if hi <= lo:  # L not monotone in the computed values: walk up until the inequality fails
+            hi = lo * 2
+        while self.ok(hi):
+            if hi >= RADIUS_MAX:
+                return hi, None
+            lo, hi = hi, min(RADIUS_MAX, max(hi * 2, self.target / self.value(hi)))
+        return lo, hi
+
+    def close(self, lo: float, hi: float, steps: int, rtol: float) -> float:
+        """Shrink [lo, hi] to a relative ``rtol``: regula falsi on h in log eps with a probe ``rtol``
+        beyond each step where L is smooth, bisection where h's slope says that L jumps inside."""
+        h_lo, h_hi = self.h(lo), self.h(hi)
+        for _ in range(steps):
+            if hi <= lo * (1 + rtol):
                 break
-    if lo is None:
-        return CertifiedRadius(0.0, r_glob, delta, label, None, evals)
-    not_ok = [e for e in cache if e > lo and e * cache[e] >= target]
-    hi = min(not_ok) if not_ok else min(1e3, target / value(lo))
-    if hi <= lo:  # L not monotone in the computed values: walk up until the inequality fails
-        hi = lo * 2
-    while ok(hi):
-        if hi >= 1e3:
-            return CertifiedRadius(hi, r_glob, delta, label, cache[hi], evals)
-        lo, hi = hi, min(1e3, max(hi * 2, target / value(hi)))
-
-    def h(eps: float) -> float:
-        return math.log(max(eps * value(eps), 1e-300) / target)
-
-    h_lo, h_hi = h(lo), h(hi)
-    for _ in range(bisection_steps):
-        if hi <= lo * (1 + rtol):
-            break
-        t_lo, t_hi = math.log(lo), math.log(hi)
-        slope = (h_hi - h_lo) / (t_hi - t_lo)  # >= 1 where L is nondecreasing and continuous
-        if not 0 < slope <= JUMP_SLOPE:  # L jumps inside the bracket (at this scale): bisect
-            mid = math.exp(0.5 * (t_lo + t_hi))
-            probe = False
-        else:  # regula falsi in log eps, then a probe rtol beyond it to close the bracket
-            t = t_lo - h_lo / slope
-            mid = math.exp(min(max(t, t_lo + 0.01 * (t_hi - t_lo)), t_hi - 0.01 * (t_hi - t_lo)))
-            probe = t_hi - t_lo < 64 * math.log1p(rtol)  # near the end: the probe may close the bracket
-        if not lo < mid < hi:
-            mid = 0.5 * (lo + hi)
-        if ok(mid):
-            lo, h_lo = mid, h(mid)
-            nxt = min(hi, lo * (1 + rtol) * (1 - 1e-12))
-        else:
-            hi, h_hi = mid, h(mid)
-            nxt = max(lo, hi / (1 + rtol) * (1 + 1e-12))
-        if probe and lo < nxt < hi:
-            if ok(nxt):
-                lo, h_lo = nxt, h(nxt)
+            t_lo, t_hi = math.log(lo), math.log(hi)
+            slope = (h_hi - h_lo) / (t_hi - t_lo)  # >= 1 where L is nondecreasing and continuous
+            if not 0 < slope <= JUMP_SLOPE:  # L jumps inside the bracket (at this scale): bisect
+                mid = math.exp(0.5 * (t_lo + t_hi))
+                probe = False
+            else:  # regula falsi in log eps, then a probe rtol beyond it to close the bracket
+                t = t_lo - h_lo / slope
+                mid = math.exp(min(max(t, t_lo + 0.01 * (t_hi - t_lo)), t_hi - 0.01 * (t_hi - t_lo)))
+                probe = t_hi - t_lo < 64 * math.log1p(rtol)  # near the end: the probe may close it
+            if not lo < mid < hi:
+                mid = 0.5 * (lo + hi)
+            if self.ok(mid):
+                lo, h_lo = mid, self.h(mid)
+                nxt = min(hi, lo * (1 + rtol) * (1 - 1e-12))
             else:
-                hi, h_hi = nxt, h(nxt)
-    return CertifiedRadius(lo, r_glob, delta, label, cache[lo], evals)
+                hi, h_hi = mid, self.h(mid)
+                nxt = max(lo, hi / (1 + rtol) * (1 + 1e-12))
+            if probe and lo < nxt < hi:
+                if self.ok(nxt):
+                    lo, h_lo = nxt, self.h(nxt)
+                else:
+                    hi, h_hi = nxt, self.h(nxt)
+        return lo
 
 
 @dataclass

@@ -347,18 +347,7 @@ def _fourier_taps_upper(op: ConvOp, opts: SpectralOptions) -> float:
     offs = [(p, q) for p in range(-(P - 1), P) for q in range(-(Q - 1), Q)]
     n_d = len(offs)
     e_g = 2.0 * math.sqrt(2.0) * (max(og, cg_all) + P * Q + n_d + 30) * u
-    # frequencies of the rfft2 grid: (k, l), k < nh, l <= nw // 2
-    kk, ll = np.meshgrid(np.arange(nh), np.arange(nw // 2 + 1), indexing="ij")
-    kk, ll = kk.reshape(-1), ll.reshape(-1)
-    # columns l = 0 and l = nw / 2 hold conjugate pairs (k, l) ~ (nh - k, l): equal spectra, one kept
-    self_conj = (ll == 0) | ((nw % 2 == 0) & (ll == nw // 2))
-    keep = ~(self_conj & (kk > nh // 2))
-    kk, ll = kk[keep], ll[keep]
-    dp = np.array([o[0] for o in offs], dtype=np.int64)
-    dq = np.array([o[1] for o in offs], dtype=np.int64)
-    # reduced phases 2 pi ((k dp) mod nh / nh + (l dq) mod nw / nw), exact integer reduction first
-    num = (np.mod(kk[:, None] * dp[None], nh) * nw + np.mod(ll[:, None] * dq[None], nw) * nh) % (nh * nw)
-    phase = 2.0 * math.pi * num.astype(np.float64) / float(nh * nw)
+    phase = _tap_phases(nh, nw, offs)
     cos_t = torch.as_tensor(np.cos(phase), dtype=DTYPE, device=kd.device)
     ncos_t = -cos_t
     nsin_t = torch.as_tensor(np.sin(phase), dtype=DTYPE, device=kd.device)  # -(-sin): Im of -G
@@ -368,24 +357,13 @@ def _fourier_taps_upper(op: ConvOp, opts: SpectralOptions) -> float:
         if og < cg_all:
             m = m.transpose(2, 3)  # the smaller side: K K^H has the taps' transposes
         c = m.shape[3]
-        h = torch.zeros((n_d, c, c), dtype=DTYPE, device=kd.device)
-        index = {o: i for i, o in enumerate(offs)}
-        for a in range(P * Q):  # H_D for D >= 0 (lexicographic); H_{-D} = H_D^T
-            pa, qa = divmod(a, Q)
-            for b in range(P * Q):
-                pb, qb = divmod(b, Q)
-                if (pb - pa, qb - qa) >= (0, 0):
-                    h[index[(pb - pa, qb - qa)]] += m[pa, qa].T @ m[pb, qb]
-        for (dp_, dq_), i in index.items():
-            if (dp_, dq_) < (0, 0):
-                h[i] = h[index[(-dp_, -dq_)]].T
+        h = _tap_correlations(m, offs)
         l1 = m.abs().sum(dim=(0, 1))
         form_err = max(form_err, e_g * float((l1 * l1).sum()) * 1.01)
         hflat = h.reshape(n_d, c * c)
         trace = (cos_t @ torch.diagonal(h, dim1=1, dim2=2).sum(dim=1)).cpu().numpy()  # tr G(w)
         order = np.argsort(-trace, kind="stable")
         chunk = max(1, int(16_000_000 // max(1, 2 * c * c)))
-        gam = 2.0 * (c + 3) * u / (1.0 - 2.0 * (c + 3) * u)
         floor = None
 
         def neg_blocks(sel: np.ndarray) -> torch.Tensor:
@@ -399,46 +377,92 @@ def _fourier_taps_upper(op: ConvOp, opts: SpectralOptions) -> float:
             if opts.deadline is not None and time.perf_counter() >= opts.deadline:
                 raise _OutOfTimeError
             nb = neg_blocks(order[s0:s0 + chunk])  # -G~; the shift is added to its diagonal in place
-            n_b = nb.shape[0]
-            gdiag = -torch.diagonal(nb, dim1=1, dim2=2).real.clone()
             if floor is None:
-                top = torch.linalg.eigvalsh(nb[:min(4, n_b)])[:, 0].neg()
+                top = torch.linalg.eigvalsh(nb[:min(4, nb.shape[0])])[:, 0].neg()
                 floor = max(float(top.max()), 0.0)
-            pending = torch.arange(n_b, device=kd.device)
-            t_blk = torch.full((n_b,), floor, dtype=DTYPE, device=kd.device)
-            t_in = torch.zeros(n_b, dtype=DTYPE, device=kd.device)  # the shift now on nb's diagonal
-            for step, delta in enumerate((1e-10, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1e-1)):
-                if pending.numel() == 0:
-                    break
-                if step == 1:  # blocks above the floor: their own eigenvalue (LAPACK) as the start
-                    sub = nb[pending]
-                    torch.diagonal(sub, dim1=1, dim2=2).sub_(t_in[pending][:, None])
-                    lam = torch.linalg.eigvalsh(sub)[:, 0].neg().clamp_min(0)
-                    del sub
-                    t_blk[pending] = torch.maximum(t_blk[pending], lam)
-                t = t_blk[pending] * (1 + delta) + 1e-300
-                # A~ = fl(t I - G~): off-diagonal entries exact negations, diagonal fl(t - g_ii)
-                torch.diagonal(nb, dim1=1, dim2=2)[pending] = (t[:, None] - gdiag[pending]).to(nb.dtype)
-                t_in[pending] = t
-                dgp = gdiag[pending]
-                tr = (t[:, None] - dgp).abs().sum(dim=1) * (1 + 2 * u)  # >= tr(A~)
-                gii = dgp.abs().amax(dim=1)
-                every = pending.numel() == n_b
-                _, info = torch.linalg.cholesky_ex(nb if every else nb[pending])
-                ok = info == 0
-                if ok.any():
-                    bound = (t[ok] + gam / (1.0 - gam) * tr[ok] * (1 + 4 * c * u) + u * (gii[ok] + t[ok]))
-                    best_sq = max(best_sq, float(bound.max()) * (1 + 4 * u))
-                pending = pending[~ok]
-            if pending.numel():  # not settled by Cholesky: Gram iteration on K-free blocks of G (PSD)
-                gb_rest = nb[pending].neg()
-                torch.diagonal(gb_rest, dim1=1, dim2=2).copy_(gdiag[pending].to(nb.dtype))
-                b = _gram_iteration_bound(gb_rest, opts.fourier_iters)  # >= ||G~||_2 (exact arithmetic)
-                best_sq = max(best_sq, float(b.max()) * (1 + 4 * opts.fourier_iters * 1e-14))
-            floor = max(floor, float(t_blk.max()))  # the largest eigenvalue met so far, not a bound
+            chunk_sq, chunk_top = _certify_tap_blocks(nb, floor, c, opts.fourier_iters)
+            best_sq = max(best_sq, chunk_sq)
+            floor = max(floor, chunk_top)  # the largest eigenvalue met so far, not a bound
     val = math.sqrt(best_sq + form_err) * (1 + opts.rel_margin) * (1 + 4 * u)
     op._cache[key] = val
     return val
+
+
+def _tap_phases(nh: int, nw: int, offs: list[tuple[int, int]]) -> np.ndarray:
+    """The twiddle phases 2 pi ((k dp) mod nh / nh + (l dq) mod nw / nw) (frequencies x offsets) of the
+    rfft2 grid (k < nh, l <= nw // 2), exact integer reduction first; of the conjugate pairs
+    (k, l) ~ (nh - k, l) in the columns l = 0 and l = nw / 2 (equal spectra) one is kept."""
+    kk, ll = np.meshgrid(np.arange(nh), np.arange(nw // 2 + 1), indexing="ij")
+    kk, ll = kk.reshape(-1), ll.reshape(-1)
+    self_conj = (ll == 0) | ((nw % 2 == 0) & (ll == nw // 2))
+    keep = ~(self_conj & (kk > nh // 2))
+    kk, ll = kk[keep], ll[keep]
+    dp = np.array([o[0] for o in offs], dtype=np.int64)
+    dq = np.array([o[1] for o in offs], dtype=np.int64)
+    num = (np.mod(kk[:, None] * dp[None], nh) * nw + np.mod(ll[:, None] * dq[None], nw) * nh) % (nh * nw)
+    return 2.0 * math.pi * num.astype(np.float64) / float(nh * nw)
+
+
+def _tap_correlations(m: torch.Tensor, offs: list[tuple[int, int]]) -> torch.Tensor:
+    """H_D = sum_{b - a = D} m_a^T m_b for every offset D of ``offs`` (taps m (P, Q, r, c)): computed for
+    D >= 0 (lexicographic), H_{-D} = H_D^T."""
+    p_taps, q_taps, c = m.shape[0], m.shape[1], m.shape[3]
+    h = torch.zeros((len(offs), c, c), dtype=DTYPE, device=m.device)
+    index = {o: i for i, o in enumerate(offs)}
+    for a in range(p_taps * q_taps):
+        pa, qa = divmod(a, q_taps)
+        for b in range(p_taps * q_taps):
+            pb, qb = divmod(b, q_taps)
+            if (pb - pa, qb - qa) >= (0, 0):
+                h[index[(pb - pa, qb - qa)]] += m[pa, qa].T @ m[pb, qb]
+    for (dp_, dq_), i in index.items():
+        if (dp_, dq_) < (0, 0):
+            h[i] = h[index[(-dp_, -dq_)]].T
+    return h
+
+
+def _certify_tap_blocks(nb: torch.Tensor, floor: float, c: int, fourier_iters: int) -> tuple[float, float]:
+    """For a batch ``nb`` of -G~(w) (overwritten): (a certified bound >= lambda_max of every block, the
+    largest eigenvalue met). The shift ladder t = max(floor, own eigenvalue) (1 + delta) proved by one
+    batched Cholesky factorisation per step with the trace criterion (complex g = 2 gamma_{c+3}), Gram
+    iteration for what no step settles (see :func:`_fourier_taps_upper`)."""
+    u = EPS / 2.0
+    gam = 2.0 * (c + 3) * u / (1.0 - 2.0 * (c + 3) * u)
+    n_b = nb.shape[0]
+    best_sq = 0.0
+    gdiag = -torch.diagonal(nb, dim1=1, dim2=2).real.clone()
+    pending = torch.arange(n_b, device=nb.device)
+    t_blk = torch.full((n_b,), floor, dtype=DTYPE, device=nb.device)
+    t_in = torch.zeros(n_b, dtype=DTYPE, device=nb.device)  # the shift now on nb's diagonal
+    for step, delta in enumerate((1e-10, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1e-1)):
+        if pending.numel() == 0:
+            break
+        if step == 1:  # blocks above the floor: their own eigenvalue (LAPACK) as the start
+            sub = nb[pending]
+            torch.diagonal(sub, dim1=1, dim2=2).sub_(t_in[pending][:, None])
+            lam = torch.linalg.eigvalsh(sub)[:, 0].neg().clamp_min(0)
+            del sub
+            t_blk[pending] = torch.maximum(t_blk[pending], lam)
+        t = t_blk[pending] * (1 + delta) + 1e-300
+        # A~ = fl(t I - G~): off-diagonal entries exact negations, diagonal fl(t - g_ii)
+        torch.diagonal(nb, dim1=1, dim2=2)[pending] = (t[:, None] - gdiag[pending]).to(nb.dtype)
+        t_in[pending] = t
+        dgp = gdiag[pending]
+        tr = (t[:, None] - dgp).abs().sum(dim=1) * (1 + 2 * u)  # >= tr(A~)
+        gii = dgp.abs().amax(dim=1)
+        every = pending.numel() == n_b
+        _, info = torch.linalg.cholesky_ex(nb if every else nb[pending])
+        ok = info == 0
+        if ok.any():
+            bound = (t[ok] + gam / (1.0 - gam) * tr[ok] * (1 + 4 * c * u) + u * (gii[ok] + t[ok]))
+            best_sq = max(best_sq, float(bound.max()) * (1 + 4 * u))
+        pending = pending[~ok]
+    if pending.numel():  # not settled by Cholesky: Gram iteration on K-free blocks of G (PSD)
+        gb_rest = nb[pending].neg()
+        torch.diagonal(gb_rest, dim1=1, dim2=2).copy_(gdiag[pending].to(nb.dtype))
+        b = _gram_iteration_bound(gb_rest, fourier_iters)  # >= ||G~||_2 (exact arithmetic)
+        best_sq = max(best_sq, float(b.max()) * (1 + 4 * fourier_iters * 1e-14))
+    return best_sq, float(t_blk.max())
 
 
 def _cholesky_certified_sq(x: torch.Tensor, floor: float) -> tuple[float, torch.Tensor | None]:

@@ -365,13 +365,7 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
     solver = options.solver or DEFAULT_SOLVER
     o = Options.from_run(options, method)
     split_dirs = _use_direction_split(o.direction_split, network, question, relax, int(o.max_directions))
-    prior = None
-    if o.prior_bounds and not relax:  # the cheap methods' certified bounds, in a small time box
-        from lipopt.exact.prior import gather
-
-        t_p = time.perf_counter()
-        deadline = None if options.time_limit is None else t_p + float(options.time_limit)
-        prior = gather(network, question, options, float(o.prior_time), deadline)
+    prior = _prior(network, question, options, o) if (o.prior_bounds and not relax) else None
     r = _MilpRun(network, question, options, o, prepare(network, question, o, solver), solver, method, relax,
                  time.perf_counter(), prior=prior)
     if prior is not None:
@@ -390,28 +384,7 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
     _take_prior_lower(r)
     pieces = output_pieces(question, network.output_size, o.vector_encoding)
     ups = [float(su.norm.up(cheap_upper(su.bounds, p, question.input_norm))) for p in pieces]
-    outcomes: list[Any] = [None] * len(pieces)
-    for k in sorted(range(len(pieces)), key=lambda k: -ups[k]):
-        piece = pieces[k]
-        pstat: dict[str, Any] = {"piece": piece.label or piece.kind, "interval_upper": ups[k]}
-        stats["pieces"].append(pstat)
-        if _skip(r, pstat, ups[k]):
-            continue
-        if split_dirs and piece.kind == "const" and su.mode != "all-patterns":
-            from lipopt.mip.milp_directions import DirectionProblem, solve_directions
-
-            d_out, d_up, r.best_lower, dstat = solve_directions(
-                DirectionProblem(network, question, su.cert_q, su.bounds, su.norm.factor), piece, options,
-                t_start=r.t_start, best_lower=r.best_lower, candidates=r.candidates,
-                max_directions=int(o.max_directions))
-            pstat["direction_split"] = dstat
-            r.build_time += dstat["direction_build_time"]
-            r.extra_outcomes += d_out
-            r.extra_uppers += d_up
-            outcomes[k] = "split"
-            continue
-        outcomes[k] = _solve_piece(r, piece, pstat)
-
+    outcomes = _solve_pieces(r, pieces, ups, split_dirs)
     stats["build_time"] = r.build_time
     stats["direction_split"] = split_dirs
     keep = [i for i, out in enumerate(outcomes) if not (isinstance(out, str) and out == "split")]
@@ -441,6 +414,42 @@ def solve_mip(network: Network, question: Question, options: RunOptions, *, rela
         res.wall_time = time.perf_counter() - r.t_start
         res.stats.setdefault("history", [[res.wall_time, res.lower, res.upper]])
     return merge(res, prior, method)  # without a prior: only stats["bracket_sources"] / ["own_bracket"]
+
+
+def _prior(network: Network, question: Question, options: RunOptions, o: Options) -> Any:
+    """The cheap methods' certified bounds (:func:`lipopt.exact.prior.gather`) in a small time box."""
+    from lipopt.exact.prior import gather
+
+    deadline = None if options.time_limit is None else time.perf_counter() + float(options.time_limit)
+    return gather(network, question, options, float(o.prior_time), deadline)
+
+
+def _solve_pieces(r: _MilpRun, pieces: list[Any], ups: list[float], split_dirs: bool) -> list[Any]:
+    """One MIP per output piece, largest interval bound first (a constant piece by direction splitting
+    when ``split_dirs``: its outcomes go to ``r.extra_outcomes``, the piece's slot says "split")."""
+    su, o = r.setup, r.o
+    outcomes: list[Any] = [None] * len(pieces)
+    for k in sorted(range(len(pieces)), key=lambda k: -ups[k]):
+        piece = pieces[k]
+        pstat: dict[str, Any] = {"piece": piece.label or piece.kind, "interval_upper": ups[k]}
+        su.stats["pieces"].append(pstat)
+        if _skip(r, pstat, ups[k]):
+            continue
+        if split_dirs and piece.kind == "const" and su.mode != "all-patterns":
+            from lipopt.mip.milp_directions import DirectionProblem, solve_directions
+
+            d_out, d_up, r.best_lower, dstat = solve_directions(
+                DirectionProblem(r.network, r.q, su.cert_q, su.bounds, su.norm.factor), piece,
+                r.options, t_start=r.t_start, best_lower=r.best_lower, candidates=r.candidates,
+                max_directions=int(o.max_directions))
+            pstat["direction_split"] = dstat
+            r.build_time += dstat["direction_build_time"]
+            r.extra_outcomes += d_out
+            r.extra_uppers += d_up
+            outcomes[k] = "split"
+            continue
+        outcomes[k] = _solve_piece(r, piece, pstat)
+    return outcomes
 
 
 def _take_prior_lower(r: _MilpRun) -> None:
