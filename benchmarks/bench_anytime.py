@@ -34,17 +34,12 @@ def _cases() -> dict:
     ExLipBaB's wine (global l2) and a seeded random [8, 32, 32, 1] (box [-1, 1]^8, l-inf and l2)."""
     import numpy as np
 
+    import lipopt
     from benchmarks.bench_milp import load_lipbab, random_net
-    from lipopt.locations import external_nets
-    from lipopt.network.network import Network
     from lipopt.spec import Box, Global, Norm, Question
 
-    def exlipbab(tag: str) -> Network:
-        d = external_nets() / "exlipbab"
-        ws = np.load(d / f"{tag}_ReLU_weights.npy", allow_pickle=True)
-        bs = np.load(d / f"{tag}_ReLU_biases.npy", allow_pickle=True)
-        return Network.from_weights([np.asarray(w, dtype=np.float64).T for w in ws],
-                                    [np.asarray(b, dtype=np.float64).reshape(-1) for b in bs], name=tag)
+    def exlipbab(tag: str):
+        return lipopt.load(f"external:exlipbab/{tag}_ReLU_weights.npy")
 
     box01 = Box(np.zeros(10), np.full(10, 0.1))
     box8 = Box(-np.ones(8), np.ones(8))

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
+import lipopt
 from lipopt.methods import RunOptions, run_method
 from lipopt.network.network import Network
 from lipopt.result import BoundKind
@@ -19,10 +19,7 @@ L2 = Question(Norm.L2, Norm.L2, Global())
 def _net(tag: str) -> Network:
     if not (EXL / f"{tag}_ReLU_weights.npy").exists():
         pytest.skip("ExLipBaB's nets are not in the external networks' folder")
-    ws = np.load(EXL / f"{tag}_ReLU_weights.npy", allow_pickle=True)
-    bs = np.load(EXL / f"{tag}_ReLU_biases.npy", allow_pickle=True)
-    return Network.from_weights([np.asarray(w, dtype=np.float64).T for w in ws],
-                                [np.asarray(b, dtype=np.float64).reshape(-1) for b in bs], name=tag)
+    return lipopt.load(str(EXL / f"{tag}_ReLU_weights.npy"))
 
 
 def test_iris_bab_equals_miqcqp() -> None:
