@@ -85,6 +85,7 @@ class Prior:
     runs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     time: float = 0.0
     budget: float = 0.0
+    interrupted: bool = False  # a Ctrl-C stopped the prior phase (the flag is raised again for the caller)
 
     def lower_value(self) -> float | None:
         return None if self.lower is None else self.lower.value
@@ -112,7 +113,7 @@ class Prior:
             return None if s is None else {"value": s.value, "method": s.method}
 
         return {"lower": side(self.lower), "upper": side(self.upper),
-                "time": self.time, "budget": self.budget, "runs": self.runs}
+                "time": self.time, "budget": self.budget, "runs": self.runs, "interrupted": self.interrupted}
 
 
 def budget(time_limit: float | None, fraction: float, deadline: float | None = None,
@@ -135,10 +136,15 @@ def _sub_options(options: Any, time_limit: float) -> Any:
 def _run_one(name: str, network: Network, q: Question, options: Any, left: float,
              runs: list[dict[str, Any]]) -> Any:
     """One cheap method through the registry; its record, or None (the reason in ``runs``)."""
+    from lipopt_solvers import interrupts
+
     from lipopt.methods import get_method, run_method
 
     row: dict[str, Any] = {"method": name}
     runs.append(row)
+    if interrupts.requested():
+        row["skipped"] = "interrupted (Ctrl-C)"
+        return None
     if left <= 0:
         row["skipped"] = "no time left in the prior's time box"
         return None
@@ -150,9 +156,33 @@ def _run_one(name: str, network: Network, q: Question, options: Any, left: float
         t = time.perf_counter()
         res = run_method(name, network, q, _sub_options(options, LIMIT_SHARE * left))
         row["time"] = time.perf_counter() - t
+        if _absorbed_interrupt(res):
+            row["interrupted"] = True
+    except KeyboardInterrupt:  # stop the prior phase; the exact method's loop sees the flag and stops
+        interrupts.request()
+        row["skipped"], row["interrupted"] = "interrupted (Ctrl-C)", True
+        return None
     except Exception as exc:  # a failing cheap method contributes nothing
         row["skipped"] = f"raised {type(exc).__name__}: {exc}"
         return None
+    return _usable(res, row)
+
+
+def _absorbed_interrupt(res: Any) -> bool:
+    """Whether the cheap run ended on a Ctrl-C that it absorbed (stop INTERRUPTED or the solver layer's
+    flag); the flag is raised again, because the next ``run_method`` clears it."""
+    from lipopt_solvers import interrupts
+
+    from lipopt.result import StopReason
+
+    hit = interrupts.requested() or res.stop is StopReason.INTERRUPTED
+    if hit:
+        interrupts.request()
+    return hit
+
+
+def _usable(res: Any, row: dict[str, Any]) -> Any:
+    """The record when it is usable as a prior side, else None (the reason in ``row``)."""
     row["verdict"] = res.verdict.value if res.verdict is not None else None
     if not res.ok:
         row["skipped"] = f"{res.verdict.value}: {res.message[:200]}"
@@ -238,7 +268,14 @@ def gather(network: Network, question: Question, options: Any, fraction: float =
             elif pr.lower is None or side.value > pr.lower.value:
                 pr.lower = side
     pr.time = time.perf_counter() - t0
+    pr.interrupted = _interrupted()
     return pr
+
+
+def _interrupted() -> bool:
+    from lipopt_solvers import interrupts
+
+    return interrupts.requested()
 
 
 def _take_upper(pr: Prior, res: Any) -> None:
@@ -282,6 +319,8 @@ def merge(res: Any, prior: Prior | None, method: str) -> Any:
         res.stats["bracket_sources"] = src
         return res
     res.stats["prior"] = prior.to_stats()
+    if prior.interrupted:
+        _mark_interrupted(res)
     if res.verdict is None or res.verdict.value != "ok":
         res.stats["bracket_sources"] = src
         res.notes.append("the record is not ok: the prior bounds are recorded in stats['prior'] but not "
@@ -330,6 +369,16 @@ def merge(res: Any, prior: Prior | None, method: str) -> Any:
                           f"witness from {src['lower']}")
     _history(res, prior)
     return res.finalise()
+
+
+def _mark_interrupted(res: Any) -> None:
+    """A Ctrl-C in the prior phase: the exact search stopped at once, so the record's stop says so."""
+    from lipopt.result import StopReason
+
+    if res.stop in (StopReason.COMPLETED, StopReason.GAP_LIMIT, StopReason.TIME_LIMIT):
+        res.stop = StopReason.INTERRUPTED
+    res.notes.append("interrupted (Ctrl-C) while the cheap methods ran: the search stopped before it "
+                     "started; the bracket is what was certified so far")
 
 
 def _name(side: PriorSide | None) -> str:

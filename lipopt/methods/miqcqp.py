@@ -458,6 +458,26 @@ def _bracket(r: _Run) -> LipschitzResult:
     return res
 
 
+def _phases(r: _Run, cfg: dict, deadline: float | None) -> None:
+    """Warm start, P_UB, then P_LB,eps when P_UB did not close (and no Ctrl-C stopped the run)."""
+    from lipopt_solvers import interrupts
+
+    _warm_phase(r)
+    rem = _remaining(deadline)
+    r.overran = rem is not None and rem <= 0
+    if _prior_closed(r):
+        pass
+    elif r.overran and cfg["problem"] in ("both", "ub"):  # not even built once the set-up used the limit
+        r.notes.append("the time limit was used up by the bounds and the warm start before P_UB was built: "
+                       "the bracket is the warm start's certified value and the bound-propagation bound")
+    elif cfg["problem"] in ("both", "ub"):
+        _ub_phase(r)
+    if interrupts.requested():  # one Ctrl-C stops the whole run, not just the upper-bound problem
+        r.notes.append("interrupted (Ctrl-C): the lower-bound problem was not started")
+    elif not r.closed and cfg["problem"] in ("lb", "both"):
+        _lb_phase(r)
+
+
 def run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
     """Set-up, warm start, P_UB, P_LB,eps (when P_UB did not close), bracket: see the module docstring."""
     from lipopt.exact.affine import affine_result
@@ -484,20 +504,10 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
     r = _Run(network, q, options, cfg, setup, solver, deadline, max(float(options.rel_gap), 1e-6),
              notes=list(setup.notes), stats={"solver": solver, **setup.stats}, t_start=t_start)
     r.prior = prior
-    _warm_phase(r)
-    rem = _remaining(deadline)
-    r.overran = rem is not None and rem <= 0
-    if _prior_closed(r):
-        pass
-    elif r.overran and cfg["problem"] in ("both", "ub"):  # not even built once the set-up used the limit
-        r.notes.append("the time limit was used up by the bounds and the warm start before P_UB was built: "
-                       "the bracket is the warm start's certified value and the bound-propagation bound")
-    elif cfg["problem"] in ("both", "ub"):
-        _ub_phase(r)
-    if interrupts.requested():  # one Ctrl-C stops the whole run, not just the upper-bound problem
-        r.notes.append("interrupted (Ctrl-C): the lower-bound problem was not started")
-    elif not r.closed and cfg["problem"] in ("lb", "both"):
-        _lb_phase(r)
+    if interrupts.requested():  # a Ctrl-C during the prior phase: no model is built or solved
+        r.notes.append("interrupted (Ctrl-C) during the prior bounds: P_UB and P_LB were not started")
+    else:
+        _phases(r, cfg, deadline)
     res = _bracket(r)
     res.wall_time = time.perf_counter() - t_start
     from lipopt.progress import anytime

@@ -268,3 +268,54 @@ def test_miqcqp_on_mnist_is_capped_by_lipsdp_fast() -> None:
     assert any("from lipsdp" in n for n in r.notes)
     _history_ends_at_bracket(r)
     assert r.wall_time < 10 + 5
+
+
+def _interrupting_naive(monkeypatch: pytest.MonkeyPatch, absorbed: bool) -> None:
+    """naive (the prior's first method on an l-inf question) meets a Ctrl-C: absorbed, as a solver
+    backend does (the flag raised, its record ok), or raised as KeyboardInterrupt."""
+    from lipopt_solvers import interrupts
+
+    import lipopt.methods.naive as naive
+
+    real = naive.run
+
+    def hit(*a: object, **k: object) -> LipschitzResult:
+        if not absorbed:
+            raise KeyboardInterrupt
+        res = real(*a, **k)
+        interrupts.request()
+        return res
+
+    monkeypatch.setattr(naive, "run", hit)
+
+
+@pytest.mark.parametrize("absorbed", [True, False], ids=["absorbed", "raised"])
+@pytest.mark.parametrize("method", ["bab", "milp", pytest.param("miqcqp", marks=pytest.mark.skipif(
+    not HAS_SCIP, reason="pyscipopt is not installed"))])
+def test_ctrl_c_in_the_prior_phase_stops_the_exact_method(monkeypatch: pytest.MonkeyPatch, method: str,
+                                                           absorbed: bool) -> None:
+    """A Ctrl-C during the cheap methods is not lost: the prior phase stops (no later cheap method runs),
+    the exact search does not start, and the record says INTERRUPTED with a valid bracket."""
+    from lipopt_solvers import interrupts
+
+    from lipopt.result import StopReason
+
+    _interrupting_naive(monkeypatch, absorbed)
+    monkeypatch.setattr(prior_mod, "SLOW_MIN_UNITS", 0)  # naive and grad-ascent would run after it
+    net = nets.random_mlp([3, 6, 5, 1], seed=2)
+    q = Question(Norm.LINF, Norm.LINF, Box([-1.0] * 3, [1.0] * 3))
+    exact = run_method("enumeration", net, q, RunOptions(time_limit=60))
+    try:
+        r = run_method(method, net, q, RunOptions(time_limit=60))
+    finally:
+        interrupts.clear()
+    assert r.stop is StopReason.INTERRUPTED, (r.stop, r.message, r.notes)
+    assert r.stats["prior"]["interrupted"] is True
+    runs = r.stats["prior"]["runs"]
+    at = [row["method"] for row in runs].index("naive")
+    assert runs[at]["interrupted"] is True
+    assert runs[at + 1:] and all(row.get("skipped") == "interrupted (Ctrl-C)" for row in runs[at + 1:])
+    assert r.ok and (r.upper is None or r.upper >= exact.value * (1 - 1e-9))
+    assert r.lower is None or r.lower <= exact.value * (1 + 1e-9)
+    if method == "bab":
+        assert r.stats["nodes"] == 0
