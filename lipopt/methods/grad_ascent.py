@@ -126,7 +126,7 @@ def _run_pairwise(network: Network, q: Question, cfg: dict, rng: np.random.Gener
                   options: RunOptions, dl: Deadline) -> LipschitzResult:
     import torch
 
-    from lipopt.lower.torch_net import TorchStages, jacobian_fn, project, torch_norm
+    from lipopt.lower.torch_net import Adam, TorchStages, jacobian_fn, project, torch_norm
 
     scale = input_scale(network, q)
     x0, pool_x, pool_v = _starts(network, q, cfg, rng, options, dl)
@@ -142,7 +142,7 @@ def _run_pairwise(network: Network, q: Question, cfg: dict, rng: np.random.Gener
     zs = [s for s in ts.pre_activation_scales(xs) if s > 0]
     z_scale = float(np.median(zs)) if zs else 1.0
     steps = cfg["steps"]
-    opt = torch.optim.Adam([d], lr=cfg["lr"])
+    opt = Adam(d, lr=cfg["lr"])
     dl_smooth = dl.share(0.5)
     pooled = True  # the current iterate is in the pool
     for k in iterate(steps, "grad-ascent (smoothed)", enabled=options.progress):
