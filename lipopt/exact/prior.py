@@ -227,6 +227,8 @@ def gather(network: Network, question: Question, options: Any, fraction: float =
            uppers: bool = True) -> Prior:
     """The best certified prior bracket of ``question`` (bound to ``network``) within the time box
     :func:`budget`; see the module docstring."""
+    from lipopt_solvers import interrupts
+
     t0 = time.perf_counter()
     q = question.bind(network)
     box = budget(options.time_limit, fraction, deadline, max_time)
@@ -268,14 +270,8 @@ def gather(network: Network, question: Question, options: Any, fraction: float =
             elif pr.lower is None or side.value > pr.lower.value:
                 pr.lower = side
     pr.time = time.perf_counter() - t0
-    pr.interrupted = _interrupted()
+    pr.interrupted = interrupts.requested()
     return pr
-
-
-def _interrupted() -> bool:
-    from lipopt_solvers import interrupts
-
-    return interrupts.requested()
 
 
 def _take_upper(pr: Prior, res: Any) -> None:

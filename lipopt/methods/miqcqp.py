@@ -458,12 +458,13 @@ def _bracket(r: _Run) -> LipschitzResult:
     return res
 
 
-def _phases(r: _Run, cfg: dict, deadline: float | None) -> None:
+def _phases(r: _Run) -> None:
     """Warm start, P_UB, then P_LB,eps when P_UB did not close (and no Ctrl-C stopped the run)."""
     from lipopt_solvers import interrupts
 
+    cfg = r.cfg
     _warm_phase(r)
-    rem = _remaining(deadline)
+    rem = _remaining(r.deadline)
     r.overran = rem is not None and rem <= 0
     if _prior_closed(r):
         pass
@@ -507,7 +508,7 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
     if interrupts.requested():  # a Ctrl-C during the prior phase: no model is built or solved
         r.notes.append("interrupted (Ctrl-C) during the prior bounds: P_UB and P_LB were not started")
     else:
-        _phases(r, cfg, deadline)
+        _phases(r)
     res = _bracket(r)
     res.wall_time = time.perf_counter() - t_start
     from lipopt.progress import anytime
