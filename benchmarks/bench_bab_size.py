@@ -75,8 +75,8 @@ def _line(r: dict) -> str:
 
 
 def render(rows: list[dict], limit: float) -> str:
-    head = ("| LP solver | sweep | net | units | ambiguous at root | nodes | seconds | bracket | gap "
-            "| closed |\n|---|---|---|---|---|---|---|---|---|---|")
+    head = ("| LP solver | sweep | net | units | ambiguous at root | nodes | seconds "
+            "| certified [LOWER, UPPER] | gap | closed (EXACT) |\n|---|---|---|---|---|---|---|---|---|---|")
     return (f"# bab: size against time (exact l-inf, logit 0, [-1, 1]^{N_IN}, limit {limit:g} s)\n\n"
             + head + "\n" + "\n".join(_line(r) for r in rows) + "\n")
 
