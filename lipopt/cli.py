@@ -27,7 +27,7 @@ def _read_vector(text: str) -> object:
                                        f"or a file {_VECTOR_FILES})")
         try:
             v = _read_vector_file(p, suffix)
-        except Exception as exc:  # numpy / matplotlib raise ValueError, EOFError, OSError, ...
+        except Exception as exc:  # numpy / lipopt.images raise ValueError, EOFError, OSError, ...
             raise InvalidQuestionError(
                 f"--center {text}: cannot read the file ({type(exc).__name__}: {exc}); it may be empty or "
                 f"truncated. Supported: comma-separated numbers, or a file {_VECTOR_FILES}") from None
@@ -52,14 +52,9 @@ def _read_vector_file(p: Path, suffix: str):  # -> np.ndarray
         with warnings.catch_warnings():  # an empty file: reported as "holds no numbers" by the caller
             warnings.simplefilter("ignore", UserWarning)
             return np.loadtxt(p, delimiter="," if suffix == ".csv" else None, ndmin=1).reshape(-1)
-    import matplotlib.image as mpimg
+    from lipopt.images import read_image
 
-    img = np.asarray(mpimg.imread(p), dtype=np.float64)
-    if img.max() > 1.0:
-        img = img / 255.0
-    if img.ndim == 3:
-        img = img[..., :3].transpose(2, 0, 1)
-    return img.reshape(-1)
+    return read_image(p).reshape(-1)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from lipopt.errors import InvalidQuestionError
+from lipopt.images import IMAGE_SUFFIXES, read_image
 
 
 def read_input(path: str, input_shape: tuple[int, ...]) -> np.ndarray:
-    """A .npy array or an image (PNG/JPG via matplotlib's imread, scaled to [0, 1]) shaped to the input."""
+    """A .npy array or an image (PNG/JPEG via lipopt.images, scaled to [0, 1]) shaped to the input."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"input file {path!r} not found")
@@ -30,17 +31,11 @@ def read_input(path: str, input_shape: tuple[int, ...]) -> np.ndarray:
         except (ValueError, EOFError, OSError) as exc:
             raise InvalidQuestionError(f"--input {path}: cannot read the .npy file ({type(exc).__name__}: "
                                        f"{exc}); it may be empty or truncated") from None
-    elif p.suffix.lower() in (".png", ".jpg", ".jpeg"):
-        import matplotlib.image as mpimg
-
-        img = np.asarray(mpimg.imread(p), dtype=np.float64)
-        if img.max() > 1.0:
-            img = img / 255.0
-        if img.ndim == 3:
-            img = img[..., :3] if img.shape[2] >= 3 else img[..., :1]
-            img = img.transpose(2, 0, 1)
-        else:
-            img = img[None]
+    elif p.suffix.lower() in IMAGE_SUFFIXES:
+        try:
+            img = read_image(p)
+        except ValueError as exc:
+            raise InvalidQuestionError(f"--input: {exc}") from None
         if len(input_shape) == 3:
             c = input_shape[0]
             if img.shape[0] != c:

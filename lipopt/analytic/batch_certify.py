@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from lipopt.errors import InvalidQuestionError
+from lipopt.images import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 INPUT_SUFFIXES = (*IMAGE_SUFFIXES, ".npy")
 
 
