@@ -3,7 +3,10 @@
 Question: ``Question(L2, L2, domain=Ball(x0, eps, L2), nominal=True)`` (any scalar output c^T f is also
 fine). The value bounds sup_{0 < |x-x0|_2 <= eps} |f(x)-f(x0)| / |x-x0|_2 — the nominal-point constant,
 NOT the pairwise local constant. The global product bound of the same blocks is reported in the stats.
-Options (``RunOptions.extra``): ``spectral`` (a SpectralOptions), ``restrict_maxpool`` (bool).
+Options (``RunOptions.extra``): ``spectral`` (a SpectralOptions), ``restrict_maxpool`` (bool),
+``cholesky_limit`` (int: masked layers up to this smaller side get the tight certified norm, larger ones a
+looser sound bound; default SpectralOptions' 6000, ``-o cholesky_limit=30000`` makes the CIFAR-10 net's
+layers all tight at about 10x the time, docs/methods.md#spectral).
 
 The mathematics as implemented: ``docs/methods.md#local-affine``.
 """
@@ -17,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from lipopt.errors import InvalidQuestionError
 from lipopt.network.network import Network
 from lipopt.options import MethodOptions, RunOptions
 from lipopt.result import BoundKind, LipschitzResult, Status
@@ -30,6 +34,7 @@ SEMANTICS = ("nominal-point constant: bounds |f(x)-f(x0)|/|x-x0| over the l2 bal
 class Options(MethodOptions):
     spectral: Any = None  # a lipopt.analytic.spectral.SpectralOptions (default: certified, seeded)
     restrict_maxpool: bool = True
+    cholesky_limit: int | None = None  # overrides spectral.cholesky_limit (a positive integer)
 
 
 def applicable(network: Network, question: Question) -> str | None:
@@ -81,6 +86,16 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
         return _run(network, question, options)
 
 
+def with_cholesky_limit(spec: Any, limit: Any, where: str) -> Any:
+    """``spec`` (a SpectralOptions) with ``cholesky_limit`` replaced; a clear error for a bad value."""
+    from dataclasses import replace
+
+    if isinstance(limit, bool) or not isinstance(limit, int | float) or limit != int(limit) or limit < 1:
+        raise InvalidQuestionError(f"{where}: a positive integer (the largest smaller side of a masked layer "
+                                   f"given the tight certified norm; default 6000), got {limit!r}")
+    return replace(spec, cholesky_limit=int(limit))
+
+
 def _run(network: Network, question: Question, options: RunOptions) -> LipschitzResult:
     from lipopt.analytic.local_bound import LocalBoundComputer, LocalOptions
     from lipopt.analytic.spectral import SpectralOptions
@@ -92,6 +107,8 @@ def _run(network: Network, question: Question, options: RunOptions) -> Lipschitz
     c = question.output_vector(network.output_size)
     o = Options.from_run(options, "local-affine")
     spec = o.spectral or SpectralOptions(seed=options.seed)
+    if o.cholesky_limit is not None:
+        spec = with_cholesky_limit(spec, o.cholesky_limit, "-o cholesky_limit")
     lo = LocalOptions(device=options.device, spectral=spec, restrict_maxpool=bool(o.restrict_maxpool))
     comp = LocalBoundComputer(network, x0, c, lo)
     t_build = time.perf_counter() - t0

@@ -103,3 +103,49 @@ def test_cli_certify(tmp_path, monkeypatch) -> None:
     assert main(["certify", "net.ckpt", "--input", str(tmp_path / "x.npy"), "--eps", "-1"]) == 2
     np.save(tmp_path / "bad.npy", np.zeros(7))
     assert main(["certify", "net.ckpt", "--input", str(tmp_path / "bad.npy")]) == 2
+
+
+def test_cholesky_limit_trades_tightness_for_time(tmp_path, monkeypatch, capsys) -> None:
+    """``cholesky_limit``: masked layers above it get the looser sound bound (max r x ||A|| or Schur), so
+    the local bound can only grow, stays above the certified lower bound, and the record says which layers
+    were not exact; the CLI flag and ``-o cholesky_limit`` reach it, and a bad value is a clear error."""
+    from lipopt.analytic.local_bound import LocalBoundComputer, LocalOptions
+    from lipopt.analytic.spectral import SpectralOptions
+    from lipopt.methods import RunOptions, run_method
+    from lipopt.spec import AllOutputs, Ball, Norm, Question
+
+    net = small_cnn(6)
+    x0 = np.random.default_rng(7).random(net.input_size)
+    tight = LocalBoundComputer(net, x0, None, None)
+    loose = LocalBoundComputer(net, x0, None, LocalOptions(spectral=SpectralOptions(cholesky_limit=1)))
+    for eps in (0.05, 0.5):
+        a, b = tight.bound(eps), loose.bound(eps)
+        assert a.all_exact and not b.all_exact
+        assert b.value >= a.value * (1 - 1e-12)
+        loose_methods = {blk.method for blk in b.blocks if not blk.exact}
+        assert all(m == "schur" or m.startswith("maxr*") for m in loose_methods)
+        rep = certify(net, x0, [eps], options=LocalOptions(spectral=SpectralOptions(cholesky_limit=1)))
+        assert rep.rows[0].lower <= a.value * (1 + 1e-9) and rep.rows[0].local_upper == pytest.approx(b.value)
+    q = Question(Norm.L2, Norm.L2, Ball(x0, 0.5, Norm.L2), AllOutputs(), nominal=True)
+    r = run_method("local-affine", net, q, RunOptions(extra={"cholesky_limit": 1}))
+    assert r.ok and r.upper == pytest.approx(loose.bound(0.5).value, rel=1e-12)
+    assert any("not exactly" in n for n in r.notes)
+    bad = run_method("local-affine", net, q, RunOptions(extra={"cholesky_limit": 0}))
+    assert not bad.ok and bad.upper is None and "positive integer" in bad.message
+
+    import lipopt.cli_certify as cc
+    from lipopt.cli import main
+
+    monkeypatch.setattr(cc, "load_network", lambda path: net)
+    np.save(tmp_path / "x.npy", x0.reshape(net.input_shape))
+    rows = {}
+    for lim in ("6000", "1"):
+        js = tmp_path / f"{lim}.json"
+        assert main(["certify", "net.ckpt", "--input", str(tmp_path / "x.npy"), "--eps", "0.5", "-q",
+                     "--no-adversarial", "--no-radius", "--cholesky-limit", lim, "--json", str(js)]) == 0
+        rows[lim] = json.loads(js.read_text())["rows"][0]["local_upper"]
+    assert rows["6000"] == pytest.approx(tight.bound(0.5).value, rel=1e-12)
+    assert rows["1"] == pytest.approx(loose.bound(0.5).value, rel=1e-12)
+    capsys.readouterr()
+    assert main(["certify", "net.ckpt", "--input", str(tmp_path / "x.npy"), "--cholesky-limit", "0"]) == 2
+    assert "--cholesky-limit: a positive integer" in capsys.readouterr().err
