@@ -3,7 +3,7 @@ constrained formulation (``miqcqp``) give tighter certified brackets than a MIP 
 branch and bound (``bab``), for l2 and l-inf?
 
     python -m benchmarks.bench_anytime [--limit 60] [--budgets 10,60] [--cases lipbab30,wine,random832]
-                                       [--out DIR]
+                                       [--methods bab,milp] [--out DIR]
 
 Each exact method runs once per case with ``--limit`` seconds (isolated in a child process, killed at
 its deadline); its anytime history (``stats["history"]``: [seconds, certified lower, certified upper]
@@ -71,7 +71,8 @@ def bracket_at(history: list, t: float) -> tuple[float | None, float | None]:
     return lo, up
 
 
-def run(cases: list[str], limit: float, budgets: list[float]) -> list[dict]:
+def run(cases: list[str], limit: float, budgets: list[float], only: list[str] | None = None) -> list[dict]:
+    """Each case's exact methods (``only``: those of them named there) with ``limit`` seconds each."""
     from lipopt.methods import RunOptions, run_method
 
     table = _cases()
@@ -83,7 +84,7 @@ def run(cases: list[str], limit: float, budgets: list[float]) -> list[dict]:
 
         if get_method("enumeration").applicable(net, q) is None and net.n_relus <= 20:
             methods = [*methods, "enumeration"]
-        for m in methods:
+        for m in (m for m in methods if not only or m in only):
             r = run_method(m, net, q, RunOptions(time_limit=limit, isolate=True, seed=0))
             hist = r.stats.get("history") or [[r.wall_time or limit, r.lower, r.upper]]
             row = {"case": name, "method": m, "history": hist, "kind": r.kind.value, "time": r.wall_time,
@@ -163,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budgets", default="10,60", help="budgets read off the anytime histories")
     ap.add_argument("--cases", nargs="*", default=None, help="cases (default: all)")
     ap.add_argument("--out", default=None, help="directory of the outputs (default benchmarks/results)")
+    ap.add_argument("--methods", default=None, help="only these of each case's methods (comma-separated)")
     args = ap.parse_args(argv)
     known = list(_cases())
     cases = split_names(args.cases) or known
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         ap.error(f"unknown cases {', '.join(bad)}; known: {', '.join(known)}")
     budgets = [float(b) for b in split_names(args.budgets)]
-    rows = run(cases, args.limit, budgets)
+    rows = run(cases, args.limit, budgets, split_names(args.methods) or None)
     text = render(rows, budgets)
     print(text)
     path = write_result("anytime.md", "# Anytime brackets of the exact methods (bench_anytime.py)\n\n" + text,

@@ -83,7 +83,8 @@ class BabSettings:
     dual_iters: int = 20  # supergradient steps of the first layer's Lagrangian bound tightening (0: off)
     max_directions: int = 1 << 15  # forward (directional) bound over the input-ball vertices up to this many
     node_crown: bool = True  # CROWN bounds of the deeper layers' pre-activations in every node
-    climb_time: float = 3.0  # hill climbing over regions from the best sample (at most 10 % of the limit)
+    climb_time: float = 3.0  # hill climbing over regions from the best samples (at most 10 % of the limit)
+    climb_starts: int = 32  # ... from this many samples of distinct regions, best first
     joint_rows: bool = True  # all outputs, output norm l-inf: one heap over (output row, pattern) nodes
     split_rows: bool = False  # all outputs, output norm l-inf: one search per output row, in turn
     completion: bool = True  # complete each branched node's pattern by its bound's argmax (lower side)
@@ -179,12 +180,13 @@ class _Bab(_BoundsMixin, _LowerMixin):
                                       "lp_prune_calls": 0, "pruned_lp": 0, "pruned_interval": 0,
                                       "pruned_bound": 0, "inherited": 0, "margin_lps": 0,
                                       "leaf_by_point": 0, "repaired": 0, "forward_tighter": 0,
-                                      "completions": 0, "incremental": 0, "climb_lps": 0,
+                                      "completions": 0, "incremental": 0, "climb_lps": 0, "climbs": 0,
                                       "directions_dropped": 0,
                                       "completions_full": 0, "max_depth": 0, "mode": self.mode}
         self.lp_min_fixed = (int(st.lp_min_fixed) if st.lp_min_fixed is not None
                              else max(1, min(self.n, 12)))
         self.tried: set[bytes] = set()
+        self.climb_from: list[np.ndarray] = []  # climb starts (_samples: best samples of distinct regions)
         self.throttle = {"lp": _Throttle(), "completion": _Throttle(), "dual": _Throttle(rate=0.2)}
         self.lower: float | None = None
         self.witness: dict[str, Any] | None = None
@@ -235,9 +237,9 @@ class _Bab(_BoundsMixin, _LowerMixin):
         limit = self.st.time_limit
         self._samples()
         self._starts()
-        if self.witness is not None and self.st.climb_time > 0:
+        if self.st.climb_time > 0:
             budget = self.st.climb_time if limit is None else min(self.st.climb_time, 0.1 * limit)
-            self._climb(np.asarray(self.witness["x"]), budget)
+            self._climbs(budget)
         heap = self._roots()
         stop = "completed"
         try:

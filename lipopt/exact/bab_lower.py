@@ -222,9 +222,39 @@ class _LowerMixin:
             vals = batch_jacobian_norms(self.net, xs, self.cq)
         except Exception:  # pragma: no cover - fall back to a few float64 evaluations
             vals = np.zeros(len(xs))
-        for i in np.argsort(-vals)[:8]:
+        order = np.argsort(-vals, kind="stable")
+        for i in order[:8]:
             if self._offer(xs[i], "sample") is not None:
                 break
+        self.climb_from = self._distinct_regions(xs[order], int(self.st.climb_starts))
+
+    def _distinct_regions(self, xs: np.ndarray, k: int) -> list[np.ndarray]:
+        """The first ``k`` points of ``xs`` whose activation patterns differ."""
+        seen: set[bytes] = set()
+        out: list[np.ndarray] = []
+        for x in xs:
+            if len(out) >= k:
+                break
+            key = b"".join((z > 0).tobytes() for z in self._pre(x))
+            if key not in seen:
+                seen.add(key)
+                out.append(x)
+        return out
+
+    def _climbs(self, budget: float) -> None:
+        """Hill climbing from the best witness so far, then from the best samples of other regions in
+        turn (one climb ends at a local maximum in a fraction of a second on small nets: a random
+        8-32-32-1 in l-inf reaches 3.0457 from its second start, against 2.643 from the best sample
+        alone), until ``budget`` seconds are spent."""
+        t_end = time.perf_counter() + budget
+        starts = [np.asarray(self.witness["x"])] if self.witness is not None else []
+        starts += self.climb_from
+        for x in starts:
+            left = t_end - time.perf_counter()
+            if left <= 0:
+                break
+            self.stats["climbs"] += 1
+            self._climb(x, left)
 
     def _climb(self, x0: np.ndarray, budget: float) -> None:
         """Lower side: hill climbing over neighbouring regions from the region of x0 (one neuron flipped

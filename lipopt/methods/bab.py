@@ -17,7 +17,8 @@ max-pooling, the nominal-point constant, and operator norms that need sign enume
 
 Options (``RunOptions.extra``, top level or under "bab"): max_nodes, lp_prune, n_samples, root_bounds
 ("crown" | "interval"), branching ("influence" | "layer"), tau (leaf interior tolerance), max_directions
-(forward directional bound up to this many input-ball vertices), climb_time, node_crown, prior_bounds
+(forward directional bound up to this many input-ball vertices), climb_time, climb_starts, node_crown,
+prior_bounds
 (True: first the cheap methods' certified bounds, :mod:`lipopt.exact.prior`; the lower one's witness is
 offered to the lower side, the search stops once its lower bound meets the upper one, and the reported
 bracket is [max(own, prior lower), min(own, prior upper)] with ``stats["bracket_sources"]``), prior_time
@@ -57,7 +58,8 @@ class Options(MethodOptions):
     branching: str = "influence"  # "influence" (largest effect on the bound) or "layer" (first free)
     tau: float = 1e-9  # interior tolerance of the leaf margin LP (unit-domain coordinates)
     max_directions: int = 1 << 15  # forward bound over the input-ball vertices up to this many (l-inf / l1)
-    climb_time: float = 3.0  # hill climbing over regions from the best sample, seconds (<= 10 % of the limit)
+    climb_time: float = 3.0  # hill climbing over regions from the best samples, s (<= 10 % of the limit)
+    climb_starts: int = 32  # ... from this many samples of distinct regions, best first
     node_crown: bool = True  # CROWN bounds of the deeper layers' pre-activations in every node
     #: the cheap methods' certified bounds (lipopt.exact.prior): a start, a stop and the bracket's cap
     prior_bounds: bool = True
@@ -86,6 +88,9 @@ class Options(MethodOptions):
             bad.append(f"max_directions must be an integer >= 0, got {self.max_directions!r}")
         if not isinstance(self.climb_time, int | float) or not float(self.climb_time) >= 0:
             bad.append(f"climb_time must be a number >= 0, got {self.climb_time!r}")
+        cs = self.climb_starts
+        if isinstance(cs, bool) or not isinstance(cs, int) or cs < 0:
+            bad.append(f"climb_starts must be an integer >= 0, got {self.climb_starts!r}")
         if not isinstance(self.node_crown, bool):
             bad.append(f"node_crown must be True or False, got {self.node_crown!r}")
         if bad:
@@ -160,7 +165,8 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
     st = BabSettings(time_limit=time_limit, rel_gap=float(options.rel_gap), tau=float(o.tau),
                      max_nodes=o.max_nodes, lp_prune=o.lp_prune, n_samples=o.n_samples, seed=options.seed,
                      root_bounds=o.root_bounds, branching=o.branching, solver=options.solver,
-                     max_directions=o.max_directions, climb_time=float(o.climb_time), node_crown=o.node_crown,
+                     max_directions=o.max_directions, climb_time=float(o.climb_time),
+                     climb_starts=o.climb_starts, node_crown=o.node_crown,
                      progress=_reporter(options),
                      upper_cap=None if prior is None else prior.upper_value(),
                      starts=() if prior is None else tuple(prior.start_points()))
@@ -184,7 +190,8 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
         solver=f"bab + {solver} (LP)", witness=out.witness, stats=stats, notes=notes, message=message,
         options={"max_nodes": o.max_nodes, "lp_prune": o.lp_prune, "n_samples": o.n_samples,
                  "root_bounds": o.root_bounds, "branching": o.branching, "tau": o.tau,
-                 "max_directions": o.max_directions, "climb_time": o.climb_time, "node_crown": o.node_crown,
+                 "max_directions": o.max_directions, "climb_time": o.climb_time,
+                 "climb_starts": o.climb_starts, "node_crown": o.node_crown,
                  "prior_bounds": o.prior_bounds, "prior_time": o.prior_time,
                  "time_limit": options.time_limit, "rel_gap": options.rel_gap})
     _self_checks(res, network, out)
