@@ -30,7 +30,9 @@ def test_lenet_two_points(tmp_path, monkeypatch) -> None:
         assert max(r["lower_gradient"], r["lower_random"]) <= r["tight_upper"] * (1 + 1e-12)
         assert r["tight_upper"] <= r["local_upper"] * (1 + 1e-12) <= r["global_upper"] * (1 + 1e-9)
         assert r["tight_all_exact"] or not r["local_all_exact"]
-    assert res["radius_global"] <= res["radius_local_"] * (1 + 1e-12)
+    assert res["tight_global_upper"] <= res["global_upper"] * (1 + 1e-12)
+    for k in ("local_", "tight_"):
+        assert res[f"radius_{k}global"] <= res[f"radius_{k}"] * (1 + 1e-12)
     assert res["radius_local_"] <= res["radius_tight_"] * (1 + 2e-3)  # each search: rtol 1e-3
     if res["pgd_distance"] is not None:
         assert res["radius_tight_"] <= res["pgd_distance"]
