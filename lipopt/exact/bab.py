@@ -63,7 +63,7 @@ from lipopt.exact.bab_core import (
     has_maxpool,
     nonneg_norm,
 )
-from lipopt.exact.bab_lower import _LowerMixin
+from lipopt.exact.bab_lower import CLIMB_FIRST, _LowerMixin
 from lipopt.exact.interior import UnitDomain, unit_domain
 from lipopt.network.network import Network
 from lipopt.spec import AllOutputs, Ball, Box, Direction, Global, Norm, Question
@@ -187,6 +187,7 @@ class _Bab(_BoundsMixin, _LowerMixin):
                              else max(1, min(self.n, 12)))
         self.tried: set[bytes] = set()
         self.climb_from: list[np.ndarray] = []  # climb starts (_samples: best samples of distinct regions)
+        self.climb_spent, self.climb_cap = 0.0, 0.0  # seconds climbed, and the climb budget
         self.throttle = {"lp": _Throttle(), "completion": _Throttle(), "dual": _Throttle(rate=0.2)}
         self.lower: float | None = None
         self.witness: dict[str, Any] | None = None
@@ -239,7 +240,7 @@ class _Bab(_BoundsMixin, _LowerMixin):
         self._starts()
         if self.st.climb_time > 0:
             budget = self.st.climb_time if limit is None else min(self.st.climb_time, 0.1 * limit)
-            self._climbs(budget)
+            self._climbs(budget, CLIMB_FIRST)  # the starts left are climbed during the search
         heap = self._roots()
         stop = "completed"
         try:
@@ -311,6 +312,7 @@ class _Bab(_BoundsMixin, _LowerMixin):
                 self.stats["stopped_at_cap"] = cap
                 stop = "gap"
                 break
+            self._climb_during_search()
             _, _, node = heapq.heappop(heap)
             if node.fcache is not None:  # used by this node's children only
                 self.n_cached -= 1
@@ -370,6 +372,23 @@ class _Bab(_BoundsMixin, _LowerMixin):
         elif child.point is not None:
             self.stats["inherited"] += 1
         return child
+
+
+def region_climb(network: Network, question: Question, settings: BabSettings, budget: float) -> BabOutcome:
+    """The lower side of :func:`run_bab` alone (method ``region-climb``): the settings' samples and starts,
+    then hill climbing over neighbouring regions from the best of them for ``budget`` seconds. The
+    outcome's ``lower`` is a certified witness value (``upper`` None; stop "completed", or "time_limit"
+    when the budget ran out before every start was climbed)."""
+    if has_maxpool(network):
+        raise NotApplicableError("region climbing flips (leaky) ReLU slopes only; the network has "
+                                 "max-pooling")
+    b = _Bab(network, question, settings)
+    b._samples()
+    b._starts()
+    done = b._climbs(budget)
+    b.stats["time"] = time.perf_counter() - b.t0
+    return BabOutcome(b.lower, None, b.witness, "completed" if done else "time_limit", b.history, b.stats,
+                      b.notes, b.cq)
 
 
 def run_bab(network: Network, question: Question, settings: BabSettings | None = None) -> BabOutcome:

@@ -14,6 +14,12 @@ from lipopt.exact.bab_core import PRUNE_TOL, ZERO_RTOL, _act, _Node
 from lipopt.exact.interior import UnitDomain, solve_margin
 from lipopt.norms import jacobian_norm
 
+#: during the search, climbing continues from the starts left while it has used less than this share of
+#: the run's time so far (and less than the climb budget)
+CLIMB_SHARE = 0.1
+#: before the search, climbing uses at most this share of its budget
+CLIMB_FIRST = 0.25
+
 
 class _LowerMixin:
     """The forward-pass, LP and lower-side methods of ``_Bab`` (attributes set in ``_Bab.__init__``)."""
@@ -241,20 +247,34 @@ class _LowerMixin:
                 out.append(x)
         return out
 
-    def _climbs(self, budget: float) -> None:
+    def _climbs(self, budget: float, share: float = 1.0) -> bool:
         """Hill climbing from the best witness so far, then from the best samples of other regions in
         turn (one climb ends at a local maximum in a fraction of a second on small nets: a random
         8-32-32-1 in l-inf reaches 3.0457 from its second start, against 2.643 from the best sample
-        alone), until ``budget`` seconds are spent."""
-        t_end = time.perf_counter() + budget
-        starts = [np.asarray(self.witness["x"])] if self.witness is not None else []
-        starts += self.climb_from
-        for x in starts:
-            left = t_end - time.perf_counter()
-            if left <= 0:
-                break
-            self.stats["climbs"] += 1
-            self._climb(x, left)
+        alone), until ``share`` x ``budget`` seconds are spent; the starts left wait in
+        ``climb_from`` for :meth:`_climb_during_search`. True when every start was climbed in time."""
+        if self.witness is not None:
+            self.climb_from.insert(0, np.asarray(self.witness["x"]))
+        self.climb_cap = budget
+        self.stats["climb_starts"] = len(self.climb_from)
+        while self.climb_from and self.climb_spent < share * budget:
+            self._climb_next()
+        return not self.climb_from and self.climb_spent < budget
+
+    def _climb_next(self) -> None:
+        x = self.climb_from.pop(0)
+        t = time.perf_counter()
+        self.stats["climbs"] += 1
+        self._climb(x, self.climb_cap - self.climb_spent)
+        self.climb_spent += time.perf_counter() - t
+
+    def _climb_during_search(self) -> None:
+        """One more climb while the climbing so far is under CLIMB_SHARE of the run's time (and the
+        climb budget): a net that closes quickly pays for a quarter of the budget, a long run gets
+        every start within its first seconds."""
+        if self.climb_from and self.climb_spent < min(self.climb_cap,
+                                                      CLIMB_SHARE * (time.perf_counter() - self.t0)):
+            self._climb_next()
 
     def _climb(self, x0: np.ndarray, budget: float) -> None:
         """Lower side: hill climbing over neighbouring regions from the region of x0 (one neuron flipped

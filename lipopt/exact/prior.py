@@ -14,8 +14,9 @@ the run's time limit, never more than what is left):
   :data:`SLOW_MIN_TIME` seconds left in the box. ``local-affine`` bounds the
   nominal-point constant, which is below the pairwise one the exact methods compute, so it never
   caps them (the registry's applicability says so: the exact methods refuse nominal questions).
-* LOWER side, with what is left of the box: ``grad-ascent`` (projected gradient ascent with restarts;
-  the exact methods sample the domain themselves), whose witness is re-evaluated here in float64 (a
+* LOWER side, with what is left of the box: ``region-climb`` (hill climbing over neighbouring regions
+  from the best samples; not for ``bab``, which climbs itself) and ``grad-ascent`` (projected gradient
+  ascent with restarts), whose witnesses are re-evaluated here in float64 (a
   point in a region's interior: :func:`lipopt.certify.witness.point_witness`; a pair:
   :func:`lipopt.certify.witness.certified_pair_ratio`) before its value counts.
 
@@ -46,8 +47,8 @@ from lipopt.spec import Box, Global, Question
 UPPER_METHODS = ("lipsdp-fast", "naive")
 #: run after the others when time is left in the box
 SLOW_UPPER_METHODS = ("lipsdp-neuron",)
-#: cheap certified LOWER-bound methods (with a witness)
-LOWER_METHODS = ("grad-ascent",)
+#: cheap certified LOWER-bound methods (with a witness), in the order they run
+LOWER_METHODS = ("region-climb", "grad-ascent")
 #: without a run time limit, the prior's time box in seconds
 DEFAULT_MAX_TIME = 10.0
 #: a prior side and an own side may cross by this relative amount (solver tolerances) before the
@@ -224,9 +225,10 @@ def recheck_lower(network: Network, q: Question, res: Any) -> PriorSide | None:
 
 def gather(network: Network, question: Question, options: Any, fraction: float = 0.1,
            deadline: float | None = None, max_time: float = DEFAULT_MAX_TIME, lowers: bool = True,
-           uppers: bool = True) -> Prior:
+           uppers: bool = True, skip: tuple[str, ...] = ()) -> Prior:
     """The best certified prior bracket of ``question`` (bound to ``network``) within the time box
-    :func:`budget`; see the module docstring."""
+    :func:`budget`; see the module docstring. ``skip``: cheap methods not to run (``bab`` skips
+    ``region-climb``, its own lower side)."""
     from lipopt_solvers import interrupts
 
     t0 = time.perf_counter()
@@ -256,7 +258,7 @@ def gather(network: Network, question: Question, options: Any, fraction: float =
                 continue
             _take_upper(pr, _run_one(name, network, qu, options, left, pr.runs))
     if lowers:  # the exact methods sample the domain themselves: the lower side gets what is left
-        for name in LOWER_METHODS:
+        for name in (m for m in LOWER_METHODS if m not in skip):
             if small:
                 pr.runs.append({"method": name, "skipped": f"fewer than {SLOW_MIN_UNITS} activation units"})
                 continue

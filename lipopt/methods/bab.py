@@ -159,7 +159,7 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
         from lipopt.exact.prior import gather
 
         prior = gather(network, q, options, float(o.prior_time),
-                       None if time_limit is None else t0 + float(time_limit))
+                       None if time_limit is None else t0 + float(time_limit), skip=("region-climb",))
         if time_limit is not None:
             time_limit = max(0.0, float(time_limit) - prior.time)
     st = BabSettings(time_limit=time_limit, rel_gap=float(options.rel_gap), tau=float(o.tau),

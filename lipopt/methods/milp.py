@@ -34,11 +34,11 @@ input-norm ball of the directional-derivative MILP, :mod:`lipopt.mip.milp_direct
 number of directions is at most ``max_directions``, default 2^16; much tighter brackets on nets whose
 neurons all switch inside the box, see benchmarks/bench_milp.py section B).
 ``prior_bounds`` (default True; "milp" only): first the cheap methods' certified bounds
-(:mod:`lipopt.exact.prior`: naive and, for l2 questions, LipSDP as the UPPER side, grad-ascent's re-evaluated
-witness as the LOWER side) in a time box of ``prior_time`` (0.1) x the time limit, at most 10 s, counted
-against the limit; the lower one is a candidate and prunes pieces, no piece is solved once the certified
-lower bound meets the prior upper one, and the reported bracket is [max(own, prior lower), min(own, prior
-upper)] with ``stats["bracket_sources"]`` (:func:`lipopt.exact.prior.merge`).
+(:mod:`lipopt.exact.prior`: naive and, for l2 questions, LipSDP as the UPPER side, region-climb's and
+grad-ascent's re-evaluated witnesses as the LOWER side) in a time box of ``prior_time`` (0.1) x the time
+limit, at most 10 s, counted against the limit; the lower one is a candidate and prunes pieces, no piece is
+solved once the certified lower bound meets the prior upper one, and the reported bracket is [max(own, prior
+lower), min(own, prior upper)] with ``stats["bracket_sources"]`` (:func:`lipopt.exact.prior.merge`).
 ``small_mip_tuning`` (default True): a MIP of at most :data:`SMALL_MIP_BINARIES` (32) binaries is solved by
 HiGHS without its RINS / RENS sub-MIP heuristics (:data:`SMALL_MIP_HIGHS`; the user's ``--solver-option``
 values win), which took most of such a solve; tolerances unchanged.

@@ -31,12 +31,12 @@ not close), normalise (True), solver_extra (dict of raw solver parameters), prio
 cheap methods' certified bounds, :mod:`lipopt.exact.prior`, first), prior_time (0.1: their time box as a
 fraction of the time limit, at most 10 s).
 
-Prior bounds (``prior_bounds``): before the warm start, naive, lipsdp-fast (and lipsdp-neuron when time
-is left in the box) give a certified UPPER bound and grad-ascent a certified LOWER bound with a witness
-re-evaluated in float64. The lower one joins the warm start (a candidate and the cut-off tau); when the
-certified lower bound already meets the prior upper bound no MIQCQP is solved; the reported bracket is
-[max(own lower, prior lower), min(own upper, prior upper)] with ``stats["bracket_sources"]`` naming the
-method of each side, and crossing bounds are a failed check (:func:`lipopt.exact.prior.merge`).
+Prior bounds (``prior_bounds``): before the warm start, naive, lipsdp-fast (and lipsdp-neuron when time is
+left in the box) give a certified UPPER bound and region-climb and grad-ascent a certified LOWER bound with a
+witness re-evaluated in float64. The lower one joins the warm start (a candidate and the cut-off tau); when
+the certified lower bound already meets the prior upper bound no MIQCQP is solved; the reported bracket is
+[max(own lower, prior lower), min(own upper, prior upper)] with ``stats["bracket_sources"]`` naming the method
+of each side, and crossing bounds are a failed check (:func:`lipopt.exact.prior.merge`).
 
 Scale: the models are built on the normalised network (:func:`lipopt.formulations.scaling.normalised`:
 unit-scale weights, exactly f / factor with the same activation patterns); the solver's values are

@@ -226,8 +226,10 @@ def test_multi_start_climbing_reaches_the_exact_value(seed) -> None:
     for starts in (0, 32):
         b = _Bab(net, q, BabSettings(n_samples=200, climb_starts=starts))
         b._samples()
-        b._climbs(60.0)
-        assert b.stats["climbs"] == 1 + min(starts, len(b.climb_from))
+        n_starts = len(b.climb_from)
+        assert n_starts == starts  # 200 samples hold 32 distinct regions
+        assert b._climbs(60.0) and not b.climb_from
+        assert b.stats["climbs"] == 1 + n_starts  # the best sample's region, then each start
         pw = point_witness(net, np.asarray(b.witness["x"]), q.bind(net))
         assert pw.certified and pw.value == pytest.approx(b.lower, rel=1e-12)
         got[starts] = b.lower

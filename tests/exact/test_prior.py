@@ -49,6 +49,7 @@ def test_small_networks_run_only_the_millisecond_methods() -> None:
     pr = prior_mod.gather(net, Question(Norm.L2, Norm.L2), RunOptions(time_limit=20), fraction=0.25)
     ran = {row["method"]: row for row in pr.runs}
     assert "activation units" in ran["grad-ascent"]["skipped"] and pr.lower is None
+    assert "activation units" in ran["region-climb"]["skipped"]
     assert "activation units" in ran["lipsdp-neuron"]["skipped"]
     assert "activation units" in ran["naive"]["skipped"]  # its torch import: a second on a cold start
     assert "skipped" not in ran["lipsdp-fast"] and pr.upper is not None and pr.upper.method == "lipsdp-fast"
@@ -60,9 +61,12 @@ def test_gather_sides_are_certified_and_named(monkeypatch: pytest.MonkeyPatch) -
     q = Question(Norm.L2, Norm.L2)
     pr = prior_mod.gather(net, q, RunOptions(time_limit=20, seed=0), fraction=0.25)
     assert pr.upper is not None and pr.upper.method in ("naive", "lipsdp-fast", "lipsdp-neuron")
-    assert pr.lower is not None and pr.lower.method == "grad-ascent"
+    assert pr.lower is not None and pr.lower.method in ("region-climb", "grad-ascent")
     assert pr.lower.value <= pr.upper.value
-    assert {row["method"] for row in pr.runs} == {"naive", "lipsdp-fast", "lipsdp-neuron", "grad-ascent"}
+    assert {row["method"] for row in pr.runs} == {"naive", "lipsdp-fast", "lipsdp-neuron", "region-climb",
+                                                   "grad-ascent"}
+    exact = run_method("enumeration", net, q)
+    assert exact.kind.value == "EXACT" and pr.lower.value <= exact.value * (1 + 1e-9)
     assert pr.time <= pr.budget + 5.0  # the cheap methods overrun their box by their final check only
     fast = run_method("lipsdp-fast", net, q, RunOptions())
     assert pr.upper.value <= fast.upper * (1 + 1e-12)
@@ -139,10 +143,16 @@ def test_a_witness_that_fails_its_recheck_contributes_nothing(monkeypatch: pytes
 
     monkeypatch.setattr(ga, "run", fake)
     monkeypatch.setattr(prior_mod, "SLOW_MIN_UNITS", 0)
-    pr = prior_mod.gather(net, Question(Norm.L2, Norm.L2, Box(-1.0, 1.0)), RunOptions(time_limit=10),
-                          fraction=0.2, uppers=False)
+    q = Question(Norm.L2, Norm.L2, Box(-1.0, 1.0))
+    pr = prior_mod.gather(net, q, RunOptions(time_limit=10), fraction=0.2, uppers=False,
+                          skip=("region-climb",))
     assert pr.lower is None
     assert "did not re-evaluate" in pr.runs[-1]["skipped"]
+    pr = prior_mod.gather(net, q, RunOptions(time_limit=10), fraction=0.2, uppers=False)  # region-climb too
+    ran = {row["method"]: row for row in pr.runs}
+    assert "did not re-evaluate" in ran["grad-ascent"]["skipped"]
+    assert pr.lower is not None and pr.lower.method == "region-climb"
+    assert pr.lower.value <= run_method("enumeration", net, q).value * (1 + 1e-9)
 
 
 def test_inconsistent_prior_is_reported_not_hidden() -> None:
