@@ -374,9 +374,11 @@ class _Bab(_BoundsMixin, _LowerMixin):
         return child
 
 
-def region_climb(network: Network, question: Question, settings: BabSettings, budget: float) -> BabOutcome:
+def region_climb(network: Network, question: Question, settings: BabSettings, budget: float,
+                 deadline: float | None = None) -> BabOutcome:
     """The lower side of :func:`run_bab` alone (method ``region-climb``): the settings' samples and starts,
-    then hill climbing over neighbouring regions from the best of them for ``budget`` seconds. The
+    then hill climbing over neighbouring regions from the best of them for ``budget`` seconds, and not
+    past ``deadline`` (a ``time.perf_counter()`` instant: the set-up and samples count against it). The
     outcome's ``lower`` is a certified witness value (``upper`` None; stop "completed", or "time_limit"
     when the budget ran out before every start was climbed)."""
     if has_maxpool(network):
@@ -385,8 +387,11 @@ def region_climb(network: Network, question: Question, settings: BabSettings, bu
     b = _Bab(network, question, settings)
     b._samples()
     b._starts()
+    if deadline is not None:
+        budget = max(0.0, min(budget, deadline - time.perf_counter()))
     done = b._climbs(budget)
     b.stats["time"] = time.perf_counter() - b.t0
+    b.stats["climb_budget"], b.stats["climb_seconds"] = budget, b.climb_spent
     return BabOutcome(b.lower, None, b.witness, "completed" if done else "time_limit", b.history, b.stats,
                       b.notes, b.cq)
 

@@ -224,10 +224,11 @@ def recheck_lower(network: Network, q: Question, res: Any) -> PriorSide | None:
 
 
 def gather(network: Network, question: Question, options: Any, fraction: float = 0.1,
-           deadline: float | None = None, max_time: float = DEFAULT_MAX_TIME, lowers: bool = True,
-           uppers: bool = True, skip: tuple[str, ...] = ()) -> Prior:
+           deadline: float | None = None, max_time: float = DEFAULT_MAX_TIME,
+           lowers: bool | tuple[str, ...] = True, uppers: bool = True) -> Prior:
     """The best certified prior bracket of ``question`` (bound to ``network``) within the time box
-    :func:`budget`; see the module docstring. ``skip``: cheap methods not to run (``bab`` skips
+    :func:`budget`; see the module docstring. ``lowers``: the cheap LOWER methods to run (True: all of
+    :data:`LOWER_METHODS`, in their order; False: none; or a tuple of their names: ``bab`` leaves out
     ``region-climb``, its own lower side)."""
     from lipopt_solvers import interrupts
 
@@ -258,7 +259,7 @@ def gather(network: Network, question: Question, options: Any, fraction: float =
                 continue
             _take_upper(pr, _run_one(name, network, qu, options, left, pr.runs))
     if lowers:  # the exact methods sample the domain themselves: the lower side gets what is left
-        for name in (m for m in LOWER_METHODS if m not in skip):
+        for name in (m for m in LOWER_METHODS if lowers is True or m in lowers):
             if small:
                 pr.runs.append({"method": name, "skipped": f"fewer than {SLOW_MIN_UNITS} activation units"})
                 continue

@@ -156,10 +156,11 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
     prior = None
     time_limit = options.time_limit
     if o.prior_bounds:  # the cheap methods' certified bounds, in a small time box
-        from lipopt.exact.prior import gather
+        from lipopt.exact.prior import LOWER_METHODS, gather
 
         prior = gather(network, q, options, float(o.prior_time),
-                       None if time_limit is None else t0 + float(time_limit), skip=("region-climb",))
+                       None if time_limit is None else t0 + float(time_limit),
+                       lowers=tuple(m for m in LOWER_METHODS if m != "region-climb"))
         if time_limit is not None:
             time_limit = max(0.0, float(time_limit) - prior.time)
     st = BabSettings(time_limit=time_limit, rel_gap=float(options.rel_gap), tau=float(o.tau),

@@ -66,14 +66,17 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
         raise NotApplicableError(reason)
     o = Options.from_run(options, METHOD)
     budget = float(o.climb_time)
-    if options.time_limit is not None:
+    deadline = None
+    if options.time_limit is not None:  # the set-up and the samples count against the limit too
+        deadline = t0 + 0.8 * float(options.time_limit)
         budget = min(budget, max(0.0, 0.8 * float(options.time_limit)))
     st = BabSettings(n_samples=int(o.n_samples), climb_starts=int(o.climb_starts), seed=options.seed,
                      solver=options.solver, climb_time=budget)
-    out = region_climb(network, q, st, budget)
+    out = region_climb(network, q, st, budget, deadline)
     opts = {"n_samples": o.n_samples, "climb_starts": o.climb_starts, "climb_time": o.climb_time,
             "time_limit": options.time_limit}
-    stats = {k: out.stats.get(k) for k in ("climbs", "climb_starts", "climb_lps", "time")}
+    stats = {k: out.stats.get(k) for k in ("climbs", "climb_starts", "climb_lps", "climb_budget",
+                                           "climb_seconds", "time")}
     if out.lower is None or out.witness is None:
         return LipschitzResult(METHOD, BoundKind.LOWER, None, Status.ERROR, options=opts, stats=stats,
                                notes=list(out.notes),
@@ -91,8 +94,9 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
     res.add_check("witness value re-evaluated", abs(pw.value - res.value) <= 1e-12 * max(1.0, res.value),
                   f"{pw.value:.12g}")
     if out.stop == "time_limit":
-        capped = options.time_limit is not None and budget < float(o.climb_time)
-        res.notes.append(f"climbed from {stats['climbs']} of {stats['climb_starts']} starts in {budget:.3g} s"
+        used = float(stats["climb_budget"])
+        capped = options.time_limit is not None and used < float(o.climb_time)
+        res.notes.append(f"climbed from {stats['climbs']} of {stats['climb_starts']} starts in {used:.3g} s"
                          + (" (the run's time limit)" if capped else " (climb_time)"))
         if capped:
             res.stop = StopReason.TIME_LIMIT

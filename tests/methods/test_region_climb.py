@@ -64,7 +64,7 @@ def test_a_time_limit_keeps_a_certified_value_and_says_so() -> None:
     assert r.ok and r.value is not None and r.stop is StopReason.TIME_LIMIT
     assert any("starts in" in n and "time limit" in n for n in r.notes)
     assert r.stats["climbs"] < r.stats["climb_starts"]
-    full = run_method("region-climb", net, q, RunOptions(seed=0, threads=1))
+    full = run_method("region-climb", net, q, RunOptions(seed=0, threads=1, extra={"climb_time": 120.0}))
     assert full.stop is StopReason.COMPLETED and full.stats["climbs"] == full.stats["climb_starts"]
     assert full.value >= r.value * (1 - 1e-12)
 
