@@ -82,8 +82,11 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
                                notes=list(out.notes),
                                message="no sampled or climbed point could be certified",
                                wall_time=time.perf_counter() - t0)
+    from lipopt_solvers import Capability, default_solver
+
     w = out.witness
     res = LipschitzResult(METHOD, BoundKind.LOWER, float(out.lower), options=opts, stats=stats,
+                          solver=f"{options.solver or default_solver(Capability.LP)} (margin LPs)",
                           witness={"x": w["x"], "value": w["value"], "margin": w["margin"],
                                    "source": w["source"], "kind": "point"},
                           notes=list(out.notes))
