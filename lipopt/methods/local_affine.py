@@ -6,7 +6,7 @@ NOT the pairwise local constant. The global product bound of the same blocks is 
 Options (``RunOptions.extra``): ``spectral`` (a SpectralOptions), ``restrict_maxpool`` (bool),
 ``cholesky_limit`` (int: masked layers up to this smaller side get the tight certified norm, larger ones a
 looser sound bound; default SpectralOptions' 6000, ``-o cholesky_limit=30000`` makes the CIFAR-10 net's
-layers all tight at about 10x the time, docs/methods.md#spectral).
+layers all tight, up to 1.55x tighter at about 70x the time, docs/methods.md#spectral).
 
 The mathematics as implemented: ``docs/methods.md#local-affine``.
 """
