@@ -186,7 +186,8 @@ class _Bab(_BoundsMixin, _LowerMixin):
         self.lp_min_fixed = (int(st.lp_min_fixed) if st.lp_min_fixed is not None
                              else max(1, min(self.n, 12)))
         self.tried: set[bytes] = set()
-        self.climb_from: list[np.ndarray] = []  # climb starts (_samples: best samples of distinct regions)
+        #: climb starts by activation pattern, best first (_samples: best samples of distinct regions)
+        self.climb_from: dict[bytes, np.ndarray] = {}
         self.climb_spent, self.climb_cap = 0.0, 0.0  # seconds climbed, and the climb budget
         self.throttle = {"lp": _Throttle(), "completion": _Throttle(), "dual": _Throttle(rate=0.2)}
         self.lower: float | None = None

@@ -237,17 +237,14 @@ class _LowerMixin:
     def _region_key(self, x: np.ndarray) -> bytes:
         return b"".join((z > 0).tobytes() for z in self._pre(x))
 
-    def _distinct_regions(self, xs: np.ndarray, k: int) -> list[np.ndarray]:
-        """The first ``k`` points of ``xs`` whose activation patterns differ."""
-        seen: set[bytes] = set()
-        out: list[np.ndarray] = []
+    def _distinct_regions(self, xs: np.ndarray, k: int) -> dict[bytes, np.ndarray]:
+        """The first ``k`` points of ``xs`` whose activation patterns differ, keyed by their pattern (in
+        the order of ``xs``)."""
+        out: dict[bytes, np.ndarray] = {}
         for x in xs:
             if len(out) >= k:
                 break
-            key = self._region_key(x)
-            if key not in seen:
-                seen.add(key)
-                out.append(x)
+            out.setdefault(self._region_key(x), x)
         return out
 
     def _climbs(self, budget: float, share: float = 1.0) -> bool:
@@ -260,7 +257,8 @@ class _LowerMixin:
         if self.witness is not None:
             x = np.asarray(self.witness["x"])
             key = self._region_key(x)
-            self.climb_from = [x, *(y for y in self.climb_from if self._region_key(y) != key)]
+            self.climb_from.pop(key, None)
+            self.climb_from = {key: x, **self.climb_from}
         self.climb_cap = budget
         self.stats["climb_starts"] = len(self.climb_from)
         while self.climb_from and self.climb_spent < share * budget:
@@ -268,7 +266,7 @@ class _LowerMixin:
         return not self.climb_from and self.climb_spent < budget
 
     def _climb_next(self) -> None:
-        x = self.climb_from.pop(0)
+        x = self.climb_from.pop(next(iter(self.climb_from)))
         t = time.perf_counter()
         self.stats["climbs"] += 1
         self._climb(x, self.climb_cap - self.climb_spent)

@@ -66,10 +66,8 @@ def run(network: Network, question: Question, options: RunOptions) -> LipschitzR
         raise NotApplicableError(reason)
     o = Options.from_run(options, METHOD)
     budget = float(o.climb_time)
-    deadline = None
-    if options.time_limit is not None:  # the set-up and the samples count against the limit too
-        deadline = t0 + 0.8 * float(options.time_limit)
-        budget = min(budget, max(0.0, 0.8 * float(options.time_limit)))
+    # the set-up and the samples count against the limit too (region_climb caps the budget by it)
+    deadline = None if options.time_limit is None else t0 + 0.8 * float(options.time_limit)
     st = BabSettings(n_samples=int(o.n_samples), climb_starts=int(o.climb_starts), seed=options.seed,
                      solver=options.solver, climb_time=budget)
     out = region_climb(network, q, st, budget, deadline)
